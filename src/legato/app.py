@@ -1,0 +1,184 @@
+"""``App``: registers workflows and steps, and runs the engine in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar, overload
+
+from legato.client import AsyncClient, RunHandle, poll_outcome
+from legato.engine.clock import Clock
+from legato.engine.execution import Outcome
+from legato.engine.registry import Registry, Step, Workflow
+from legato.engine.worker import Engine
+from legato.errors import LegatoError
+from legato.model import HistoryEvent, Retry, RunStatus
+from legato.model.description import RunDescription
+from legato.storage import database_url, open_store
+from legato.storage.base import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class NotRunning(LegatoError, RuntimeError):
+    """The app's engine is not running in this process."""
+
+
+class App:
+    """A Legato application: its workflows, its steps, and (when entered) its engine.
+
+    ``database`` is a URL (``sqlite:///path.db``, ``memory://``) or a ``Store``; by default
+    ``$LEGATO_DATABASE_URL``, else ``sqlite:///./legato.db``.
+
+    >>> app = legato.App("courses")                          # doctest: +SKIP
+    >>> async with app:                                      # doctest: +SKIP
+    ...     run = await app.start(purchase_course, {"id": "p-1"}, run_id="purchase-p-1")
+    ...     print(await run.result())
+    """
+
+    def __init__(self, name: str, database: str | Store | None = None, *,
+                 clock: Clock | None = None, poll_interval: timedelta = timedelta(milliseconds=200),
+                 lease: timedelta = timedelta(seconds=15),
+                 max_concurrent_runs: int = 10_000) -> None:
+        self.name = name
+        if isinstance(database, str) or database is None:
+            self.database: str | None = database_url(database)
+            self.store: Store = open_store(self.database)
+        else:
+            self.database = None
+            self.store = database
+        self.registry = Registry()
+        self._clock = clock
+        self._engine_options = {"poll_interval": poll_interval, "lease": lease,
+                                "max_concurrent_runs": max_concurrent_runs}
+        self._engine: Engine | None = None
+        self._client = AsyncClient(self.store)
+
+    # -- registration ----------------------------------------------------------------------
+
+    @overload
+    def workflow(self, fn: F) -> F: ...
+    @overload
+    def workflow(self, *, name: str | None = None,
+                 timeout: timedelta | None = None) -> Callable[[F], F]: ...
+
+    def workflow(self, fn: Any = None, *, name: str | None = None,
+                 timeout: timedelta | None = None) -> Any:
+        """Register an ``async def`` as a workflow: ``@app.workflow`` or
+        ``@app.workflow(name=..., timeout=timedelta(...))``."""
+        def register(f: Callable[..., Any]) -> Workflow[..., Any]:
+            workflow: Workflow[..., Any] = Workflow(f, name=name, timeout=timeout)
+            self.registry.add_workflow(workflow)
+            return workflow
+
+        return register(fn) if fn is not None else register
+
+    @overload
+    def step(self, fn: F) -> F: ...
+    @overload
+    def step(self, *, name: str | None = None, retry: Retry | None = None,
+             timeout: timedelta | None = None) -> Callable[[F], F]: ...
+
+    def step(self, fn: Any = None, *, name: str | None = None, retry: Retry | None = None,
+             timeout: timedelta | None = None) -> Any:
+        """Register a ``def`` or ``async def`` as a durable step: ``@app.step`` or
+        ``@app.step(name=..., retry=legato.Retry(...), timeout=timedelta(...))``.
+
+        Inside a workflow a call is recorded and never re-run once recorded; outside
+        any workflow it is a plain function call.
+        """
+        def register(f: Callable[..., Any]) -> Step[..., Any]:
+            step: Step[..., Any] = Step(f, name=name, retry=retry, timeout=timeout)
+            self.registry.add_step(step)
+            return step
+
+        return register(fn) if fn is not None else register
+
+    # -- the engine ------------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        """True between ``__aenter__`` and ``__aexit__`` (or while ``run_worker`` runs)."""
+        return self._engine is not None and self._engine.running
+
+    def _running_engine(self) -> Engine:
+        if self._engine is None or not self._engine.running:
+            raise NotRunning(
+                f"app {self.name!r} is not running: use `async with app:` (or app.run_worker())"
+                " to run the engine here, or legato.AsyncClient to start runs for a worker"
+            )
+        return self._engine
+
+    async def __aenter__(self) -> App:
+        if self._engine is not None and self._engine.running:
+            raise NotRunning(f"app {self.name!r} is already running")
+        engine = Engine(self.registry, self.store, clock=self._clock,
+                        **self._engine_options)  # type: ignore[arg-type]  # typed above
+        await engine.start()
+        self._engine = engine
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            await engine.stop()
+            self._client = AsyncClient(self.store)
+
+    async def run_worker(self) -> None:
+        """Run the engine until SIGINT/SIGTERM or cancellation (what ``legato worker`` calls)."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with self:
+                await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def start(self, workflow: Workflow[..., Any] | str | Callable[..., Any], *args: Any,
+                    run_id: str | None = None) -> RunHandle:
+        """Start a run of ``workflow`` (the decorated function or its name) and return a handle.
+
+        A ``run_id`` that exists returns a handle on that run and creates nothing; if it
+        belongs to another workflow, ``RunAlreadyExists`` is raised.
+        """
+        engine = self._running_engine()
+        definition = self.registry.workflow(workflow)  # type: ignore[arg-type]  # checked there
+        run_id = await engine.start_run(definition, args, run_id)
+        return RunHandle(self, run_id)
+
+    def handle(self, run_id: str) -> RunHandle:
+        """A handle on an existing run."""
+        return RunHandle(self, run_id)
+
+    async def _outcome(self, run_id: str, timeout: float | None) -> Outcome:
+        engine = self._engine
+        if engine is not None and run_id in engine.live:
+            try:
+                outcome = await asyncio.wait_for(engine.wait(run_id), timeout)
+            except TimeoutError:
+                raise TimeoutError(f"run {run_id!r} did not end within {timeout}s") from None
+            if outcome is not None:
+                return outcome
+        return await poll_outcome(self.store, run_id, timeout)
+
+    async def cancel(self, run_id: str) -> RunStatus:
+        """Cancel a run: stop it at its next call and compensate its completed steps."""
+        engine = self._engine
+        if engine is not None and engine.cancel_live(run_id):
+            return RunStatus.RUNNING
+        return await self._client.cancel(run_id)
+
+    async def describe(self, run_id: str) -> RunDescription:
+        """What step the run is on, what failed, what happens next."""
+        return await self._client.describe(run_id)
+
+    async def history(self, run_id: str) -> list[HistoryEvent]:
+        """The run's raw history."""
+        return await self._client.history(run_id)

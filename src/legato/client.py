@@ -1,0 +1,251 @@
+"""``AsyncClient`` / ``Client``: start, cancel and inspect runs without an engine here.
+
+A web handler or a script starts a run by workflow name; a ``legato worker`` elsewhere,
+on the same database, executes it. The CLI is a thin layer over ``Client``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+from legato.engine.execution import Outcome, encode
+from legato.errors import RunAlreadyExists, RunFailed, RunNotFound, UnknownWorkflow
+from legato.model import HistoryEvent, Run, RunStatus
+from legato.model.description import RunDescription, describe_run
+from legato.storage import database_url, open_store
+from legato.storage.base import NewRun, Store
+
+T = TypeVar("T")
+
+
+class _RunSource(Protocol):
+    async def _outcome(self, run_id: str, timeout: float | None) -> Outcome: ...
+    async def describe(self, run_id: str) -> RunDescription: ...
+    async def cancel(self, run_id: str) -> RunStatus: ...
+
+
+class RunHandle:
+    """A handle on one run: wait for its result, describe it, cancel it."""
+
+    def __init__(self, source: _RunSource, run_id: str) -> None:
+        self._source = source
+        self.run_id = run_id
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run to end and return its output.
+
+        Raises ``legato.errors.RunFailed`` (with ``status``, ``error_type``,
+        ``error_message`` and ``step_name``) if it ended any other way than completed,
+        and ``TimeoutError`` if ``timeout`` seconds pass first.
+        """
+        outcome = await self._source._outcome(self.run_id, timeout)
+        if outcome.status is RunStatus.COMPLETED:
+            return outcome.output
+        error = outcome.error or {}
+        raise RunFailed(self.run_id, outcome.status.value, error.get("type"),
+                        error.get("message"), error.get("step"))
+
+    async def describe(self) -> RunDescription:
+        """What step the run is on, what failed, what happens next."""
+        return await self._source.describe(self.run_id)
+
+    async def cancel(self) -> RunStatus:
+        """Cancel the run (its completed steps are compensated)."""
+        return await self._source.cancel(self.run_id)
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run_id!r}>"
+
+
+def outcome_of(run: Run) -> Outcome | None:
+    """The outcome of a run that has ended, else None."""
+    if not run.status.is_terminal:
+        return None
+    return Outcome(run.status, run.output, run.error)
+
+
+async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outcome:
+    """Wait for a run to end by reading the store (the run executes elsewhere)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        run = await store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        outcome = outcome_of(run)
+        if outcome is not None:
+            return outcome
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"run {run_id!r} is still {run.status.value} after {timeout}s")
+        wait = delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic()))
+        await asyncio.sleep(wait)
+        delay = min(delay * 2, 0.5)
+
+
+class AsyncClient:
+    """Start, cancel and inspect runs on a database, with no engine in this process.
+
+    >>> async with legato.AsyncClient("sqlite:///legato.db") as client:  # doctest: +SKIP
+    ...     run = await client.start("purchase_course", {"id": "p-1"}, run_id="p-1")
+    """
+
+    def __init__(self, database: str | Store | None = None) -> None:
+        if isinstance(database, str) or database is None:
+            self.database: str | None = database_url(database)
+            self._store: Store = open_store(self.database)
+        else:
+            self.database = None
+            self._store = database
+        self._opened = False
+
+    async def _open(self) -> Store:
+        if not self._opened:
+            await self._store.open()
+            self._opened = True
+        return self._store
+
+    async def close(self) -> None:
+        """Close the database connection."""
+        if self._opened:
+            self._opened = False
+            await self._store.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        await self._open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self, workflow: str, *args: Any, run_id: str | None = None) -> RunHandle:
+        """Create a run of ``workflow`` (by name) for a worker to execute.
+
+        An existing ``run_id`` of the same workflow returns a handle on that run; of
+        another workflow, raises ``RunAlreadyExists``. Unknown names raise
+        ``UnknownWorkflow`` and nothing is written.
+        """
+        store = await self._open()
+        payload = encode(list(args), f"the arguments of workflow {workflow!r}")
+        known = await store.list_workflows()
+        if workflow not in known:
+            raise UnknownWorkflow(workflow, known)
+        run_id = run_id or str(uuid.uuid4())
+        conflicts = await store.write([NewRun(run_id, workflow, RunStatus.PENDING.value, payload,
+                                              time.time(), None, None)])
+        existing = conflicts.get(run_id)
+        if existing is not None and existing != workflow:
+            raise RunAlreadyExists(run_id, existing, workflow)
+        return RunHandle(self, run_id)
+
+    def handle(self, run_id: str) -> RunHandle:
+        """A handle on an existing run (not checked until used)."""
+        return RunHandle(self, run_id)
+
+    async def get_run(self, run_id: str) -> Run:
+        """The stored run; raises ``RunNotFound``."""
+        run = await (await self._open()).get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    async def describe(self, run_id: str) -> RunDescription:
+        """What step the run is on, what failed, what happens next."""
+        run = await self.get_run(run_id)
+        return describe_run(run, await self._store.history(run_id))
+
+    async def history(self, run_id: str) -> list[HistoryEvent]:
+        """The run's raw history, oldest first."""
+        await self.get_run(run_id)
+        return await self._store.history(run_id)
+
+    async def list_runs(self, *, status: str | None = None, workflow: str | None = None,
+                        limit: int = 50) -> list[Run]:
+        """Runs, newest first."""
+        if status is not None:
+            RunStatus(status)  # a clear ValueError for a status that does not exist
+        return await (await self._open()).list_runs(status=status, workflow=workflow,
+                                                    limit=limit)
+
+    async def list_workflows(self) -> list[str]:
+        """Workflow names registered on this database."""
+        return await (await self._open()).list_workflows()
+
+    async def cancel(self, run_id: str) -> RunStatus:
+        """Cancel a run: at once if no worker has taken it, else by its worker."""
+        run = await (await self._open()).request_cancel(run_id, time.time())
+        if run is None:
+            raise RunNotFound(run_id)
+        return run.status
+
+    async def _outcome(self, run_id: str, timeout: float | None) -> Outcome:
+        return await poll_outcome(await self._open(), run_id, timeout)
+
+    async def result(self, run_id: str, timeout: float | None = None) -> Any:
+        """Wait for the run's output (see ``RunHandle.result``)."""
+        return await RunHandle(self, run_id).result(timeout)
+
+
+class Client:
+    """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
+
+    def __init__(self, database: str | Store | None = None) -> None:
+        self._async = AsyncClient(database)
+        self.database = self._async.database
+        self._runner = asyncio.Runner()
+
+    def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        return self._runner.run(fn(*args, **kwargs))  # type: ignore[arg-type]  # an awaitable
+
+    def close(self) -> None:
+        """Close the database connection."""
+        try:
+            self._call(self._async.close)
+        finally:
+            self._runner.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, workflow: str, *args: Any, run_id: str | None = None) -> str:
+        """Create a run of ``workflow`` for a worker to execute; return its id."""
+        return self._call(self._async.start, workflow, *args, run_id=run_id).run_id
+
+    def handle(self, run_id: str) -> RunHandle:
+        """An async handle on an existing run."""
+        return self._async.handle(run_id)
+
+    def get_run(self, run_id: str) -> Run:
+        """The stored run; raises ``RunNotFound``."""
+        return self._call(self._async.get_run, run_id)
+
+    def describe(self, run_id: str) -> RunDescription:
+        """What step the run is on, what failed, what happens next."""
+        return self._call(self._async.describe, run_id)
+
+    def history(self, run_id: str) -> list[HistoryEvent]:
+        """The run's raw history, oldest first."""
+        return self._call(self._async.history, run_id)
+
+    def list_runs(self, *, status: str | None = None, workflow: str | None = None,
+                  limit: int = 50) -> list[Run]:
+        """Runs, newest first."""
+        return self._call(self._async.list_runs, status=status, workflow=workflow, limit=limit)
+
+    def list_workflows(self) -> list[str]:
+        """Workflow names registered on this database."""
+        return self._call(self._async.list_workflows)
+
+    def cancel(self, run_id: str) -> RunStatus:
+        """Cancel a run."""
+        return self._call(self._async.cancel, run_id)
+
+    def result(self, run_id: str, timeout: float | None = None) -> Any:
+        """Wait for the run's output; raises ``RunFailed`` if it did not complete."""
+        return self._call(self._async.result, run_id, timeout)

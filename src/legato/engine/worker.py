@@ -1,0 +1,265 @@
+"""``Engine``: executes runs in this process — starts, claims, recovers, heartbeats.
+
+Ownership works by worker: each run row names the worker executing it, and each worker
+heartbeats its own row. A worker whose heartbeat is older than the lease, or whose
+process is gone from this host, is dead: its runs are released and claimed by the
+living, who resume them by replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import socket
+import time
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from legato.engine.clock import Clock, SystemClock
+from legato.engine.context import current_execution
+from legato.engine.execution import Outcome, RunExecution, encode
+from legato.engine.journal import Journal
+from legato.engine.registry import Registry, Workflow
+from legato.engine.replay import ReplayIndex
+from legato.engine.steps import StepRunner
+from legato.errors import RunAlreadyExists, UnknownWorkflow
+from legato.model import HistoryEvent, Run, RunStatus
+from legato.storage.base import NewRun, SetRun, Store
+
+log = logging.getLogger(__name__)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Engine:
+    """Runs workflows of one ``Registry`` against one ``Store``."""
+
+    def __init__(
+        self, registry: Registry, store: Store, *, clock: Clock | None = None,
+        poll_interval: timedelta = timedelta(milliseconds=200),
+        lease: timedelta = timedelta(seconds=15), max_concurrent_runs: int = 10_000,
+        step_threads: int = 32,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.poll_interval_s = poll_interval.total_seconds()
+        self.lease_s = lease.total_seconds()
+        self.max_concurrent_runs = max_concurrent_runs
+        self.live: dict[str, RunExecution] = {}
+        self._step_threads = step_threads
+        self.journal: Journal
+        self.steps: StepRunner
+        self._maintainer: asyncio.Task[None] | None = None
+        self._poke = asyncio.Event()
+        self._last_heartbeat = 0.0
+        self._to_release: list[str] = []
+        self.running = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, register, recover unfinished runs, and start serving."""
+        await self.store.open()
+        self.journal = Journal(self.store, self._on_write_failed)
+        self.steps = StepRunner(self.clock, self._step_threads)
+        self.journal.start()
+        now = time.time()
+        await self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), now)
+        await self.store.register_workflows(list(self.registry.workflows), now)
+        self._last_heartbeat = now
+        self.running = True
+        await self._reap_dead_workers()
+        while await self._claim():
+            pass
+        self._maintainer = asyncio.get_running_loop().create_task(
+            self._maintain(), name="legato-maintainer")
+
+    async def stop(self) -> None:
+        """Stop executing: runs in flight stay as recorded and are released for recovery."""
+        if not self.running:
+            return
+        self.running = False
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintainer
+        tasks = [e.task for e in self.live.values() if e.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.journal.stop()
+        self.steps.shutdown()
+        try:
+            await self.store.remove_workers([self.worker_id])
+        finally:
+            await self.store.close()
+
+    # -- starting and launching runs ---------------------------------------------------------------
+
+    async def start_run(self, workflow: Workflow[..., Any], args: tuple[Any, ...],
+                        run_id: str | None) -> str:
+        """Create a run and execute it here; an existing id returns the existing run."""
+        workflow.check_arguments(args)
+        payload = encode(list(args), f"the arguments of workflow {workflow.name!r}")
+        if run_id is None:
+            run_id = str(uuid.uuid4())
+        elif not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        live = self.live.get(run_id)
+        if live is not None:
+            if live.workflow.name != workflow.name:
+                raise RunAlreadyExists(run_id, live.workflow.name, workflow.name)
+            return run_id
+        now = self.clock.time()
+        deadline = None if workflow.timeout_s is None else now + workflow.timeout_s
+        outcome = await self.journal.commit(
+            [NewRun(run_id, workflow.name, RunStatus.RUNNING.value, payload, now, deadline,
+                    self.worker_id)], run_id)
+        existing = outcome.conflicts.get(run_id)
+        if existing is not None:
+            if existing != workflow.name:
+                raise RunAlreadyExists(run_id, existing, workflow.name)
+            return run_id
+        self._launch(run_id, workflow, list(args), deadline, ReplayIndex())
+        return run_id
+
+    def _launch(self, run_id: str, workflow: Workflow[..., Any], args: list[Any],
+                deadline_at: float | None, index: ReplayIndex) -> RunExecution:
+        execution = RunExecution(self, run_id, workflow, args, deadline_at, index)
+        self.live[run_id] = execution
+        # The task runs in a copy of this context: each run's calls find their own execution.
+        context = contextvars.copy_context()
+        context.run(current_execution.set, execution)
+        execution.task = asyncio.get_running_loop().create_task(
+            execution.drive(), name=f"legato-run-{run_id}", context=context)
+        return execution
+
+    def _resume(self, run: Run, history: list[HistoryEvent]) -> None:
+        workflow = self.registry.workflows[run.workflow]  # claims only take our workflows
+        index = ReplayIndex.build(history)
+        deadline = None if run.deadline_at is None else run.deadline_at.timestamp()
+        if run.status is RunStatus.PENDING:
+            self.journal.submit_nowait(SetRun(run.run_id, RunStatus.RUNNING.value, None, None,
+                                              self.clock.time(), None))
+        execution = self._launch(run.run_id, workflow, list(run.input), deadline, index)
+        if run.cancel_requested:
+            execution.cancel()
+
+    def forget(self, execution: RunExecution) -> None:
+        """Called by an execution when its task ends."""
+        if self.live.get(execution.run_id) is execution:
+            del self.live[execution.run_id]
+        if self.running and execution.done.cancelled():
+            # Stopped before its end (a write failed): hand it back so it is claimed
+            # again and resumed from what was committed.
+            self._to_release.append(execution.run_id)
+            self.poke()
+
+    def _on_write_failed(self, failed: dict[str, BaseException]) -> None:
+        for run_id, error in failed.items():
+            log.error("run %s: its records could not be written (%s); stopping it here",
+                      run_id, error)
+            execution = self.live.get(run_id)
+            if execution is not None:
+                execution.abandon()
+
+    # -- asking about runs ------------------------------------------------------------------------
+
+    async def wait(self, run_id: str) -> Outcome | None:
+        """The outcome of a run live here, or None if it is not (or stops being) live here."""
+        execution = self.live.get(run_id)
+        if execution is None:
+            return None
+        try:
+            return await asyncio.shield(execution.done)
+        except asyncio.CancelledError:
+            if execution.done.cancelled():
+                return None
+            raise
+
+    def cancel_live(self, run_id: str) -> bool:
+        """Cancel a run executing here; False if it is not live here."""
+        execution = self.live.get(run_id)
+        if execution is None:
+            return False
+        execution.cancel()
+        return True
+
+    def workflow(self, name: str) -> Workflow[..., Any]:
+        """The registered workflow of that name."""
+        try:
+            return self.registry.workflows[name]
+        except KeyError:
+            raise UnknownWorkflow(name, list(self.registry.workflows)) from None
+
+    # -- background upkeep --------------------------------------------------------------------
+
+    def poke(self) -> None:
+        """Look for new work now rather than at the next poll."""
+        self._poke.set()
+
+    async def _maintain(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), self.poll_interval_s)
+            self._poke.clear()
+            try:
+                now = time.time()
+                if now - self._last_heartbeat >= self.lease_s / 3:
+                    await self.store.heartbeat(self.worker_id, now)
+                    self._last_heartbeat = now
+                    await self._reap_dead_workers()
+                if self._to_release:
+                    released, self._to_release = self._to_release, []
+                    await self.journal.flush()
+                    await self.store.release_runs(self.worker_id, released)
+                while await self._claim():
+                    pass
+                for run_id in await self.store.cancel_requests(self.worker_id):
+                    self.cancel_live(run_id)
+            except Exception:
+                # The database may be briefly unavailable; keep serving and try again.
+                log.exception("worker upkeep failed; retrying at the next poll")
+
+    async def _claim(self) -> bool:
+        """Claim and resume due runs; True if there may be more to claim at once."""
+        room = self.max_concurrent_runs - len(self.live)
+        if room <= 0:
+            return False
+        limit = min(room, 1000)
+        runs = await self.store.claim_runs(self.worker_id, self.clock.time(), limit,
+                                           list(self.registry.workflows))
+        if not runs:
+            return False
+        histories = await self.store.histories([r.run_id for r in runs])
+        for run in runs:
+            if run.run_id not in self.live:
+                self._resume(run, histories[run.run_id])
+        return len(runs) == limit
+
+    async def _reap_dead_workers(self) -> None:
+        host = socket.gethostname()
+        now = time.time()
+        dead = [
+            w.worker_id for w in await self.store.list_workers()
+            if w.worker_id != self.worker_id and (
+                now - w.heartbeat_at.timestamp() > self.lease_s
+                or (w.host == host and not _pid_alive(w.pid)))
+        ]
+        if dead:
+            released = await self.store.remove_workers(dead)
+            log.info("released %d run(s) of %d dead worker(s)", released, len(dead))

@@ -1,0 +1,228 @@
+"""Errors raised by Legato.
+
+Every error Legato raises on purpose derives from :class:`LegatoError`::
+
+    LegatoError
+    ├── DefinitionError (ValueError)      a workflow or step is declared or called wrongly
+    │   ├── UnknownWorkflow (LookupError) no workflow of that name is registered
+    │   └── PayloadError (TypeError)      arguments or results that do not serialize to JSON
+    ├── ConfigurationError (ValueError)   a bad database URL or option
+    ├── RunError                          something about one run
+    │   ├── RunNotFound (LookupError)
+    │   ├── RunAlreadyExists              the run id belongs to another workflow
+    │   ├── RunFailed                     result() of a run that did not complete
+    │   ├── StepFailed                    a step gave up (seen inside the workflow)
+    │   ├── StepTimeout (TimeoutError)    one attempt of a step took too long
+    │   ├── WorkflowTimeout (TimeoutError)
+    │   ├── NonDeterminismError           replay met a different call than history holds
+    │   └── CompensationFailed            a compensation gave up
+    ├── StorageError                      the database failed or is not usable
+    │   ├── ConcurrencyConflict           another writer changed the row first
+    │   ├── MigrationRequired             the schema is older than this code
+    │   ├── SchemaTooNew                  the schema is newer than this code
+    │   └── NotALegatoDatabase            the file is not a Legato database
+    └── BusError                          event bus failures (reserved for the bus)
+
+Errors carry data (``run_id``, ``step_name``, ``attempt``) and their message says what
+happened and what to do next. Engine control flow (suspending or cancelling a workflow)
+uses private ``BaseException`` subclasses outside this tree, so a workflow's
+``except Exception`` never swallows a suspension.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LegatoError(Exception):
+    """Root of every error Legato raises on purpose."""
+
+
+class DefinitionError(LegatoError, ValueError):
+    """A workflow or step is declared, registered or called the wrong way."""
+
+
+class UnknownWorkflow(DefinitionError, LookupError):
+    """No workflow of this name is registered."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        self.name = name
+        self.known = sorted(known or [])
+        hint = f" Known workflows: {', '.join(self.known)}." if self.known else (
+            " No workflows are registered yet: start a worker for your app"
+            " (legato worker MODULE:APP) so it records its workflows."
+        )
+        super().__init__(f"unknown workflow {name!r}.{hint}")
+
+
+class PayloadError(DefinitionError, TypeError):
+    """Arguments or a result cannot be stored as JSON."""
+
+
+class ConfigurationError(LegatoError, ValueError):
+    """A database URL or option is not valid."""
+
+
+class RunError(LegatoError):
+    """An error about one workflow run."""
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class RunNotFound(RunError, LookupError):
+    """No run has this id."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"no run with id {run_id!r}", run_id=run_id)
+
+
+class RunAlreadyExists(RunError):
+    """A run with this id exists and belongs to a different workflow."""
+
+    def __init__(self, run_id: str, existing_workflow: str, requested_workflow: str) -> None:
+        super().__init__(
+            f"run id {run_id!r} already belongs to workflow {existing_workflow!r}; "
+            f"cannot start it as {requested_workflow!r}. Choose another run id.",
+            run_id=run_id,
+        )
+        self.existing_workflow = existing_workflow
+        self.requested_workflow = requested_workflow
+
+
+class RunFailed(RunError):
+    """The run ended without a result: failed, compensated, cancelled or blocked."""
+
+    def __init__(
+        self,
+        run_id: str,
+        status: str,
+        error_type: str | None,
+        message: str | None,
+        step_name: str | None = None,
+    ) -> None:
+        where = f" in step {step_name!r}" if step_name else ""
+        what = f": {error_type}: {message}" if error_type else ""
+        super().__init__(f"run {run_id!r} ended {status}{where}{what}", run_id=run_id)
+        self.status = status
+        self.error_type = error_type
+        self.error_message = message
+        self.step_name = step_name
+
+
+class StepFailed(RunError):
+    """A step gave up after its retries; the workflow may catch this and take another path.
+
+    ``error_type`` is the qualified name of the exception the step raised, so code that
+    branches on the cause reads the same live and on replay:
+    ``if err.error_type.endswith("OutOfStock"): ...``.
+    """
+
+    def __init__(
+        self,
+        step_name: str,
+        error_type: str,
+        message: str,
+        attempts: int,
+        *,
+        run_id: str | None = None,
+    ) -> None:
+        super().__init__(
+            f"step {step_name!r} failed after {attempts} attempt(s): {error_type}: {message}",
+            run_id=run_id,
+        )
+        self.step_name = step_name
+        self.error_type = error_type
+        self.error_message = message
+        self.attempts = attempts
+
+
+class StepTimeout(RunError, TimeoutError):
+    """One attempt of a step ran longer than the step's timeout."""
+
+    def __init__(self, step_name: str, timeout_s: float, attempt: int) -> None:
+        super().__init__(f"step {step_name!r} attempt {attempt} timed out after {timeout_s:g}s")
+        self.step_name = step_name
+        self.attempt = attempt
+
+
+class WorkflowTimeout(RunError, TimeoutError):
+    """The run did not finish before its workflow timeout."""
+
+    def __init__(self, run_id: str, timeout_s: float) -> None:
+        super().__init__(f"run {run_id!r} exceeded its workflow timeout of {timeout_s:g}s",
+                         run_id=run_id)
+
+
+class NonDeterminismError(RunError):
+    """Replay met a different call than the run's history recorded.
+
+    The run is left ``blocked`` (never failed or compensated): deploy code that makes the
+    same calls as the recorded history, or cancel the run.
+    """
+
+    def __init__(self, run_id: str, seq: str, recorded: str, requested: str) -> None:
+        super().__init__(
+            f"run {run_id!r} is not deterministic at call #{seq}: history recorded "
+            f"{recorded}, but the code asked for {requested}. The run is blocked; deploy "
+            "code that makes the same calls as before, or cancel the run.",
+            run_id=run_id,
+        )
+        self.seq = seq
+        self.recorded = recorded
+        self.requested = requested
+
+
+class CompensationFailed(RunError):
+    """A compensation gave up; the run needs an operator."""
+
+    def __init__(self, step_name: str, error_type: str, message: str, attempts: int) -> None:
+        super().__init__(
+            f"compensation of step {step_name!r} failed after {attempts} attempt(s): "
+            f"{error_type}: {message}"
+        )
+        self.step_name = step_name
+        self.error_type = error_type
+        self.error_message = message
+        self.attempts = attempts
+
+
+class StorageError(LegatoError):
+    """The database failed or cannot be used."""
+
+
+class ConcurrencyConflict(StorageError):
+    """Another writer changed the same row first."""
+
+
+class MigrationRequired(StorageError):
+    """The database schema is older than this code and migrations are disabled."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer Legato than this one."""
+
+    def __init__(self, found: int, supported: int, where: str) -> None:
+        super().__init__(
+            f"{where} has schema version {found}, but this Legato supports up to "
+            f"{supported}. Upgrade legato, or point it at another database."
+        )
+        self.found = found
+        self.supported = supported
+
+
+class NotALegatoDatabase(StorageError):
+    """The file exists but is not a Legato database (or is corrupt)."""
+
+
+class BusError(LegatoError):
+    """An event bus operation failed."""
+
+
+def describe_exception(exc: BaseException) -> dict[str, Any]:
+    """Return the JSON-able summary of ``exc`` stored in history: type and message."""
+    cls = type(exc)
+    module = cls.__module__
+    qual = cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+    return {"type": qual, "message": str(exc)}

@@ -1,0 +1,8 @@
+"""Plain data: what a run, a history record and a retry policy *are*. No I/O, no asyncio."""
+
+from legato.model.history import EventKind, HistoryEvent
+from legato.model.ids import RunId
+from legato.model.retry import Retry
+from legato.model.runs import Run, RunStatus
+
+__all__ = ["EventKind", "HistoryEvent", "Retry", "Run", "RunId", "RunStatus"]

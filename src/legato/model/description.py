@@ -1,0 +1,166 @@
+"""``RunDescription``: one answer to *what step are we on, what failed, what happens next*."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from legato.model.history import EventKind, HistoryEvent
+from legato.model.runs import Run, RunStatus
+
+
+@dataclass(frozen=True, slots=True)
+class StepSummary:
+    """One step call as history tells it."""
+
+    key: str
+    name: str
+    status: str                 # running | retrying | completed | failed
+    attempts: int
+    compensable: bool = False
+    compensation: str | None = None   # None | running | retrying | completed | failed
+    error: dict[str, Any] | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunDescription:
+    """Where a run stands, derived from its row and its history."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    created_at: datetime
+    updated_at: datetime
+    current_step: str | None
+    attempt: int | None
+    last_error: dict[str, Any] | None
+    completed_steps: list[str]
+    compensations_done: list[str]
+    compensations_pending: list[str]
+    next: str
+    steps: list[StepSummary] = field(default_factory=list)
+    output: Any = None
+    input: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (datetimes as ISO strings)."""
+        def clean(value: Any) -> Any:
+            if isinstance(value, datetime):
+                return value.isoformat()
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [clean(v) for v in value]
+            return value
+
+        data = clean(asdict(self))
+        data["status"] = self.status.value
+        return data  # type: ignore[no-any-return]  # clean() of a dict is a dict
+
+
+def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
+    """Derive a ``RunDescription`` from a run and its history (pure)."""
+    steps: dict[str, dict[str, Any]] = {}
+    last_error: dict[str, Any] | None = run.error
+    for event in history:
+        key = event.key
+        if event.kind in (EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+            assert key is not None
+            step = steps.setdefault(key, {"key": key, "name": event.name, "status": "running",
+                                          "attempts": 0, "compensable": False})
+            step["attempts"] = max(step["attempts"], event.attempt)
+            if event.kind is EventKind.STEP_STARTED:
+                step["status"] = "running"
+                step["retry_at"] = None
+            elif event.kind is EventKind.STEP_COMPLETED:
+                step["status"] = "completed"
+                step["compensable"] = "args" in (event.data or {})
+                step["retry_at"] = None
+            else:
+                data = event.data or {}
+                step["error"] = {"type": data.get("type"), "message": data.get("message")}
+                last_error = {**step["error"], "step": event.name, "attempt": event.attempt}
+                if data.get("final"):
+                    step["status"] = "failed"
+                    step["retry_at"] = None
+                else:
+                    step["status"] = "retrying"
+                    step["retry_at"] = datetime.fromtimestamp(data["retry_at"], UTC)
+        elif event.kind in (EventKind.COMPENSATION_STARTED, EventKind.COMPENSATION_COMPLETED,
+                            EventKind.COMPENSATION_FAILED) and key in steps:
+            step = steps[key]
+            if event.kind is EventKind.COMPENSATION_STARTED:
+                step["compensation"] = "running"
+            elif event.kind is EventKind.COMPENSATION_COMPLETED:
+                step["compensation"] = "completed"
+            else:
+                data = event.data or {}
+                step["compensation"] = "failed" if data.get("final") else "retrying"
+                last_error = {"type": data.get("type"), "message": data.get("message"),
+                              "step": event.name, "compensation": True,
+                              "attempt": event.attempt}
+
+    summaries = [StepSummary(**s) for s in steps.values()]
+    completed = [s.name for s in summaries if s.status == "completed"]
+    done = [s.name for s in summaries if s.compensation == "completed"]
+    compensating = run.status in (RunStatus.COMPENSATING, RunStatus.COMPENSATION_FAILED)
+    # Compensations run newest first; list what is left in that order.
+    pending = [s.name for s in reversed(summaries)
+               if s.compensable and s.status == "completed" and s.compensation != "completed"
+               and (compensating or run.status is RunStatus.CANCELLED)]
+    active = [s for s in summaries if s.status in ("running", "retrying")]
+    current = active[-1] if active else None
+    if compensating:
+        in_comp = [s for s in summaries if s.compensation in ("running", "retrying", "failed")]
+        if in_comp:
+            current = in_comp[-1]
+    return RunDescription(
+        run_id=run.run_id, workflow=run.workflow, status=run.status,
+        created_at=run.created_at, updated_at=run.updated_at,
+        current_step=None if current is None or run.status.is_terminal and not compensating
+        else current.name,
+        attempt=None if current is None else current.attempts,
+        last_error=last_error, completed_steps=completed, compensations_done=done,
+        compensations_pending=pending, next=_next(run, current, pending, last_error),
+        steps=summaries, output=run.output, input=run.input,
+    )
+
+
+def _next(run: Run, current: StepSummary | None, pending: list[str],
+          last_error: dict[str, Any] | None) -> str:
+    status = run.status
+    error = run.error or last_error or {}
+    cause = f"{error.get('type')}: {error.get('message')}" if error.get("type") else "unknown"
+    if status is RunStatus.PENDING:
+        return "waiting for a worker to pick the run up (is `legato worker` running?)"
+    if status is RunStatus.COMPLETED:
+        return "nothing: the run completed"
+    if status is RunStatus.FAILED:
+        return f"nothing: the run failed ({cause}); no step needed compensating"
+    if status is RunStatus.COMPENSATED:
+        return f"nothing: the run failed ({cause}) and every completed step was compensated"
+    if status is RunStatus.CANCELLED:
+        return "nothing: the run was cancelled" + (
+            "; its completed steps were compensated" if not pending else "")
+    if status is RunStatus.BLOCKED:
+        return (f"operator action: replay diverged from history ({error.get('message')}). "
+                "Deploy code that makes the recorded calls, or cancel the run")
+    if status is RunStatus.COMPENSATION_FAILED:
+        return (f"operator action: compensating {error.get('step')!r} failed ({cause}); "
+                f"still to compensate: {', '.join(pending) or 'nothing'}")
+    if status is RunStatus.COMPENSATING:
+        if current is not None and current.compensation == "retrying":
+            return f"retry compensating {current.name!r}, then {_rest(pending[1:])}"
+        return f"compensate {_rest(pending)} (newest first), then end compensated"
+    if current is None:
+        return "run the workflow's next call"
+    if current.status == "retrying" and current.retry_at is not None:
+        return (f"retry step {current.name!r} (attempt {current.attempts + 1}) at "
+                f"{current.retry_at.isoformat(timespec='seconds')}")
+    return f"finish step {current.name!r} (attempt {current.attempts}), then continue the workflow"
+
+
+def _rest(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names) if names else "nothing more"

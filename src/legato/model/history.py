@@ -1,0 +1,46 @@
+"""History: the append-only record of everything a run did."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class EventKind(enum.StrEnum):
+    """What a history record says happened."""
+
+    RUN_STARTED = "run_started"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+    STEP_FAILED = "step_failed"          # one attempt failed; data.retry_at set if it retries
+    VALUE = "value"                      # legato.now/uuid/random recorded for replay
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"            # the failure that escaped the workflow
+    CANCEL_REQUESTED = "cancel_requested"
+    COMPENSATION_STARTED = "compensation_started"
+    COMPENSATION_COMPLETED = "compensation_completed"
+    COMPENSATION_FAILED = "compensation_failed"  # one attempt; final when data.final
+    RUN_COMPENSATED = "run_compensated"
+    RUN_CANCELLED = "run_cancelled"
+    RUN_BLOCKED = "run_blocked"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One history record.
+
+    ``pos`` orders records within a run (1, 2, ...). ``key`` is the call's sequence
+    number in workflow call order (``"3"``; ``"3.1"`` for the first call of a branch
+    opened at call 3), shared by all records about the same call.
+    """
+
+    run_id: str
+    pos: int
+    kind: EventKind
+    key: str | None
+    name: str | None
+    attempt: int
+    data: Any
+    at: datetime

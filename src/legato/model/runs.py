@@ -1,0 +1,69 @@
+"""Runs and their statuses."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from legato.model.ids import RunId
+
+
+class RunStatus(enum.StrEnum):
+    """Where a run is in its life.
+
+    ``pending → running → (sleeping | waiting) → completed | failed | compensating →
+    compensated | compensation_failed | cancelled | blocked``.
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SLEEPING = "sleeping"
+    WAITING = "waiting"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+    CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the run will not move again without an operator."""
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {
+        RunStatus.COMPLETED,
+        RunStatus.FAILED,
+        RunStatus.COMPENSATED,
+        RunStatus.COMPENSATION_FAILED,
+        RunStatus.CANCELLED,
+        RunStatus.BLOCKED,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One run of a workflow as stored: its identity, status and outcome.
+
+    ``input`` and ``output`` are JSON (``input`` is the list of positional arguments).
+    ``error`` is ``{"type", "message", "step"}`` when the run failed or is blocked.
+    """
+
+    run_id: RunId
+    workflow: str
+    status: RunStatus
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    deadline_at: datetime | None = None
+    wake_at: datetime | None = None
+    owner: str | None = None
+    cancel_requested: bool = False

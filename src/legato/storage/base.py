@@ -1,0 +1,149 @@
+"""The ``Store`` port: the primitives the engine needs from a database.
+
+A store applies batches of writes atomically and answers a handful of reads. It holds
+no policy: retries, leases, ordering and compensation live in ``legato.engine``. Every
+adapter (``memory``, ``sqlite``, later ``postgres``) passes the same contract suite in
+``tests/contract``.
+
+Times cross this port as float Unix seconds (UTC) on the write side, where the engine is
+hot, and as aware ``datetime`` on the read side, where callers want to show them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from legato.model import HistoryEvent, Run
+
+SCHEMA_VERSION = 1
+"""The schema version this code writes; stores refuse databases newer than this."""
+
+
+@dataclass(slots=True)
+class NewRun:
+    """Insert a run unless one with the same id exists (then report it as a conflict)."""
+
+    run_id: str
+    workflow: str
+    status: str
+    input: bytes
+    created_at: float
+    deadline_at: float | None
+    owner: str | None
+
+
+@dataclass(slots=True)
+class Append:
+    """Append one history record. ``(run_id, pos)`` is unique: a second writer conflicts."""
+
+    run_id: str
+    pos: int
+    kind: str
+    key: str | None
+    name: str | None
+    attempt: int
+    data: bytes | None
+    at: float
+
+
+@dataclass(slots=True)
+class SetRun:
+    """Overwrite a run's mutable columns."""
+
+    run_id: str
+    status: str
+    output: bytes | None
+    error: bytes | None
+    updated_at: float
+    wake_at: float | None
+
+
+Write = NewRun | Append | SetRun
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker process that has registered with the database."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+class Store(Protocol):
+    """Durable storage for runs, their history, workers and registered workflows."""
+
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema; refuse foreign or newer databases."""
+
+    async def close(self) -> None:
+        """Release connections and threads. Safe to call twice."""
+
+    async def write(self, ops: Sequence[Write]) -> dict[str, str]:
+        """Apply ``ops`` in order, in one transaction.
+
+        Returns ``{run_id: existing_workflow}`` for every ``NewRun`` whose id already
+        existed (those rows are left untouched). Raises ``ConcurrencyConflict`` if an
+        ``Append`` collides with an existing record; then nothing of the batch is written.
+        """
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run with this id, or None."""
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
+    ) -> list[Run]:
+        """Runs, newest first, optionally filtered."""
+
+    async def history(self, run_id: str) -> list[HistoryEvent]:
+        """A run's history in ``pos`` order (empty for unknown runs)."""
+
+    async def histories(self, run_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
+        """Histories of many runs at once (recovery loads a thousand runs in one go)."""
+
+    async def claim_runs(self, worker_id: str, now: float, limit: int,
+                         workflows: Sequence[str]) -> list[Run]:
+        """Take ownership of up to ``limit`` unfinished, unowned, due runs of ``workflows``."""
+
+    async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
+        """Drop ownership of runs ``worker_id`` owns (all, or only ``run_ids``); count them."""
+
+    async def cancel_requests(self, worker_id: str) -> list[str]:
+        """Ids of unfinished runs owned by ``worker_id`` whose cancellation was requested."""
+
+    async def request_cancel(self, run_id: str, at: float) -> Run | None:
+        """Flag the run for cancellation; cancel it outright if nobody took it yet.
+
+        A run still ``pending`` and unowned has done nothing, so it becomes ``cancelled``
+        at once (with ``cancel_requested`` and ``run_cancelled`` records). An owned run only
+        gets the flag: its owner records and carries out the cancellation. Returns the run
+        as it is afterwards, or None if there is no such run.
+        """
+
+    async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
+        """Record a worker process (or refresh it)."""
+
+    async def heartbeat(self, worker_id: str, at: float) -> None:
+        """Say that ``worker_id`` is alive."""
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker."""
+
+    async def remove_workers(self, worker_ids: Sequence[str]) -> int:
+        """Forget these workers and release every run they owned; return runs released."""
+
+    async def register_workflows(self, names: Sequence[str], at: float) -> None:
+        """Record the workflow names an app serves, so clients can check names."""
+
+    async def list_workflows(self) -> list[str]:
+        """Workflow names registered by any app on this database."""
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    """Float Unix seconds to an aware UTC datetime (None stays None)."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)

@@ -1,0 +1,72 @@
+"""Bring a SQLite database to the current schema, or refuse it with a clear error."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from importlib import resources
+
+from legato.errors import NotALegatoDatabase, SchemaTooNew
+from legato.storage.base import SCHEMA_VERSION
+
+APPLICATION_ID = 0x4C47544F  # "LGTO": marks the file as Legato's (PRAGMA application_id)
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """``(version, file name, sql)`` of every migration shipped, in order."""
+    found = []
+    for entry in resources.files("legato.storage.sqlite.migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), entry.name, entry.read_text("utf-8")))
+    found.sort()
+    return found
+
+
+def schema_sql() -> str:
+    """The readable current schema, ``schema.sql``."""
+    return resources.files("legato.storage.sqlite").joinpath("schema.sql").read_text("utf-8")
+
+
+def ensure_schema(conn: sqlite3.Connection, where: str) -> None:
+    """Create or migrate the schema in ``conn``; raise if the file is not ours or too new."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.DatabaseError as exc:
+        raise NotALegatoDatabase(f"{where} is not a SQLite database ({exc}).") from exc
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID:
+            if tables:
+                raise NotALegatoDatabase(
+                    f"{where} is a SQLite database, but not a Legato one (it has {tables} "
+                    "other objects). Point Legato at a new file or an empty database."
+                )
+            version = 0
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(version, SCHEMA_VERSION, where)
+        for number, _name, sql in migrations():
+            if number > version:
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                version = number
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(sql: str) -> list[str]:
+    # executescript() would commit our transaction; split on complete statements instead.
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    return [s for s in statements if s.strip(" \n;")]

@@ -1,0 +1,1 @@
+"""Numbered SQL migrations, applied in order; the number is the schema version."""

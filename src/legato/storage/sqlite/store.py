@@ -1,0 +1,362 @@
+"""``SqliteStore``: runs and history in one SQLite file.
+
+One writer connection lives on its own thread and applies each batch of writes in one
+transaction; the engine's journal hands it batches, so while one batch is being fsynced
+the next one fills up (group commit). Reads use a second connection on another thread:
+in WAL mode they never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import orjson
+
+from legato.errors import ConcurrencyConflict, NotALegatoDatabase, StorageError
+from legato.model import EventKind, HistoryEvent, Run, RunStatus
+from legato.model.ids import RunId
+from legato.model.runs import TERMINAL_STATUSES
+from legato.storage.base import Append, NewRun, SetRun, WorkerInfo, Write, to_datetime
+from legato.storage.sqlite._migrate import ensure_schema
+
+T = TypeVar("T")
+
+_UNFINISHED = "status NOT IN ({})".format(
+    ", ".join(f"'{s.value}'" for s in sorted(TERMINAL_STATUSES))
+)
+_RUN_COLUMNS = (
+    "run_id, workflow, status, input, output, error, created_at, updated_at, "
+    "deadline_at, wake_at, owner, cancel_requested"
+)
+_INSERT_RUN = (
+    "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, deadline_at, "
+    "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING"
+)
+_APPEND = (
+    "INSERT INTO history (run_id, pos, kind, key, name, attempt, data, at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SET_RUN = (
+    "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, wake_at = ? "
+    "WHERE run_id = ?"
+)
+_HISTORY_COLUMNS = "run_id, pos, kind, key, name, attempt, data, at"
+
+
+def _loads(data: bytes | None) -> Any:
+    return None if data is None else orjson.loads(data)
+
+
+def _run(row: tuple[Any, ...]) -> Run:
+    return Run(
+        run_id=RunId(row[0]), workflow=row[1], status=RunStatus(row[2]), input=_loads(row[3]),
+        output=_loads(row[4]), error=_loads(row[5]),
+        created_at=to_datetime(row[6]),  # type: ignore[arg-type]  # NOT NULL column
+        updated_at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
+        deadline_at=to_datetime(row[8]), wake_at=to_datetime(row[9]), owner=row[10],
+        cancel_requested=bool(row[11]),
+    )
+
+
+def _event(row: tuple[Any, ...]) -> HistoryEvent:
+    return HistoryEvent(
+        run_id=row[0], pos=row[1], kind=EventKind(row[2]), key=row[3], name=row[4],
+        attempt=row[5], data=_loads(row[6]),
+        at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
+    )
+
+
+class SqliteStore:
+    """A ``Store`` on one SQLite file.
+
+    ``synchronous`` is SQLite's durability setting: ``"full"`` (the default) fsyncs every
+    commit, so a committed record survives power loss; ``"normal"`` survives a process
+    crash but not an OS crash.
+    """
+
+    def __init__(self, path: str, *, synchronous: str = "full") -> None:
+        if synchronous.lower() not in ("full", "normal", "off", "extra"):
+            raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        # One thread each: sqlite3 connections must not be used by two threads at once.
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._read_thread: ThreadPoolExecutor | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open both connections and create or migrate the schema."""
+        if self._writer is not None:
+            return
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="legato-sqlite-write")
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="legato-sqlite-read")
+        try:
+            self._writer = await self._on(self._write_thread, self._connect, True)
+            self._reader = await self._on(self._read_thread, self._connect, False)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect(self, is_writer: bool) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StorageError(f"cannot open {self.path}: directory {directory} does not exist")
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=30.0)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if is_writer:
+                ensure_schema(conn, self.path)
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise NotALegatoDatabase(
+                f"{self.path} is not a usable SQLite database ({exc})."
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Close connections and stop the threads."""
+        for attr, pool_attr in (("_writer", "_write_thread"), ("_reader", "_read_thread")):
+            conn, pool = getattr(self, attr), getattr(self, pool_attr)
+            setattr(self, attr, None)
+            setattr(self, pool_attr, None)
+            if pool is not None:
+                if conn is not None:
+                    await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+                pool.shutdown(wait=True)
+
+    async def _on(self, pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> T:
+        if pool is None:
+            raise StorageError(f"the SQLite store for {self.path} is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._on(self._write_thread, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._on(self._read_thread, fn, *args)
+
+    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._writer
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def write(self, ops: Sequence[Write]) -> dict[str, str]:
+        """Apply ``ops`` in one transaction (runs first, then history, then updates)."""
+        return await self._write(self._tx, lambda conn: self._apply(conn, ops))
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, ops: Sequence[Write]) -> dict[str, str]:
+        conflicts: dict[str, str] = {}
+        appends: list[tuple[Any, ...]] = []
+        sets: list[tuple[Any, ...]] = []
+        for op in ops:
+            if type(op) is Append:
+                appends.append((op.run_id, op.pos, op.kind, op.key, op.name, op.attempt,
+                                op.data, op.at))
+            elif type(op) is SetRun:
+                sets.append((op.status, op.output, op.error, op.updated_at, op.wake_at,
+                             op.run_id))
+            elif type(op) is NewRun:
+                cur = conn.execute(_INSERT_RUN, (op.run_id, op.workflow, op.status, op.input,
+                                                 op.created_at, op.created_at, op.deadline_at,
+                                                 op.owner))
+                if cur.rowcount == 0:
+                    row = conn.execute("SELECT workflow FROM runs WHERE run_id = ?",
+                                       (op.run_id,)).fetchone()
+                    conflicts[op.run_id] = row[0]
+        if appends:
+            try:
+                conn.executemany(_APPEND, appends)
+            except sqlite3.IntegrityError as exc:
+                raise ConcurrencyConflict(
+                    f"a history record already exists ({exc}): another worker is "
+                    "executing one of these runs"
+                ) from exc
+        if sets:
+            conn.executemany(_SET_RUN, sets)
+        return conflicts
+
+    async def claim_runs(self, worker_id: str, now: float, limit: int,
+                         workflows: Sequence[str]) -> list[Run]:
+        """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, oldest first."""
+        if not workflows:
+            return []
+        marks = ", ".join("?" * len(workflows))
+        sql = (
+            f"UPDATE runs SET owner = ? WHERE run_id IN (SELECT run_id FROM runs WHERE "
+            f"owner IS NULL AND {_UNFINISHED} AND (wake_at IS NULL OR wake_at <= ?) "
+            f"AND workflow IN ({marks}) ORDER BY created_at LIMIT ?) RETURNING {_RUN_COLUMNS}"
+        )
+        params = (worker_id, now, *workflows, limit)
+        rows = await self._write(self._tx, lambda c: c.execute(sql, params).fetchall())
+        return [_run(r) for r in rows]
+
+    async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
+        """Drop ownership of the runs ``worker_id`` owns (all, or just ``run_ids``)."""
+        if run_ids is None:
+            return await self._write(self._tx, lambda c: c.execute(
+                "UPDATE runs SET owner = NULL WHERE owner = ?", (worker_id,)).rowcount)
+        params = [(worker_id, rid) for rid in run_ids]
+        return await self._write(self._tx, lambda c: c.executemany(
+            "UPDATE runs SET owner = NULL WHERE owner = ? AND run_id = ?", params).rowcount)
+
+    async def request_cancel(self, run_id: str, at: float) -> Run | None:
+        """Flag the run; cancel it outright if it is pending and unowned."""
+
+        def body(c: sqlite3.Connection) -> Run | None:
+            row = c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                            (run_id,)).fetchone()
+            if row is None:
+                return None
+            run = _run(row)
+            if run.status.is_terminal:
+                return run
+            outright = run.owner is None and run.status == RunStatus.PENDING
+            c.execute(
+                "UPDATE runs SET cancel_requested = 1, status = ?, updated_at = ? "
+                "WHERE run_id = ?",
+                (RunStatus.CANCELLED.value if outright else run.status.value, at, run_id),
+            )
+            if outright:
+                # Nobody executes the run, so nobody else appends to its history. A run with
+                # an owner gets only the flag: the owner records the cancel itself, in order.
+                pos = c.execute("SELECT coalesce(max(pos), 0) FROM history WHERE run_id = ?",
+                                (run_id,)).fetchone()[0]
+                for i, kind in enumerate((EventKind.CANCEL_REQUESTED, EventKind.RUN_CANCELLED), 1):
+                    c.execute(_APPEND, (run_id, pos + i, kind.value, None, None, 0, None, at))
+            return _run(c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                                  (run_id,)).fetchone())
+
+        return await self._write(self._tx, body)
+
+    async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
+        """Record a worker process."""
+        await self._write(self._tx, lambda c: c.execute(
+            "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
+            "DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+            (worker_id, host, pid, at, at)))
+
+    async def heartbeat(self, worker_id: str, at: float) -> None:
+        """Say that ``worker_id`` is alive."""
+        await self._write(self._tx, lambda c: c.execute(
+            "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (at, worker_id)))
+
+    async def remove_workers(self, worker_ids: Sequence[str]) -> int:
+        """Forget these workers and release their runs."""
+
+        def body(c: sqlite3.Connection) -> int:
+            released = 0
+            for wid in worker_ids:
+                c.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
+                released += c.execute("UPDATE runs SET owner = NULL WHERE owner = ?",
+                                      (wid,)).rowcount
+            return released
+
+        return await self._write(self._tx, body)
+
+    async def register_workflows(self, names: Sequence[str], at: float) -> None:
+        """Record workflow names."""
+        await self._write(self._tx, lambda c: c.executemany(
+            "INSERT INTO workflows VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            [(n, at) for n in names]))
+
+    # -- reads -----------------------------------------------------------------------
+
+    def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        assert self._reader is not None
+        return self._reader.execute(sql, params).fetchall()
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run with this id, or None."""
+        rows = await self._read(self._fetch, f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                                (run_id,))
+        return _run(rows[0]) if rows else None
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
+    ) -> list[Run]:
+        """Runs, newest first, optionally filtered."""
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if workflow is not None:
+            where.append("workflow = ?")
+            params.append(workflow)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(
+            self._fetch,
+            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC "
+            "LIMIT ?", (*params, limit),
+        )
+        return [_run(r) for r in rows]
+
+    async def history(self, run_id: str) -> list[HistoryEvent]:
+        """A run's history in ``pos`` order."""
+        rows = await self._read(
+            self._fetch, f"SELECT {_HISTORY_COLUMNS} FROM history WHERE run_id = ? ORDER BY pos",
+            (run_id,))
+        return [_event(r) for r in rows]
+
+    async def histories(self, run_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
+        """Histories of many runs, fetched in chunks."""
+        result: dict[str, list[HistoryEvent]] = {rid: [] for rid in run_ids}
+        ids = list(run_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._read(
+                self._fetch,
+                f"SELECT {_HISTORY_COLUMNS} FROM history WHERE run_id IN ({marks}) "
+                "ORDER BY run_id, pos", chunk)
+            for row in rows:
+                result[row[0]].append(_event(row))
+        return result
+
+    async def cancel_requests(self, worker_id: str) -> list[str]:
+        """Unfinished runs owned by ``worker_id`` whose cancellation was requested."""
+        rows = await self._read(
+            self._fetch,
+            f"SELECT run_id FROM runs WHERE owner = ? AND {_UNFINISHED} AND cancel_requested = 1",
+            (worker_id,))
+        return [r[0] for r in rows]
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker."""
+        rows = await self._read(self._fetch, "SELECT * FROM workers")
+        return [WorkerInfo(r[0], r[1], r[2], to_datetime(r[3]),  # type: ignore[arg-type]
+                           to_datetime(r[4])) for r in rows]  # type: ignore[arg-type]
+
+    async def list_workflows(self) -> list[str]:
+        """Registered workflow names."""
+        return [r[0] for r in await self._read(self._fetch,
+                                               "SELECT name FROM workflows ORDER BY name")]
