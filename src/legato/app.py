@@ -43,17 +43,25 @@ class App:
                  lease: timedelta = timedelta(seconds=15),
                  max_concurrent_runs: int = 10_000) -> None:
         self.name = name
-        if isinstance(database, str) or database is None:
-            self.database: str | None = database_url(database)
-            self.store: Store = open_store(self.database)
-        else:
-            self.database = None
-            self.store = database
+        self.database: str | None = None
+        self.store: Store
+        self.use_database(database)
         self.registry = Registry()
         self._clock = clock
         self._engine_options = {"poll_interval": poll_interval, "lease": lease,
                                 "max_concurrent_runs": max_concurrent_runs}
         self._engine: Engine | None = None
+
+    def use_database(self, database: str | Store | None) -> None:
+        """Point the app at another database (a URL or a ``Store``); only while stopped."""
+        if getattr(self, "_engine", None) is not None:
+            raise NotRunning(f"app {self.name!r} is running; stop it before changing database")
+        if isinstance(database, str) or database is None:
+            self.database = database_url(database)
+            self.store = open_store(self.database)
+        else:
+            self.database = None
+            self.store = database
         self._client = AsyncClient(self.store)
 
     # -- registration ----------------------------------------------------------------------

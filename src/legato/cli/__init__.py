@@ -1,0 +1,1 @@
+"""The ``legato`` command line: one module per noun, all over ``legato.Client``."""
