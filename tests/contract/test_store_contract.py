@@ -1,0 +1,500 @@
+"""The Store contract: one suite, run against every adapter (the ``store`` fixture)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from legato.errors import ConcurrencyConflict
+from legato.model import EventKind, RunStatus
+from legato.storage.base import Append, NewRun, SetRun, Store
+
+T0 = 1_900_000_000.0
+
+
+def at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def new_run(
+    run_id: str,
+    *,
+    workflow: str = "wf",
+    status: str = "running",
+    created: float = T0,
+    owner: str | None = None,
+    deadline: float | None = None,
+    args: list[object] | None = None,
+) -> NewRun:
+    return NewRun(
+        run_id,
+        workflow,
+        status,
+        orjson.dumps(args if args is not None else [run_id]),
+        created,
+        deadline,
+        owner,
+    )
+
+
+def append(
+    run_id: str,
+    pos: int,
+    kind: EventKind = EventKind.STEP_STARTED,
+    *,
+    key: str | None = "1",
+    name: str | None = "a",
+    attempt: int = 1,
+    data: object = None,
+    ts: float = T0,
+) -> Append:
+    encoded = None if data is None else orjson.dumps(data)
+    return Append(run_id, pos, kind.value, key, name, attempt, encoded, ts)
+
+
+def set_run(
+    run_id: str,
+    status: str,
+    *,
+    output: object = None,
+    error: object = None,
+    ts: float = T0 + 1,
+    wake_at: float | None = None,
+) -> SetRun:
+    return SetRun(
+        run_id,
+        status,
+        None if output is None else orjson.dumps(output),
+        None if error is None else orjson.dumps(error),
+        ts,
+        wake_at,
+    )
+
+
+# -- write: NewRun ----
+
+
+async def test_new_run_is_stored_with_its_fields(store: Store) -> None:
+    await store.write(
+        [
+            new_run(
+                "r1",
+                workflow="buy",
+                status="pending",
+                created=T0,
+                deadline=T0 + 60,
+                owner="w1",
+                args=[{"id": 1}, "x"],
+            )
+        ]
+    )
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.run_id, run.workflow, run.status) == ("r1", "buy", RunStatus.PENDING)
+    assert run.input == [{"id": 1}, "x"]
+    assert (run.output, run.error) == (None, None)
+    assert run.created_at == at(T0) and run.updated_at == at(T0)
+    assert run.deadline_at == at(T0 + 60)
+    assert run.wake_at is None
+    assert run.owner == "w1"
+    assert run.cancel_requested is False
+
+
+async def test_new_run_with_existing_id_reports_the_existing_workflow(store: Store) -> None:
+    assert await store.write([new_run("r1", workflow="buy", args=[1])]) == {}
+    conflicts = await store.write([new_run("r1", workflow="sell", status="pending", args=[2])])
+    assert conflicts == {"r1": "buy"}
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.workflow, run.status, run.input) == ("buy", RunStatus.RUNNING, [1])
+
+
+async def test_duplicate_new_run_in_one_batch_keeps_the_first(store: Store) -> None:
+    conflicts = await store.write(
+        [new_run("r1", workflow="buy", args=[1]), new_run("r1", workflow="sell", args=[2])]
+    )
+    assert conflicts == {"r1": "buy"}
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.workflow, run.input) == ("buy", [1])
+
+
+async def test_conflicting_new_run_does_not_stop_the_rest_of_the_batch(store: Store) -> None:
+    await store.write([new_run("r1")])
+    conflicts = await store.write([new_run("r1", workflow="other"), new_run("r2"), append("r2", 1)])
+    assert conflicts == {"r1": "wf"}
+    assert await store.get_run("r2") is not None
+    assert [e.pos for e in await store.history("r2")] == [1]
+
+
+# -- write: Append ----
+
+
+async def test_appended_records_read_back_with_their_fields(store: Store) -> None:
+    await store.write(
+        [
+            new_run("r1"),
+            append(
+                "r1",
+                1,
+                EventKind.STEP_FAILED,
+                key="2.1",
+                name="pay",
+                attempt=3,
+                data={"type": "ValueError", "retry_at": T0 + 5},
+                ts=T0 + 2,
+            ),
+        ]
+    )
+    [event] = await store.history("r1")
+    assert (event.run_id, event.pos, event.kind) == ("r1", 1, EventKind.STEP_FAILED)
+    assert (event.key, event.name, event.attempt) == ("2.1", "pay", 3)
+    assert event.data == {"type": "ValueError", "retry_at": T0 + 5}
+    assert event.at == at(T0 + 2)
+
+
+async def test_history_is_in_pos_order_across_batches(store: Store) -> None:
+    await store.write([new_run("r1"), append("r1", 1), append("r1", 2)])
+    await store.write([append("r1", 4, key="4")])
+    await store.write([append("r1", 3, key="3")])
+    assert [e.pos for e in await store.history("r1")] == [1, 2, 3, 4]
+
+
+async def test_append_of_an_existing_pos_conflicts_and_writes_nothing(store: Store) -> None:
+    await store.write([new_run("r1"), append("r1", 1)])
+    with pytest.raises(ConcurrencyConflict):
+        await store.write(
+            [
+                new_run("r2"),
+                append("r2", 1),
+                append("r1", 2),
+                set_run("r1", "completed"),
+                append("r1", 1, name="b"),
+            ]
+        )
+    assert await store.get_run("r2") is None
+    assert await store.history("r2") == []
+    history = await store.history("r1")
+    assert [(e.pos, e.name) for e in history] == [(1, "a")]
+    run = await store.get_run("r1")
+    assert run is not None and run.status is RunStatus.RUNNING
+
+
+async def test_same_pos_twice_in_one_batch_conflicts_and_writes_nothing(store: Store) -> None:
+    await store.write([new_run("r1")])
+    with pytest.raises(ConcurrencyConflict):
+        await store.write([append("r1", 1), append("r1", 1, name="b")])
+    assert await store.history("r1") == []
+
+
+async def test_same_pos_in_different_runs_does_not_conflict(store: Store) -> None:
+    await store.write([new_run("r1"), new_run("r2"), append("r1", 1), append("r2", 1)])
+    assert len(await store.history("r1")) == 1
+    assert len(await store.history("r2")) == 1
+
+
+# -- write: SetRun ----
+
+
+async def test_set_run_overwrites_the_mutable_columns(store: Store) -> None:
+    await store.write([new_run("r1", owner="w1", deadline=T0 + 60)])
+    await store.write(
+        [set_run("r1", "failed", output={"o": 1}, error={"type": "E"}, ts=T0 + 9, wake_at=T0 + 30)]
+    )
+    run = await store.get_run("r1")
+    assert run is not None
+    assert run.status is RunStatus.FAILED
+    assert (run.output, run.error) == ({"o": 1}, {"type": "E"})
+    assert run.updated_at == at(T0 + 9)
+    assert run.wake_at == at(T0 + 30)
+    # Identity, creation time, deadline and ownership are not SetRun's business.
+    assert (run.workflow, run.input, run.created_at) == ("wf", ["r1"], at(T0))
+    assert (run.deadline_at, run.owner) == (at(T0 + 60), "w1")
+
+
+async def test_set_run_in_the_same_batch_as_new_run_applies_after_it(store: Store) -> None:
+    await store.write([new_run("r1"), append("r1", 1), set_run("r1", "completed", output=7)])
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.output) == (RunStatus.COMPLETED, 7)
+
+
+async def test_set_run_of_an_unknown_run_creates_nothing(store: Store) -> None:
+    await store.write([set_run("ghost", "completed")])
+    assert await store.get_run("ghost") is None
+    assert await store.list_runs() == []
+
+
+# -- reads ----
+
+
+async def test_get_run_of_unknown_id_is_none(store: Store) -> None:
+    assert await store.get_run("nope") is None
+
+
+async def test_list_runs_is_newest_first(store: Store) -> None:
+    await store.write(
+        [new_run("b", created=T0 + 1), new_run("c", created=T0 + 2), new_run("a", created=T0)]
+    )
+    assert [r.run_id for r in await store.list_runs()] == ["c", "b", "a"]
+
+
+async def test_list_runs_filters_by_status_and_workflow(store: Store) -> None:
+    await store.write(
+        [
+            new_run("r1", workflow="buy", status="running", created=T0),
+            new_run("r2", workflow="buy", status="completed", created=T0 + 1),
+            new_run("r3", workflow="sell", status="completed", created=T0 + 2),
+        ]
+    )
+    assert [r.run_id for r in await store.list_runs(status="completed")] == ["r3", "r2"]
+    assert [r.run_id for r in await store.list_runs(workflow="buy")] == ["r2", "r1"]
+    assert [r.run_id for r in await store.list_runs(status="completed", workflow="buy")] == ["r2"]
+    assert await store.list_runs(status="failed") == []
+
+
+async def test_list_runs_respects_limit(store: Store) -> None:
+    await store.write([new_run(f"r{i}", created=T0 + i) for i in range(5)])
+    assert [r.run_id for r in await store.list_runs(limit=2)] == ["r4", "r3"]
+
+
+async def test_history_of_unknown_run_is_empty(store: Store) -> None:
+    assert await store.history("nope") == []
+
+
+async def test_histories_returns_every_requested_run(store: Store) -> None:
+    await store.write(
+        [new_run("r1"), new_run("r2"), append("r1", 1), append("r1", 2), append("r2", 1, name="x")]
+    )
+    got = await store.histories(["r1", "r2", "nope"])
+    assert set(got) == {"r1", "r2", "nope"}
+    assert [e.pos for e in got["r1"]] == [1, 2]
+    assert [(e.pos, e.name) for e in got["r2"]] == [(1, "x")]
+    assert got["nope"] == []
+    assert got["r1"] == await store.history("r1")
+
+
+# -- claiming ----
+
+
+async def _claimable_world(store: Store) -> None:
+    await store.write(
+        [
+            new_run("free", created=T0),
+            new_run("pending", status="pending", created=T0 + 1),
+            new_run("owned", owner="other", created=T0 + 2),
+            new_run("done", status="completed", created=T0 + 3),
+            new_run("blocked", status="blocked", created=T0 + 4),
+            new_run("later", created=T0 + 5),
+            new_run("foreign", workflow="elsewhere", created=T0 + 6),
+            new_run("due", created=T0 + 7),
+        ]
+    )
+    await store.write(
+        [set_run("later", "running", wake_at=T0 + 100), set_run("due", "sleeping", wake_at=T0 + 10)]
+    )
+
+
+async def test_claim_takes_only_unowned_unfinished_due_runs_of_given_workflows(
+    store: Store,
+) -> None:
+    await _claimable_world(store)
+    claimed = await store.claim_runs("me", T0 + 50, 100, ["wf"])
+    assert {r.run_id for r in claimed} == {"free", "pending", "due"}
+    assert len(claimed) == 3
+    assert all(r.owner == "me" for r in claimed)
+    for run_id in ("free", "pending", "due"):
+        run = await store.get_run(run_id)
+        assert run is not None and run.owner == "me"
+    owned = await store.get_run("owned")
+    assert owned is not None and owned.owner == "other"
+
+
+async def test_claim_takes_a_sleeping_run_once_it_is_due(store: Store) -> None:
+    await _claimable_world(store)
+    await store.claim_runs("me", T0 + 50, 100, ["wf"])
+    assert [r.run_id for r in await store.claim_runs("me2", T0 + 100, 100, ["wf"])] == ["later"]
+
+
+async def test_claim_respects_limit_oldest_first(store: Store) -> None:
+    await _claimable_world(store)
+    assert {r.run_id for r in await store.claim_runs("me", T0 + 50, 2, ["wf"])} == {
+        "free",
+        "pending",
+    }
+    assert [r.run_id for r in await store.claim_runs("me", T0 + 50, 2, ["wf"])] == ["due"]
+
+
+async def test_second_claim_gets_nothing(store: Store) -> None:
+    await _claimable_world(store)
+    assert await store.claim_runs("me", T0 + 50, 100, ["wf"])
+    assert await store.claim_runs("you", T0 + 50, 100, ["wf", "elsewhere"]) == [
+        await store.get_run("foreign")
+    ]
+    assert await store.claim_runs("them", T0 + 50, 100, ["wf", "elsewhere"]) == []
+
+
+async def test_claim_with_no_workflows_gets_nothing(store: Store) -> None:
+    await _claimable_world(store)
+    assert await store.claim_runs("me", T0 + 50, 100, []) == []
+
+
+async def test_release_all_runs_of_a_worker(store: Store) -> None:
+    await _claimable_world(store)
+    await store.claim_runs("me", T0 + 50, 100, ["wf"])
+    assert await store.release_runs("me") == 3
+    for run_id in ("free", "pending", "due"):
+        run = await store.get_run(run_id)
+        assert run is not None and run.owner is None
+    owned = await store.get_run("owned")
+    assert owned is not None and owned.owner == "other"
+    assert {r.run_id for r in await store.claim_runs("you", T0 + 50, 100, ["wf"])} == {
+        "free",
+        "pending",
+        "due",
+    }
+
+
+async def test_release_a_subset_of_runs(store: Store) -> None:
+    await _claimable_world(store)
+    await store.claim_runs("me", T0 + 50, 100, ["wf"])
+    assert await store.release_runs("me", ["pending", "owned", "nope"]) == 1
+    owners = {r.run_id: r.owner for r in await store.list_runs()}
+    assert owners["pending"] is None
+    assert owners["free"] == owners["due"] == "me"
+    assert owners["owned"] == "other"
+
+
+# -- cancellation ----
+
+
+async def test_cancel_requests_lists_flagged_unfinished_runs_of_the_worker(store: Store) -> None:
+    await store.write(
+        [
+            new_run("mine", owner="me"),
+            new_run("mine2", owner="me"),
+            new_run("theirs", owner="other"),
+            new_run("ended", owner="me"),
+        ]
+    )
+    for run_id in ("mine", "theirs", "ended"):
+        await store.request_cancel(run_id, T0 + 1)
+    await store.write([set_run("ended", "completed")])
+    assert await store.cancel_requests("me") == ["mine"]
+    assert await store.cancel_requests("other") == ["theirs"]
+    assert await store.cancel_requests("nobody") == []
+
+
+async def test_request_cancel_of_pending_unowned_run_cancels_it_outright(store: Store) -> None:
+    await store.write(
+        [
+            new_run("r1", status="pending"),
+            append("r1", 1, EventKind.RUN_STARTED, key=None, name=None),
+        ]
+    )
+    run = await store.request_cancel("r1", T0 + 5)
+    assert run is not None
+    assert run.status is RunStatus.CANCELLED and run.cancel_requested
+    stored = await store.get_run("r1")
+    assert stored is not None and stored.status is RunStatus.CANCELLED
+    history = await store.history("r1")
+    assert [(e.pos, e.kind) for e in history] == [
+        (1, EventKind.RUN_STARTED),
+        (2, EventKind.CANCEL_REQUESTED),
+        (3, EventKind.RUN_CANCELLED),
+    ]
+    assert history[-1].at == at(T0 + 5)
+    # A cancelled run is finished: nobody may claim it.
+    assert await store.claim_runs("me", T0 + 10, 10, ["wf"]) == []
+
+
+async def test_request_cancel_of_owned_run_only_sets_the_flag(store: Store) -> None:
+    await store.write([new_run("r1", owner="w1"), append("r1", 1)])
+    run = await store.request_cancel("r1", T0 + 5)
+    assert run is not None
+    assert run.status is RunStatus.RUNNING and run.cancel_requested
+    assert [e.pos for e in await store.history("r1")] == [1]
+    assert await store.cancel_requests("w1") == ["r1"]
+
+
+async def test_request_cancel_of_owned_pending_run_only_sets_the_flag(store: Store) -> None:
+    await store.write([new_run("r1", status="pending", owner="w1")])
+    run = await store.request_cancel("r1", T0 + 5)
+    assert run is not None
+    assert run.status is RunStatus.PENDING and run.cancel_requested
+    assert await store.history("r1") == []
+
+
+async def test_request_cancel_of_terminal_run_changes_nothing(store: Store) -> None:
+    await store.write([new_run("r1"), append("r1", 1), set_run("r1", "completed", output=1)])
+    before = await store.get_run("r1")
+    run = await store.request_cancel("r1", T0 + 5)
+    assert run == before
+    assert run is not None and run.status is RunStatus.COMPLETED and not run.cancel_requested
+    assert await store.get_run("r1") == before
+    assert [e.pos for e in await store.history("r1")] == [1]
+
+
+async def test_request_cancel_of_unknown_run_is_none(store: Store) -> None:
+    assert await store.request_cancel("nope", T0) is None
+    assert await store.get_run("nope") is None
+
+
+# -- workers and workflows ----
+
+
+async def test_registered_workers_are_listed(store: Store) -> None:
+    await store.register_worker("w1", "host-a", 101, T0)
+    await store.register_worker("w2", "host-b", 202, T0 + 1)
+    workers = {w.worker_id: w for w in await store.list_workers()}
+    assert set(workers) == {"w1", "w2"}
+    w1 = workers["w1"]
+    assert (w1.host, w1.pid, w1.started_at, w1.heartbeat_at) == ("host-a", 101, at(T0), at(T0))
+
+
+async def test_heartbeat_moves_only_that_workers_heartbeat(store: Store) -> None:
+    await store.register_worker("w1", "h", 1, T0)
+    await store.register_worker("w2", "h", 2, T0)
+    await store.heartbeat("w1", T0 + 30)
+    workers = {w.worker_id: w for w in await store.list_workers()}
+    assert workers["w1"].heartbeat_at == at(T0 + 30)
+    assert workers["w1"].started_at == at(T0)
+    assert workers["w2"].heartbeat_at == at(T0)
+
+
+async def test_heartbeat_of_unknown_worker_registers_nothing(store: Store) -> None:
+    await store.heartbeat("ghost", T0)
+    assert await store.list_workers() == []
+
+
+async def test_registering_a_worker_again_refreshes_its_heartbeat(store: Store) -> None:
+    await store.register_worker("w1", "h", 1, T0)
+    await store.register_worker("w1", "h", 1, T0 + 20)
+    [worker] = await store.list_workers()
+    assert worker.heartbeat_at == at(T0 + 20)
+
+
+async def test_remove_workers_forgets_them_and_releases_their_runs(store: Store) -> None:
+    for worker in ("w1", "w2", "w3"):
+        await store.register_worker(worker, "h", 1, T0)
+    await store.write(
+        [
+            new_run("a", owner="w1"),
+            new_run("b", owner="w1"),
+            new_run("c", owner="w2"),
+            new_run("d", owner="w3"),
+        ]
+    )
+    assert await store.remove_workers(["w1", "w2"]) == 3
+    assert [w.worker_id for w in await store.list_workers()] == ["w3"]
+    owners = {r.run_id: r.owner for r in await store.list_runs()}
+    assert owners == {"a": None, "b": None, "c": None, "d": "w3"}
+
+
+async def test_register_workflows_lists_names_once_sorted(store: Store) -> None:
+    assert await store.list_workflows() == []
+    await store.register_workflows(["sell", "buy"], T0)
+    await store.register_workflows(["buy", "audit"], T0 + 1)
+    assert await store.list_workflows() == ["audit", "buy", "sell"]
