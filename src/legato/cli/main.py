@@ -1,4 +1,8 @@
-"""``legato``: the entry point; nouns are added from their modules."""
+"""``legato``: the entry point; nouns are added from their modules.
+
+Every command goes through ``legato.Client`` (or, for ``worker`` and ``demo``, an
+``App``), and every user error is turned into a message by ``legato.cli.errors``.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,41 @@ from typing import Annotated
 
 import typer
 
+import legato
 from legato.app import App
+from legato.cli import demo, runs, workflows
+from legato.cli.errors import LegatoGroup
+from legato.cli.options import DatabaseOption
 
-cli = typer.Typer(help="Legato: durable business workflows.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+cli = typer.Typer(
+    cls=LegatoGroup,
+    help="Legato: durable business workflows.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+cli.add_typer(runs.runs_app, name="runs")
+cli.add_typer(workflows.workflows_app, name="workflows")
+cli.command("start")(runs.start)
+cli.command("cancel")(runs.cancel)
+cli.command("demo")(demo.demo)
 
-DatabaseOption = Annotated[
-    str | None,
-    typer.Option("--database", "-d", envvar="LEGATO_DATABASE_URL",
-                 help="Database URL (sqlite:///path.db, memory://). Default: ./legato.db"),
-]
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"legato {legato.__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Legato: durable business workflows."""
 
 
 def load_app(target: str) -> App:
@@ -45,12 +74,16 @@ def load_app(target: str) -> App:
 
 @cli.command()
 def worker(
-    target: Annotated[str, typer.Argument(help="The app to serve, as MODULE:APP")],
+    target: Annotated[
+        str, typer.Argument(metavar="MODULE:APP", help="The app to serve, as MODULE:APP")
+    ],
     database: DatabaseOption = None,
 ) -> None:
     """Run the engine for an app until stopped; unfinished runs are recovered at start."""
-    logging.basicConfig(level=os.environ.get("LEGATO_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LEGATO_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     app = load_app(target)
     if database is not None:
         app.use_database(database)

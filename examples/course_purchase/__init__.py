@@ -1,0 +1,1 @@
+"""Course purchase: an orchestrated saga (payment, then enrollment; refund on failure)."""

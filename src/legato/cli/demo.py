@@ -1,0 +1,211 @@
+"""``legato demo``: the course purchase, happy path and refund path, in a few seconds.
+
+The demo runs ``examples/course_purchase`` with the engine in this process, on a
+temporary SQLite file, then shows each run as ``legato runs show`` would: status, steps,
+compensations, and for the failed one what failed and what happens next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+import legato
+from legato.cli.errors import fail
+from legato.cli.options import JsonOption
+from legato.cli.render import console, print_json, status_text, step_line
+from legato.model import RunStatus
+from legato.model.description import RunDescription
+
+EXAMPLE_PACKAGE = "course_purchase"
+"""The name the example is imported under (it shows in recorded error types)."""
+
+
+def find_example() -> Path | None:
+    """The ``examples/course_purchase`` directory of a source checkout, if there is one."""
+    candidates = [
+        # src/legato/__init__.py -> the checkout root, for an editable install.
+        Path(legato.__file__).resolve().parents[2] / "examples" / EXAMPLE_PACKAGE,
+        Path.cwd() / "examples" / EXAMPLE_PACKAGE,
+    ]
+    return next((c for c in candidates if (c / "app.py").is_file()), None)
+
+
+def load_example(directory: Path) -> ModuleType:
+    """Import the example's ``app`` module from ``directory``, as a package by file path."""
+    existing = sys.modules.get(f"{EXAMPLE_PACKAGE}.app")
+    if existing is not None:
+        return existing
+    spec = importlib.util.spec_from_file_location(
+        EXAMPLE_PACKAGE, directory / "__init__.py", submodule_search_locations=[str(directory)]
+    )
+    if spec is None or spec.loader is None:  # pragma: no cover - the file exists
+        raise fail(f"cannot load the example from {directory}")
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[EXAMPLE_PACKAGE] = package
+    spec.loader.exec_module(package)
+    # app.py imports .services relatively; the package registered above resolves it.
+    return importlib.import_module(f"{EXAMPLE_PACKAGE}.app")
+
+
+async def run_story(example: ModuleType, database: str, suffix: str) -> list[RunDescription]:
+    """Run both purchases with the engine in this process; describe the runs."""
+    app: legato.App = example.app
+    app.use_database(database)
+    # The gateway takes the first charge but loses its answer: the retry reuses the
+    # step key, so the learner is charged once. The demo shows that below.
+    example.payments.lose_next_responses(1)
+    descriptions = []
+    async with app:
+        for purchase in (example.HAPPY_PURCHASE, example.COURSE_FULL_PURCHASE):
+            run = await app.start(
+                example.purchase_course, purchase, run_id=f"purchase-{purchase['id']}{suffix}"
+            )
+            try:
+                await run.result(timeout=30)
+            except legato.errors.RunFailed:
+                pass  # the description below says how it ended
+            descriptions.append(await run.describe())
+    return descriptions
+
+
+def _effects(example: ModuleType) -> list[dict[str, Any]]:
+    rows = []
+    for purchase in (example.HAPPY_PURCHASE, example.COURSE_FULL_PURCHASE):
+        charges = example.payments.charges_for(purchase["id"])
+        rows.append(
+            {
+                "purchase": purchase["id"],
+                "learner": purchase["learner"],
+                "course": purchase["course"],
+                "payments": [
+                    {
+                        "payment_id": c.payment_id,
+                        "amount_cents": c.amount_cents,
+                        "idempotency_key": c.idempotency_key,
+                        "refunded": c.refunded,
+                    }
+                    for c in charges
+                ],
+                "enrolled": example.enrollments.is_enrolled(
+                    purchase["learner"], purchase["course"]
+                ),
+            }
+        )
+    return rows
+
+
+def _answer(d: RunDescription) -> Text:
+    """What step, what failed, what next: the three lines an operator needs."""
+    text = Text()
+    text.append(f"{d.run_id}", style="bold").append(" ended ").append(status_text(d.status))
+    if d.last_error:
+        error = d.last_error
+        text.append("\n  step:   ", style="bold").append(step_line(d))
+        text.append("\n  failed: ", style="bold").append(
+            f"{error.get('type')}: {error.get('message')}", style="red"
+        )
+        if d.compensations_done:
+            text.append("\n  undone: ", style="bold").append(
+                ", ".join(f"{name} (its refund ran)" for name in d.compensations_done)
+            )
+    text.append("\n  next:   ", style="bold").append(d.next)
+    return text
+
+
+def _print_tables(
+    descriptions: list[RunDescription], effects: list[dict[str, Any]], gateway_calls: int
+) -> None:
+    out = console()
+    runs = Table(title="Course purchase: two runs", title_justify="left")
+    for column in ("run id", "status", "completed steps", "compensations"):
+        runs.add_column(column)
+    for d in descriptions:
+        runs.add_row(
+            d.run_id,
+            status_text(d.status),
+            "\n".join(d.completed_steps) or "—",
+            "\n".join(d.compensations_done) or "—",
+        )
+    out.print(runs)
+    for d in descriptions:
+        if d.status is not RunStatus.COMPLETED:
+            out.print(_answer(d))
+    out.print()
+
+    services = Table(title="What the fake services saw", title_justify="left")
+    for column in ("purchase", "learner → course", "payments taken", "refunded", "enrolled"):
+        services.add_column(column)
+    for row in effects:
+        payments = row["payments"]
+        services.add_row(
+            row["purchase"],
+            f"{row['learner']} → {row['course']}",
+            ", ".join(p["payment_id"] for p in payments) or "—",
+            "yes" if any(p["refunded"] for p in payments) else "no",
+            "yes" if row["enrolled"] else "no",
+        )
+    out.print(services)
+    out.print(
+        f"The gateway was called {gateway_calls} times and took "
+        f"{sum(len(r['payments']) for r in effects)} payments: its first answer was "
+        "lost, and the retry reused legato.step_key() as idempotency key."
+    )
+    out.print(
+        "A learner charged but not enrolled: the run ended [yellow]compensated[/] and "
+        "its refund ran; `legato runs show RUN_ID` tells the story."
+    )
+
+
+def demo(
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            "-d",
+            help="Run on this database URL and keep it (default: a temporary "
+            "SQLite file, deleted afterwards).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the course-purchase example (happy path and a refund) and show its runs."""
+    directory = find_example()
+    if directory is None:
+        raise fail(
+            "the course-purchase example is not next to this copy of legato",
+            hint="run `legato demo` from a source checkout of legato (or from the "
+            "directory that holds examples/course_purchase)",
+        )
+    example = load_example(directory)
+    with tempfile.TemporaryDirectory(prefix="legato-demo-") as tmp:
+        url = database or f"sqlite:///{Path(tmp) / 'demo.db'}"
+        # On a kept database the same ids would return the previous demo's runs.
+        suffix = f"-{uuid.uuid4().hex[:6]}" if database else ""
+        descriptions = asyncio.run(run_story(example, url, suffix))
+    effects = _effects(example)
+    gateway_calls: int = example.payments.authorize_calls
+    if as_json:
+        print_json(
+            {
+                "database": database,
+                "runs": [d.to_dict() for d in descriptions],
+                "services": effects,
+                "gateway_calls": gateway_calls,
+            }
+        )
+        return
+    _print_tables(descriptions, effects, gateway_calls)
+    if database:
+        console().print(f"Runs kept in {database}: try `legato runs list --database {database}`.")

@@ -1,0 +1,209 @@
+"""How runs look on screen (Rich) and in ``--json`` (orjson): one place for both."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+import orjson
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from legato.model import HistoryEvent, RunStatus
+from legato.model.description import RunDescription
+
+_STATUS_STYLES = {
+    RunStatus.PENDING: "cyan",
+    RunStatus.RUNNING: "blue",
+    RunStatus.SLEEPING: "blue",
+    RunStatus.WAITING: "blue",
+    RunStatus.COMPENSATING: "yellow",
+    RunStatus.COMPLETED: "green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.COMPENSATED: "yellow",
+    RunStatus.COMPENSATION_FAILED: "bold red",
+    RunStatus.CANCELLED: "magenta",
+    RunStatus.BLOCKED: "bold red",
+}
+_NONE = "—"
+
+
+def console() -> Console:
+    """The stdout console (made per call, so it sees the terminal as it is now)."""
+    return Console(highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """Write ``data`` as indented JSON on stdout: datetimes ISO 8601, enums by value."""
+    sys.stdout.buffer.write(
+        orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS)
+    )
+    sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+
+
+def status_text(status: RunStatus) -> Text:
+    """A run status, coloured by how worried the reader should be."""
+    return Text(status.value, style=_STATUS_STYLES.get(status, ""))
+
+
+def _when(at: datetime) -> str:
+    return at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _error_line(error: dict[str, Any] | None) -> str:
+    if not error:
+        return _NONE
+    where = []
+    if error.get("step"):
+        kind = "compensation of" if error.get("compensation") else "step"
+        where.append(f"{kind} {error['step']}")
+    if error.get("attempt"):
+        where.append(f"attempt {error['attempt']}")
+    suffix = f"  ({', '.join(where)})" if where else ""
+    return f"{error.get('type')}: {error.get('message')}{suffix}"
+
+
+def step_line(description: RunDescription) -> str:
+    """Which step the run is on, or where it stopped, in a few words."""
+    d = description
+    if d.current_step is not None:
+        step = next((s for s in reversed(d.steps) if s.name == d.current_step), None)
+        doing = "compensating " if d.status is RunStatus.COMPENSATING else ""
+        state = ""
+        if step is not None and step.status == "retrying" and step.retry_at is not None:
+            state = f", retrying at {_when(step.retry_at)}"
+        return f"{doing}{d.current_step} (attempt {d.attempt}{state})"
+    failed = next((s for s in reversed(d.steps) if s.status == "failed"), None)
+    if failed is not None:
+        return f"{failed.name} failed (attempt {failed.attempts})"
+    if d.status is RunStatus.PENDING:
+        return "not started"
+    if d.status is RunStatus.COMPLETED:
+        return "all steps done"
+    return _NONE
+
+
+def run_summary(description: RunDescription) -> dict[str, Any]:
+    """The JSON of one row of ``legato runs list``."""
+    d = description
+    return {
+        "run_id": d.run_id,
+        "workflow": d.workflow,
+        "status": d.status.value,
+        "current_step": d.current_step,
+        "attempt": d.attempt,
+        "step": step_line(d),
+        "last_error": d.last_error,
+        "completed_steps": d.completed_steps,
+        "compensations_done": d.compensations_done,
+        "compensations_pending": d.compensations_pending,
+        "next": d.next,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    }
+
+
+def runs_table(descriptions: list[RunDescription], *, title: str | None = None) -> Table:
+    """The runs as a table: id, workflow, status, step, last update."""
+    table = Table(title=title, show_lines=False)
+    table.add_column("run id", no_wrap=True)
+    table.add_column("workflow")
+    table.add_column("status", no_wrap=True)
+    table.add_column("step")
+    table.add_column("updated", no_wrap=True)
+    for d in descriptions:
+        table.add_row(
+            d.run_id, d.workflow, status_text(d.status), step_line(d), _when(d.updated_at)
+        )
+    return table
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names) if names else _NONE
+
+
+def _json_line(value: Any, limit: int = 200) -> str:
+    text = orjson.dumps(value, default=str).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def description_view(description: RunDescription) -> RenderableType:
+    """``legato runs show``: status, step, error, saga state and what happens next."""
+    d = description
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column()
+    facts.add_row("workflow", d.workflow)
+    facts.add_row("status", status_text(d.status))
+    facts.add_row("step", step_line(d))
+    facts.add_row(
+        "last error", Text(_error_line(d.last_error), style="red" if d.last_error else "")
+    )
+    facts.add_row("completed", _names(d.completed_steps))
+    facts.add_row("compensated", _names(d.compensations_done))
+    facts.add_row("to compensate", _names(d.compensations_pending))
+    facts.add_row("input", _json_line(d.input))
+    if d.status is RunStatus.COMPLETED:
+        facts.add_row("output", _json_line(d.output))
+    facts.add_row("created", _when(d.created_at))
+    facts.add_row("updated", _when(d.updated_at))
+    facts.add_row("next:", Text(d.next, style="bold"))
+
+    steps = Table(show_edge=False, box=None, padding=(0, 2), header_style="bold dim")
+    for column in ("#", "step", "status", "attempts", "compensation"):
+        steps.add_column(column)
+    for s in d.steps:
+        steps.add_row(
+            s.key,
+            s.name,
+            s.status,
+            str(s.attempts),
+            s.compensation or ("pending" if s.name in d.compensations_pending else _NONE),
+        )
+    parts: list[RenderableType] = [facts]
+    if d.steps:
+        parts += [Text(""), steps]
+    return Panel(Group(*parts), title=f"run {d.run_id}", title_align="left", expand=False)
+
+
+def history_table(run_id: str, events: list[HistoryEvent]) -> Table:
+    """``legato runs history``: every record, oldest first."""
+    table = Table(title=f"history of run {run_id}", title_justify="left")
+    table.add_column("pos", justify="right")
+    table.add_column("at", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("call", justify="right")
+    table.add_column("name")
+    table.add_column("attempt", justify="right")
+    table.add_column("data", overflow="fold")
+    for e in events:
+        table.add_row(
+            str(e.pos),
+            e.at.astimezone().strftime("%H:%M:%S.%f")[:-3],
+            e.kind.value,
+            e.key or "",
+            e.name or "",
+            str(e.attempt) if e.attempt else "",
+            "" if e.data is None else _json_line(e.data, 120),
+        )
+    return table
+
+
+def history_json(events: list[HistoryEvent]) -> list[dict[str, Any]]:
+    """History records as JSON objects."""
+    return [
+        {
+            "pos": e.pos,
+            "kind": e.kind.value,
+            "key": e.key,
+            "name": e.name,
+            "attempt": e.attempt,
+            "data": e.data,
+            "at": e.at,
+        }
+        for e in events
+    ]

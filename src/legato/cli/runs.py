@@ -1,0 +1,205 @@
+"""``legato runs ...``, ``legato start`` and ``legato cancel``: runs, through ``legato.Client``.
+
+No engine runs in the CLI process: ``start`` writes a pending run that a ``legato worker``
+on the same database picks up; the read commands describe what the workers recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from legato.cli.errors import fail
+from legato.cli.options import DatabaseOption, JsonOption, connect
+from legato.cli.render import (
+    console,
+    description_view,
+    history_json,
+    history_table,
+    print_json,
+    run_summary,
+    runs_table,
+)
+from legato.errors import RunFailed
+from legato.model import RunStatus
+
+runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
+
+
+@runs_app.command("list")
+def list_runs(
+    status: Annotated[
+        RunStatus | None, typer.Option("--status", "-s", help="Only runs in this status.")
+    ] = None,
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", "-n", min=1, max=10_000, help="At most this many runs, newest first."
+        ),
+    ] = 20,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first, with the step each one is on."""
+    with connect(database) as client:
+        runs = client.list_runs(
+            status=None if status is None else status.value, workflow=workflow, limit=limit
+        )
+        # describe() reads each run's history: fine for one page of runs.
+        descriptions = [client.describe(run.run_id) for run in runs]
+    if as_json:
+        print_json([run_summary(d) for d in descriptions])
+        return
+    if not descriptions:
+        console().print("no runs" + (" match" if status or workflow else " yet"))
+        return
+    console().print(runs_table(descriptions))
+
+
+@runs_app.command("show")
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one run: status, current step and attempt, what failed, what happens next."""
+    with connect(database) as client:
+        description = client.describe(run_id)
+    if as_json:
+        print_json(description.to_dict())
+    else:
+        console().print(description_view(description))
+
+
+@runs_app.command("history")
+def history(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a run's raw history: every record the engine wrote, oldest first."""
+    with connect(database) as client:
+        events = client.history(run_id)
+    if as_json:
+        print_json(history_json(events))
+    else:
+        console().print(history_table(run_id, events))
+
+
+def parse_arguments(input_json: str | None, args_json: str | None) -> list[Any]:
+    """The workflow's positional arguments from ``--input`` (one value) or ``--args`` (a list)."""
+    if input_json is not None and args_json is not None:
+        raise typer.BadParameter(
+            "give either --input (one argument) or --args (a JSON list), not both",
+            param_hint="--input / --args",
+        )
+    if input_json is not None:
+        return [_parse_json(input_json, "--input")]
+    if args_json is not None:
+        value = _parse_json(args_json, "--args")
+        if not isinstance(value, list):
+            raise typer.BadParameter(
+                f"must be a JSON list of arguments, got {args_json!r}; use "
+                "--input for a single argument",
+                param_hint="--args",
+            )
+        return value
+    return []
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity, which are not JSON and would not round-trip.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json(text: str, option: str) -> Any:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise typer.BadParameter(f"not valid JSON ({exc}): {text!r}", param_hint=option) from None
+
+
+def start(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="The workflow's name.")],
+    input_json: Annotated[
+        str | None,
+        typer.Option(
+            "--input", "-i", help="A JSON value, passed as the workflow's single argument."
+        ),
+    ] = None,
+    args_json: Annotated[
+        str | None,
+        typer.Option("--args", help="A JSON list, passed as the workflow's positional arguments."),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            help="The run's id (an existing run with this id is returned as is). "
+            "Default: a new UUID.",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the run to end and show how it ended.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", min=0, help="With --wait: give up waiting after this many seconds."
+        ),
+    ] = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a run of WORKFLOW for a worker to execute, and print its id."""
+    arguments = parse_arguments(input_json, args_json)
+    if timeout is not None and not wait:
+        raise typer.BadParameter("only makes sense with --wait", param_hint="--timeout")
+    with connect(database) as client:
+        new_id = client.start(workflow, *arguments, run_id=run_id)
+        if not wait:
+            if as_json:
+                run = client.get_run(new_id)
+                print_json({"run_id": new_id, "workflow": run.workflow, "status": run.status.value})
+            else:
+                typer.echo(new_id)
+            return
+        try:
+            client.result(new_id, timeout)
+        except RunFailed:
+            pass  # shown below from the run's description
+        description = client.describe(new_id)
+    if as_json:
+        print_json(description.to_dict())
+    else:
+        console().print(description_view(description))
+    if description.status is not RunStatus.COMPLETED:
+        raise typer.Exit(1)
+
+
+def cancel(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a run; its completed steps are compensated."""
+    with connect(database) as client:
+        before = client.get_run(run_id).status
+        if before.is_terminal:
+            raise fail(f"run {run_id!r} already ended {before.value}; there is nothing to cancel")
+        status = client.cancel(run_id)
+    if as_json:
+        print_json({"run_id": run_id, "status": status.value})
+    elif status is RunStatus.CANCELLED:
+        console().print(f"run {run_id} cancelled (no worker had started it)")
+    else:
+        console().print(
+            f"cancellation of run {run_id} requested: its worker stops it at the "
+            "next step and compensates the steps it completed. Follow it with "
+            f"`legato runs show {run_id}`."
+        )
