@@ -114,7 +114,7 @@ async def test_results_round_trip_through_json_even_on_the_first_run(harness: Ha
     assert seen == [[1, 2]]  # what replay would return, so live and replay agree
 
 
-# -- gather ----------------------------------------------------------------------------------
+# -- gather ----
 
 
 def gathering(calls: Counter[str]):
@@ -195,7 +195,7 @@ def step_keys(history: list[HistoryEvent]) -> dict[str, str]:
     return {name: k.pop() for name, k in keys.items()}
 
 
-# -- recorded values ---------------------------------------------------------------------------
+# -- recorded values ----
 
 
 def recording(seen: list[tuple[object, ...]], calls: Counter[str]):
@@ -278,7 +278,7 @@ async def test_now_inside_a_step_fails_the_step(harness: Harness) -> None:
     assert "now()" in (failed.error_message or "")
 
 
-# -- step keys --------------------------------------------------------------------------------------
+# -- step keys ----
 
 
 def keyed(keys: list[str], calls: Counter[str], retry: legato.Retry):
@@ -351,7 +351,7 @@ def test_step_key_outside_a_step_raises() -> None:
         legato.step_key()
 
 
-# -- steps outside workflows ------------------------------------------------------------------------
+# -- steps outside workflows ----
 
 
 async def test_step_called_outside_a_workflow_is_a_plain_call() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections import Counter
 from types import SimpleNamespace
@@ -43,10 +44,10 @@ def failing(
 
 
 def gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)]
+    return [round(b - a, 6) for a, b in itertools.pairwise(times)]
 
 
-# -- what is retried ----------------------------------------------------------------------------
+# -- what is retried ----
 
 
 async def test_non_retryable_exception_fails_at_once(harness: Harness, clock: FakeClock) -> None:
@@ -116,7 +117,7 @@ async def test_step_returning_what_json_cannot_hold_fails_without_retrying(
     assert calls["opaque"] == 1
 
 
-# -- backoff timing -------------------------------------------------------------------------------
+# -- backoff timing ----
 
 
 async def test_backoff_without_jitter_is_exponential_and_capped(
@@ -228,7 +229,7 @@ async def test_crash_during_backoff_does_not_reset_the_attempt_count(
     assert gaps(times) == [10.0, 20.0]
 
 
-# -- step timeouts -------------------------------------------------------------------------------
+# -- step timeouts ----
 
 
 async def test_async_step_over_its_timeout_is_cancelled_and_retried(
@@ -340,7 +341,7 @@ async def test_hung_sync_step_is_abandoned_and_counted_as_timed_out(
         release.set()
 
 
-# -- workflow timeout ----------------------------------------------------------------------------
+# -- workflow timeout ----
 
 
 async def test_workflow_timeout_fails_the_run_and_compensates_it(

@@ -234,7 +234,7 @@ async def test_exception_raised_by_workflow_code_compensates(harness: Harness) -
     assert undone(log) == ["a"]
 
 
-# -- catch and continue --------------------------------------------------------------------------
+# -- catch and continue ----
 
 
 async def test_caught_step_failure_takes_another_path_and_compensates_nothing(
@@ -273,7 +273,7 @@ async def test_caught_step_failure_takes_another_path_and_compensates_nothing(
     assert (await handle.describe()).status is RunStatus.COMPLETED
 
 
-# -- cancellation ----------------------------------------------------------------------------------
+# -- cancellation ----
 
 
 def gated(log: list[tuple[object, ...]], gate: asyncio.Event, calls: Counter[str]):
