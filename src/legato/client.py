@@ -12,7 +12,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-from legato.engine.execution import Outcome, encode
+from legato.engine.execution import Outcome
+from legato.engine.payloads import encode
 from legato.errors import RunAlreadyExists, RunFailed, RunNotFound, UnknownWorkflow
 from legato.model import HistoryEvent, Run, RunStatus
 from legato.model.description import RunDescription, describe_run

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random as _random
 import uuid as _uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from legato.engine.context import current_branch
+from legato.engine.payloads import dumps, encode
 from legato.engine.replay import CallRecord, CompensationRecord, ReplayIndex
 from legato.errors import (
     NonDeterminismError,
@@ -56,12 +56,8 @@ class CancelRequested(Exception):
     """The failure recorded when a run is cancelled."""
 
 
-def encode(value: Any, what: str) -> bytes:
-    """JSON-encode ``value`` or raise ``PayloadError`` naming ``what``."""
-    try:
-        return orjson.dumps(value)
-    except TypeError as exc:
-        raise PayloadError(f"{what} cannot be stored as JSON: {exc}") from None
+# Plain strings for the hot path: reading ``EventKind.X.value`` goes through a property.
+_KIND = {kind: str(kind.value) for kind in EventKind}
 
 
 @dataclass(slots=True)
@@ -117,14 +113,13 @@ class RunExecution:
         self.task: asyncio.Task[None] | None = None
         self._main = _Branch("", None)
         self._branches: list[_Branch] = []
-        self._rng = _random.Random()
 
     # -- records -----------------------------------------------------------------------
 
     def _record(self, kind: EventKind, key: str | None, name: str | None, attempt: int,
                 data: bytes | None) -> Append:
         self.pos += 1
-        return Append(self.run_id, self.pos, kind.value, key, name, attempt, data,
+        return Append(self.run_id, self.pos, _KIND[kind], key, name, attempt, data,
                       self.engine.clock.time())
 
     async def _commit(self, *ops: Write) -> None:
@@ -135,8 +130,8 @@ class RunExecution:
 
     def _set_run(self, status: RunStatus, *, output: bytes | None = None,
                  error: dict[str, Any] | None = None) -> SetRun:
-        return SetRun(self.run_id, status.value, output,
-                      None if error is None else orjson.dumps(error),
+        return SetRun(self.run_id, str(status.value), output,
+                      None if error is None else dumps(error),
                       self.engine.clock.time(), None)
 
     # -- call numbering ----------------------------------------------------------------
@@ -187,11 +182,11 @@ class RunExecution:
         elif kind == "uuid":
             value = str(_uuid.uuid4())
         else:
-            value = self._rng.random()
+            value = self.engine.rng.random()
         # Not awaited: nothing outside the run depends on the value until a later record
         # commits, and the journal commits in order.
         self.engine.journal.submit_nowait(
-            self._record(EventKind.VALUE, key, kind, 0, orjson.dumps({"value": value})))
+            self._record(EventKind.VALUE, key, kind, 0, dumps({"value": value})))
         return value
 
     async def call_step(self, step: Step[..., Any], args: tuple[Any, ...],
@@ -220,14 +215,14 @@ class RunExecution:
             if retry_at is not None:
                 await engine.clock.sleep_until(retry_at)
             attempt = attempts + 1
-            engine.journal.submit_nowait(
-                self._record(EventKind.STEP_STARTED, key, name, attempt, None))
+            started = self._record(EventKind.STEP_STARTED, key, name, attempt, None)
+            ticket = engine.journal.submit_nowait(started)
             self.in_flight += 1
             try:
                 try:
                     result = await engine.steps.run(step.fn, step.is_async, args, kwargs,
                                                     step_key, name, attempt, step.timeout_s)
-                    entry: dict[str, Any] = {"result": result}
+                    entry: dict[str, Any] = {"result": result, "started_at": started.at}
                     if step.compensation is not None:
                         entry["args"] = args
                         if kwargs:
@@ -238,20 +233,21 @@ class RunExecution:
                     error = describe_exception(exc)
                     retryable = policy.is_retryable(exc) and not isinstance(exc, PayloadError)
                     if retryable and attempt < policy.max_attempts:
-                        delay = policy.delay(attempt, self._rng.random()).total_seconds()
+                        delay = policy.delay(attempt, self.engine.rng.random()).total_seconds()
                         retry_at = engine.clock.time() + delay
                         error["retry_at"] = retry_at
                         error["max_attempts"] = policy.max_attempts
                         await self._commit(self._record(EventKind.STEP_FAILED, key, name, attempt,
-                                                        orjson.dumps(error)))
+                                                        dumps(error)))
                         self._check_interrupt()
                         continue
                     error["final"] = True
                     await self._commit(self._record(EventKind.STEP_FAILED, key, name, attempt,
-                                                    orjson.dumps(error)))
+                                                    dumps(error)))
                     self._check_interrupt()
                     raise StepFailed(name, error["type"], error["message"], attempt,
                                      run_id=self.run_id) from exc
+                engine.journal.retract(ticket, started)
                 op = self._record(EventKind.STEP_COMPLETED, key, name, attempt, data)
                 decoded = orjson.loads(data)  # the workflow sees exactly what replay will
                 if step.compensation is not None:
@@ -360,7 +356,7 @@ class RunExecution:
         details = describe_exception(error) | {"seq": error.seq, "recorded": error.recorded,
                                                "requested": error.requested}
         await self._commit(self._record(EventKind.RUN_BLOCKED, None, None, 0,
-                                        orjson.dumps(details)),
+                                        dumps(details)),
                            self._set_run(RunStatus.BLOCKED, error=details))
         log.error("%s", error)
         self._finish(RunStatus.BLOCKED, None, details)
@@ -375,7 +371,7 @@ class RunExecution:
             error["cancelled"] = True
         self.index.failure = error
         self.compensating = True
-        ops: list[Write] = [self._record(EventKind.RUN_FAILED, None, None, 0, orjson.dumps(error))]
+        ops: list[Write] = [self._record(EventKind.RUN_FAILED, None, None, 0, dumps(error))]
         if not self.completed:
             final = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
             if cancelled:
@@ -432,7 +428,7 @@ class RunExecution:
                      "message": f"step {entry.name!r} has no compensation registered in this "
                                 "app any more; deploy it, then retry the compensation"}
             await self._commit(self._record(EventKind.COMPENSATION_FAILED, entry.key,
-                                            entry.name, 0, orjson.dumps(error)))
+                                            entry.name, 0, dumps(error)))
             return error
         engine = self.engine
         attempts, retry_at = record.failed_attempts, record.retry_at
@@ -452,15 +448,15 @@ class RunExecution:
                 error = describe_exception(exc) | {"attempts": attempt}
                 if compensation.retry.is_retryable(exc) and \
                         attempt < compensation.retry.max_attempts:
-                    delay = compensation.retry.delay(attempt, self._rng.random()).total_seconds()
+                    delay = compensation.retry.delay(attempt, self.engine.rng.random()).total_seconds()
                     retry_at = engine.clock.time() + delay
                     error["retry_at"] = retry_at
                     await self._commit(self._record(EventKind.COMPENSATION_FAILED, entry.key,
-                                                    entry.name, attempt, orjson.dumps(error)))
+                                                    entry.name, attempt, dumps(error)))
                     continue
                 error["final"] = True
                 await self._commit(self._record(EventKind.COMPENSATION_FAILED, entry.key,
-                                                entry.name, attempt, orjson.dumps(error)))
+                                                entry.name, attempt, dumps(error)))
                 return error
             await self._commit(self._record(EventKind.COMPENSATION_COMPLETED, entry.key,
                                             entry.name, attempt, None))

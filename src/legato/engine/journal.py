@@ -17,6 +17,10 @@ from legato.storage.base import Store, Write
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH = 1000
+"""Ops per transaction at most. Smaller batches let the writer start committing while
+the loop still produces the rest (a pipeline); larger ones pay fewer fsyncs."""
+
 
 @dataclass(slots=True)
 class BatchOutcome:
@@ -35,6 +39,7 @@ class Journal:
         self._store = store
         self._on_failed = on_failed
         self._pending: list[Write] = []
+        self._generation = 0  # bumped each time a batch is taken from _pending
         self._future: asyncio.Future[BatchOutcome] | None = None
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -72,12 +77,28 @@ class Journal:
             self._wakeup.set()
         return self._future
 
-    def submit_nowait(self, op: Write) -> None:
-        """Queue ``op`` without waiting; it commits with or before the next awaited write."""
+    def submit_nowait(self, op: Write) -> tuple[int, int]:
+        """Queue ``op`` without waiting; it commits with or before the next awaited write.
+
+        Returns a ticket for ``retract``.
+        """
         self._pending.append(op)
         if self._idle.is_set():
             self._idle.clear()
             self._wakeup.set()
+        return self._generation, len(self._pending) - 1
+
+    def retract(self, ticket: tuple[int, int], op: Write) -> bool:
+        """Drop a queued op if its batch has not been taken yet; True if dropped.
+
+        A step's ``step_started`` record is worth writing only if the step is still running
+        when the batch commits; a fast step's completion record says it all.
+        """
+        generation, index = ticket
+        if generation == self._generation and self._pending[index] is op:
+            self._pending[index] = None  # type: ignore[call-overload]  # skipped in _run
+            return True
+        return False
 
     async def commit(self, ops: Sequence[Write], run_id: str) -> BatchOutcome:
         """Queue ``ops`` and wait for their batch; raise if ``run_id``'s writes failed."""
@@ -94,8 +115,19 @@ class Journal:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                batch, future = self._pending, self._future
-                self._pending, self._future = [], None
+                # Let the runs woken by the last commit write their next records first:
+                # they join this batch instead of each paying for a commit of their own.
+                await asyncio.sleep(0)
+                if len(self._pending) > MAX_BATCH:
+                    # The rest waits for the next batch, under a future of its own.
+                    batch = [op for op in self._pending[:MAX_BATCH] if op is not None]
+                    self._pending = self._pending[MAX_BATCH:]
+                    future = self._future
+                    self._future = asyncio.get_running_loop().create_future()
+                else:
+                    batch, future = [op for op in self._pending if op is not None], self._future
+                    self._pending, self._future = [], None
+                self._generation += 1
                 outcome = await self._write(batch)
                 if outcome.failed:
                     self._on_failed(outcome.failed)

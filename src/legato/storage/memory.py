@@ -1,10 +1,14 @@
-"""In-memory ``Store``: the same contract as SQLite, for tests, docs and quick starts."""
+"""In-memory ``Store``: the same contract as SQLite, for tests, docs and quick starts.
+
+Rows are kept raw (float times, JSON bytes), as a database would keep them, and turned
+into ``Run`` / ``HistoryEvent`` on read. Every method runs without awaiting, so each is
+atomic on the event loop without a lock.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 
 import orjson
 
@@ -17,21 +21,55 @@ from legato.storage.base import Append, NewRun, SetRun, WorkerInfo, Write, to_da
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
 
+@dataclass(slots=True)
+class _Row:
+    run_id: str
+    workflow: str
+    status: str
+    input: bytes
+    output: bytes | None
+    error: bytes | None
+    created_at: float
+    updated_at: float
+    deadline_at: float | None
+    wake_at: float | None
+    owner: str | None
+    cancel_requested: bool = False
+
+
 def _loads(data: bytes | None) -> object:
     return None if data is None else orjson.loads(data)
+
+
+def _run(row: _Row) -> Run:
+    return Run(
+        run_id=RunId(row.run_id), workflow=row.workflow, status=RunStatus(row.status),
+        input=orjson.loads(row.input), output=_loads(row.output),
+        error=_loads(row.error),  # type: ignore[arg-type]  # a JSON object when set
+        created_at=to_datetime(row.created_at),  # type: ignore[arg-type]  # never None
+        updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]  # never None
+        deadline_at=to_datetime(row.deadline_at), wake_at=to_datetime(row.wake_at),
+        owner=row.owner, cancel_requested=row.cancel_requested,
+    )
+
+
+def _event(op: Append) -> HistoryEvent:
+    return HistoryEvent(
+        run_id=op.run_id, pos=op.pos, kind=EventKind(op.kind), key=op.key, name=op.name,
+        attempt=op.attempt, data=_loads(op.data),
+        at=to_datetime(op.at),  # type: ignore[arg-type]  # never None
+    )
 
 
 class MemoryStore:
     """Keeps everything in dicts; lost when the process ends."""
 
     def __init__(self) -> None:
-        self._runs: dict[str, Run] = {}
-        self._history: dict[str, list[HistoryEvent]] = {}
+        self._runs: dict[str, _Row] = {}
+        self._history: dict[str, list[Append]] = {}
+        self._positions: dict[str, set[int]] = {}
         self._workers: dict[str, WorkerInfo] = {}
         self._workflows: set[str] = set()
-        # Writes are applied synchronously, but the port is async: yield once per batch
-        # so callers see the same interleavings as with a real database.
-        self._lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -40,138 +78,108 @@ class MemoryStore:
         """Nothing to release."""
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
-        """Apply ``ops`` atomically: validate everything first, then mutate."""
-        async with self._lock:
-            conflicts: dict[str, str] = {}
-            new_runs: dict[str, NewRun] = {}
-            seen_pos: set[tuple[str, int]] = set()
-            for op in ops:
-                if isinstance(op, NewRun):
-                    existing = self._runs.get(op.run_id)
-                    if existing is not None:
-                        conflicts[op.run_id] = existing.workflow
-                    elif op.run_id in new_runs:
-                        conflicts[op.run_id] = new_runs[op.run_id].workflow
-                    else:
-                        new_runs[op.run_id] = op
-                elif isinstance(op, Append):
-                    records = self._history.get(op.run_id, ())
-                    if any(r.pos == op.pos for r in records) or (op.run_id, op.pos) in seen_pos:
-                        raise ConcurrencyConflict(
-                            f"history record {op.pos} of run {op.run_id!r} already exists: "
-                            "another worker is executing this run"
-                        )
-                    seen_pos.add((op.run_id, op.pos))
-            for op in ops:
-                if isinstance(op, NewRun):
-                    if new_runs.get(op.run_id) is op:
-                        self._insert(op)
-                elif isinstance(op, Append):
-                    self._history.setdefault(op.run_id, []).append(
-                        HistoryEvent(
-                            run_id=op.run_id, pos=op.pos, kind=EventKind(op.kind), key=op.key,
-                            name=op.name, attempt=op.attempt, data=_loads(op.data),
-                            at=to_datetime(op.at),  # type: ignore[arg-type]  # never None here
-                        )
+        """Apply ``ops`` atomically: check every append first, then mutate."""
+        conflicts: dict[str, str] = {}
+        batch_positions: set[tuple[str, int]] = set()
+        for op in ops:
+            if type(op) is Append:
+                taken = self._positions.get(op.run_id)
+                if (taken is not None and op.pos in taken) or (op.run_id, op.pos) in \
+                        batch_positions:
+                    raise ConcurrencyConflict(
+                        f"history record {op.pos} of run {op.run_id!r} already exists: "
+                        "another worker is executing this run"
                     )
-                elif isinstance(op, SetRun):
-                    run = self._runs.get(op.run_id)
-                    if run is not None:
-                        self._runs[op.run_id] = replace(
-                            run, status=RunStatus(op.status), output=_loads(op.output),
-                            error=_loads(op.error),  # type: ignore[arg-type]  # a JSON object
-                            updated_at=to_datetime(op.updated_at),  # type: ignore[arg-type]
-                            wake_at=to_datetime(op.wake_at),
-                        )
-            return conflicts
-
-    def _insert(self, op: NewRun) -> None:
-        at = to_datetime(op.created_at)
-        assert at is not None
-        self._runs[op.run_id] = Run(
-            run_id=RunId(op.run_id), workflow=op.workflow, status=RunStatus(op.status),
-            input=orjson.loads(op.input), output=None, error=None, created_at=at,
-            updated_at=at, deadline_at=to_datetime(op.deadline_at), owner=op.owner,
-        )
+                batch_positions.add((op.run_id, op.pos))
+        runs = self._runs
+        for op in ops:
+            if type(op) is Append:
+                self._history.setdefault(op.run_id, []).append(op)
+                self._positions.setdefault(op.run_id, set()).add(op.pos)
+            elif type(op) is SetRun:
+                row = runs.get(op.run_id)
+                if row is not None:
+                    row.status, row.output, row.error = op.status, op.output, op.error
+                    row.updated_at, row.wake_at = op.updated_at, op.wake_at
+            elif type(op) is NewRun:
+                existing = runs.get(op.run_id)
+                if existing is not None:
+                    conflicts[op.run_id] = existing.workflow
+                else:
+                    runs[op.run_id] = _Row(op.run_id, op.workflow, op.status, op.input, None,
+                                           None, op.created_at, op.created_at, op.deadline_at,
+                                           None, op.owner)
+        return conflicts
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run with this id, or None."""
-        return self._runs.get(run_id)
+        row = self._runs.get(run_id)
+        return None if row is None else _run(row)
 
     async def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
     ) -> list[Run]:
         """Runs, newest first, optionally filtered."""
-        runs = [
+        rows = [
             r for r in self._runs.values()
             if (status is None or r.status == status) and (workflow is None or r.workflow == workflow)
         ]
-        runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
-        return runs[:limit]
+        rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return [_run(r) for r in rows[:limit]]
 
     async def history(self, run_id: str) -> list[HistoryEvent]:
         """A run's history in ``pos`` order."""
-        return list(self._history.get(run_id, ()))
+        return [_event(op) for op in sorted(self._history.get(run_id, ()), key=lambda o: o.pos)]
 
     async def histories(self, run_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
         """Histories of many runs at once."""
-        return {rid: list(self._history.get(rid, ())) for rid in run_ids}
+        return {rid: await self.history(rid) for rid in run_ids}
 
     async def claim_runs(self, worker_id: str, now: float, limit: int,
                          workflows: Sequence[str]) -> list[Run]:
-        """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``."""
-        claimed: list[Run] = []
+        """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, oldest first."""
         served = set(workflows)
-        for run in sorted(self._runs.values(), key=lambda r: r.created_at):
-            if len(claimed) >= limit:
-                break
-            if run.owner is not None or run.status in _TERMINAL or run.workflow not in served:
-                continue
-            if run.wake_at is not None and run.wake_at.timestamp() > now:
-                continue
-            run = replace(run, owner=worker_id)
-            self._runs[run.run_id] = run
-            claimed.append(run)
-        return claimed
+        due = [r for r in self._runs.values()
+               if r.owner is None and r.status not in _TERMINAL and r.workflow in served
+               and (r.wake_at is None or r.wake_at <= now)]
+        due.sort(key=lambda r: r.created_at)
+        for row in due[:limit]:
+            row.owner = worker_id
+        return [_run(r) for r in due[:limit]]
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
         """Drop ownership of the runs ``worker_id`` owns (all, or just ``run_ids``)."""
-        count = 0
         wanted = None if run_ids is None else set(run_ids)
-        for run in list(self._runs.values()):
-            if run.owner == worker_id and (wanted is None or run.run_id in wanted):
-                self._runs[run.run_id] = replace(run, owner=None)
+        count = 0
+        for row in self._runs.values():
+            if row.owner == worker_id and (wanted is None or row.run_id in wanted):
+                row.owner = None
                 count += 1
         return count
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Unfinished runs owned by ``worker_id`` whose cancellation was requested."""
-        return [
-            r.run_id for r in self._runs.values()
-            if r.owner == worker_id and r.cancel_requested and r.status not in _TERMINAL
-        ]
+        return [r.run_id for r in self._runs.values()
+                if r.owner == worker_id and r.cancel_requested and r.status not in _TERMINAL]
 
     async def request_cancel(self, run_id: str, at: float) -> Run | None:
         """Flag the run; cancel it outright if it is pending and unowned."""
-        async with self._lock:
-            run = self._runs.get(run_id)
-            if run is None or run.status in _TERMINAL:
-                return run
-            when = to_datetime(at)
-            assert when is not None
-            if run.owner is None and run.status == RunStatus.PENDING:
-                run = replace(run, status=RunStatus.CANCELLED, cancel_requested=True,
-                              updated_at=when)
-            else:
-                run = replace(run, cancel_requested=True)
-            self._runs[run_id] = run
-            if run.status == RunStatus.CANCELLED:
-                # Only an unowned run's history is appended here; an owner records it itself.
-                records = self._history.setdefault(run_id, [])
-                for kind in (EventKind.CANCEL_REQUESTED, EventKind.RUN_CANCELLED):
-                    records.append(HistoryEvent(run_id, len(records) + 1, kind, None, None, 0,
-                                                None, when))
-            return run
+        row = self._runs.get(run_id)
+        if row is None:
+            return None
+        if row.status in _TERMINAL:
+            return _run(row)
+        row.cancel_requested = True
+        if row.owner is None and row.status == RunStatus.PENDING.value:
+            # Only an unowned run's history is appended here; an owner records it itself.
+            row.status, row.updated_at = RunStatus.CANCELLED.value, at
+            records = self._history.setdefault(run_id, [])
+            positions = self._positions.setdefault(run_id, set())
+            for kind in (EventKind.CANCEL_REQUESTED, EventKind.RUN_CANCELLED):
+                pos = max(positions, default=0) + 1
+                records.append(Append(run_id, pos, kind.value, None, None, 0, None, at))
+                positions.add(pos)
+        return _run(row)
 
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
         """Record a worker process."""
@@ -182,8 +190,10 @@ class MemoryStore:
     async def heartbeat(self, worker_id: str, at: float) -> None:
         """Say that ``worker_id`` is alive."""
         info = self._workers.get(worker_id)
-        if info is not None:
-            self._workers[worker_id] = replace(info, heartbeat_at=to_datetime(at))  # type: ignore[arg-type]
+        when = to_datetime(at)
+        if info is not None and when is not None:
+            self._workers[worker_id] = WorkerInfo(info.worker_id, info.host, info.pid,
+                                                  info.started_at, when)
 
     async def list_workers(self) -> list[WorkerInfo]:
         """Every registered worker."""

@@ -35,7 +35,7 @@ _RUN_COLUMNS = (
 )
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, deadline_at, "
-    "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING"
+    "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND = (
     "INSERT INTO history (run_id, pos, kind, key, name, attempt, data, at) "
@@ -178,6 +178,7 @@ class SqliteStore:
         conflicts: dict[str, str] = {}
         appends: list[tuple[Any, ...]] = []
         sets: list[tuple[Any, ...]] = []
+        new_runs: dict[str, NewRun] = {}
         for op in ops:
             if type(op) is Append:
                 appends.append((op.run_id, op.pos, op.kind, op.key, op.name, op.attempt,
@@ -186,13 +187,24 @@ class SqliteStore:
                 sets.append((op.status, op.output, op.error, op.updated_at, op.wake_at,
                              op.run_id))
             elif type(op) is NewRun:
-                cur = conn.execute(_INSERT_RUN, (op.run_id, op.workflow, op.status, op.input,
-                                                 op.created_at, op.created_at, op.deadline_at,
-                                                 op.owner))
-                if cur.rowcount == 0:
-                    row = conn.execute("SELECT workflow FROM runs WHERE run_id = ?",
-                                       (op.run_id,)).fetchone()
-                    conflicts[op.run_id] = row[0]
+                if op.run_id in new_runs:
+                    conflicts[op.run_id] = new_runs[op.run_id].workflow
+                else:
+                    new_runs[op.run_id] = op
+        if new_runs:
+            # One lookup for the whole batch, then one executemany: far cheaper than an
+            # INSERT-and-check per run when thousands of runs start at once.
+            ids = list(new_runs)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                for run_id, workflow in conn.execute(
+                        f"SELECT run_id, workflow FROM runs WHERE run_id IN ({marks})", chunk):
+                    conflicts[run_id] = workflow
+                    del new_runs[run_id]
+            conn.executemany(_INSERT_RUN, [
+                (op.run_id, op.workflow, op.status, op.input, op.created_at, op.created_at,
+                 op.deadline_at, op.owner) for op in new_runs.values()])
         if appends:
             try:
                 conn.executemany(_APPEND, appends)
