@@ -1,0 +1,64 @@
+"""``legato demo``: both paths of the course purchase, in one command, in seconds."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+
+from tests.acceptance.cli_driver import Cli, sqlite_url
+
+
+def test_demo_shows_completed_and_compensated_runs(cli: Cli) -> None:
+    started = time.monotonic()
+    result = cli.run("demo")
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout
+    assert "purchase-p-1001" in out and "purchase-p-1002" in out
+    assert "completed" in out and "compensated" in out
+    # The failed run answers what step, what failed and what next.
+    assert "create_enrollment failed" in out
+    assert "CourseFull: course rust-301 is full" in out
+    assert "next:" in out
+    assert elapsed < 10, f"legato demo took {elapsed:.1f}s"
+
+
+def test_demo_json_shows_refund_and_a_single_charge_per_purchase(cli: Cli) -> None:
+    report = cli.json("demo")
+
+    runs = {run["run_id"]: run for run in report["runs"]}
+    happy, full = runs["purchase-p-1001"], runs["purchase-p-1002"]
+    assert happy["status"] == "completed"
+    assert happy["completed_steps"] == ["authorize_payment", "create_enrollment"]
+    assert full["status"] == "compensated"
+    assert full["compensations_done"] == ["authorize_payment"]
+    assert full["last_error"]["type"].endswith("CourseFull")
+    assert full["last_error"]["step"] == "create_enrollment"
+
+    services = {row["purchase"]: row for row in report["services"]}
+    # The gateway lost its first answer; the retry reused the step key: one charge.
+    assert report["gateway_calls"] == 3
+    assert len(services["p-1001"]["payments"]) == 1
+    assert services["p-1001"]["enrolled"] is True
+    assert [p["refunded"] for p in services["p-1002"]["payments"]] == [True]
+    assert services["p-1002"]["enrolled"] is False
+
+
+def test_demo_does_not_touch_the_configured_database(cli: Cli, tmp_path: Path) -> None:
+    # LEGATO_DATABASE_URL points at cli.database: the demo still uses a temporary file.
+    cli.ok("demo")
+
+    assert not (tmp_path / "legato.db").exists()
+
+
+def test_demo_with_database_keeps_its_runs_for_inspection(cli: Cli, tmp_path: Path) -> None:
+    kept = sqlite_url(tmp_path / "demo.db")
+
+    cli.ok("demo", "--database", kept)
+
+    runs = orjson.loads(cli.ok("runs", "list", "--json", "--database", kept))
+    assert sorted(run["status"] for run in runs) == ["compensated", "completed"]
