@@ -381,7 +381,11 @@ class RunExecution:
             self._finish(final, None, error)
             return
         ops.append(self._set_run(RunStatus.COMPENSATING, error=error))
-        await self._commit(*ops)
+        # Not awaited: the failure is already durable in the records that caused it (a
+        # final step_failed, a cancel flag, a deadline), so replay reaches it again; these
+        # commit with the first compensation's record.
+        for op in ops:
+            self.engine.journal.submit_nowait(op)
 
     def _compensation_stack(self) -> list[_Completed]:
         if self.completed:
@@ -437,8 +441,9 @@ class RunExecution:
             if retry_at is not None:
                 await engine.clock.sleep_until(retry_at)
             attempt = attempts + 1
-            engine.journal.submit_nowait(self._record(EventKind.COMPENSATION_STARTED, entry.key,
-                                                      entry.name, attempt, None))
+            started = self._record(EventKind.COMPENSATION_STARTED, entry.key, entry.name,
+                                   attempt, None)
+            ticket = engine.journal.submit_nowait(started)
             try:
                 await engine.steps.run(compensation.fn, compensation.is_async,
                                        (*entry.args, entry.result), entry.kwargs, step_key,
@@ -458,8 +463,9 @@ class RunExecution:
                 await self._commit(self._record(EventKind.COMPENSATION_FAILED, entry.key,
                                                 entry.name, attempt, dumps(error)))
                 return error
+            engine.journal.retract(ticket, started)
             await self._commit(self._record(EventKind.COMPENSATION_COMPLETED, entry.key,
-                                            entry.name, attempt, None))
+                                            entry.name, attempt, dumps({"started_at": started.at})))
             return None
 
     def _finish(self, status: RunStatus, output: Any, error: dict[str, Any] | None) -> None:
