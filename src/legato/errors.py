@@ -224,5 +224,6 @@ def describe_exception(exc: BaseException) -> dict[str, Any]:
     """Return the JSON-able summary of ``exc`` stored in history: type and message."""
     cls = type(exc)
     module = cls.__module__
-    qual = cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
-    return {"type": qual, "message": str(exc)}
+    name = cls.__qualname__
+    qualified = name if module in ("builtins", "__main__") else f"{module}.{name}"
+    return {"type": qualified, "message": str(exc)}

@@ -464,8 +464,9 @@ class RunExecution:
                                                 entry.name, attempt, dumps(error)))
                 return error
             engine.journal.retract(ticket, started)
+            done = dumps({"started_at": started.at})
             await self._commit(self._record(EventKind.COMPENSATION_COMPLETED, entry.key,
-                                            entry.name, attempt, dumps({"started_at": started.at})))
+                                            entry.name, attempt, done))
             return None
 
     def _finish(self, status: RunStatus, output: Any, error: dict[str, Any] | None) -> None:

@@ -24,8 +24,8 @@ from typing import Any
 from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
 from legato.engine.execution import Outcome, RunExecution
-from legato.engine.payloads import encode
 from legato.engine.journal import Journal
+from legato.engine.payloads import encode
 from legato.engine.registry import Registry, Workflow
 from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner

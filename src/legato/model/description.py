@@ -119,7 +119,7 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
     return RunDescription(
         run_id=run.run_id, workflow=run.workflow, status=run.status,
         created_at=run.created_at, updated_at=run.updated_at,
-        current_step=None if current is None or run.status.is_terminal and not compensating
+        current_step=None if current is None or (run.status.is_terminal and not compensating)
         else current.name,
         attempt=None if current is None else current.attempts,
         last_error=last_error, completed_steps=completed, compensations_done=done,

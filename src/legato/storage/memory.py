@@ -120,10 +120,9 @@ class MemoryStore:
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
     ) -> list[Run]:
         """Runs, newest first, optionally filtered."""
-        rows = [
-            r for r in self._runs.values()
-            if (status is None or r.status == status) and (workflow is None or r.workflow == workflow)
-        ]
+        rows = [r for r in self._runs.values()
+                if (status is None or r.status == status)
+                and (workflow is None or r.workflow == workflow)]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return [_run(r) for r in rows[:limit]]
 
