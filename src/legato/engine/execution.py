@@ -451,9 +451,9 @@ class RunExecution:
             except Exception as exc:
                 attempts = attempt
                 error = describe_exception(exc) | {"attempts": attempt}
-                if compensation.retry.is_retryable(exc) and \
-                        attempt < compensation.retry.max_attempts:
-                    delay = compensation.retry.delay(attempt, self.engine.rng.random()).total_seconds()
+                policy = compensation.retry
+                if policy.is_retryable(exc) and attempt < policy.max_attempts:
+                    delay = policy.delay(attempt, self.engine.rng.random()).total_seconds()
                     retry_at = engine.clock.time() + delay
                     error["retry_at"] = retry_at
                     await self._commit(self._record(EventKind.COMPENSATION_FAILED, entry.key,
