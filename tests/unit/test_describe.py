@@ -10,7 +10,7 @@ import legato
 from legato.model import RunStatus
 from legato.storage.memory import MemoryStore
 from legato.testing import FakeClock
-from tests.fixtures.engine import Harness, outcome, seconds, settle_until
+from tests.fixtures.engine import Harness, advance, outcome, seconds, settle_until
 
 
 def shop(calls: Counter[str], gate: asyncio.Event, *, ship_fails: int = 0, refund_fails: int = 0):
@@ -118,7 +118,7 @@ async def test_describe_compensated_run(harness: Harness, clock: FakeClock) -> N
     gate = asyncio.Event()
     gate.set()
     handle = await _start(harness, calls, gate, ship_fails=2)
-    await clock.advance(seconds(60))
+    await advance(clock, seconds(60))
     assert (await outcome(handle)).status == "compensated"
     d = await handle.describe()
     assert d.status is RunStatus.COMPENSATED
@@ -135,7 +135,7 @@ async def test_describe_run_retrying_a_compensation(harness: Harness, clock: Fak
     gate = asyncio.Event()
     gate.set()
     handle = await _start(harness, calls, gate, ship_fails=2, refund_fails=1)
-    await clock.advance(seconds(30))
+    await advance(clock, seconds(30))
     await settle_until(lambda: calls["refund"] == 1)
     await clock.settle()
     d = await handle.describe()
@@ -151,7 +151,7 @@ async def test_describe_compensation_failed_run(harness: Harness, clock: FakeClo
     gate = asyncio.Event()
     gate.set()
     handle = await _start(harness, calls, gate, ship_fails=2, refund_fails=2)
-    await clock.advance(seconds(200))
+    await advance(clock, seconds(200))
     assert (await outcome(handle)).status == "compensation_failed"
     d = await handle.describe()
     assert d.status is RunStatus.COMPENSATION_FAILED

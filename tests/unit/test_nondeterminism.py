@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import legato
 from legato.model import EventKind, RunStatus
 from legato.testing import FakeClock
-from tests.fixtures.engine import Harness, kinds, of_kind, outcome, seconds, settle_until
+from tests.fixtures.engine import Harness, advance, kinds, of_kind, outcome, seconds, settle_until
 
 HOURLY = legato.Retry(
     max_attempts=5, initial_interval=seconds(3600), max_interval=seconds(3600), jitter=False
@@ -71,7 +71,7 @@ async def test_different_first_call_on_replay_blocks_the_run(
     run_id = await _run_v1_until_waiting(harness, calls)
     # When new code calls step b first
     await harness.restart(version(calls, ["b"]))
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     failed = await outcome(harness.running.handle(run_id))
     # Then the run is blocked, saying where and how replay diverged
     assert isinstance(failed, legato.errors.RunFailed)
@@ -87,7 +87,7 @@ async def test_blocked_run_records_sequence_recorded_and_requested(
     calls: Counter[str] = Counter()
     run_id = await _run_v1_until_waiting(harness, calls)
     await harness.restart(version(calls, ["b"]))
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     await outcome(harness.running.handle(run_id))
     run = await harness.store.get_run(run_id)
     assert run is not None and run.status is RunStatus.BLOCKED
@@ -106,7 +106,7 @@ async def test_describe_of_blocked_run_shows_the_divergence_as_last_error(
     calls: Counter[str] = Counter()
     run_id = await _run_v1_until_waiting(harness, calls)
     await harness.restart(version(calls, ["b"]))
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     await outcome(harness.running.handle(run_id))
     described = await harness.running.describe(run_id)
     assert described.status is RunStatus.BLOCKED
@@ -123,7 +123,7 @@ async def test_blocked_run_is_neither_failed_nor_compensated(
     calls: Counter[str] = Counter()
     run_id = await _run_v1_until_waiting(harness, calls)
     await harness.restart(version(calls, ["b"]))
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     await outcome(harness.running.handle(run_id))
     await clock.settle()
     history = await harness.running.history(run_id)
@@ -144,7 +144,7 @@ async def test_blocked_run_stays_blocked_after_another_restart(
     await outcome(harness.running.handle(run_id))
     history = await harness.running.history(run_id)
     await harness.restart(version(calls, ["a"]))
-    await clock.advance(seconds(7200))
+    await advance(clock, seconds(7200))
     assert await harness.running.history(run_id) == history
     assert calls["gate"] == 1
 
@@ -157,7 +157,7 @@ async def test_code_that_returns_before_a_recorded_call_blocks_the_run(
     run_id = await _run_v1_until_waiting(harness, calls)
     # When new code calls a and then returns without calling gate
     await harness.restart(version(calls, ["a", "return"]))
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     failed = await outcome(harness.running.handle(run_id))
     assert isinstance(failed, legato.errors.RunFailed)
     assert failed.status == "blocked"
@@ -173,6 +173,6 @@ async def test_same_calls_in_the_same_order_replay_fine(harness: Harness, clock:
     calls: Counter[str] = Counter()
     run_id = await _run_v1_until_waiting(harness, calls)
     await harness.restart(version(calls, ["a"]))
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     assert await outcome(harness.running.handle(run_id)) == "done"
     assert calls["a"] == 1

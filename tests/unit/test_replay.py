@@ -11,7 +11,7 @@ import pytest
 import legato
 from legato.model import EventKind, HistoryEvent
 from legato.testing import FakeClock
-from tests.fixtures.engine import Harness, kinds, of_kind, outcome, seconds, settle_until
+from tests.fixtures.engine import Harness, advance, kinds, of_kind, outcome, seconds, settle_until
 
 SLOW_RETRY = legato.Retry(
     max_attempts=5, initial_interval=seconds(3600), max_interval=seconds(3600), jitter=False
@@ -77,7 +77,7 @@ async def test_restart_resumes_without_rerunning_recorded_steps(
     await harness.restart(three_steps(calls))
     await clock.settle()
     assert calls == {"a": 1, "b": 1}
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     # Then a is not run again, and its recorded result flows into b and c
     assert await outcome(harness.running.handle(handle.run_id)) == "a7-call1+b+c"
     assert calls == {"a": 1, "b": 2, "c": 1}
@@ -153,7 +153,7 @@ async def test_gathered_steps_both_run_and_their_results_combine(
     defs = await harness.start(gathering(calls))
     handle = await harness.running.start(defs.wf, 2)
     await settle_until(lambda: calls["right"] == 1)
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     assert await outcome(handle) == 220
     assert calls == {"left": 1, "right": 2, "total": 1}
 
@@ -168,7 +168,7 @@ async def test_gather_replays_deterministically_after_a_restart(
     await clock.settle()
     keys_before = step_keys(await harness.running.history(handle.run_id))
     await harness.restart(gathering(calls))
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     assert await outcome(harness.running.handle(handle.run_id)) == 330
     assert calls == {"left": 1, "right": 2, "total": 1}
     history = await harness.running.history(handle.run_id)
@@ -226,9 +226,9 @@ async def test_now_uuid_and_random_return_the_same_values_on_replay(
     defs = await harness.start(recording(seen, calls))
     handle = await harness.running.start(defs.wf)
     await settle_until(lambda: calls["gate"] == 1)
-    await clock.advance(seconds(60))  # the clock moves on while the run waits
+    await advance(clock, seconds(60))  # the clock moves on while the run waits
     await harness.restart(recording(seen, calls))
-    await clock.advance(seconds(3600))
+    await advance(clock, seconds(3600))
     result = await outcome(harness.running.handle(handle.run_id))
     assert len(seen) == 2
     assert seen[0] == seen[1]
@@ -311,7 +311,7 @@ async def test_step_key_is_stable_across_retries(harness: Harness, clock: FakeCl
     retry = legato.Retry(max_attempts=3, initial_interval=seconds(1), jitter=False)
     defs = await harness.start(keyed(keys, calls, retry))
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(10))
+    await advance(clock, seconds(10))
     result = await outcome(handle)
     assert calls["charge"] == 3
     assert keys[0] == keys[1] == keys[2] == result[0]
@@ -324,7 +324,7 @@ async def test_step_key_is_unique_per_step_call_and_per_run(
     retry = legato.Retry(max_attempts=3, initial_interval=seconds(1), jitter=False)
     defs = await harness.start(keyed(keys, Counter(), retry))
     first = await harness.running.start(defs.wf)
-    await clock.advance(seconds(10))
+    await advance(clock, seconds(10))
     one = await outcome(first)
     two = await outcome(await harness.running.start(defs.wf))
     assert len(set(one)) == 3
@@ -340,7 +340,7 @@ async def test_step_key_survives_a_restart(harness: Harness, clock: FakeClock) -
     await settle_until(lambda: calls["charge"] == 1)
     await clock.settle()
     await harness.restart(define)
-    await clock.advance(seconds(2 * 3600))
+    await advance(clock, seconds(2 * 3600))
     result = await outcome(harness.running.handle(handle.run_id))
     assert calls["charge"] == 3
     assert keys[:3] == [result[0]] * 3

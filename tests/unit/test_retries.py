@@ -13,7 +13,7 @@ import pytest
 import legato
 from legato.model import EventKind
 from legato.testing import FakeClock
-from tests.fixtures.engine import Harness, of_kind, outcome, seconds, settle_until
+from tests.fixtures.engine import Harness, advance, of_kind, outcome, seconds, settle_until
 
 
 def failing(
@@ -83,7 +83,7 @@ async def test_step_gives_up_after_max_attempts(harness: Harness, clock: FakeClo
     retry = legato.Retry(max_attempts=4, initial_interval=seconds(1), jitter=False)
     defs = await harness.start(failing(times, clock, retry))
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(60))
+    await advance(clock, seconds(60))
     failed = await outcome(handle)
     assert isinstance(failed, legato.errors.RunFailed)
     assert failed.error_message == "attempt 4"
@@ -133,7 +133,7 @@ async def test_backoff_without_jitter_is_exponential_and_capped(
     )
     defs = await harness.start(failing(times, clock, retry))
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(1000))
+    await advance(clock, seconds(1000))
     assert (await outcome(handle)).error_message == "attempt 5"
     assert gaps(times) == [10.0, 30.0, 60.0, 60.0]
 
@@ -143,9 +143,9 @@ async def test_retry_does_not_happen_a_moment_early(harness: Harness, clock: Fak
     retry = legato.Retry(max_attempts=3, initial_interval=seconds(10), jitter=False)
     defs = await harness.start(failing(times, clock, retry, succeed_on=2))
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(9.999))
+    await advance(clock, seconds(9.999))
     assert len(times) == 1
-    await clock.advance(seconds(0.001))
+    await advance(clock, seconds(0.001))
     assert len(times) == 2
     assert await outcome(handle) == "ok"
 
@@ -157,9 +157,9 @@ async def test_jittered_second_attempt_waits_between_half_and_all_of_the_interva
     retry = legato.Retry(max_attempts=2, initial_interval=seconds(10), jitter=True)
     defs = await harness.start(failing(times, clock, retry, succeed_on=2))
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(4.999))
+    await advance(clock, seconds(4.999))
     assert len(times) == 1, "retried before half the initial interval"
-    await clock.advance(seconds(5.001))
+    await advance(clock, seconds(5.001))
     assert len(times) == 2, "not retried by the full initial interval"
     assert await outcome(handle) == "ok"
 
@@ -175,7 +175,7 @@ async def test_jittered_backoff_stays_within_its_bounds(harness: Harness, clock:
     )
     defs = await harness.start(failing(times, clock, retry))
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(1000))
+    await advance(clock, seconds(1000))
     assert (await outcome(handle)).error_message == "attempt 5"
     full = [4.0, 8.0, 10.0, 10.0]  # initial * backoff**n, capped at max_interval
     assert len(gaps(times)) == len(full)
@@ -190,7 +190,7 @@ async def test_each_failed_attempt_is_recorded_with_its_retry_time(
     retry = legato.Retry(max_attempts=3, initial_interval=seconds(5), jitter=False)
     defs = await harness.start(failing(times, clock, retry, succeed_on=3))
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(100))
+    await advance(clock, seconds(100))
     assert await outcome(handle) == "ok"
     history = await harness.running.history(handle.run_id)
     failed = of_kind(history, EventKind.STEP_FAILED)
@@ -212,14 +212,14 @@ async def test_crash_during_backoff_does_not_reset_the_attempt_count(
     defs = await harness.start(define)
     handle = await harness.running.start(defs.wf)
     await settle_until(lambda: len(times) == 1)
-    await clock.advance(seconds(5))
+    await advance(clock, seconds(5))
     # When a new process takes over
     await harness.restart(define)
     await clock.settle()
     assert len(times) == 1, "the restart must wait out the recorded backoff"
-    await clock.advance(seconds(5))
+    await advance(clock, seconds(5))
     assert len(times) == 2
-    await clock.advance(seconds(100))
+    await advance(clock, seconds(100))
     # Then it makes only the attempts that were left
     failed = await outcome(harness.running.handle(handle.run_id))
     assert failed.error_message == "attempt 3"
@@ -261,11 +261,11 @@ async def test_async_step_over_its_timeout_is_cancelled_and_retried(
 
     defs = await harness.start(define)
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(4.999))
+    await advance(clock, seconds(4.999))
     assert attempts == ["started"]
-    await clock.advance(seconds(0.001))
+    await advance(clock, seconds(0.001))
     assert attempts == ["started", "cancelled"]
-    await clock.advance(seconds(1))
+    await advance(clock, seconds(1))
     assert await outcome(handle) == "fast enough"
     [timed_out] = of_kind(await harness.running.history(handle.run_id), EventKind.STEP_FAILED)
     assert timed_out.attempt == 1
@@ -288,7 +288,7 @@ async def test_step_that_always_times_out_fails_with_step_timeout(
 
     defs = await harness.start(define)
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(1))
+    await advance(clock, seconds(1))
     failed = await outcome(handle)
     assert isinstance(failed, legato.errors.RunFailed)
     assert (failed.error_type, failed.step_name) == ("legato.errors.StepTimeout", "stuck")
@@ -325,8 +325,8 @@ async def test_hung_sync_step_is_abandoned_and_counted_as_timed_out(
         defs = await harness.start(define)
         handle = await harness.running.start(defs.wf)
         await settle_until(lambda: attempts == [1])
-        await clock.advance(seconds(5))
-        await clock.advance(seconds(1))
+        await advance(clock, seconds(5))
+        await advance(clock, seconds(1))
         assert await outcome(handle) == "second try"
         history = await harness.running.history(handle.run_id)
         [timed_out] = of_kind(history, EventKind.STEP_FAILED)
@@ -377,10 +377,10 @@ async def test_workflow_timeout_fails_the_run_and_compensates_it(
 
     defs = await harness.start(define)
     handle = await harness.running.start(defs.wf)
-    await clock.advance(seconds(299))
+    await advance(clock, seconds(299))
     run = await harness.store.get_run(handle.run_id)
     assert run is not None and not run.status.is_terminal
-    await clock.advance(seconds(1))
+    await advance(clock, seconds(1))
     failed = await outcome(handle)
     assert isinstance(failed, legato.errors.RunFailed)
     assert failed.status == "compensated"
