@@ -182,7 +182,14 @@ class Engine:
     def _resume(self, run: Run, history: list[HistoryEvent]) -> None:
         workflow = self.registry.workflows[run.workflow]  # claims only take our workflows
         index = ReplayIndex.build(history)
-        deadline = None if run.deadline_at is None else run.deadline_at.timestamp()
+        if run.deadline_at is not None:
+            deadline: float | None = run.deadline_at.timestamp()
+        elif workflow.timeout_s is not None:
+            # Started by a client, which does not know the workflow's timeout: it counts
+            # from when the run was requested, the same on every replay.
+            deadline = run.created_at.timestamp() + workflow.timeout_s
+        else:
+            deadline = None
         if run.status is RunStatus.PENDING:
             self.journal.submit_nowait(SetRun(run.run_id, RunStatus.RUNNING.value, None, None,
                                               self.clock.time(), None))
