@@ -87,6 +87,13 @@ def worker(
     app = load_app(target)
     if database is not None:
         app.use_database(database)
+    # Say what is served where: an operator's first question when a run stays pending.
+    logging.getLogger(__name__).info(
+        "worker for app %r serving %s on %s; stop with Ctrl-C or SIGTERM",
+        app.name,
+        ", ".join(sorted(app.registry.workflows)) or "no workflows",
+        app.database or "a custom store",
+    )
     asyncio.run(app.run_worker())
 
 

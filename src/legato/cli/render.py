@@ -131,8 +131,14 @@ def _json_line(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def description_view(description: RunDescription) -> RenderableType:
-    """``legato runs show``: status, step, error, saga state and what happens next."""
+def description_view(
+    description: RunDescription, *, cancel_requested: bool = False
+) -> RenderableType:
+    """``legato runs show``: status, step, error, saga state and what happens next.
+
+    ``cancel_requested`` (from the run's row) flags a run whose worker has yet to act
+    on a cancellation: its description alone still reads as if it would go on.
+    """
     d = description
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
@@ -151,6 +157,15 @@ def description_view(description: RunDescription) -> RenderableType:
         facts.add_row("output", _json_line(d.output))
     facts.add_row("created", _when(d.created_at))
     facts.add_row("updated", _when(d.updated_at))
+    if cancel_requested and not d.status.is_terminal:
+        facts.add_row(
+            "cancel",
+            Text(
+                "requested: the worker stops the run at its next call "
+                "and compensates its completed steps",
+                style="magenta",
+            ),
+        )
     facts.add_row("next:", Text(d.next, style="bold"))
 
     steps = Table(show_edge=False, box=None, padding=(0, 2), header_style="bold dim")

@@ -70,10 +70,11 @@ def show(
     """Show one run: status, current step and attempt, what failed, what happens next."""
     with connect(database) as client:
         description = client.describe(run_id)
+        cancel_requested = client.get_run(run_id).cancel_requested
     if as_json:
-        print_json(description.to_dict())
+        print_json(description.to_dict() | {"cancel_requested": cancel_requested})
     else:
-        console().print(description_view(description))
+        console().print(description_view(description, cancel_requested=cancel_requested))
 
 
 @runs_app.command("history")
