@@ -294,9 +294,8 @@ class RunExecution:
         try:
             if not self.compensating:
                 failure = await self._run_workflow()
-                if failure is None:
+                if failure is None or not await self._fail(failure):
                     return
-                await self._fail(failure)
             await self._compensate()
         except (Abandon, asyncio.CancelledError) as exc:
             # Shutdown or a storage failure: leave the run as recorded; whoever claims it
@@ -361,7 +360,8 @@ class RunExecution:
         log.error("%s", error)
         self._finish(RunStatus.BLOCKED, None, details)
 
-    async def _fail(self, failure: BaseException) -> None:
+    async def _fail(self, failure: BaseException) -> bool:
+        """Record the failure; True if completed steps must now be compensated."""
         error = describe_exception(failure)
         if isinstance(failure, StepFailed):
             error |= {"type": failure.error_type, "message": failure.error_message,
@@ -379,13 +379,14 @@ class RunExecution:
             ops.append(self._set_run(final, error=error))
             await self._commit(*ops)
             self._finish(final, None, error)
-            return
+            return False
         ops.append(self._set_run(RunStatus.COMPENSATING, error=error))
         # Not awaited: the failure is already durable in the records that caused it (a
         # final step_failed, a cancel flag, a deadline), so replay reaches it again; these
         # commit with the first compensation's record.
         for op in ops:
             self.engine.journal.submit_nowait(op)
+        return True
 
     def _compensation_stack(self) -> list[_Completed]:
         if self.completed:
