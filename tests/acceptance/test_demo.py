@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import orjson
 
-from tests.acceptance.cli_driver import Cli, sqlite_url
+import legato
+from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
 
 
 def test_demo_shows_completed_and_compensated_runs(cli: Cli) -> None:
@@ -62,3 +67,54 @@ def test_demo_with_database_keeps_its_runs_for_inspection(cli: Cli, tmp_path: Pa
 
     runs = orjson.loads(cli.ok("runs", "list", "--json", "--database", kept))
     assert sorted(run["status"] for run in runs) == ["compensated", "completed"]
+
+
+def installed_copy(tmp_path: Path) -> Path:
+    """A copy of the legato package outside the checkout, as a wheel would install it."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(
+        Path(legato.__file__).parent, site / "legato", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return site
+
+
+def run_installed(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``legato *args`` importing the copy at ``site`` (what the console script does)."""
+    env = dict(os.environ, PYTHONPATH=str(site), COLUMNS="200")
+    env.pop("LEGATO_DATABASE_URL", None)
+    code = "from legato.cli.main import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_demo_outside_a_checkout_says_where_the_example_is(tmp_path: Path) -> None:
+    site = installed_copy(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    result = run_installed(site, elsewhere, "demo")
+
+    assert result.returncode == 1
+    assert "the course-purchase example is not next to this copy of legato" in result.stderr
+    assert "source checkout" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_demo_of_an_installed_copy_finds_the_example_in_the_current_directory(
+    tmp_path: Path,
+) -> None:
+    site = installed_copy(tmp_path)
+
+    result = run_installed(site, REPO_ROOT, "demo", "--json")
+
+    assert result.returncode == 0, result.stderr
+    statuses = [run["status"] for run in orjson.loads(result.stdout)["runs"]]
+    assert statuses == ["completed", "compensated"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,12 @@ def console() -> Console:
     return Console(highlight=False)
 
 
+def waiting(message: str) -> AbstractContextManager[object]:
+    """A spinner on stderr while a long call runs, only when a person is watching."""
+    err = Console(stderr=True)
+    return err.status(message) if err.is_terminal else nullcontext()
+
+
 def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON on stdout: datetimes ISO 8601, enums by value."""
     sys.stdout.buffer.write(
@@ -52,6 +59,14 @@ def status_text(status: RunStatus) -> Text:
 
 def _when(at: datetime) -> str:
     return at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _when_short(at: datetime) -> str:
+    # Lists are scanned, not read: today's times need no date.
+    local = at.astimezone()
+    if local.date() == datetime.now(local.tzinfo).date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M")
 
 
 def _error_line(error: dict[str, Any] | None) -> str:
@@ -117,7 +132,7 @@ def runs_table(descriptions: list[RunDescription], *, title: str | None = None) 
     table.add_column("updated", no_wrap=True)
     for d in descriptions:
         table.add_row(
-            d.run_id, d.workflow, status_text(d.status), step_line(d), _when(d.updated_at)
+            d.run_id, d.workflow, status_text(d.status), step_line(d), _when_short(d.updated_at)
         )
     return table
 

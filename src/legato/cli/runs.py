@@ -21,6 +21,7 @@ from legato.cli.render import (
     print_json,
     run_summary,
     runs_table,
+    waiting,
 )
 from legato.errors import RunFailed
 from legato.model import RunStatus
@@ -58,7 +59,10 @@ def list_runs(
     if not descriptions:
         console().print("no runs" + (" match" if status or workflow else " yet"))
         return
-    console().print(runs_table(descriptions))
+    out = console()
+    out.print(runs_table(descriptions))
+    if len(descriptions) == limit:
+        out.print(f"the {limit} newest runs shown; --limit N shows more", style="dim")
 
 
 @runs_app.command("show")
@@ -171,7 +175,8 @@ def start(
                 typer.echo(new_id)
             return
         try:
-            client.result(new_id, timeout)
+            with waiting(f"run {new_id} started; waiting for it to end"):
+                client.result(new_id, timeout)
         except RunFailed:
             pass  # shown below from the run's description
         description = client.describe(new_id)
