@@ -111,6 +111,7 @@ class RunExecution:
         self.compensating = index.failure is not None
         self.done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
+        self._started = False
         self._main = _Branch("", None)
         self._branches: list[_Branch] = []
 
@@ -271,7 +272,9 @@ class RunExecution:
         self.cancel_reason = CancelRequested(f"run {self.run_id!r} was cancelled")
         self.engine.journal.submit_nowait(
             self._record(EventKind.CANCEL_REQUESTED, None, None, 0, None))
-        if self.in_flight == 0 and self.task is not None:
+        # Before the driver starts, cancelling its task would kill it before its first
+        # line; drive() sees cancel_reason instead and goes straight to compensating.
+        if self.in_flight == 0 and self.task is not None and self._started:
             self.task.cancel()
 
     def _expire(self) -> None:
@@ -289,11 +292,15 @@ class RunExecution:
 
     async def drive(self) -> None:
         """Run the workflow to its end, compensating on failure; the task's body."""
+        self._started = True
         self._main.task = asyncio.current_task()
         current_branch.set(self._main)
         try:
             if not self.compensating:
-                failure = await self._run_workflow()
+                if self.cancel_reason is not None:
+                    failure: BaseException | None = self.cancel_reason
+                else:
+                    failure = await self._run_workflow()
                 if failure is None or not await self._fail(failure):
                     return
             await self._compensate()
@@ -372,7 +379,7 @@ class RunExecution:
         self.index.failure = error
         self.compensating = True
         ops: list[Write] = [self._record(EventKind.RUN_FAILED, None, None, 0, dumps(error))]
-        if not self.completed:
+        if not self._compensation_stack():
             final = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
             if cancelled:
                 ops.append(self._record(EventKind.RUN_CANCELLED, None, None, 0, None))

@@ -102,6 +102,10 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
                               "step": event.name, "compensation": True,
                               "attempt": event.attempt}
 
+    if run.error is not None and run.status.is_terminal:
+        # The outcome's own error (the divergence, the failure that ended the run, the
+        # compensation that gave up) outranks whatever a retried step said last.
+        last_error = run.error
     summaries = [StepSummary(**s) for s in steps.values()]
     completed = [s.name for s in summaries if s.status == "completed"]
     done = [s.name for s in summaries if s.compensation == "completed"]
