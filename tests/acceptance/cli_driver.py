@@ -22,6 +22,11 @@ import orjson
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LEGATO = Path(sys.executable).parent / "legato"
 EXAMPLE_APP = "examples.course_purchase.app:app"
+SERVED_WORKFLOWS = {
+    EXAMPLE_APP: "purchase_course",
+    "tests.acceptance.gated_app:app": "gated_order",
+}
+"""A workflow each test app registers: the worker is ready once it is listed."""
 TERMINAL = {
     "completed",
     "failed",
@@ -117,12 +122,18 @@ class Workers:
             )
         self.processes.append(process)
         deadline = time.monotonic() + 20
-        # A worker registers its workflows once its engine has started.
-        while not self.cli.json("workflows", "list"):
+        # A worker registers its app's workflows once its engine has started (another
+        # worker may have registered others on the same database already).
+        while not self._registered(target):
             assert process.poll() is None, f"worker died:\n{log_path.read_text()}"
             assert time.monotonic() < deadline, f"worker not ready:\n{log_path.read_text()}"
             time.sleep(0.1)
         return process
+
+    def _registered(self, target: str) -> bool:
+        expected = SERVED_WORKFLOWS.get(target)
+        names = {w["name"] for w in self.cli.json("workflows", "list")}
+        return expected in names if expected else bool(names)
 
     @staticmethod
     def stop(process: subprocess.Popen[bytes]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.cli_driver import Cli, sqlite_url
+from tests.acceptance.cli_driver import Cli, Workers, sqlite_url
 
 
 def assert_refused(result: object, exit_code: int, *expected: str) -> None:
@@ -146,3 +146,18 @@ def test_worker_with_a_target_that_is_not_an_app_is_refused(cli: Cli) -> None:
         cli.run("worker", "examples.course_purchase.services:Payments"), 2, "is not a legato.App"
     )
     assert_refused(cli.run("worker", "no_such_module:app"), 2, "cannot import")
+
+
+def test_run_id_of_another_workflow_is_refused(cli: Cli, workers: Workers) -> None:
+    # Given two apps' workflows registered on one database, and a pending purchase run
+    for target in ("examples.course_purchase.app:app", "tests.acceptance.gated_app:app"):
+        workers.stop(workers.start(target))
+    cli.ok("start", "purchase_course", "--input", "{}", "--run-id", "shared-id")
+
+    # When the same id is started as another workflow
+    result = cli.run("start", "gated_order", "--input", "{}", "--run-id", "shared-id")
+
+    # Then it is refused, and the existing run is untouched
+    assert_refused(result, 2, "run id 'shared-id' already belongs to workflow 'purchase_course'")
+    runs = cli.json("runs", "list")
+    assert [(r["run_id"], r["workflow"]) for r in runs] == [("shared-id", "purchase_course")]
