@@ -60,6 +60,10 @@ def test_demo_does_not_touch_the_configured_database(cli: Cli, tmp_path: Path) -
     assert not (tmp_path / "legato.db").exists()
 
 
+def test_demo_runs_even_when_the_configured_database_url_is_unusable() -> None:
+    assert Cli("postgres://elsewhere/db").ok("demo").count("compensated") >= 1
+
+
 def test_demo_with_database_keeps_its_runs_for_inspection(cli: Cli, tmp_path: Path) -> None:
     kept = sqlite_url(tmp_path / "demo.db")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import os
 import sys
 import tempfile
 import uuid
@@ -27,6 +28,7 @@ from legato.cli.options import JsonOption
 from legato.cli.render import console, print_json, status_text, step_line
 from legato.model import RunStatus
 from legato.model.description import RunDescription
+from legato.storage import DATABASE_ENV
 
 EXAMPLE_PACKAGE = "course_purchase"
 """The name the example is imported under (it shows in recorded error types)."""
@@ -188,7 +190,14 @@ def demo(
             hint="run `legato demo` from a source checkout of legato (or from the "
             "directory that holds examples/course_purchase)",
         )
-    example = load_example(directory)
+    # The example's App reads LEGATO_DATABASE_URL when it is created; the demo runs on its
+    # own database, so a value meant for other commands must not stop it.
+    saved = os.environ.pop(DATABASE_ENV, None)
+    try:
+        example = load_example(directory)
+    finally:
+        if saved is not None:
+            os.environ[DATABASE_ENV] = saved
     with tempfile.TemporaryDirectory(prefix="legato-demo-") as tmp:
         url = database or f"sqlite:///{Path(tmp) / 'demo.db'}"
         # On a kept database the same ids would return the previous demo's runs.
