@@ -13,7 +13,15 @@ import pytest
 import legato
 from legato.model import EventKind
 from legato.testing import FakeClock
-from tests.fixtures.engine import Harness, advance, of_kind, outcome, seconds, settle_until
+from tests.fixtures.engine import (
+    Harness,
+    advance,
+    of_kind,
+    outcome,
+    poll_until,
+    seconds,
+    settle_until,
+)
 
 
 def failing(
@@ -324,7 +332,7 @@ async def test_hung_sync_step_is_abandoned_and_counted_as_timed_out(
     try:
         defs = await harness.start(define)
         handle = await harness.running.start(defs.wf)
-        await settle_until(lambda: attempts == [1])
+        await poll_until(lambda: attempts == [1])  # a real thread has to start
         await advance(clock, seconds(5))
         await advance(clock, seconds(1))
         assert await outcome(handle) == "second try"

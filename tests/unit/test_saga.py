@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import Counter
 from types import SimpleNamespace
 
@@ -35,12 +36,12 @@ def saga(
             log.append(("undo", "a", x, result))
 
         @app.step(name="b")
-        def b(x: int, y: str) -> dict[str, object]:
+        async def b(x: int, y: str) -> dict[str, object]:
             log.append(("do", "b", x, y))
             return {"b": x}
 
         @b.compensate(retry=undo_retry)
-        def undo_b(x: int, y: str, result: dict[str, object]) -> None:
+        async def undo_b(x: int, y: str, result: dict[str, object]) -> None:
             log.append(("undo", "b", x, y, result))
             if sum(1 for e in log if e[:2] == ("undo", "b")) <= undo_b_fails:
                 raise ConnectionError("refund service down")
@@ -96,6 +97,36 @@ async def test_compensation_gets_the_step_arguments_then_its_result(harness: Har
         ("undo", "b", 5, "why", {"b": 5}),
         ("undo", "a", 5, "A5"),
     ]
+
+
+async def test_sync_step_and_sync_compensation_run_in_threads(harness: Harness) -> None:
+    seen: list[tuple[str, object, bool]] = []
+    loop_thread = threading.get_ident()
+
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.step(name="book")
+        def book(room: int) -> str:
+            seen.append(("book", room, threading.get_ident() == loop_thread))
+            return f"booking-{room}"
+
+        @book.compensate
+        def cancel_booking(room: int, booking: str) -> None:
+            seen.append(("cancel", (room, booking), threading.get_ident() == loop_thread))
+
+        @app.step(name="fail", retry=NO_RETRY)
+        def fail() -> None:
+            raise RuntimeError("no")
+
+        @app.workflow(name="wf")
+        async def wf() -> None:
+            await book(12)
+            await fail()
+
+        return SimpleNamespace(wf=wf)
+
+    defs = await harness.start(define)
+    assert (await outcome(await harness.running.start(defs.wf))).status == "compensated"
+    assert seen == [("book", 12, False), ("cancel", (12, "booking-12"), False)]
 
 
 async def test_compensations_are_recorded_in_history(harness: Harness) -> None:
