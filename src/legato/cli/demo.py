@@ -45,10 +45,12 @@ def find_example() -> Path | None:
 
 
 def load_example(directory: Path) -> ModuleType:
-    """Import the example's ``app`` module from ``directory``, as a package by file path."""
-    existing = sys.modules.get(f"{EXAMPLE_PACKAGE}.app")
-    if existing is not None:
-        return existing
+    """Import the example's ``app`` module from ``directory``, as a package by file path.
+
+    Each call imports it afresh, so each demo starts with fresh fake services.
+    """
+    for name in [n for n in sys.modules if n.partition(".")[0] == EXAMPLE_PACKAGE]:
+        del sys.modules[name]
     spec = importlib.util.spec_from_file_location(
         EXAMPLE_PACKAGE, directory / "__init__.py", submodule_search_locations=[str(directory)]
     )
