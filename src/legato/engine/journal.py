@@ -68,6 +68,15 @@ class Journal:
             if self._pending:
                 await asyncio.sleep(0)
 
+    @property
+    def is_idle(self) -> bool:
+        """True when nothing is queued or being committed."""
+        return self._idle.is_set() and not self._pending
+
+    async def wait_idle(self) -> None:
+        """Return when nothing is queued or being committed."""
+        await self.flush()
+
     def submit(self, op: Write) -> asyncio.Future[BatchOutcome]:
         """Queue ``op``; the returned future resolves when its batch commits."""
         self._pending.append(op)

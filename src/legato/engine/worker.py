@@ -86,6 +86,8 @@ class Engine:
         self.steps: StepRunner
         self._maintainer: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
+        self._pass_done = asyncio.Event()
+        self._pass_done.set()
         self._last_heartbeat = 0.0
         self._to_release: list[str] = []
         self.tune_gc = tune_gc
@@ -115,12 +117,18 @@ class Engine:
             pass
         self._maintainer = asyncio.get_running_loop().create_task(
             self._maintain(), name="legato-maintainer")
+        watch = getattr(self.clock, "watch", None)  # a FakeClock settles on our work too
+        if watch is not None:
+            watch(self)
 
     async def stop(self) -> None:
         """Stop executing: runs in flight stay as recorded and are released for recovery."""
         if not self.running:
             return
         self.running = False
+        unwatch = getattr(self.clock, "unwatch", None)
+        if unwatch is not None:
+            unwatch(self)
         if self._maintainer is not None:
             self._maintainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -249,12 +257,24 @@ class Engine:
     def poke(self) -> None:
         """Look for new work now rather than at the next poll."""
         self._poke.set()
+        self._pass_done.clear()
+
+    def is_idle(self) -> bool:
+        """Nothing to commit and no upkeep pass pending (used by FakeClock.settle)."""
+        return self.journal.is_idle and self._pass_done.is_set()
+
+    async def wait_idle(self) -> None:
+        """Wait for the pending upkeep pass and for the journal to drain."""
+        await self._pass_done.wait()
+        await self.journal.wait_idle()
 
     async def _maintain(self) -> None:
         while True:
+            self._pass_done.set()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), self.poll_interval_s)
             self._poke.clear()
+            self._pass_done.clear()
             try:
                 now = time.time()
                 if now - self._last_heartbeat >= self.lease_s / 3:

@@ -7,6 +7,20 @@ import heapq
 import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Watcher(Protocol):
+    """Something with work of its own that ``settle()`` must wait for (an engine)."""
+
+    def is_idle(self) -> bool:
+        """True when it has nothing to do until time moves or something arrives."""
+
+    async def wait_idle(self) -> None:
+        """Return once idle (or once it has made progress worth re-checking)."""
+
+    def poke(self) -> None:
+        """Time moved: look for due work now."""
 
 
 class _Timer:
@@ -33,6 +47,7 @@ class FakeClock:
         self._now = start.timestamp()
         self._timers: list[tuple[float, int, _Timer]] = []
         self._order = itertools.count()
+        self._watchers: list[Watcher] = []
 
     def time(self) -> float:
         """Now, as Unix seconds."""
@@ -71,10 +86,37 @@ class FakeClock:
         return [datetime.fromtimestamp(w, UTC) for w, _, t in sorted(self._timers)
                 if not t.cancelled]
 
-    async def settle(self, rounds: int = 50) -> None:
-        """Let woken tasks run until they wait again (yields to the loop ``rounds`` times)."""
+    def watch(self, watcher: Watcher) -> None:
+        """Have ``settle()`` wait for ``watcher`` too (engines on this clock call this)."""
+        self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Watcher) -> None:
+        """Stop waiting for ``watcher``."""
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
+
+    async def settle(self, rounds: int = 10_000) -> None:
+        """Let woken code run until everything waits again; no time passes.
+
+        Quiet means: every watching engine is idle (records committed, no claim pass
+        pending) and the event loop has had nothing ready for a few turns in a row. Code
+        waiting on real I/O outside the engine (a sync step's thread) is not waited for.
+        """
+        loop = asyncio.get_running_loop()
+        quiet = 0
         for _ in range(rounds):
             await asyncio.sleep(0)
+            busy = [w for w in self._watchers if not w.is_idle()]
+            if busy:
+                quiet = 0
+                for watcher in busy:
+                    await watcher.wait_idle()
+                continue
+            # CPython's loop keeps ready callbacks in ``_ready``; other loops: count turns.
+            ready = getattr(loop, "_ready", ())
+            quiet = 0 if len(ready) else quiet + 1
+            if quiet >= 3:
+                return
 
     async def advance(self, delta: timedelta | float) -> None:
         """Move time forward, firing due timers in order and letting woken code run."""
@@ -91,4 +133,6 @@ class FakeClock:
             timer.callback()
             await self.settle()
         self._now = target
+        for watcher in self._watchers:
+            watcher.poke()  # runs that became due in the database get claimed now
         await self.settle()
