@@ -121,7 +121,7 @@ class Workers:
                 stderr=subprocess.STDOUT,
             )
         self.processes.append(process)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
         # A worker registers its app's workflows once its engine has started (another
         # worker may have registered others on the same database already).
         while not self._registered(target):

@@ -32,7 +32,7 @@ def start_at_gate(cli: Cli, run_id: str, gate: Path) -> dict[str, Any]:
     """Start a gated order and wait until it waits at the gate; return its description."""
     order = {"id": run_id, "gate": str(gate)}
     cli.ok("start", "gated_order", "--input", orjson.dumps(order).decode(), "--run-id", run_id)
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while True:
         shown: dict[str, Any] = cli.json("runs", "show", run_id)
         if shown["current_step"] == "wait_at_gate":
@@ -70,7 +70,7 @@ def test_cancel_running_run_compensates_its_completed_steps(gated: Cli, tmp_path
     assert "requested: the worker stops the run" in gated.ok("runs", "show", "order-2")
     # The worker sees the request at its next poll and records it; the step in flight
     # finishes first (it is not interrupted), then the run stops and compensates.
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while "cancel_requested" not in [r["kind"] for r in gated.json("runs", "history", "order-2")]:
         assert time.monotonic() < deadline
         time.sleep(0.1)
