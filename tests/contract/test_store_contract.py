@@ -97,7 +97,6 @@ async def test_new_run_is_stored_with_its_fields(store: Store) -> None:
     assert (run.output, run.error) == (None, None)
     assert run.created_at == at(T0) and run.updated_at == at(T0)
     assert run.deadline_at == at(T0 + 60)
-    assert run.wake_at is None
     assert run.owner == "w1"
     assert run.cancel_requested is False
 
