@@ -131,9 +131,12 @@ class RunExecution:
 
     def _set_run(self, status: RunStatus, *, output: bytes | None = None,
                  error: dict[str, Any] | None = None) -> SetRun:
+        now = self.engine.clock.time()
+        # An active run is due now (if its worker dies, the next one claims it at once); a
+        # finished one is never due again.
         return SetRun(self.run_id, str(status.value), output,
-                      None if error is None else dumps(error),
-                      self.engine.clock.time(), None)
+                      None if error is None else dumps(error), now,
+                      None if status.is_terminal else now)
 
     # -- call numbering ----------------------------------------------------------------
 

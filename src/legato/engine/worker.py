@@ -199,8 +199,9 @@ class Engine:
         else:
             deadline = None
         if run.status is RunStatus.PENDING:
+            now = self.clock.time()
             self.journal.submit_nowait(SetRun(run.run_id, RunStatus.RUNNING.value, None, None,
-                                              self.clock.time(), None))
+                                              now, now))
         execution = self._launch(run.run_id, workflow, list(run.input), deadline, index)
         if run.cancel_requested:
             execution.cancel()

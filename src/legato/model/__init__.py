@@ -4,5 +4,9 @@ from legato.model.history import EventKind, HistoryEvent
 from legato.model.ids import RunId
 from legato.model.retry import Retry
 from legato.model.runs import Run, RunStatus
+from legato.model.waits import Signal, Task, TaskStatus
 
-__all__ = ["EventKind", "HistoryEvent", "Retry", "Run", "RunId", "RunStatus"]
+__all__ = [
+    "EventKind", "HistoryEvent", "Retry", "Run", "RunId", "RunStatus", "Signal", "Task",
+    "TaskStatus",
+]

@@ -25,6 +25,13 @@ class EventKind(enum.StrEnum):
     RUN_COMPENSATED = "run_compensated"
     RUN_CANCELLED = "run_cancelled"
     RUN_BLOCKED = "run_blocked"
+    TIMER_STARTED = "timer_started"      # data.wake_at
+    TIMER_FIRED = "timer_fired"
+    WAIT_STARTED = "wait_started"        # data.signal, data.timeout_at
+    SIGNAL_RECEIVED = "signal_received"  # data.signal_id, data.payload
+    WAIT_TIMED_OUT = "wait_timed_out"
+    TASK_CREATED = "task_created"        # data.task_id (then waits like a signal)
+    CHILD_STARTED = "child_started"      # data.child_run_id (then waits for its outcome)
 
 
 @dataclass(frozen=True, slots=True)

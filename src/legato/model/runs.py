@@ -67,3 +67,4 @@ class Run:
     wake_at: datetime | None = None
     owner: str | None = None
     cancel_requested: bool = False
+    parent_run_id: str | None = None

@@ -16,15 +16,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from legato.model import HistoryEvent, Run
+from legato.model import HistoryEvent, Run, Signal, Task
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
 @dataclass(slots=True)
 class NewRun:
-    """Insert a run unless one with the same id exists (then report it as a conflict)."""
+    """Insert a run unless one with the same id exists (then report it as a conflict).
+
+    A new run is due at once: its ``wake_at`` is ``created_at``.
+    """
 
     run_id: str
     workflow: str
@@ -33,6 +36,7 @@ class NewRun:
     created_at: float
     deadline_at: float | None
     owner: str | None
+    parent_run_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -51,7 +55,13 @@ class Append:
 
 @dataclass(slots=True)
 class SetRun:
-    """Overwrite a run's mutable columns."""
+    """Overwrite a run's mutable columns.
+
+    ``wake_at`` is when the run is next due (NULL: only an event wakes it). With
+    ``release`` the owner lets go of the run. With ``signal_watermark`` set, a signal newer
+    than that id makes the run due at once: a run that parks while a signal is arriving
+    is never left waiting for it.
+    """
 
     run_id: str
     status: str
@@ -59,9 +69,45 @@ class SetRun:
     error: bytes | None
     updated_at: float
     wake_at: float | None
+    release: bool = False
+    signal_watermark: int | None = None
 
 
-Write = NewRun | Append | SetRun
+@dataclass(slots=True)
+class NewSignal:
+    """Send a signal to a run, and wake it if it waits for an event."""
+
+    run_id: str
+    name: str
+    payload: bytes | None
+    at: float
+
+
+@dataclass(slots=True)
+class NewTask:
+    """Open a human task (ignored if a task with this id exists)."""
+
+    run_id: str
+    task_id: str
+    name: str
+    data: bytes | None
+    assignee: str | None
+    form: bytes | None
+    created_at: float
+    due_at: float | None
+
+
+@dataclass(slots=True)
+class CloseTasks:
+    """Close a run's open tasks (one, or all when ``task_id`` is None)."""
+
+    run_id: str
+    task_id: str | None
+    status: str
+    at: float
+
+
+Write = NewRun | Append | SetRun | NewSignal | NewTask | CloseTasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +167,8 @@ class Store(Protocol):
 
         A run still ``pending`` and unowned has done nothing, so it becomes ``cancelled``
         at once (with ``cancel_requested`` and ``run_cancelled`` records). An owned run only
-        gets the flag: its owner records and carries out the cancellation. Returns the run
+        gets the flag: its owner records and carries out the cancellation. An unowned
+        waiting run is made due, so a worker picks it up and cancels it. Returns the run
         as it is afterwards, or None if there is no such run.
         """
 
@@ -136,6 +183,28 @@ class Store(Protocol):
 
     async def remove_workers(self, worker_ids: Sequence[str]) -> int:
         """Forget these workers and release every run they owned; return runs released."""
+
+    async def send_signal(self, run_id: str, name: str, payload: bytes | None,
+                          at: float) -> tuple[Run | None, int | None]:
+        """Send a signal unless the run is unknown or finished; return (run, signal id)."""
+
+    async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
+        """A run's signals with ids above ``after_id``, in delivery order."""
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+
+    async def list_tasks(self, *, status: str | None = "open", assignee: str | None = None,
+                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+        """Tasks, oldest first, filtered."""
+
+    async def complete_task(self, task_id: str, response: bytes,
+                            at: float) -> tuple[Task | None, bool]:
+        """Complete an open task: store the response and signal its run, atomically.
+
+        Returns the task as it is afterwards and whether this call completed it (False if
+        it was not open, so a task is completed at most once).
+        """
 
     async def register_workflows(self, names: Sequence[str], at: float) -> None:
         """Record the workflow names an app serves, so clients can check names."""

@@ -13,10 +13,21 @@ from dataclasses import dataclass
 import orjson
 
 from legato.errors import ConcurrencyConflict
-from legato.model import EventKind, HistoryEvent, Run, RunStatus
+from legato.model import EventKind, HistoryEvent, Run, RunStatus, Signal, Task, TaskStatus
 from legato.model.ids import RunId
 from legato.model.runs import TERMINAL_STATUSES
-from legato.storage.base import Append, NewRun, SetRun, WorkerInfo, Write, to_datetime
+from legato.model.waits import TASK_SIGNAL_PREFIX
+from legato.storage.base import (
+    Append,
+    CloseTasks,
+    NewRun,
+    NewSignal,
+    NewTask,
+    SetRun,
+    WorkerInfo,
+    Write,
+    to_datetime,
+)
 
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
@@ -35,6 +46,32 @@ class _Row:
     wake_at: float | None
     owner: str | None
     cancel_requested: bool = False
+    parent_run_id: str | None = None
+
+
+@dataclass(slots=True)
+class _TaskRow:
+    task_id: str
+    run_id: str
+    name: str
+    data: bytes | None
+    assignee: str | None
+    form: bytes | None
+    status: str
+    response: bytes | None
+    created_at: float
+    due_at: float | None
+    completed_at: float | None = None
+
+
+def _task(row: _TaskRow) -> Task:
+    return Task(
+        task_id=row.task_id, run_id=row.run_id, name=row.name, data=_loads(row.data),
+        assignee=row.assignee, form=_loads(row.form),  # type: ignore[arg-type]  # an object
+        status=TaskStatus(row.status), response=_loads(row.response),
+        created_at=to_datetime(row.created_at),  # type: ignore[arg-type]  # never None
+        due_at=to_datetime(row.due_at), completed_at=to_datetime(row.completed_at),
+    )
 
 
 def _loads(data: bytes | None) -> object:
@@ -50,6 +87,7 @@ def _run(row: _Row) -> Run:
         updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]  # never None
         deadline_at=to_datetime(row.deadline_at), wake_at=to_datetime(row.wake_at),
         owner=row.owner, cancel_requested=row.cancel_requested,
+        parent_run_id=row.parent_run_id,
     )
 
 
@@ -70,6 +108,9 @@ class MemoryStore:
         self._positions: dict[str, set[int]] = {}
         self._workers: dict[str, WorkerInfo] = {}
         self._workflows: set[str] = set()
+        self._signals: dict[str, list[Signal]] = {}
+        self._signal_ids = 0
+        self._tasks: dict[str, _TaskRow] = {}
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -101,6 +142,12 @@ class MemoryStore:
                 if row is not None:
                     row.status, row.output, row.error = op.status, op.output, op.error
                     row.updated_at, row.wake_at = op.updated_at, op.wake_at
+                    if op.signal_watermark is not None and any(
+                            sig.id > op.signal_watermark
+                            for sig in self._signals.get(op.run_id, ())):
+                        row.wake_at = op.updated_at
+                    if op.release:
+                        row.owner = None
             elif type(op) is NewRun:
                 existing = runs.get(op.run_id)
                 if existing is not None:
@@ -108,8 +155,34 @@ class MemoryStore:
                 else:
                     runs[op.run_id] = _Row(op.run_id, op.workflow, op.status, op.input, None,
                                            None, op.created_at, op.created_at, op.deadline_at,
-                                           None, op.owner)
+                                           op.created_at, op.owner,
+                                           parent_run_id=op.parent_run_id)
+            elif type(op) is NewSignal:
+                self._add_signal(op.run_id, op.name, op.payload, op.at)
+            elif type(op) is NewTask:
+                if op.task_id not in self._tasks:
+                    self._tasks[op.task_id] = _TaskRow(
+                        op.task_id, op.run_id, op.name, op.data, op.assignee, op.form,
+                        TaskStatus.OPEN.value, None, op.created_at, op.due_at)
+            elif type(op) is CloseTasks:
+                for task in self._tasks.values():
+                    if task.run_id == op.run_id and task.status == TaskStatus.OPEN.value and (
+                            op.task_id is None or task.task_id == op.task_id):
+                        task.status, task.completed_at = op.status, op.at
         return conflicts
+
+    def _add_signal(self, run_id: str, name: str, payload: bytes | None, at: float) -> int:
+        self._signal_ids += 1
+        when = to_datetime(at)
+        assert when is not None
+        self._signals.setdefault(run_id, []).append(
+            Signal(self._signal_ids, run_id, name, _loads(payload), when))
+        row = self._runs.get(run_id)
+        # Only a run parked waiting for an event, and not held by a worker, needs waking.
+        if row is not None and row.owner is None and row.status == RunStatus.WAITING.value \
+                and (row.wake_at is None or row.wake_at > at):
+            row.wake_at = at
+        return self._signal_ids
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run with this id, or None."""
@@ -140,7 +213,7 @@ class MemoryStore:
         served = set(workflows)
         due = [r for r in self._runs.values()
                if r.owner is None and r.status not in _TERMINAL and r.workflow in served
-               and (r.wake_at is None or r.wake_at <= now)]
+               and r.wake_at is not None and r.wake_at <= now]
         due.sort(key=lambda r: r.created_at)
         for row in due[:limit]:
             row.owner = worker_id
@@ -169,7 +242,10 @@ class MemoryStore:
         if row.status in _TERMINAL:
             return _run(row)
         row.cancel_requested = True
+        if row.owner is None:
+            row.wake_at = at  # a parked run must wake up to be cancelled
         if row.owner is None and row.status == RunStatus.PENDING.value:
+            row.wake_at = None
             # Only an unowned run's history is appended here; an owner records it itself.
             row.status, row.updated_at = RunStatus.CANCELLED.value, at
             records = self._history.setdefault(run_id, [])
@@ -179,6 +255,43 @@ class MemoryStore:
                 records.append(Append(run_id, pos, kind.value, None, None, 0, None, at))
                 positions.add(pos)
         return _run(row)
+
+    async def send_signal(self, run_id: str, name: str, payload: bytes | None,
+                          at: float) -> tuple[Run | None, int | None]:
+        """Send a signal unless the run is unknown or finished."""
+        row = self._runs.get(run_id)
+        if row is None or row.status in _TERMINAL:
+            return (None if row is None else _run(row)), None
+        return _run(row), self._add_signal(run_id, name, payload, at)
+
+    async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
+        """A run's signals with ids above ``after_id``, in delivery order."""
+        return [sig for sig in self._signals.get(run_id, ()) if sig.id > after_id]
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+        row = self._tasks.get(task_id)
+        return None if row is None else _task(row)
+
+    async def list_tasks(self, *, status: str | None = "open", assignee: str | None = None,
+                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+        """Tasks, oldest first, filtered."""
+        rows = [t for t in self._tasks.values()
+                if (status is None or t.status == status)
+                and (assignee is None or t.assignee == assignee)
+                and (run_id is None or t.run_id == run_id)]
+        rows.sort(key=lambda t: (t.created_at, t.task_id))
+        return [_task(t) for t in rows[:limit]]
+
+    async def complete_task(self, task_id: str, response: bytes,
+                            at: float) -> tuple[Task | None, bool]:
+        """Complete an open task and signal its run."""
+        row = self._tasks.get(task_id)
+        if row is None or row.status != TaskStatus.OPEN.value:
+            return (None if row is None else _task(row)), False
+        row.status, row.response, row.completed_at = TaskStatus.COMPLETED.value, response, at
+        self._add_signal(row.run_id, TASK_SIGNAL_PREFIX + task_id, response, at)
+        return _task(row), True
 
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
         """Record a worker process."""

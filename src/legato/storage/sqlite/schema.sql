@@ -13,9 +13,10 @@ CREATE TABLE runs (
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL,
     deadline_at      REAL,                      -- workflow timeout, if any
-    wake_at          REAL,                      -- not claimable before this time
+    wake_at          REAL,                      -- due from this time; NULL: waits for an event
     owner            TEXT,                      -- worker executing the run, NULL if none
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    parent_run_id    TEXT                       -- the run that started this one as a child
 ) WITHOUT ROWID;
 
 CREATE INDEX runs_by_created ON runs (created_at);
@@ -52,3 +53,31 @@ CREATE TABLE workflows (
     name          TEXT PRIMARY KEY,
     registered_at REAL NOT NULL
 );
+
+-- Signals sent to runs, kept until consumed; a run's history says which it consumed.
+CREATE TABLE signals (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,  -- delivery order
+    run_id  TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    payload BLOB,                               -- JSON
+    sent_at REAL NOT NULL
+);
+
+CREATE INDEX signals_by_run ON signals (run_id, id);
+
+-- Human tasks: the inbox. A completed task's response reaches its run as a signal.
+CREATE TABLE tasks (
+    task_id      TEXT PRIMARY KEY,              -- "<run_id>:<call key>"
+    run_id       TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    data         BLOB,                          -- JSON shown to the person
+    assignee     TEXT,
+    form         BLOB,                          -- JSON Schema the response must match
+    status       TEXT NOT NULL,                 -- open | completed | expired | cancelled
+    response     BLOB,
+    created_at   REAL NOT NULL,
+    due_at       REAL,
+    completed_at REAL
+);
+
+CREATE INDEX tasks_by_status ON tasks (status, assignee, created_at);

@@ -18,10 +18,21 @@ from typing import Any, TypeVar
 import orjson
 
 from legato.errors import ConcurrencyConflict, NotALegatoDatabase, StorageError
-from legato.model import EventKind, HistoryEvent, Run, RunStatus
+from legato.model import EventKind, HistoryEvent, Run, RunStatus, Signal, Task, TaskStatus
 from legato.model.ids import RunId
 from legato.model.runs import TERMINAL_STATUSES
-from legato.storage.base import Append, NewRun, SetRun, WorkerInfo, Write, to_datetime
+from legato.model.waits import TASK_SIGNAL_PREFIX
+from legato.storage.base import (
+    Append,
+    CloseTasks,
+    NewRun,
+    NewSignal,
+    NewTask,
+    SetRun,
+    WorkerInfo,
+    Write,
+    to_datetime,
+)
 from legato.storage.sqlite._migrate import ensure_schema
 
 T = TypeVar("T")
@@ -31,19 +42,37 @@ _UNFINISHED = "status NOT IN ({})".format(
 )
 _RUN_COLUMNS = (
     "run_id, workflow, status, input, output, error, created_at, updated_at, "
-    "deadline_at, wake_at, owner, cancel_requested"
+    "deadline_at, wake_at, owner, cancel_requested, parent_run_id"
 )
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, deadline_at, "
-    "owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "wake_at, owner, parent_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _APPEND = (
     "INSERT INTO history (run_id, pos, kind, key, name, attempt, data, at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SET_RUN = (
-    "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, wake_at = ? "
-    "WHERE run_id = ?"
+    "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, "
+    # A signal newer than the watermark arrived while the owner decided to park: due now.
+    "wake_at = CASE WHEN ? IS NOT NULL AND EXISTS (SELECT 1 FROM signals "
+    "WHERE signals.run_id = runs.run_id AND signals.id > ?) THEN ? ELSE ? END, "
+    "owner = CASE WHEN ? THEN NULL ELSE owner END WHERE run_id = ?"
+)
+_INSERT_SIGNAL = "INSERT INTO signals (run_id, name, payload, sent_at) VALUES (?, ?, ?, ?)"
+# Only a run parked waiting for an event, and not held by a worker, needs waking; an owner
+# that parks later sees the signal through its watermark.
+_WAKE = (
+    "UPDATE runs SET wake_at = ? WHERE run_id = ? AND owner IS NULL AND status = 'waiting' "
+    "AND (wake_at IS NULL OR wake_at > ?)"
+)
+_INSERT_TASK = (
+    "INSERT INTO tasks (task_id, run_id, name, data, assignee, form, status, created_at, "
+    "due_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?) ON CONFLICT (task_id) DO NOTHING"
+)
+_TASK_COLUMNS = (
+    "task_id, run_id, name, data, assignee, form, status, response, created_at, due_at, "
+    "completed_at"
 )
 _HISTORY_COLUMNS = "run_id, pos, kind, key, name, attempt, data, at"
 
@@ -59,7 +88,16 @@ def _run(row: tuple[Any, ...]) -> Run:
         created_at=to_datetime(row[6]),  # type: ignore[arg-type]  # NOT NULL column
         updated_at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
         deadline_at=to_datetime(row[8]), wake_at=to_datetime(row[9]), owner=row[10],
-        cancel_requested=bool(row[11]),
+        cancel_requested=bool(row[11]), parent_run_id=row[12],
+    )
+
+
+def _task(row: tuple[Any, ...]) -> Task:
+    return Task(
+        task_id=row[0], run_id=row[1], name=row[2], data=_loads(row[3]), assignee=row[4],
+        form=_loads(row[5]), status=TaskStatus(row[6]), response=_loads(row[7]),
+        created_at=to_datetime(row[8]),  # type: ignore[arg-type]  # NOT NULL column
+        due_at=to_datetime(row[9]), completed_at=to_datetime(row[10]),
     )
 
 
@@ -179,18 +217,22 @@ class SqliteStore:
         appends: list[tuple[Any, ...]] = []
         sets: list[tuple[Any, ...]] = []
         new_runs: dict[str, NewRun] = {}
+        others: list[Write] = []
         for op in ops:
             if type(op) is Append:
                 appends.append((op.run_id, op.pos, op.kind, op.key, op.name, op.attempt,
                                 op.data, op.at))
             elif type(op) is SetRun:
-                sets.append((op.status, op.output, op.error, op.updated_at, op.wake_at,
-                             op.run_id))
+                sets.append((op.status, op.output, op.error, op.updated_at,
+                             op.signal_watermark, op.signal_watermark, op.updated_at,
+                             op.wake_at, op.release, op.run_id))
             elif type(op) is NewRun:
                 if op.run_id in new_runs:
                     conflicts[op.run_id] = new_runs[op.run_id].workflow
                 else:
                     new_runs[op.run_id] = op
+            else:
+                others.append(op)
         if new_runs:
             # One lookup for the whole batch, then one executemany: far cheaper than an
             # INSERT-and-check per run when thousands of runs start at once.
@@ -204,7 +246,8 @@ class SqliteStore:
                     del new_runs[run_id]
             conn.executemany(_INSERT_RUN, [
                 (op.run_id, op.workflow, op.status, op.input, op.created_at, op.created_at,
-                 op.deadline_at, op.owner) for op in new_runs.values()])
+                 op.deadline_at, op.created_at, op.owner, op.parent_run_id)
+                for op in new_runs.values()])
         if appends:
             try:
                 conn.executemany(_APPEND, appends)
@@ -215,6 +258,21 @@ class SqliteStore:
                 ) from exc
         if sets:
             conn.executemany(_SET_RUN, sets)
+        for op in others:
+            if isinstance(op, NewSignal):
+                conn.execute(_INSERT_SIGNAL, (op.run_id, op.name, op.payload, op.at))
+                conn.execute(_WAKE, (op.at, op.run_id, op.at))
+            elif isinstance(op, NewTask):
+                conn.execute(_INSERT_TASK, (op.task_id, op.run_id, op.name, op.data,
+                                            op.assignee, op.form, op.created_at, op.due_at))
+            elif isinstance(op, CloseTasks):
+                sql = ("UPDATE tasks SET status = ?, completed_at = ? "
+                       "WHERE run_id = ? AND status = 'open'")
+                params: tuple[Any, ...] = (op.status, op.at, op.run_id)
+                if op.task_id is not None:
+                    sql += " AND task_id = ?"
+                    params += (op.task_id,)
+                conn.execute(sql, params)
         return conflicts
 
     async def claim_runs(self, worker_id: str, now: float, limit: int,
@@ -225,7 +283,7 @@ class SqliteStore:
         marks = ", ".join("?" * len(workflows))
         sql = (
             f"UPDATE runs SET owner = ? WHERE run_id IN (SELECT run_id FROM runs WHERE "
-            f"owner IS NULL AND {_UNFINISHED} AND (wake_at IS NULL OR wake_at <= ?) "
+            f"owner IS NULL AND {_UNFINISHED} AND wake_at <= ? "
             f"AND workflow IN ({marks}) ORDER BY created_at LIMIT ?) RETURNING {_RUN_COLUMNS}"
         )
         params = (worker_id, now, *workflows, limit)
@@ -254,9 +312,11 @@ class SqliteStore:
                 return run
             outright = run.owner is None and run.status == RunStatus.PENDING
             c.execute(
-                "UPDATE runs SET cancel_requested = 1, status = ?, updated_at = ? "
+                "UPDATE runs SET cancel_requested = 1, status = ?, updated_at = ?, "
+                "wake_at = CASE WHEN ? THEN NULL WHEN owner IS NULL THEN ? ELSE wake_at END "
                 "WHERE run_id = ?",
-                (RunStatus.CANCELLED.value if outright else run.status.value, at, run_id),
+                (RunStatus.CANCELLED.value if outright else run.status.value, at, outright, at,
+                 run_id),
             )
             if outright:
                 # Nobody executes the run, so nobody else appends to its history. A run with
@@ -267,6 +327,40 @@ class SqliteStore:
                     c.execute(_APPEND, (run_id, pos + i, kind.value, None, None, 0, None, at))
             return _run(c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
                                   (run_id,)).fetchone())
+
+        return await self._write(self._tx, body)
+
+    async def send_signal(self, run_id: str, name: str, payload: bytes | None,
+                          at: float) -> tuple[Run | None, int | None]:
+        """Send a signal unless the run is unknown or finished; return (run, signal id)."""
+
+        def body(c: sqlite3.Connection) -> tuple[Run | None, int | None]:
+            row = c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                            (run_id,)).fetchone()
+            if row is None or _run(row).status.is_terminal:
+                return (None if row is None else _run(row)), None
+            signal_id = c.execute(_INSERT_SIGNAL, (run_id, name, payload, at)).lastrowid
+            c.execute(_WAKE, (at, run_id, at))
+            return _run(row), signal_id
+
+        return await self._write(self._tx, body)
+
+    async def complete_task(self, task_id: str, response: bytes,
+                            at: float) -> tuple[Task | None, bool]:
+        """Complete an open task and signal its run, in one transaction."""
+
+        def body(c: sqlite3.Connection) -> tuple[Task | None, bool]:
+            changed = c.execute(
+                "UPDATE tasks SET status = 'completed', response = ?, completed_at = ? "
+                "WHERE task_id = ? AND status = 'open' RETURNING run_id",
+                (response, at, task_id)).fetchone()
+            if changed is not None:
+                c.execute(_INSERT_SIGNAL, (changed[0], TASK_SIGNAL_PREFIX + task_id, response,
+                                           at))
+                c.execute(_WAKE, (at, changed[0], at))
+            row = c.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?",
+                            (task_id,)).fetchone()
+            return (None if row is None else _task(row)), changed is not None
 
         return await self._write(self._tx, body)
 
@@ -367,6 +461,35 @@ class SqliteStore:
         rows = await self._read(self._fetch, "SELECT * FROM workers")
         return [WorkerInfo(r[0], r[1], r[2], to_datetime(r[3]),  # type: ignore[arg-type]
                            to_datetime(r[4])) for r in rows]  # type: ignore[arg-type]
+
+    async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
+        """A run's signals with ids above ``after_id``, in delivery order."""
+        rows = await self._read(
+            self._fetch, "SELECT id, run_id, name, payload, sent_at FROM signals "
+            "WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after_id))
+        return [Signal(r[0], r[1], r[2], _loads(r[3]),
+                       to_datetime(r[4])) for r in rows]  # type: ignore[arg-type]
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+        rows = await self._read(self._fetch,
+                                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?",
+                                (task_id,))
+        return _task(rows[0]) if rows else None
+
+    async def list_tasks(self, *, status: str | None = "open", assignee: str | None = None,
+                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+        """Tasks, oldest first, filtered."""
+        where, params = [], []
+        for column, value in (("status", status), ("assignee", assignee), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(
+            self._fetch, f"SELECT {_TASK_COLUMNS} FROM tasks {clause} "
+            "ORDER BY created_at, task_id LIMIT ?", (*params, limit))
+        return [_task(r) for r in rows]
 
     async def list_workflows(self) -> list[str]:
         """Registered workflow names."""
