@@ -15,7 +15,8 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     │   ├── StepTimeout (TimeoutError)    one attempt of a step took too long
     │   ├── WorkflowTimeout (TimeoutError)
     │   ├── NonDeterminismError           replay met a different call than history holds
-    │   └── CompensationFailed            a compensation gave up
+    │   ├── CompensationFailed            a compensation gave up
+    │   └── RunCancelled                  the failure recorded when a run is cancelled
     ├── StorageError                      the database failed or is not usable
     │   ├── ConcurrencyConflict           another writer changed the row first
     │   ├── MigrationRequired             the schema is older than this code
@@ -186,6 +187,13 @@ class CompensationFailed(RunError):
         self.error_type = error_type
         self.error_message = message
         self.attempts = attempts
+
+
+class RunCancelled(RunError):
+    """The run was cancelled; recorded as its failure, so its completed steps compensate."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"run {run_id!r} was cancelled", run_id=run_id)
 
 
 class StorageError(LegatoError):

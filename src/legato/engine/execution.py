@@ -22,6 +22,7 @@ from legato.engine.replay import CallRecord, CompensationRecord, ReplayIndex
 from legato.errors import (
     NonDeterminismError,
     PayloadError,
+    RunCancelled,
     StepFailed,
     WorkflowTimeout,
     describe_exception,
@@ -50,10 +51,6 @@ class Blocked(BaseException):
     def __init__(self, error: NonDeterminismError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-class CancelRequested(Exception):
-    """The failure recorded when a run is cancelled."""
 
 
 # Plain strings for the hot path: reading ``EventKind.X.value`` goes through a property.
@@ -272,7 +269,7 @@ class RunExecution:
         """Cancel the run: interrupt it at its next call, then compensate."""
         if self.compensating or self.cancel_reason is not None:
             return
-        self.cancel_reason = CancelRequested(f"run {self.run_id!r} was cancelled")
+        self.cancel_reason = RunCancelled(self.run_id)
         self.engine.journal.submit_nowait(
             self._record(EventKind.CANCEL_REQUESTED, None, None, 0, None))
         # Before the driver starts, cancelling its task would kill it before its first
@@ -376,7 +373,7 @@ class RunExecution:
         if isinstance(failure, StepFailed):
             error |= {"type": failure.error_type, "message": failure.error_message,
                       "step": failure.step_name, "attempts": failure.attempts}
-        cancelled = isinstance(failure, CancelRequested)
+        cancelled = isinstance(failure, RunCancelled)
         if cancelled:
             error["cancelled"] = True
         self.index.failure = error

@@ -40,6 +40,7 @@ class RunDescription:
     compensations_done: list[str]
     compensations_pending: list[str]
     next: str
+    cancel_requested: bool = False
     steps: list[StepSummary] = field(default_factory=list)
     output: Any = None
     input: Any = None
@@ -127,12 +128,13 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
         else current.name,
         attempt=None if current is None else current.attempts,
         last_error=last_error, completed_steps=completed, compensations_done=done,
-        compensations_pending=pending, next=_next(run, current, pending, last_error),
+        compensations_pending=pending, next=_next(run, current, pending, done, last_error),
+        cancel_requested=run.cancel_requested,
         steps=summaries, output=run.output, input=run.input,
     )
 
 
-def _next(run: Run, current: StepSummary | None, pending: list[str],
+def _next(run: Run, current: StepSummary | None, pending: list[str], done: list[str],
           last_error: dict[str, Any] | None) -> str:
     status = run.status
     error = run.error or last_error or {}
@@ -147,7 +149,11 @@ def _next(run: Run, current: StepSummary | None, pending: list[str],
         return f"nothing: the run failed ({cause}) and every completed step was compensated"
     if status is RunStatus.CANCELLED:
         return "nothing: the run was cancelled" + (
-            "; its completed steps were compensated" if not pending else "")
+            f"; compensated {_rest(done)}" if done else "")
+    if run.cancel_requested and status in (RunStatus.PENDING, RunStatus.RUNNING,
+                                           RunStatus.SLEEPING, RunStatus.WAITING):
+        return ("cancel: stop at the next call (a step in flight finishes first), then "
+                "compensate the completed steps")
     if status is RunStatus.BLOCKED:
         return (f"operator action: replay diverged from history ({error.get('message')}). "
                 "Deploy code that makes the recorded calls, or cancel the run")

@@ -38,7 +38,9 @@ class EventKind(enum.StrEnum):
 class HistoryEvent:
     """One history record.
 
-    ``pos`` orders records within a run (1, 2, ...). ``key`` is the call's sequence
+    ``pos`` orders records within a run; it increases but may skip numbers (the
+    ``step_started`` record of a step that finished before its batch committed is dropped,
+    since the completion carries ``started_at``). ``key`` is the call's sequence
     number in workflow call order (``"3"``; ``"3.1"`` for the first call of a branch
     opened at call 3), shared by all records about the same call.
     """
