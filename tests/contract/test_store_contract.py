@@ -73,6 +73,18 @@ def set_run(
     )
 
 
+async def test_opening_an_open_store_again_keeps_its_data(store: Store) -> None:
+    await store.write([new_run("r1"), append("r1", 1)])
+    await store.open()
+    assert await store.get_run("r1") is not None
+    assert [e.pos for e in await store.history("r1")] == [1]
+
+
+async def test_empty_batch_writes_nothing(store: Store) -> None:
+    assert await store.write([]) == {}
+    assert await store.list_runs() == []
+
+
 # -- write: NewRun ----
 
 

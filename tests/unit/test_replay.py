@@ -346,9 +346,70 @@ async def test_step_key_survives_a_restart(harness: Harness, clock: FakeClock) -
     assert keys[:3] == [result[0]] * 3
 
 
+async def test_step_in_flight_at_a_stop_runs_again_with_the_same_key(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # Given a step that was running (its outcome unrecorded) when the process stopped
+    keys: list[str] = []
+    entered = asyncio.Event()
+    release = asyncio.Event()
+
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.step(name="charge")
+        async def charge() -> str:
+            keys.append(legato.step_key())
+            entered.set()
+            await release.wait()
+            return "charged"
+
+        @app.workflow(name="wf")
+        async def wf() -> str:
+            return await charge()
+
+        return SimpleNamespace(wf=wf)
+
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.wf)
+    await entered.wait()
+    await harness.stop()
+    # When the run resumes elsewhere
+    release.set()
+    await harness.start(define)
+    # Then the step runs again (at least once), with the same idempotency key
+    assert await outcome(harness.running.handle(handle.run_id)) == "charged"
+    assert len(keys) == 2
+    assert keys[0] == keys[1]
+
+
 def test_step_key_outside_a_step_raises() -> None:
     with pytest.raises(legato.errors.LegatoError):
         legato.step_key()
+
+
+async def test_run_id_is_the_runs_id_in_workflow_and_step_code(harness: Harness) -> None:
+    seen: list[str] = []
+
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.step
+        async def where() -> str:
+            return legato.run_id()
+
+        @app.workflow
+        async def wf() -> list[str]:
+            seen.append(legato.run_id())
+            return [legato.run_id(), await where()]
+
+        return SimpleNamespace(wf=wf)
+
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.wf, run_id="order-77")
+    assert await outcome(handle) == ["order-77", "order-77"]
+    assert seen == ["order-77"]
+
+
+def test_run_id_outside_a_run_raises() -> None:
+    with pytest.raises(legato.errors.LegatoError):
+        legato.run_id()
 
 
 # -- steps outside workflows ----
