@@ -34,7 +34,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_TARGET = "tests.integration.crash_app:app"
 WORKFLOW = "crash_saga"
 RUNS = 1000
-KILL_AFTER_TERMINAL = 350  # kill once this many runs have ended (of RUNS)
+KILL_AFTER_TERMINAL = 350  # kill once this many runs have ended (of RUNS) ...
+KILL_IN_FLIGHT = 50  # ... while at least this many are claimed and unfinished
 START_TIMEOUT_S = 30.0
 FINISH_TIMEOUT_S = 60.0
 
@@ -99,6 +100,14 @@ class Db:
 def terminal_count(runs_db: Db) -> int:
     marks = ", ".join("?" * len(TERMINAL))
     return runs_db.rows(f"SELECT count(*) FROM runs WHERE status IN ({marks})", TERMINAL)[0][0]
+
+
+def in_flight_count(runs_db: Db) -> int:
+    """Runs a worker has claimed and not finished."""
+    marks = ", ".join("?" * len(TERMINAL))
+    return runs_db.rows(
+        f"SELECT count(*) FROM runs WHERE owner IS NOT NULL AND status NOT IN ({marks})", TERMINAL
+    )[0][0]
 
 
 def statuses(runs_db: Db) -> dict[str, str]:
@@ -282,24 +291,27 @@ def test_sigkill_mid_way_no_recorded_step_runs_again_and_every_run_finishes(
     # Given a worker executing runs as a client starts them
     first = env.start_worker("first")
     killed_at_start = None
+
+    def kill_now() -> bool:
+        # A good fraction has ended, and the worker is busy with others: the kill lands
+        # mid-step, not between two polls for work.
+        return (
+            terminal_count(env.runs) >= KILL_AFTER_TERMINAL
+            and in_flight_count(env.runs) >= KILL_IN_FLIGHT
+        )
+
     with legato.Client(env.url) as client:
         for i, order in enumerate(all_orders):
             client.start(WORKFLOW, order, run_id=order["id"])
-            # When a good fraction has ended (others in flight, others not started yet),
-            # the worker is SIGKILLed
-            if killed_at_start is None and i % 10 == 9:
+            # When a good fraction has ended, others are in flight and the rest not
+            # started yet, the worker is SIGKILLed
+            if killed_at_start is None and i % 5 == 4:
                 first.check_alive()
-                if terminal_count(env.runs) >= KILL_AFTER_TERMINAL:
+                if kill_now():
                     first.kill()
                     killed_at_start = i + 1
         if killed_at_start is None:
-            wait_until(
-                lambda: terminal_count(env.runs) >= KILL_AFTER_TERMINAL,
-                FINISH_TIMEOUT_S,
-                f"{KILL_AFTER_TERMINAL} runs to end before the kill",
-                first,
-                progress(env),
-            )
+            wait_until(kill_now, FINISH_TIMEOUT_S, "the moment to kill", first, progress(env))
             first.kill()
             killed_at_start = RUNS
     # (the rest, if any, were started with no worker running: they wait, pending)
@@ -308,7 +320,10 @@ def test_sigkill_mid_way_no_recorded_step_runs_again_and_every_run_finishes(
     at_kill_recorded = recorded_completions(env.runs)
     at_kill_counts = Counter((run, name) for _, run, name, _ in effects(env.ledger))
     ended_at_kill = sum(at_kill_status[s] for s in TERMINAL)
-    assert 0 < ended_at_kill < RUNS, f"the kill did not land mid-way: {at_kill_status}"
+    in_flight_at_kill = in_flight_count(env.runs)
+    assert 0 < ended_at_kill < RUNS and in_flight_at_kill > 0, (
+        f"the kill did not land mid-way: {at_kill_status}, {in_flight_at_kill} in flight"
+    )
 
     # Then a restarted worker finishes every run
     second = env.start_worker("second")
@@ -323,7 +338,8 @@ def test_sigkill_mid_way_no_recorded_step_runs_again_and_every_run_finishes(
     in_flight = sum(1 for key, n in at_kill_counts.items() if n and key not in at_kill_recorded)
     summary = (
         f"killed after starting {killed_at_start} runs; at the kill: "
-        f"{dict(at_kill_status)}, {len(at_kill_recorded)} completions recorded, "
+        f"{dict(at_kill_status)}, {in_flight_at_kill} runs in flight, "
+        f"{len(at_kill_recorded)} completions recorded, "
         f"{in_flight} effect(s) committed but not recorded; all runs ended "
         f"{finish_s:.2f}s after the restart"
     )
