@@ -10,8 +10,9 @@ Input: ``{"id": RUN_ID, "fail": bool}``. A run with ``"fail"`` fails for good in
 (a non-retryable error, raised before any effect), so step2's and then step1's
 compensations run and the run ends ``compensated``.
 
-With ``$CRASH_APP_HOLD`` set, step2 waits forever before its effect: that is how the
-recovery test gets a worker killed with every run in flight.
+``$CRASH_APP_HOLD`` names a step (``step2``) or compensation (``step1.compensate``) that
+waits forever before its effect: that is how the recovery tests get a worker killed with
+every run in flight at a known point.
 """
 
 from __future__ import annotations
@@ -62,16 +63,22 @@ def step1(order: dict[str, Any]) -> dict[str, str]:
     return {"reserved": order["id"]}
 
 
+async def hold(name: str) -> None:
+    """Wait forever (until the worker is killed) if ``$CRASH_APP_HOLD`` names this step."""
+    if os.environ.get(HOLD_ENV) == name:
+        await asyncio.Event().wait()
+
+
 @step1.compensate
-def undo_step1(order: dict[str, Any], result: dict[str, str]) -> None:
+async def undo_step1(order: dict[str, Any], result: dict[str, str]) -> None:
     assert result == {"reserved": order["id"]}, result
+    await hold("step1.compensate")
     record(order, "step1.compensate")
 
 
 @app.step(name="step2")
 async def step2(order: dict[str, Any]) -> dict[str, str]:
-    if os.environ.get(HOLD_ENV):
-        await asyncio.Event().wait()  # until the worker is killed
+    await hold("step2")
     await asyncio.sleep(random.uniform(0.002, 0.02))
     record(order, "step2")
     return {"charged": order["id"]}

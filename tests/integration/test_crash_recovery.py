@@ -135,9 +135,17 @@ def recorded_completions(runs_db: Db) -> set[tuple[str, str]]:
     return done
 
 
-def effects(ledger: Db) -> list[tuple[int, str, str, int]]:
-    """Ledger rows (id, run, name, pid) in execution order."""
-    return ledger.rows("SELECT id, run_id, name, pid FROM effects ORDER BY id")  # type: ignore[return-value]
+Effect = tuple[int, str, str, str]  # ledger row: id, run, name, step key
+
+
+def effects(ledger: Db) -> list[Effect]:
+    """Ledger rows in execution order."""
+    return ledger.rows("SELECT id, run_id, name, step_key FROM effects ORDER BY id")  # type: ignore[return-value]
+
+
+def effect_counts(ledger: Db) -> Counter[tuple[str, str]]:
+    """How many times each (run, step or compensation) has run."""
+    return Counter((run, name) for _, run, name, _ in effects(ledger))
 
 
 # -- worker processes ---------------------------------------------------------------------------
@@ -233,7 +241,7 @@ class CrashEnv:
         self.ledger = Db(ledger_path)
         self.workers: list[Worker] = []
 
-    def start_worker(self, label: str, *, hold: bool = False) -> Worker:
+    def start_worker(self, label: str, *, hold: str | None = None) -> Worker:
         """Start ``legato worker`` and wait until it has registered itself and the workflow."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CRASH_APP_", "LEGATO_"))}
         env["PYTHONPATH"] = os.pathsep.join(
@@ -241,7 +249,7 @@ class CrashEnv:
         )
         env["CRASH_APP_LEDGER"] = str(self.ledger.path)
         if hold:
-            env["CRASH_APP_HOLD"] = "1"
+            env["CRASH_APP_HOLD"] = hold
         log_path = self.tmp_path / f"worker-{label}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
@@ -318,7 +326,7 @@ def test_sigkill_mid_way_no_recorded_step_runs_again_and_every_run_finishes(
 
     at_kill_status = Counter(statuses(env.runs).values())
     at_kill_recorded = recorded_completions(env.runs)
-    at_kill_counts = Counter((run, name) for _, run, name, _ in effects(env.ledger))
+    at_kill_counts = effect_counts(env.ledger)
     ended_at_kill = sum(at_kill_status[s] for s in TERMINAL)
     in_flight_at_kill = in_flight_count(env.runs)
     assert 0 < ended_at_kill < RUNS and in_flight_at_kill > 0, (
@@ -346,7 +354,7 @@ def test_sigkill_mid_way_no_recorded_step_runs_again_and_every_run_finishes(
     print(f"\n{summary}")
 
     final_status = statuses(env.runs)
-    final_counts = Counter((run, name) for _, run, name, _ in effects(env.ledger))
+    final_counts = effect_counts(env.ledger)
     final_history = history(env.runs)
     problems: list[str] = []
 
@@ -378,7 +386,7 @@ def test_sigkill_mid_way_no_recorded_step_runs_again_and_every_run_finishes(
                 )
         problems.extend(check_history(order, final_history.get(run, [])))
 
-    problems.extend(check_compensation_order(all_orders, effects(env.ledger)))
+    problems.extend(check_ledger(all_orders, effects(env.ledger)))
     assert not problems, (
         f"{len(problems)} problem(s) after crash recovery ({summary}):\n  "
         + "\n  ".join(problems[:40])
@@ -418,14 +426,23 @@ def check_history(
     return problems
 
 
-def check_compensation_order(
-    all_orders: list[dict[str, Any]], rows: list[tuple[int, str, str, int]]
-) -> list[str]:
-    """In the ledger: every step effect, then step2's undo, then step1's undo."""
+def check_ledger(all_orders: list[dict[str, Any]], rows: list[Effect]) -> list[str]:
+    """Step keys are stable per call and unique per run; effects follow the saga's order
+    (every step, then step2's undo, then step1's undo)."""
     ids: dict[tuple[str, str], list[int]] = {}
-    for effect_id, run, name, _ in rows:
+    keys: dict[tuple[str, str], set[str]] = {}
+    for effect_id, run, name, step_key in rows:
         ids.setdefault((run, name), []).append(effect_id)
+        keys.setdefault((run, name), set()).add(step_key)
     problems = []
+    run_keys: dict[str, list[str]] = {}
+    for (run, name), seen in sorted(keys.items()):
+        if len(seen) != 1:
+            problems.append(f"{run}: {name} ran with different step keys {sorted(seen)}")
+        run_keys.setdefault(run, []).extend(seen)
+    for run, found in run_keys.items():
+        if len(set(found)) != len(found):
+            problems.append(f"{run}: two different calls shared a step key: {sorted(found)}")
     for order in all_orders:
         if not order["fail"]:
             continue
@@ -441,45 +458,33 @@ def check_compensation_order(
     return problems
 
 
-def test_restarted_worker_recovers_every_run_a_killed_worker_left_unfinished(
-    crash_env: CrashEnv,
-) -> None:
-    env = crash_env
-    all_orders = orders()
-    # Given a worker that took all 1,000 runs and holds each in step2 (after step1)
-    first = env.start_worker("holding", hold=True)
+def kill_while_held(
+    env: CrashEnv, hold: str, runs: list[dict[str, Any]], held: Callable[[], bool]
+) -> str:
+    """Start a worker that holds runs at ``hold``, start ``runs``, wait until ``held()``,
+    SIGKILL the worker and return its id (the owner of the runs it left unfinished)."""
+    first = env.start_worker("holding", hold=hold)
     with legato.Client(env.url) as client:
-        for order in all_orders:
+        for order in runs:
             client.start(WORKFLOW, order, run_id=order["id"])
-
-    def step2_started_everywhere() -> bool:
-        rows = env.runs.rows(
-            "SELECT count(DISTINCT run_id) FROM history "
-            "WHERE kind = 'step_started' AND name = 'step2'"
-        )
-        return bool(rows) and rows[0][0] == RUNS
-
-    wait_until(
-        step2_started_everywhere,
-        FINISH_TIMEOUT_S,
-        "every run to be held in step2",
-        first,
-        progress(env),
-    )
-    # When it is SIGKILLed
+    wait_until(held, FINISH_TIMEOUT_S, f"runs to be held in {hold}", first, progress(env))
     first.kill()
-    at_kill = Counter(statuses(env.runs).values())
-    assert at_kill == {"running": RUNS}, f"expected every run unfinished at the kill: {at_kill}"
-    owners = {owner for (owner,) in env.runs.rows("SELECT DISTINCT owner FROM runs")}
+    marks = ", ".join("?" * len(TERMINAL))
+    sql = f"SELECT DISTINCT owner FROM runs WHERE status NOT IN ({marks})"
+    owners = {owner for (owner,) in env.runs.rows(sql, TERMINAL)}
     assert len(owners) == 1 and None not in owners, (
-        f"runs not all owned by the dead worker: {owners}"
+        f"the unfinished runs are not all owned by the killed worker: {owners}"
     )
-    (dead_owner,) = owners
+    return owners.pop()
 
-    # Then a restarted worker picks every one of them up and finishes it
+
+def restart_and_finish(env: CrashEnv, dead_owner: str, runs: int) -> str:
+    """Start a second worker; wait until the dead worker's runs are released and every run
+    has ended. Returns a line of timings."""
     restarted = time.monotonic()
     second = env.start_worker("restarted")
-    claimed_s = wait_until(
+    registered_s = time.monotonic() - restarted
+    released_s = wait_until(
         lambda: not env.runs.rows("SELECT 1 FROM runs WHERE owner = ? LIMIT 1", (dead_owner,)),
         FINISH_TIMEOUT_S,
         "the dead worker's runs to be released",
@@ -487,30 +492,99 @@ def test_restarted_worker_recovers_every_run_a_killed_worker_left_unfinished(
         progress(env),
     )
     wait_until(
-        lambda: terminal_count(env.runs) == RUNS,
+        lambda: terminal_count(env.runs) == runs,
         FINISH_TIMEOUT_S,
-        f"all {RUNS} recovered runs to end",
+        f"all {runs} runs to end after the restart",
         second,
         progress(env),
     )
     ended_s = time.monotonic() - restarted
     second.check_alive()
-    print(
-        f"\nrecovery: dead worker's runs released {claimed_s:.2f}s after the restarted worker "
-        f"registered; all {RUNS} runs ended {ended_s:.2f}s after the restart began"
+    return (
+        f"restarted worker registered after {registered_s:.2f}s, released the dead worker's "
+        f"runs {released_s:.2f}s later; all runs ended {ended_s:.2f}s after the restart"
     )
 
+
+def check_every_effect_once(env: CrashEnv, all_orders: list[dict[str, Any]]) -> list[str]:
+    """Every run ended as expected, every effect ran exactly once, history agrees."""
     final_status = statuses(env.runs)
-    final_counts = Counter((run, name) for _, run, name, _ in effects(env.ledger))
+    final_counts = effect_counts(env.ledger)
+    final_history = history(env.runs)
     problems = []
     for order in all_orders:
         run = order["id"]
         want = "compensated" if order["fail"] else "completed"
-        if final_status[run] != want:
-            problems.append(f"{run}: ended {final_status[run]!r}, expected {want!r}")
-        for name in expected_effects(order):
-            if final_counts[(run, name)] != 1:
-                problems.append(f"{run}: {name} ran {final_counts[(run, name)]}x, expected once")
-    assert not problems, f"{len(problems)} problem(s) after recovery:\n  " + "\n  ".join(
-        problems[:40]
+        if final_status.get(run) != want:
+            problems.append(f"{run}: ended {final_status.get(run)!r}, expected {want!r}")
+        for name in (*STEPS, "step1.compensate", "step2.compensate"):
+            want_count = 1 if name in expected_effects(order) else 0
+            if final_counts[(run, name)] != want_count:
+                problems.append(
+                    f"{run}: {name} ran {final_counts[(run, name)]}x, expected {want_count}x"
+                )
+        problems.extend(check_history(order, final_history.get(run, [])))
+    problems.extend(check_ledger(all_orders, effects(env.ledger)))
+    return problems
+
+
+def count_history(env: CrashEnv, kind: str, name: str) -> int:
+    return env.runs.rows(
+        "SELECT count(DISTINCT run_id) FROM history WHERE kind = ? AND name = ?", (kind, name)
+    )[0][0]
+
+
+def test_restarted_worker_recovers_every_run_a_killed_worker_left_unfinished(
+    crash_env: CrashEnv,
+) -> None:
+    env = crash_env
+    all_orders = orders()
+    # Given a worker that took all 1,000 runs and holds each in step2 (step1 recorded)
+    # When it is SIGKILLed
+    dead_owner = kill_while_held(
+        env, "step2", all_orders, lambda: count_history(env, "step_started", "step2") == RUNS
+    )
+    at_kill = Counter(statuses(env.runs).values())
+    assert at_kill == {"running": RUNS}, f"expected every run unfinished at the kill: {at_kill}"
+
+    # Then a restarted worker picks every one of them up and finishes it, running each
+    # step once (step1 was recorded before the kill: it does not run again)
+    timings = restart_and_finish(env, dead_owner, RUNS)
+    print(f"\nrecovery of {RUNS} runs: {timings}")
+    problems = check_every_effect_once(env, all_orders)
+    assert not problems, f"{len(problems)} problem(s) after recovery ({timings}):\n  " + (
+        "\n  ".join(problems[:40])
+    )
+
+
+def test_compensation_interrupted_by_sigkill_resumes_where_it_stopped(
+    crash_env: CrashEnv,
+) -> None:
+    env = crash_env
+    all_orders = orders()
+    failing = sum(1 for order in all_orders if order["fail"])
+    # Given a worker that has compensated step2 of every failing run and holds each in
+    # step1's compensation, while the other runs completed
+    # When it is SIGKILLed
+    dead_owner = kill_while_held(
+        env,
+        "step1.compensate",
+        all_orders,
+        lambda: (
+            count_history(env, "compensation_started", "step1") == failing
+            and terminal_count(env.runs) == RUNS - failing
+        ),
+    )
+    at_kill = Counter(statuses(env.runs).values())
+    assert at_kill == {"completed": RUNS - failing, "compensating": failing}, at_kill
+    undone_at_kill = count_history(env, "compensation_completed", "step2")
+    assert undone_at_kill == failing, f"only {undone_at_kill} step2 compensations recorded"
+
+    # Then the restarted worker runs step1's compensation once per failing run, never
+    # step2's again, and leaves the completed runs alone
+    timings = restart_and_finish(env, dead_owner, RUNS)
+    print(f"\nrecovery of {failing} compensating runs: {timings}")
+    problems = check_every_effect_once(env, all_orders)
+    assert not problems, f"{len(problems)} problem(s) after recovery ({timings}):\n  " + (
+        "\n  ".join(problems[:40])
     )
