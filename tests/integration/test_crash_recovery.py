@@ -213,7 +213,7 @@ def wait_until(
                 f"timed out after {timeout_s:.0f}s waiting for {what}. {describe()}{log}",
                 pytrace=False,
             )
-        time.sleep(0.01)
+        time.sleep(0.02)
     return time.monotonic() - started
 
 
