@@ -14,12 +14,19 @@ EXPECTED_ALL = [
     "RunDescription",
     "RunHandle",
     "RunStatus",
+    "Task",
+    "TaskStatus",
+    "child",
     "errors",
+    "human_task",
     "now",
     "random",
     "run_id",
+    "sleep",
+    "sleep_until",
     "step_key",
     "uuid",
+    "wait_for_signal",
 ]
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from types import SimpleNamespace
 
 import legato
 from legato.model import EventKind
+from legato.storage.base import Append, Write
+from legato.storage.memory import MemoryStore
 from legato.testing import FakeClock
 from tests.fixtures.engine import Harness, advance, kinds, of_kind, outcome, seconds, settle_until
 
@@ -17,7 +20,8 @@ HOURLY = legato.Retry(
 
 
 def saga(calls: Counter[str], log: list[str]):
-    """a, b, c (compensable) then d fails; b's compensation fails once, retrying hourly."""
+    """a, b, c (compensable) then d fails; b's compensation fails once, retrying hourly.
+    Also a step ``flaky`` that always fails and retries hourly."""
 
     def define(app: legato.App) -> SimpleNamespace:
         def compensable(name: str, flaky_undo: bool = False) -> legato.App:
@@ -36,6 +40,11 @@ def saga(calls: Counter[str], log: list[str]):
             return do
 
         a, b, c = compensable("a"), compensable("b", flaky_undo=True), compensable("c")
+
+        @app.step(name="flaky", retry=HOURLY)
+        async def flaky() -> None:
+            calls["flaky"] += 1
+            raise ConnectionError("down")
 
         @app.step(name="d", retry=legato.Retry(max_attempts=1))
         async def d() -> None:
@@ -218,3 +227,58 @@ async def test_failing_gather_branch_compensates_the_branch_that_completed(
         "boom",
     )
     assert log == ["hold 1", "release 1"]
+
+
+class HoldingStore(MemoryStore):
+    """Holds back every batch written after a step's failed attempt until ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.holding = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def write(self, ops: Sequence[Write]) -> dict[str, str]:
+        if self.armed and not self.go.is_set():
+            self.holding.set()
+            await self.go.wait()
+        result = await super().write(ops)
+        if any(isinstance(op, Append) and op.kind == "step_failed" for op in ops):
+            self.armed = True
+        return result
+
+
+async def test_cancel_while_the_engine_writes_after_a_failed_attempt_is_not_lost(
+    clock: FakeClock,
+) -> None:
+    # Given a run whose step just failed, with the engine's next write still in flight
+    store = HoldingStore()
+    harness = Harness(store, clock)
+    calls: Counter[str] = Counter()
+    log: list[str] = []
+    try:
+        defs = await harness.start(saga(calls, log))
+        app = harness.running
+
+        @app.workflow(name="retrying")
+        async def retrying() -> None:
+            await app.registry.steps["a"]()
+            await app.registry.steps["flaky"]()
+
+        handle = await app.start(retrying)
+        await settle_until(lambda: calls["flaky"] == 1)
+        for _ in range(2000):  # not clock.settle(): it would wait for the held write
+            if store.holding.is_set():
+                break
+            await asyncio.sleep(0)
+        # When the run is cancelled at that moment
+        await app.cancel(handle.run_id)
+        store.go.set()
+        # Then the cancellation is carried out: a is compensated and the run ends cancelled
+        failed = await outcome(handle, limit=5)
+        assert failed.status == "cancelled"
+        assert log == ["undo a"]
+        assert defs is not None
+    finally:
+        store.go.set()
+        await harness.stop()
