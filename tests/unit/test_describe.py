@@ -6,6 +6,8 @@ import asyncio
 from collections import Counter
 from types import SimpleNamespace
 
+import pytest
+
 import legato
 from legato.model import RunStatus
 from legato.storage.memory import MemoryStore
@@ -215,9 +217,5 @@ async def test_describe_pending_run() -> None:
 
 async def test_describe_unknown_run_raises_run_not_found(harness: Harness) -> None:
     await harness.start(shop(Counter(), asyncio.Event()))
-    try:
+    with pytest.raises(legato.errors.RunNotFound):
         await harness.running.describe("nope")
-    except legato.errors.RunNotFound:
-        pass
-    else:
-        raise AssertionError("describe of an unknown run did not raise")

@@ -57,7 +57,7 @@ def saga(calls: Counter[str], log: list[str]):
             await c()
             await d()
 
-        return SimpleNamespace(wf=wf)
+        return SimpleNamespace(wf=wf, a=a, flaky=flaky)
 
     return define
 
@@ -262,8 +262,8 @@ async def test_cancel_while_the_engine_writes_after_a_failed_attempt_is_not_lost
 
         @app.workflow(name="retrying")
         async def retrying() -> None:
-            await app.registry.steps["a"]()
-            await app.registry.steps["flaky"]()
+            await defs.a()
+            await defs.flaky()
 
         handle = await app.start(retrying)
         await settle_until(lambda: calls["flaky"] == 1)
@@ -278,7 +278,6 @@ async def test_cancel_while_the_engine_writes_after_a_failed_attempt_is_not_lost
         failed = await outcome(handle, limit=5)
         assert failed.status == "cancelled"
         assert log == ["undo a"]
-        assert defs is not None
     finally:
         store.go.set()
         await harness.stop()

@@ -7,6 +7,8 @@ import threading
 from collections import Counter
 from types import SimpleNamespace
 
+import pytest
+
 import legato
 from legato.model import EventKind, RunStatus
 from legato.testing import FakeClock
@@ -69,7 +71,7 @@ def saga(
             await d()
             return "done"
 
-        return SimpleNamespace(wf=wf)
+        return SimpleNamespace(wf=wf, a=a, d=d)
 
     return define
 
@@ -252,7 +254,7 @@ async def test_exception_raised_by_workflow_code_compensates(harness: Harness) -
 
         @app.workflow(name="picky")
         async def picky() -> None:
-            await app.registry.steps["a"](1)
+            await inner.a(1)
             raise LookupError("no such course")
 
         inner.picky = picky
@@ -283,9 +285,9 @@ async def test_caught_step_failure_takes_another_path_and_compensates_nothing(
 
         @app.workflow(name="tolerant")
         async def tolerant(x: int) -> str:
-            await app.registry.steps["a"](x)
+            await steps.a(x)
             try:
-                await app.registry.steps["d"]()
+                await steps.d()
             except legato.errors.StepFailed as err:
                 assert err.step_name == "d" and err.error_type == "ValueError"
                 return await backorder(x)
@@ -433,12 +435,9 @@ async def test_cancel_of_a_finished_run_changes_nothing(harness: Harness) -> Non
 
 async def test_cancel_of_unknown_run_raises_run_not_found(harness: Harness) -> None:
     await harness.start(saga([]))
-    try:
+    with pytest.raises(legato.errors.RunNotFound) as caught:
         await harness.running.cancel("nope")
-    except legato.errors.RunNotFound as err:
-        assert err.run_id == "nope"
-    else:
-        raise AssertionError("cancel of an unknown run did not raise")
+    assert caught.value.run_id == "nope"
 
 
 async def test_cancel_requested_while_stopped_is_carried_out_after_restart(
