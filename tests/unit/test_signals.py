@@ -1,0 +1,233 @@
+"""Signals: ``legato.wait_for_signal`` and ``app.signal`` / ``AsyncClient.signal``."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import legato
+from legato.errors import WaitTimeout
+from legato.model import EventKind, RunStatus
+from legato.testing import FakeClock
+from tests.fixtures.engine import Harness, advance, of_kind, outcome
+from tests.fixtures.waiting import DAY, SECOND, is_live, row, status
+
+
+def waiter(names: list[str], *, sleep_first: timedelta | None = None):
+    """Wait for signals ``names`` in order (after an optional sleep); return the payloads."""
+
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.workflow(name="waiter")
+        async def flow() -> list[Any]:
+            if sleep_first is not None:
+                await legato.sleep(sleep_first)
+            return [await legato.wait_for_signal(name) for name in names]
+
+        return SimpleNamespace(flow=flow)
+
+    return define
+
+
+def escalation(log: list[str]):
+    """Sleep three days, wait two days for "approve", else escalate (the issue's example)."""
+
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.step(name="remind")
+        async def remind() -> None:
+            log.append("remind")
+
+        @app.step(name="escalate")
+        async def escalate() -> str:
+            log.append("escalate")
+            return "escalated"
+
+        @app.workflow(name="escalation")
+        async def flow() -> str:
+            await legato.sleep(3 * DAY)
+            await remind()
+            try:
+                approval = await legato.wait_for_signal("approve", timeout=2 * DAY)
+            except WaitTimeout:
+                return await escalate()
+            return f"approved by {approval['by']}"
+
+        return SimpleNamespace(flow=flow)
+
+    return define
+
+
+async def test_signal_sent_before_the_run_waits_is_delivered(
+    harness: Harness, clock: FakeClock
+) -> None:
+    defs = await harness.start(waiter(["go"], sleep_first=DAY))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    await harness.running.signal(handle.run_id, "go", {"n": 1})
+    await advance(clock, DAY)
+    assert await outcome(handle) == [{"n": 1}]
+
+
+async def test_signals_of_one_name_are_consumed_once_each_in_send_order(
+    harness: Harness, clock: FakeClock
+) -> None:
+    defs = await harness.start(waiter(["item", "item"], sleep_first=DAY))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    for payload in ("first", "second", "third"):
+        await harness.running.signal(handle.run_id, "item", payload)
+    await advance(clock, DAY)
+    assert await outcome(handle) == ["first", "second"]
+    history = await harness.running.history(handle.run_id)
+    received = of_kind(history, EventKind.SIGNAL_RECEIVED)
+    assert len({event.data["signal_id"] for event in received}) == 2
+
+
+async def test_signal_of_another_name_does_not_satisfy_the_wait(
+    harness: Harness, clock: FakeClock
+) -> None:
+    defs = await harness.start(waiter(["approve"]))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    await harness.running.signal(handle.run_id, "reject", "no")
+    await advance(clock, DAY)
+    assert await status(harness.store, handle.run_id) is RunStatus.WAITING
+    await harness.running.signal(handle.run_id, "approve", "yes")
+    await clock.settle()
+    assert await outcome(handle) == ["yes"]
+
+
+async def test_signal_wakes_a_run_evicted_while_waiting(harness: Harness, clock: FakeClock) -> None:
+    defs = await harness.start(waiter(["go"]))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    assert not is_live(harness.running, handle.run_id)
+    await harness.running.signal(handle.run_id, "go", 42)
+    await clock.settle()
+    assert await outcome(handle) == [42]
+
+
+async def test_waiting_run_is_stored_as_waiting_with_no_owner_and_no_wake_time(
+    harness: Harness, clock: FakeClock
+) -> None:
+    defs = await harness.start(waiter(["go"]))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    run = await row(harness.store, handle.run_id)
+    assert (run.status, run.owner, run.wake_at) == (RunStatus.WAITING, None, None)
+    description = await handle.describe()
+    assert description.status is RunStatus.WAITING
+
+
+async def test_wait_times_out_after_its_timeout_and_not_before(
+    harness: Harness, clock: FakeClock
+) -> None:
+    log: list[str] = []
+    defs = await harness.start(escalation(log))
+    handle = await harness.running.start(defs.flow)
+    await advance(clock, 5 * DAY - SECOND)
+    assert await status(harness.store, handle.run_id) is RunStatus.WAITING
+    assert log == ["remind"]
+    await advance(clock, SECOND)
+    assert await outcome(handle) == "escalated"
+    assert log == ["remind", "escalate"]
+
+
+async def test_signal_within_the_timeout_takes_the_normal_path(
+    harness: Harness, clock: FakeClock
+) -> None:
+    log: list[str] = []
+    defs = await harness.start(escalation(log))
+    handle = await harness.running.start(defs.flow)
+    await advance(clock, 4 * DAY)
+    await harness.running.signal(handle.run_id, "approve", {"by": "ann"})
+    await clock.settle()
+    assert await outcome(handle) == "approved by ann"
+    await advance(clock, 2 * DAY)
+    assert log == ["remind"]
+
+
+async def test_three_day_sleep_and_two_day_timeout_take_milliseconds_of_wall_time(
+    harness: Harness, clock: FakeClock
+) -> None:
+    log: list[str] = []
+    defs = await harness.start(escalation(log))
+    started = time.perf_counter()
+    handle = await harness.running.start(defs.flow)
+    await clock.advance(5 * DAY)
+    assert await outcome(handle) == "escalated"
+    # Generous: it takes milliseconds; the bound only catches real waiting.
+    assert time.perf_counter() - started < 1.0
+
+
+async def test_recorded_timeout_replays_as_a_timeout_after_a_restart(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # Given a run that timed out waiting and now sleeps on its escalation path
+    calls: Counter[str] = Counter()
+
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.step(name="path")
+        async def path(which: str) -> str:
+            calls[which] += 1
+            return which
+
+        @app.workflow(name="late")
+        async def flow() -> str:
+            try:
+                await legato.wait_for_signal("go", timeout=DAY)
+                taken = await path("normal")
+            except WaitTimeout:
+                taken = await path("escalated")
+            await legato.sleep(DAY)
+            return taken
+
+        return SimpleNamespace(flow=flow)
+
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.flow)
+    await advance(clock, DAY)
+    # When the process restarts, and a late signal arrives meanwhile
+    await harness.restart(define)
+    await harness.running.signal(handle.run_id, "go", "late")
+    await advance(clock, DAY)
+    # Then replay takes the recorded timeout again: the escalated path, run once
+    assert await outcome(harness.running.handle(handle.run_id)) == "escalated"
+    assert calls == Counter(escalated=1)
+
+
+async def test_async_client_signal_from_outside_wakes_an_evicted_run(
+    harness: Harness, clock: FakeClock
+) -> None:
+    defs = await harness.start(waiter(["go"]))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    client = legato.AsyncClient(harness.store)
+    # The client has no engine: the worker finds the signal by looking at the store.
+    await client.signal(handle.run_id, "go", {"from": "outside"})
+    await clock.advance(timedelta(0))
+    assert await outcome(handle) == [{"from": "outside"}]
+
+
+async def test_signal_sent_while_no_worker_runs_is_delivered_after_start(
+    harness: Harness, clock: FakeClock
+) -> None:
+    defs = await harness.start(waiter(["go"]))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    await harness.stop()
+    await legato.AsyncClient(harness.store).signal(handle.run_id, "go", "meanwhile")
+    await harness.start(waiter(["go"]))
+    await clock.settle()
+    assert await outcome(harness.running.handle(handle.run_id)) == ["meanwhile"]
+
+
+async def test_signal_without_payload_delivers_none(harness: Harness, clock: FakeClock) -> None:
+    defs = await harness.start(waiter(["ping"]))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    await harness.running.signal(handle.run_id, "ping")
+    await clock.settle()
+    assert await outcome(handle) == [None]
