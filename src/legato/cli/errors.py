@@ -5,10 +5,12 @@ can cause (a wrong name, a wrong id, a bad URL, a file that is not ours) into on
 stderr, a hint about what to do, and an exit code, instead of a traceback:
 
 - exit 2: the command line asked for something impossible (unknown workflow, bad JSON,
-  arguments that do not serialize, a database URL Legato cannot use). Click's own usage
-  errors (a bad ``--status`` value, a missing argument) exit 2 as well.
-- exit 1: the request was fine but could not be done (no such run, the database failed,
-  the awaited run did not complete).
+  arguments that do not serialize, a database URL Legato cannot use, a task response
+  that does not match the task's form). Click's own usage errors (a bad ``--status``
+  value, a missing argument) exit 2 as well.
+- exit 1: the request was fine but could not be done (no such run or task, the database
+  failed, the awaited run did not complete, a signal to a run that has ended, a task
+  that is no longer open).
 """
 
 from __future__ import annotations
@@ -59,6 +61,26 @@ _PROBLEMS: list[tuple[type[BaseException], Problem]] = [
         ),
     ),
     (errors.RunFailed, Problem(FAILURE, "see why with `legato runs show RUN_ID`")),
+    (
+        errors.RunFinished,
+        Problem(FAILURE, "see how it ended with `legato runs show RUN_ID`; nothing was sent"),
+    ),
+    (
+        errors.InvalidTaskResponse,
+        Problem(
+            USAGE,
+            "see the form with `legato tasks show TASK_ID`; the task is still open "
+            "and nothing was written",
+        ),
+    ),
+    (
+        errors.TaskNotFound,
+        Problem(
+            FAILURE,
+            "list open tasks with `legato tasks list`, and check --database / LEGATO_DATABASE_URL",
+        ),
+    ),
+    (errors.TaskClosed, Problem(FAILURE, "see it with `legato tasks show TASK_ID`")),
     (errors.SchemaTooNew, Problem(FAILURE)),
     (
         errors.NotALegatoDatabase,

@@ -17,7 +17,7 @@ import typer
 
 import legato
 from legato.app import App
-from legato.cli import demo, runs, workflows
+from legato.cli import demo, runs, signals, tasks, workflows
 from legato.cli.errors import LegatoGroup
 from legato.cli.options import DatabaseOption
 
@@ -29,8 +29,10 @@ cli = typer.Typer(
 )
 cli.add_typer(runs.runs_app, name="runs")
 cli.add_typer(workflows.workflows_app, name="workflows")
+cli.add_typer(tasks.tasks_app, name="tasks")
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
+cli.command("signal")(signals.signal)
 cli.command("demo")(demo.demo)
 
 

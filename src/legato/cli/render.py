@@ -1,19 +1,21 @@
-"""How runs look on screen (Rich) and in ``--json`` (orjson): one place for both."""
+"""How runs and tasks look on screen (Rich) and in ``--json`` (orjson): one place for both."""
 
 from __future__ import annotations
 
 import sys
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 import orjson
 from rich.console import Console, Group, RenderableType
+from rich.json import JSON
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from legato.model import HistoryEvent, RunStatus
+from legato.model import HistoryEvent, RunStatus, Task, TaskStatus
 from legato.model.description import RunDescription
 
 _STATUS_STYLES = {
@@ -237,3 +239,72 @@ def history_json(events: list[HistoryEvent]) -> list[dict[str, Any]]:
         }
         for e in events
     ]
+
+
+_TASK_STYLES = {
+    TaskStatus.OPEN: "cyan",
+    TaskStatus.COMPLETED: "green",
+    TaskStatus.EXPIRED: "yellow",
+    TaskStatus.CANCELLED: "magenta",
+}
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    """One task as JSON (``tasks list``, ``tasks show`` and ``tasks complete``)."""
+    return asdict(task) | {"status": task.status.value}
+
+
+def _due(task: Task, short: bool) -> Text:
+    if task.due_at is None:
+        return Text(_NONE)
+    at = _when_short(task.due_at) if short else _when(task.due_at)
+    late = task.status is TaskStatus.OPEN and task.due_at <= datetime.now(task.due_at.tzinfo)
+    return Text(at + (" (overdue)" if late else ""), style="red" if late else "")
+
+
+def tasks_table(tasks: list[Task]) -> Table:
+    """The inbox as a table: id, name, status, assignee, run, created, due."""
+    table = Table()
+    for column in ("task id", "name", "status", "assignee", "run", "created", "due"):
+        table.add_column(column, no_wrap=column in ("task id", "created", "due"))
+    for t in tasks:
+        table.add_row(
+            t.task_id,
+            t.name,
+            Text(t.status.value, style=_TASK_STYLES.get(t.status, "")),
+            t.assignee or _NONE,
+            t.run_id,
+            _when_short(t.created_at),
+            _due(t, short=True),
+        )
+    return table
+
+
+def _task_next(task: Task) -> str:
+    if task.status is TaskStatus.OPEN:
+        return f"answer it: legato tasks complete {task.task_id} --data JSON"
+    if task.status is TaskStatus.COMPLETED:
+        return f"nothing: run {task.run_id} continued with the response"
+    return f"nothing: the task is {task.status.value} and takes no response"
+
+
+def task_view(task: Task) -> RenderableType:
+    """``legato tasks show``: who, for which run, the data, the form and the response."""
+    t = task
+    facts = Table.grid(padding=(0, 2))
+    facts.add_column(style="bold", no_wrap=True)
+    facts.add_column()
+    facts.add_row("name", t.name)
+    facts.add_row("status", Text(t.status.value, style=_TASK_STYLES.get(t.status, "")))
+    facts.add_row("assignee", t.assignee or _NONE)
+    facts.add_row("run", t.run_id)
+    facts.add_row("created", _when(t.created_at))
+    facts.add_row("due", _due(t, short=False))
+    if t.completed_at is not None:
+        facts.add_row("completed", _when(t.completed_at))
+    facts.add_row("data", JSON.from_data(t.data, default=str))
+    facts.add_row("form", _NONE if t.form is None else JSON.from_data(t.form, default=str))
+    if t.status is TaskStatus.COMPLETED:
+        facts.add_row("response", JSON.from_data(t.response, default=str))
+    facts.add_row("next:", Text(_task_next(t), style="bold"))
+    return Panel(facts, title=f"task {t.task_id}", title_align="left", expand=False)

@@ -6,13 +6,12 @@ on the same database picks up; the read commands describe what the workers recor
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
 from legato.cli.errors import fail
-from legato.cli.options import DatabaseOption, JsonOption, connect
+from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
 from legato.cli.render import (
     console,
     description_view,
@@ -104,9 +103,9 @@ def parse_arguments(input_json: str | None, args_json: str | None) -> list[Any]:
             param_hint="--input / --args",
         )
     if input_json is not None:
-        return [_parse_json(input_json, "--input")]
+        return [parse_json(input_json, "--input")]
     if args_json is not None:
-        value = _parse_json(args_json, "--args")
+        value = parse_json(args_json, "--args")
         if not isinstance(value, list):
             raise typer.BadParameter(
                 f"must be a JSON list of arguments, got {args_json!r}; use "
@@ -115,18 +114,6 @@ def parse_arguments(input_json: str | None, args_json: str | None) -> list[Any]:
             )
         return value
     return []
-
-
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity, which are not JSON and would not round-trip.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _parse_json(text: str, option: str) -> Any:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        raise typer.BadParameter(f"not valid JSON ({exc}): {text!r}", param_hint=option) from None
 
 
 def start(
