@@ -1,0 +1,1 @@
+"""Order to cash: payment, inventory, a fraud review by a person, shipping, confirmation."""
