@@ -13,7 +13,7 @@ from legato.errors import WaitTimeout
 from legato.model import EventKind, RunStatus
 from legato.testing import FakeClock
 from tests.fixtures.engine import Harness, advance, of_kind, outcome
-from tests.fixtures.waiting import DAY, SECOND, is_live, row, status
+from tests.fixtures.waiting import DAY, SECOND, claim_due, is_live, row, status
 
 
 def waiter(names: list[str], *, sleep_first: timedelta | None = None):
@@ -95,7 +95,7 @@ async def test_signal_of_another_name_does_not_satisfy_the_wait(
     await advance(clock, DAY)
     assert await status(harness.store, handle.run_id) is RunStatus.WAITING
     await harness.running.signal(handle.run_id, "approve", "yes")
-    await clock.settle()
+    await claim_due(clock)
     assert await outcome(handle) == ["yes"]
 
 
@@ -105,8 +105,20 @@ async def test_signal_wakes_a_run_evicted_while_waiting(harness: Harness, clock:
     await clock.settle()
     assert not is_live(harness.running, handle.run_id)
     await harness.running.signal(handle.run_id, "go", 42)
-    await clock.settle()
+    await claim_due(clock)
     assert await outcome(handle) == [42]
+
+
+async def test_app_signal_resumes_an_evicted_run_without_waiting_for_a_poll(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # The engine in this process sent the signal: it knows the run is due now.
+    defs = await harness.start(waiter(["go"]))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    await harness.running.signal(handle.run_id, "go", 42)
+    await clock.settle()
+    assert await status(harness.store, handle.run_id) is RunStatus.COMPLETED
 
 
 async def test_waiting_run_is_stored_as_waiting_with_no_owner_and_no_wake_time(
@@ -143,7 +155,7 @@ async def test_signal_within_the_timeout_takes_the_normal_path(
     handle = await harness.running.start(defs.flow)
     await advance(clock, 4 * DAY)
     await harness.running.signal(handle.run_id, "approve", {"by": "ann"})
-    await clock.settle()
+    await claim_due(clock)
     assert await outcome(handle) == "approved by ann"
     await advance(clock, 2 * DAY)
     assert log == ["remind"]
@@ -207,7 +219,7 @@ async def test_async_client_signal_from_outside_wakes_an_evicted_run(
     client = legato.AsyncClient(harness.store)
     # The client has no engine: the worker finds the signal by looking at the store.
     await client.signal(handle.run_id, "go", {"from": "outside"})
-    await clock.advance(timedelta(0))
+    await claim_due(clock)
     assert await outcome(handle) == [{"from": "outside"}]
 
 
@@ -229,5 +241,5 @@ async def test_signal_without_payload_delivers_none(harness: Harness, clock: Fak
     handle = await harness.running.start(defs.flow)
     await clock.settle()
     await harness.running.signal(handle.run_id, "ping")
-    await clock.settle()
+    await claim_due(clock)
     assert await outcome(handle) == [None]
