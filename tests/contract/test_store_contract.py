@@ -287,6 +287,14 @@ async def test_histories_returns_every_requested_run(store: Store) -> None:
     assert got["r1"] == await store.history("r1")
 
 
+async def test_histories_of_more_runs_than_one_query_holds(store: Store) -> None:
+    run_ids = [f"r{i:04}" for i in range(1200)]
+    await store.write([new_run(r) for r in run_ids] + [append(r, 1, name=r) for r in run_ids])
+    got = await store.histories(run_ids)
+    assert len(got) == 1200
+    assert all([(e.pos, e.name) for e in got[r]] == [(1, r)] for r in run_ids)
+
+
 # -- claiming ----
 
 
