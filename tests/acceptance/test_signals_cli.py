@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import orjson
 import pytest
 
 from tests.acceptance.cli_driver import Cli, Workers, sqlite_url
+from tests.acceptance.test_bad_input import assert_refused
 
 WAITING_APP = "tests.acceptance.waiting_app:app"
 
@@ -46,17 +46,6 @@ def stored_signals(cli: Cli, run_id: str) -> int:
     conn.close()
     assert isinstance(count, int)
     return count
-
-
-def assert_refused(
-    result: subprocess.CompletedProcess[str], exit_code: int, *expected: str
-) -> None:
-    """The command failed cleanly: the exit code, the message, and no traceback."""
-    output = result.stdout + result.stderr
-    assert result.returncode == exit_code, output
-    assert "Traceback" not in output
-    for text in expected:
-        assert text in output, output
 
 
 def test_signal_resumes_the_waiting_run_with_its_payload(waiting: Cli) -> None:
