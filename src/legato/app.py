@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from legato.client import AsyncClient, RunHandle, poll_outcome
+from legato.client import AsyncClient, RunHandle, outcome_of, poll_outcome
 from legato.engine.clock import Clock
 from legato.engine.execution import Outcome
 from legato.engine.registry import Registry, Step, Workflow
 from legato.engine.worker import Engine
-from legato.errors import LegatoError
-from legato.model import HistoryEvent, Retry, RunStatus
+from legato.errors import LegatoError, RunNotFound
+from legato.model import HistoryEvent, Retry, RunStatus, Task
 from legato.model.description import RunDescription
 from legato.storage import database_url, open_store
 from legato.storage.base import Store
@@ -167,21 +168,54 @@ class App:
 
     async def _outcome(self, run_id: str, timeout: float | None) -> Outcome:
         engine = self._engine
-        if engine is not None and run_id in engine.live:
+        if engine is None:
+            return await poll_outcome(self.store, run_id, timeout)
+        live = engine.live.get(run_id)
+        if live is not None and live.done.done() and not live.done.cancelled():
+            return live.done.result()
+        future = engine.outcome_future(run_id)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        check_store = live is None
+        while True:
+            if check_store:
+                # Ended before we looked, or it runs (and may end) in another process.
+                run = await self.store.get_run(run_id)
+                if run is None:
+                    raise RunNotFound(run_id)
+                outcome = outcome_of(run)
+                if outcome is not None:
+                    return outcome
+            check_store = True
+            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if wait <= 0:
+                raise TimeoutError(f"run {run_id!r} did not end within {timeout}s")
             try:
-                outcome = await asyncio.wait_for(engine.wait(run_id), timeout)
+                return await asyncio.wait_for(asyncio.shield(future), wait)
             except TimeoutError:
-                raise TimeoutError(f"run {run_id!r} did not end within {timeout}s") from None
-            if outcome is not None:
-                return outcome
-        return await poll_outcome(self.store, run_id, timeout)
+                continue
+
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send a signal to a run; it is kept until the run waits for it."""
+        await self._client.signal(run_id, name, payload)
+        if self._engine is not None:
+            self._engine.signal_arrived(run_id)
+
+    async def complete_task(self, task_id: str, response: Any) -> Task:
+        """Answer a human task (validated against its form); its run continues."""
+        task = await self._client.complete_task(task_id, response)
+        if self._engine is not None:
+            self._engine.signal_arrived(task.run_id)
+        return task
 
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel a run: stop it at its next call and compensate its completed steps."""
         engine = self._engine
-        if engine is not None and engine.cancel_live(run_id):
-            return RunStatus.RUNNING
-        return await self._client.cancel(run_id)
+        # The durable flag first: whoever executes the run next (here or elsewhere, now or
+        # after a crash) carries the cancellation out.
+        status = await self._client.cancel(run_id)
+        if engine is not None:
+            engine.cancel_live(run_id)
+        return status
 
     async def describe(self, run_id: str) -> RunDescription:
         """What step the run is on, what failed, what happens next."""

@@ -12,10 +12,22 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
+import jsonschema
+
 from legato.engine.execution import Outcome
 from legato.engine.payloads import encode
-from legato.errors import RunAlreadyExists, RunFailed, RunNotFound, UnknownWorkflow
-from legato.model import HistoryEvent, Run, RunStatus
+from legato.errors import (
+    DefinitionError,
+    InvalidTaskResponse,
+    RunAlreadyExists,
+    RunFailed,
+    RunFinished,
+    RunNotFound,
+    TaskClosed,
+    TaskNotFound,
+    UnknownWorkflow,
+)
+from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.description import RunDescription, describe_run
 from legato.storage import database_url, open_store
 from legato.storage.base import NewRun, Store
@@ -182,6 +194,60 @@ class AsyncClient:
             raise RunNotFound(run_id)
         return run.status
 
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send a signal to a run; it is kept (in order) until the run waits for it.
+
+        Raises ``RunNotFound`` for an unknown run and ``RunFinished`` for one that ended.
+        """
+        if not isinstance(name, str) or not name or name.startswith("__"):
+            raise DefinitionError(f"signal names are non-empty strings not starting with "
+                                  f"'__', got {name!r}")
+        data = encode(payload, f"the payload of signal {name!r}")
+        run, signal_id = await (await self._open()).send_signal(run_id, name, data, time.time())
+        if run is None:
+            raise RunNotFound(run_id)
+        if signal_id is None:
+            raise RunFinished(run_id, run.status.value, "more signals")
+
+    async def list_tasks(self, *, assignee: str | None = None, status: str | None = "open",
+                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+        """Human tasks, oldest first (open ones unless ``status`` says otherwise)."""
+        if status is not None:
+            TaskStatus(status)  # a clear ValueError for a status that does not exist
+        return await (await self._open()).list_tasks(status=status, assignee=assignee,
+                                                     run_id=run_id, limit=limit)
+
+    async def get_task(self, task_id: str) -> Task:
+        """One human task; raises ``TaskNotFound``."""
+        task = await (await self._open()).get_task(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        return task
+
+    async def complete_task(self, task_id: str, response: Any) -> Task:
+        """Answer a human task; its run continues with ``response``.
+
+        The response must match the task's form (``InvalidTaskResponse`` otherwise, and
+        the task stays open); a task is completed once (``TaskClosed`` the second time).
+        """
+        task = await self.get_task(task_id)
+        if task.status is not TaskStatus.OPEN:
+            raise TaskClosed(task_id, task.status.value)
+        if task.form is not None:
+            error = jsonschema.exceptions.best_match(
+                jsonschema.validators.validator_for(task.form)(task.form).iter_errors(response))
+            if error is not None:
+                where = "/".join(str(p) for p in error.absolute_path)
+                raise InvalidTaskResponse(task_id, f"{error.message}" +
+                                          (f" (at {where})" if where else ""))
+        data = encode(response, f"the response to task {task_id!r}")
+        done, changed = await self._store.complete_task(task_id, data, time.time())
+        if done is None:
+            raise TaskNotFound(task_id)
+        if not changed:
+            raise TaskClosed(task_id, done.status.value)
+        return done
+
     async def _outcome(self, run_id: str, timeout: float | None) -> Outcome:
         return await poll_outcome(await self._open(), run_id, timeout)
 
@@ -250,3 +316,21 @@ class Client:
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         """Wait for the run's output; raises ``RunFailed`` if it did not complete."""
         return self._call(self._async.result, run_id, timeout)
+
+    def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send a signal to a run."""
+        self._call(self._async.signal, run_id, name, payload)
+
+    def list_tasks(self, *, assignee: str | None = None, status: str | None = "open",
+                   run_id: str | None = None, limit: int = 100) -> list[Task]:
+        """Human tasks, oldest first."""
+        return self._call(self._async.list_tasks, assignee=assignee, status=status,
+                          run_id=run_id, limit=limit)
+
+    def get_task(self, task_id: str) -> Task:
+        """One human task."""
+        return self._call(self._async.get_task, task_id)
+
+    def complete_task(self, task_id: str, response: Any) -> Task:
+        """Answer a human task."""
+        return self._call(self._async.complete_task, task_id, response)

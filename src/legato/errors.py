@@ -16,7 +16,14 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     │   ├── WorkflowTimeout (TimeoutError)
     │   ├── NonDeterminismError           replay met a different call than history holds
     │   ├── CompensationFailed            a compensation gave up
-    │   └── RunCancelled                  the failure recorded when a run is cancelled
+    │   ├── RunCancelled                  the failure recorded when a run is cancelled
+    │   ├── RunFinished                   a signal or cancel for a run that has ended
+    │   ├── WaitTimeout (TimeoutError)    a signal or human task did not come in time
+    │   └── ChildFailed                   a child run did not complete (seen by the parent)
+    ├── TaskError                         about one human task
+    │   ├── TaskNotFound (LookupError)
+    │   ├── TaskClosed                    completed twice, or after it expired
+    │   └── InvalidTaskResponse (ValueError)  the response does not match the task's form
     ├── StorageError                      the database failed or is not usable
     │   ├── ConcurrencyConflict           another writer changed the row first
     │   ├── MigrationRequired             the schema is older than this code
@@ -194,6 +201,71 @@ class RunCancelled(RunError):
 
     def __init__(self, run_id: str) -> None:
         super().__init__(f"run {run_id!r} was cancelled", run_id=run_id)
+
+
+class RunFinished(RunError):
+    """The run has ended, so it takes no more signals (or cancellation)."""
+
+    def __init__(self, run_id: str, status: str, what: str) -> None:
+        super().__init__(f"run {run_id!r} has ended ({status}); it takes no {what}",
+                         run_id=run_id)
+        self.status = status
+
+
+class WaitTimeout(RunError, TimeoutError):
+    """A signal or human task did not arrive in time; catch it to escalate."""
+
+    def __init__(self, what: str, timeout_s: float | None) -> None:
+        after = f" within {timeout_s:g}s" if timeout_s is not None else ""
+        super().__init__(f"{what} did not arrive{after}")
+        self.what = what
+        self.timeout_s = timeout_s
+
+
+class ChildFailed(RunError):
+    """A child run ended without a result; raised in the parent where it awaits the child."""
+
+    def __init__(self, child_run_id: str, status: str, error_type: str | None,
+                 message: str | None) -> None:
+        what = f": {error_type}: {message}" if error_type else ""
+        super().__init__(f"child run {child_run_id!r} ended {status}{what}",
+                         run_id=child_run_id)
+        self.child_run_id = child_run_id
+        self.status = status
+        self.error_type = error_type
+        self.error_message = message
+
+
+class TaskError(LegatoError):
+    """An error about one human task."""
+
+    def __init__(self, message: str, *, task_id: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class TaskNotFound(TaskError, LookupError):
+    """No human task has this id."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"no task with id {task_id!r}", task_id=task_id)
+
+
+class TaskClosed(TaskError):
+    """The task is no longer open (completed already, expired, or its run ended)."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        super().__init__(f"task {task_id!r} is {status}; it takes no response", task_id=task_id)
+        self.status = status
+
+
+class InvalidTaskResponse(TaskError, ValueError):
+    """The response does not match the task's form (JSON Schema); the task stays open."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        super().__init__(f"response to task {task_id!r} does not match its form: {reason}",
+                         task_id=task_id)
+        self.reason = reason
 
 
 class StorageError(LegatoError):

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import uuid as _uuid
 from contextvars import ContextVar
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+from legato.engine import waits
 from legato.errors import LegatoError
 
 if TYPE_CHECKING:
@@ -52,6 +53,49 @@ def random() -> float:
     value = _execution("random").record_value("random", None)
     assert isinstance(value, float)
     return value
+
+
+async def sleep(duration: timedelta) -> None:
+    """Wait ``duration`` (a durable timer: the run survives restarts while it sleeps)."""
+    execution = _execution("sleep")
+    seconds = waits.seconds_of(duration, "legato.sleep")
+    await waits.sleep_until(execution, execution.engine.clock.time() + seconds)
+
+
+async def sleep_until(when: datetime) -> None:
+    """Wait until ``when`` (an aware datetime), durably."""
+    await waits.sleep_until(_execution("sleep_until"), waits.timestamp_of(when))
+
+
+async def wait_for_signal(name: str, timeout: timedelta | None = None) -> Any:
+    """Wait for the next signal ``name`` sent to this run and return its payload.
+
+    Signals sent before the run waits are kept and delivered in order; each is consumed
+    once. Raises ``legato.errors.WaitTimeout`` after ``timeout`` (catch it to escalate).
+    """
+    return await waits.wait_for_signal(_execution("wait_for_signal"), name, timeout)
+
+
+async def human_task(name: str, data: Any = None, *, assignee: str | None = None,
+                     form: dict[str, Any] | None = None,
+                     timeout: timedelta | None = None) -> Any:
+    """Put a task in the inbox and wait for a person's response (validated by ``form``).
+
+    Raises ``legato.errors.WaitTimeout`` after ``timeout``; the task then expires.
+    """
+    return await waits.human_task(_execution("human_task"), name, data, assignee, form,
+                                  timeout)
+
+
+async def child(workflow: Any, *args: Any, run_id: str | None = None) -> Any:
+    """Run ``workflow`` (a registered workflow or its name) as a child and return its result.
+
+    Raises ``legato.errors.ChildFailed`` if the child does not complete. Cancelling the
+    parent cancels its children.
+    """
+    execution = _execution("child")
+    definition = execution.engine.registry.workflow(workflow)
+    return await waits.child(execution, definition, args, run_id)
 
 
 def run_id() -> str:

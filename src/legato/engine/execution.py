@@ -1,24 +1,28 @@
-"""``RunExecution``: one run, live in this process — replay, steps, saga, outcome.
+"""``RunExecution``: one run, live in this process — replay, parking, outcome.
 
 A run advances in one asyncio task (the driver). The workflow function runs inline in
 it; every call it makes gets a key in call order. A call whose outcome history holds
 returns that outcome at once; any other call executes, and the run does not move past it
 until its record is committed (write before you move on).
+
+A run that has nothing to do but wait (a timer, a signal, a retry's backoff) is
+*evicted*: its task ends, its row says when it is next due, and whoever claims it then
+resumes it by replay. Short timers keep the run in memory instead ("hot").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid as _uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from legato.engine import calls, saga
 from legato.engine.context import current_branch
 from legato.engine.payloads import dumps, encode
-from legato.engine.replay import CallRecord, CompensationRecord, ReplayIndex
+from legato.engine.replay import CallRecord, ReplayIndex
 from legato.errors import (
     NonDeterminismError,
     PayloadError,
@@ -28,7 +32,8 @@ from legato.errors import (
     describe_exception,
 )
 from legato.model import EventKind, RunStatus
-from legato.storage.base import Append, SetRun, Write
+from legato.model.waits import CHILD_SIGNAL_PREFIX
+from legato.storage.base import Append, CloseTasks, NewSignal, SetRun, Write
 
 if TYPE_CHECKING:
     from legato.engine.registry import Step, Workflow
@@ -54,7 +59,7 @@ class Blocked(BaseException):
 
 
 # Plain strings for the hot path: reading ``EventKind.X.value`` goes through a property.
-_KIND = {kind: str(kind.value) for kind in EventKind}
+KIND = {kind: str(kind.value) for kind in EventKind}
 
 
 @dataclass(slots=True)
@@ -67,7 +72,7 @@ class Outcome:
 
 
 @dataclass(slots=True)
-class _Completed:
+class Completed:
     """A completed step that has a compensation: the saga's stack entry."""
 
     pos: int
@@ -76,6 +81,16 @@ class _Completed:
     args: list[Any]
     kwargs: dict[str, Any]
     result: Any
+
+
+@dataclass(slots=True)
+class _Park:
+    """One call waiting for time or an event."""
+
+    wake_at: float | None
+    waiting: bool          # for an event (signal, task, child), not only for time
+    future: asyncio.Future[None]
+    retry: bool = False    # a retry's backoff: the run is between attempts, still running
 
 
 class _Branch:
@@ -89,55 +104,78 @@ class _Branch:
         self.task = task
 
 
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class RunExecution:
-    """Drives one run from its recorded history to its end."""
+    """Drives one run from its recorded history to its end (or its next wait)."""
 
     def __init__(self, engine: Engine, run_id: str, workflow: Workflow[..., Any],
-                 args: list[Any], deadline_at: float | None, index: ReplayIndex) -> None:
+                 args: list[Any], deadline_at: float | None, index: ReplayIndex,
+                 parent_run_id: str | None = None) -> None:
         self.engine = engine
         self.run_id = run_id
         self.workflow = workflow
         self.args = args
         self.deadline_at = deadline_at
         self.index = index
+        self.parent_run_id = parent_run_id
         self.pos = index.last_pos
         self.visited: set[str] = set()
-        self.completed: list[_Completed] = []
+        self.completed: list[Completed] = []
         self.cancel_reason: BaseException | None = None
-        self.in_flight = 0
+        self.in_flight = 0          # step or compensation attempts running
+        self.committing = 0         # awaited commits under way
         self.compensating = index.failure is not None
         self.done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
+        self.parked: dict[str, _Park] = {}
+        self.signal_watermark = max(index.consumed_signals, default=0)
+        self.has_tasks = any(c.kind == "task" for c in index.calls.values()) \
+            if index.calls else False
+        self.suspending = False
+        # Busy from being woken until it parks, starts a step attempt, or ends: the test
+        # clock waits for every run to be quiet before it moves time.
+        self.busy = True
+        self._evict_to: tuple[RunStatus, float | None, bool] | None = None
+        self._eviction_check_pending = False
         self._started = False
         self._main = _Branch("", None)
         self._branches: list[_Branch] = []
 
     # -- records -----------------------------------------------------------------------
 
-    def _record(self, kind: EventKind, key: str | None, name: str | None, attempt: int,
-                data: bytes | None) -> Append:
+    def record(self, kind: EventKind, key: str | None, name: str | None, attempt: int,
+               data: bytes | None) -> Append:
+        """A history record for this run, with the next position."""
         self.pos += 1
-        return Append(self.run_id, self.pos, _KIND[kind], key, name, attempt, data,
+        return Append(self.run_id, self.pos, KIND[kind], key, name, attempt, data,
                       self.engine.clock.time())
 
-    async def _commit(self, *ops: Write) -> None:
+    async def commit(self, *ops: Write) -> None:
+        """Write ``ops`` in the next batch and wait for it (or abandon the run)."""
+        self.committing += 1
         try:
             await self.engine.journal.commit(ops, self.run_id)
         except Exception as exc:
             raise Abandon(f"could not record progress of run {self.run_id!r}: {exc}") from exc
+        finally:
+            self.committing -= 1
 
-    def _set_run(self, status: RunStatus, *, output: bytes | None = None,
-                 error: dict[str, Any] | None = None) -> SetRun:
+    def set_run(self, status: RunStatus, *, output: bytes | None = None,
+                error: dict[str, Any] | None = None) -> SetRun:
+        """Overwrite the run's row; an active run is due now, a finished one never."""
         now = self.engine.clock.time()
-        # An active run is due now (if its worker dies, the next one claims it at once); a
-        # finished one is never due again.
         return SetRun(self.run_id, str(status.value), output,
                       None if error is None else dumps(error), now,
                       None if status.is_terminal else now)
 
-    # -- call numbering ----------------------------------------------------------------
+    # -- call numbering and replay ---------------------------------------------------------
 
-    def _next_key(self) -> str:
+    def next_key(self) -> str:
+        """The key of the workflow's next call (``"3"``, or ``"3.1"`` in a branch)."""
         task = asyncio.current_task()
         branch = current_branch.get() or self._main
         if branch.task is not task:
@@ -152,146 +190,167 @@ class RunExecution:
         branch.counter += 1
         return f"{branch.prefix}{branch.counter}"
 
-    def _replayed(self, key: str, kind: str, name: str | None) -> CallRecord | None:
-        calls = self.index.calls
-        if not calls:
+    def replayed(self, key: str, kind: str, name: str | None) -> CallRecord | None:
+        """What history holds for ``key``, checked against what the code asks for."""
+        calls_ = self.index.calls
+        if not calls_:
             return None
-        record = calls.get(key)
+        record = calls_.get(key)
         if record is None:
             return None
         self.visited.add(key)
         if record.kind != kind or record.name != name:
-            requested = f"step {name!r}" if kind == "step" else f"legato.{kind}()"
+            requested = CallRecord(kind, name).describe()
             raise Blocked(NonDeterminismError(self.run_id, key, record.describe(), requested))
         return record
 
-    def _check_interrupt(self) -> None:
+    def check_interrupt(self) -> None:
+        """Stop here if the run was cancelled or timed out."""
         if self.cancel_reason is not None:
             raise Interrupt()
 
     # -- what workflow code calls ----------------------------------------------------------
 
     def record_value(self, kind: str, _: None) -> Any:
-        """Return a recorded ``now``/``uuid``/``random`` value, or make and record one."""
-        key = self._next_key()
-        record = self._replayed(key, kind, None)
-        if record is not None:
-            return record.value
-        value: Any
-        if kind == "now":
-            value = self.engine.clock.time()
-        elif kind == "uuid":
-            value = str(_uuid.uuid4())
-        else:
-            value = self.engine.rng.random()
-        # Not awaited: nothing outside the run depends on the value until a later record
-        # commits, and the journal commits in order.
-        self.engine.journal.submit_nowait(
-            self._record(EventKind.VALUE, key, kind, 0, dumps({"value": value})))
-        return value
+        """``legato.now()`` / ``uuid()`` / ``random()``: recorded values."""
+        return calls.record_value(self, kind)
 
     async def call_step(self, step: Step[..., Any], args: tuple[Any, ...],
                         kwargs: dict[str, Any]) -> Any:
         """Execute a step call durably (or return its recorded outcome)."""
-        self._check_interrupt()
-        key = self._next_key()
-        name = step.name
-        record = self._replayed(key, "step", name)
-        attempts, retry_at = 0, None
-        if record is not None:
-            if record.completed_pos is not None:
-                if step.compensation is not None:
-                    self.completed.append(_Completed(record.completed_pos, key, name,
-                                                     list(args), kwargs, record.result))
-                return record.result
-            if record.final_error is not None:
-                raise StepFailed(name, record.final_error["type"], record.final_error["message"],
-                                 record.failed_attempts, run_id=self.run_id)
-            attempts, retry_at = record.failed_attempts, record.retry_at
+        return await calls.call_step(self, step, args, kwargs)
 
-        policy = step.retry
-        engine = self.engine
-        step_key = f"{self.run_id}:{key}"
-        while True:
-            if retry_at is not None:
-                await engine.clock.sleep_until(retry_at)
-            attempt = attempts + 1
-            started = self._record(EventKind.STEP_STARTED, key, name, attempt, None)
-            ticket = engine.journal.submit_nowait(started)
-            self.in_flight += 1
-            try:
-                try:
-                    result = await engine.steps.run(step.fn, step.is_async, args, kwargs,
-                                                    step_key, name, attempt, step.timeout_s)
-                    entry: dict[str, Any] = {"result": result, "started_at": started.at}
-                    if step.compensation is not None:
-                        entry["args"] = args
-                        if kwargs:
-                            entry["kwargs"] = kwargs
-                    data = encode(entry, f"the result of step {name!r}")
-                except Exception as exc:
-                    attempts = attempt
-                    error = describe_exception(exc)
-                    retryable = policy.is_retryable(exc) and not isinstance(exc, PayloadError)
-                    if retryable and attempt < policy.max_attempts:
-                        delay = policy.delay(attempt, self.engine.rng.random()).total_seconds()
-                        retry_at = engine.clock.time() + delay
-                        error["retry_at"] = retry_at
-                        error["max_attempts"] = policy.max_attempts
-                        await self._commit(self._record(EventKind.STEP_FAILED, key, name, attempt,
-                                                        dumps(error)))
-                        self._check_interrupt()
-                        continue
-                    error["final"] = True
-                    await self._commit(self._record(EventKind.STEP_FAILED, key, name, attempt,
-                                                    dumps(error)))
-                    self._check_interrupt()
-                    raise StepFailed(name, error["type"], error["message"], attempt,
-                                     run_id=self.run_id) from exc
-                engine.journal.retract(ticket, started)
-                op = self._record(EventKind.STEP_COMPLETED, key, name, attempt, data)
-                decoded = orjson.loads(data)  # the workflow sees exactly what replay will
-                if step.compensation is not None:
-                    # On the stack before the commit is awaited: if the run is cancelled
-                    # while waiting, the record still commits and must be compensated.
-                    self.completed.append(_Completed(op.pos, key, name, decoded["args"],
-                                                     decoded.get("kwargs", {}),
-                                                     decoded["result"]))
-                await self._commit(op)
-            finally:
-                self.in_flight -= 1
-            self._check_interrupt()
-            return decoded["result"]
+    # -- waiting ---------------------------------------------------------------------------
 
-    # -- driving -------------------------------------------------------------------------------
+    async def park(self, key: str, wake_at: float | None, *, waiting: bool,
+                   retry: bool = False) -> None:
+        """Wait until ``wake_at`` or an event; evict the run if nothing else is going on."""
+        park = _Park(wake_at, waiting, asyncio.get_running_loop().create_future(), retry)
+        if not self.parked:
+            self.engine.parked_runs += 1
+        self.parked[key] = park
+        timer = None
+        if wake_at is not None:
+            timer = self.engine.clock.call_at(wake_at, lambda: _wake(park.future))
+        self._schedule_eviction_check()
+        self.set_busy(False)
+        try:
+            await park.future
+        finally:
+            self.busy = True
+            del self.parked[key]
+            if not self.parked:
+                self.engine.parked_runs -= 1
+            if timer is not None:
+                timer.cancel()
+
+    def set_busy(self, busy: bool) -> None:
+        """Say whether the run is working (not parked, not in a step attempt)."""
+        self.busy = busy
+        if not busy:
+            self.engine.note_quiet()
+
+    def wake_waiting(self) -> None:
+        """Something arrived (a signal): let every call waiting for an event look again."""
+        for park in self.parked.values():
+            if park.waiting:
+                _wake(park.future)
+
+    @property
+    def is_waiting_for_event(self) -> bool:
+        """True if some call waits for a signal, task or child."""
+        return any(p.waiting for p in self.parked.values())
+
+    def _can_evict(self) -> bool:
+        return (bool(self.parked) and self.in_flight == 0 and self.committing == 0
+                and not self.suspending and self.cancel_reason is None
+                and self.task is not None and self.engine.running)
+
+    def _schedule_eviction_check(self) -> None:
+        if not self._eviction_check_pending:
+            self._eviction_check_pending = True
+            # Two loop turns later: the other branches, woken by the same events, have
+            # had their turn to start steps (which keep the run here).
+            asyncio.get_running_loop().call_soon(self._check_eviction, 2)
+
+    def _check_eviction(self, turns: int) -> None:
+        if not self._can_evict():
+            self._eviction_check_pending = False
+            return
+        if turns > 1:
+            asyncio.get_running_loop().call_soon(self._check_eviction, turns - 1)
+            return
+        self._eviction_check_pending = False
+        wakes = [p.wake_at for p in self.parked.values() if p.wake_at is not None]
+        wake_at = min(wakes) if wakes else None
+        waiting = self.is_waiting_for_event
+        if not waiting and wake_at is not None and self.engine.may_stay_hot(wake_at):
+            return  # a short timer: stay in memory, the clock wakes us
+        if self.deadline_at is not None and not self.compensating:
+            wake_at = self.deadline_at if wake_at is None else min(wake_at, self.deadline_at)
+        if self.compensating:
+            status = RunStatus.COMPENSATING
+        elif waiting:
+            status = RunStatus.WAITING
+        elif all(p.retry for p in self.parked.values()):
+            status = RunStatus.RUNNING  # between a step's attempts
+        else:
+            status = RunStatus.SLEEPING
+        self._evict_to = (status, wake_at, waiting)
+        self.suspending = True
+        self._interrupt_task()
+
+    async def _suspend(self) -> None:
+        """Write where the run waits, and let go of it."""
+        assert self._evict_to is not None
+        status, wake_at, waiting = self._evict_to
+        now = self.engine.clock.time()
+        error = self.index.failure if self.compensating else None
+        await self.commit(SetRun(
+            self.run_id, status.value, None, None if error is None else dumps(error), now,
+            wake_at, release=True,
+            # Only a run waiting for an event must wake for signals that came meanwhile.
+            signal_watermark=self.signal_watermark if waiting else None))
+
+    # -- cancelling ----------------------------------------------------------------------------
 
     def cancel(self) -> None:
         """Cancel the run: interrupt it at its next call, then compensate."""
         if self.compensating or self.cancel_reason is not None:
             return
         self.cancel_reason = RunCancelled(self.run_id)
+        self.suspending = False
         self.engine.journal.submit_nowait(
-            self._record(EventKind.CANCEL_REQUESTED, None, None, 0, None))
+            self.record(EventKind.CANCEL_REQUESTED, None, None, 0, None))
         # Before the driver starts, cancelling its task would kill it before its first
         # line; drive() sees cancel_reason instead and goes straight to compensating.
-        if self.in_flight == 0 and self.task is not None and self._started:
-            self.task.cancel()
+        if self.in_flight == 0 and self._started:
+            self._interrupt_task()
 
     def _expire(self) -> None:
         if self.compensating or self.cancel_reason is not None:
             return
         assert self.workflow.timeout_s is not None
         self.cancel_reason = WorkflowTimeout(self.run_id, self.workflow.timeout_s)
-        if self.task is not None:
-            self.task.cancel()
+        self.suspending = False
+        self._interrupt_task()
 
     def abandon(self) -> None:
         """Stop executing this run here (storage failed, or another worker owns it)."""
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        self.suspending = False
+        self._interrupt_task()
+
+    def _interrupt_task(self) -> None:
+        # Once: a second cancel() before the first is handled would be delivered again
+        # later, in the middle of compensating. The flags say what the first one means.
+        task = self.task
+        if task is not None and not task.done() and task.cancelling() == 0:
+            task.cancel()
+
+    # -- driving -------------------------------------------------------------------------------
 
     async def drive(self) -> None:
-        """Run the workflow to its end, compensating on failure; the task's body."""
+        """Run the workflow to its end or its next wait; the task's body."""
         self._started = True
         self._main.task = asyncio.current_task()
         current_branch.set(self._main)
@@ -303,16 +362,31 @@ class RunExecution:
                     failure = await self._run_workflow()
                 if failure is None or not await self._fail(failure):
                     return
-            await self._compensate()
-        except (Abandon, asyncio.CancelledError) as exc:
-            # Shutdown or a storage failure: leave the run as recorded; whoever claims it
-            # next resumes it by replay.
-            log.info("run %s stopped here (%s); it resumes on recovery", self.run_id,
-                     type(exc).__name__)
-            if not self.done.done():
-                self.done.cancel()
+            await saga.compensate(self)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if self.suspending and task is not None and self.engine.running:
+                task.uncancel()
+                await self._suspend()
+                if self.cancel_reason is not None:
+                    # Cancelled while letting go: the row must say so, or the run would
+                    # sleep until its wake time and then go on as if nothing happened.
+                    await self.engine.store.request_cancel(self.run_id,
+                                                           self.engine.clock.time())
+                    self.engine.poke()
+                return
+            self._stopped("CancelledError")
+        except Abandon:
+            self._stopped("Abandon")
         finally:
             self.engine.forget(self)
+
+    def _stopped(self, why: str) -> None:
+        # Shutdown or a storage failure: leave the run as recorded; whoever claims it
+        # next resumes it by replay.
+        log.info("run %s stopped here (%s); it resumes on recovery", self.run_id, why)
+        if not self.done.done():
+            self.done.cancel()
 
     async def _run_workflow(self) -> BaseException | None:
         """Run the workflow function; return the failure to compensate, or None if done."""
@@ -353,19 +427,15 @@ class RunExecution:
             data = encode(output, f"the result of workflow {self.workflow.name!r}")
         except PayloadError as exc:
             return exc
-        await self._commit(self._record(EventKind.RUN_COMPLETED, None, None, 0, data),
-                           self._set_run(RunStatus.COMPLETED, output=data))
-        self._finish(RunStatus.COMPLETED, orjson.loads(data), None)
+        await self.end(RunStatus.COMPLETED, EventKind.RUN_COMPLETED, data=data, output=data)
         return None
 
     async def _block(self, error: NonDeterminismError) -> None:
         details = describe_exception(error) | {"seq": error.seq, "recorded": error.recorded,
                                                "requested": error.requested}
-        await self._commit(self._record(EventKind.RUN_BLOCKED, None, None, 0,
-                                        dumps(details)),
-                           self._set_run(RunStatus.BLOCKED, error=details))
         log.error("%s", error)
-        self._finish(RunStatus.BLOCKED, None, details)
+        await self.end(RunStatus.BLOCKED, EventKind.RUN_BLOCKED, data=dumps(details),
+                       error=details)
 
     async def _fail(self, failure: BaseException) -> bool:
         """Record the failure; True if completed steps must now be compensated."""
@@ -376,107 +446,52 @@ class RunExecution:
         cancelled = isinstance(failure, RunCancelled)
         if cancelled:
             error["cancelled"] = True
+            await self.engine.cancel_children(self.index.children)
         self.index.failure = error
         self.compensating = True
-        ops: list[Write] = [self._record(EventKind.RUN_FAILED, None, None, 0, dumps(error))]
-        if not self._compensation_stack():
-            final = RunStatus.CANCELLED if cancelled else RunStatus.FAILED
+        record = self.record(EventKind.RUN_FAILED, None, None, 0, dumps(error))
+        if not saga.stack(self):
             if cancelled:
-                ops.append(self._record(EventKind.RUN_CANCELLED, None, None, 0, None))
-            ops.append(self._set_run(final, error=error))
-            await self._commit(*ops)
-            self._finish(final, None, error)
+                await self.end(RunStatus.CANCELLED, EventKind.RUN_CANCELLED, error=error,
+                               first=record)
+            else:
+                await self.end(RunStatus.FAILED, None, error=error, first=record)
             return False
-        ops.append(self._set_run(RunStatus.COMPENSATING, error=error))
         # Not awaited: the failure is already durable in the records that caused it (a
         # final step_failed, a cancel flag, a deadline), so replay reaches it again; these
         # commit with the first compensation's record.
-        for op in ops:
-            self.engine.journal.submit_nowait(op)
+        self.engine.journal.submit_nowait(record)
+        self.engine.journal.submit_nowait(self.set_run(RunStatus.COMPENSATING, error=error))
         return True
 
-    def _compensation_stack(self) -> list[_Completed]:
-        if self.completed:
-            return sorted(self.completed, key=lambda c: c.pos, reverse=True)
-        # Resumed after a crash while compensating: rebuild the stack from history.
-        stack = []
-        for key in self.index.completed_order:
-            call = self.index.calls[key]
-            if call.args is not None:
-                assert call.completed_pos is not None and call.name is not None
-                stack.append(_Completed(call.completed_pos, key, call.name, call.args,
-                                        call.kwargs or {}, call.result))
-        return sorted(stack, key=lambda c: c.pos, reverse=True)
+    async def end(self, status: RunStatus, kind: EventKind | None, *, data: bytes | None = None,
+                  output: bytes | None = None, error: dict[str, Any] | None = None,
+                  first: Append | None = None) -> None:
+        """Commit the run's end (with what it owes others), then tell in-process waiters."""
+        ops: list[Write] = [] if first is None else [first]
+        if kind is not None:
+            ops.append(self.record(kind, None, None, 0, data))
+        ops.append(self.set_run(status, output=output, error=error))
+        now = self.engine.clock.time()
+        if self.has_tasks:
+            ops.append(CloseTasks(self.run_id, None, "cancelled", now))
+        if self.parent_run_id is not None:
+            outcome = {"status": status.value, "error": error,
+                       "output": None if output is None else "__output__"}
+            payload = dumps(outcome)
+            if output is not None:  # splice the already-encoded output in, not re-encode it
+                payload = payload.replace(b'"__output__"', output, 1)
+            ops.append(NewSignal(self.parent_run_id, CHILD_SIGNAL_PREFIX + self.run_id,
+                                 payload, now))
+        await self.commit(*ops)
+        if self.parent_run_id is not None:
+            self.engine.signal_arrived(self.parent_run_id)
+        decoded = None if output is None else orjson.loads(output)
+        self.finish(status, decoded, error)
 
-    async def _compensate(self) -> None:
-        failure = self.index.failure
-        assert failure is not None
-        for entry in self._compensation_stack():
-            record = self.index.compensations.get(entry.key) or CompensationRecord()
-            if record.completed:
-                continue
-            error = await self._run_compensation(entry, record)
-            if error is not None:
-                details = {"type": error["type"], "message": error["message"],
-                           "step": entry.name, "compensation": True,
-                           "attempts": error.get("attempts"), "cause": failure}
-                await self._commit(self._set_run(RunStatus.COMPENSATION_FAILED, error=details))
-                self._finish(RunStatus.COMPENSATION_FAILED, None, details)
-                return
-        cancelled = bool(failure.get("cancelled"))
-        final = RunStatus.CANCELLED if cancelled else RunStatus.COMPENSATED
-        kind = EventKind.RUN_CANCELLED if cancelled else EventKind.RUN_COMPENSATED
-        await self._commit(self._record(kind, None, None, 0, None),
-                           self._set_run(final, error=failure))
-        self._finish(final, None, failure)
-
-    async def _run_compensation(self, entry: _Completed,
-                                record: CompensationRecord) -> dict[str, Any] | None:
-        """Run one compensation with its retries; return the final error, or None."""
-        step = self.engine.registry.steps.get(entry.name)
-        compensation = step.compensation if step is not None else None
-        if compensation is None:
-            error = {"type": "legato.errors.DefinitionError", "attempts": 0, "final": True,
-                     "message": f"step {entry.name!r} has no compensation registered in this "
-                                "app any more; deploy it, then retry the compensation"}
-            await self._commit(self._record(EventKind.COMPENSATION_FAILED, entry.key,
-                                            entry.name, 0, dumps(error)))
-            return error
-        engine = self.engine
-        attempts, retry_at = record.failed_attempts, record.retry_at
-        step_key = f"{self.run_id}:{entry.key}:compensate"
-        while True:
-            if retry_at is not None:
-                await engine.clock.sleep_until(retry_at)
-            attempt = attempts + 1
-            started = self._record(EventKind.COMPENSATION_STARTED, entry.key, entry.name,
-                                   attempt, None)
-            ticket = engine.journal.submit_nowait(started)
-            try:
-                await engine.steps.run(compensation.fn, compensation.is_async,
-                                       (*entry.args, entry.result), entry.kwargs, step_key,
-                                       compensation.name, attempt, compensation.timeout_s)
-            except Exception as exc:
-                attempts = attempt
-                error = describe_exception(exc) | {"attempts": attempt}
-                policy = compensation.retry
-                if policy.is_retryable(exc) and attempt < policy.max_attempts:
-                    delay = policy.delay(attempt, self.engine.rng.random()).total_seconds()
-                    retry_at = engine.clock.time() + delay
-                    error["retry_at"] = retry_at
-                    await self._commit(self._record(EventKind.COMPENSATION_FAILED, entry.key,
-                                                    entry.name, attempt, dumps(error)))
-                    continue
-                error["final"] = True
-                await self._commit(self._record(EventKind.COMPENSATION_FAILED, entry.key,
-                                                entry.name, attempt, dumps(error)))
-                return error
-            engine.journal.retract(ticket, started)
-            done = dumps({"started_at": started.at})
-            await self._commit(self._record(EventKind.COMPENSATION_COMPLETED, entry.key,
-                                            entry.name, attempt, done))
-            return None
-
-    def _finish(self, status: RunStatus, output: Any, error: dict[str, Any] | None) -> None:
+    def finish(self, status: RunStatus, output: Any, error: dict[str, Any] | None) -> None:
+        """Resolve in-process waiters with the run's outcome."""
+        outcome = Outcome(status, output, error)
         if not self.done.done():
-            self.done.set_result(Outcome(status, output, error))
+            self.done.set_result(outcome)
+        self.engine.finished(self.run_id, outcome)

@@ -22,10 +22,21 @@ class CallRecord:
     kwargs: dict[str, Any] | None = None
     final_error: dict[str, Any] | None = None
     value: Any = None
+    # waits (timer, signal, task, child):
+    wake_at: float | None = None       # timer due time, or wait timeout
+    done: bool = False                 # fired / received / timed out
+    timed_out: bool = False
+    payload: Any = None                # the signal's payload (task response, child outcome)
+    target: str | None = None          # task id or child run id
 
     def describe(self) -> str:
         """How this call reads in a non-determinism message."""
-        return f"step {self.name!r}" if self.kind == "step" else f"legato.{self.kind}()"
+        if self.kind == "step":
+            return f"step {self.name!r}"
+        if self.kind in ("signal", "task", "child"):
+            what = {"signal": "wait_for_signal", "task": "human_task", "child": "child"}
+            return f"legato.{what[self.kind]}({self.name!r})"
+        return f"legato.{self.kind}()"
 
 
 @dataclass(slots=True)
@@ -47,6 +58,9 @@ class ReplayIndex:
     completed_order: list[str] = field(default_factory=list)   # step keys in completion order
     failure: dict[str, Any] | None = None                      # RUN_FAILED data
     last_pos: int = 0
+    consumed_signals: set[int] = field(default_factory=set)
+    children: list[str] = field(default_factory=list)          # child run ids, started order
+    cancel_requested: bool = False
 
     @classmethod
     def build(cls, history: list[HistoryEvent]) -> ReplayIndex:
@@ -77,6 +91,36 @@ class ReplayIndex:
             elif kind is EventKind.VALUE:
                 assert key is not None
                 calls[key] = CallRecord(event.name or "value", None, value=event.data["value"])
+            elif kind is EventKind.TIMER_STARTED:
+                assert key is not None
+                calls[key] = CallRecord("timer", None, wake_at=event.data["wake_at"])
+            elif kind is EventKind.WAIT_STARTED:
+                assert key is not None
+                calls[key] = CallRecord("signal", event.name,
+                                        wake_at=event.data.get("timeout_at"))
+            elif kind is EventKind.TASK_CREATED:
+                assert key is not None
+                calls[key] = CallRecord("task", event.name, wake_at=event.data.get("timeout_at"),
+                                        target=event.data["task_id"])
+            elif kind is EventKind.CHILD_STARTED:
+                assert key is not None
+                child = event.data["child_run_id"]
+                calls[key] = CallRecord("child", event.name, target=child)
+                index.children.append(child)
+            elif kind in (EventKind.TIMER_FIRED, EventKind.SIGNAL_RECEIVED,
+                          EventKind.WAIT_TIMED_OUT):
+                assert key is not None
+                call = calls.get(key)
+                if call is None:  # consumed at once, without waiting first
+                    call = calls[key] = CallRecord("signal", event.name)
+                call.done = True
+                if kind is EventKind.SIGNAL_RECEIVED:
+                    call.payload = event.data["payload"]
+                    index.consumed_signals.add(event.data["signal_id"])
+                elif kind is EventKind.WAIT_TIMED_OUT:
+                    call.timed_out = True
+            elif kind is EventKind.CANCEL_REQUESTED:
+                index.cancel_requested = True
             elif kind is EventKind.RUN_FAILED:
                 index.failure = event.data
             elif kind in (EventKind.COMPENSATION_FAILED, EventKind.COMPENSATION_COMPLETED):

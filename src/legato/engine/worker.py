@@ -70,6 +70,7 @@ class Engine:
         poll_interval: timedelta = timedelta(milliseconds=200),
         lease: timedelta = timedelta(seconds=15), max_concurrent_runs: int = 10_000,
         step_threads: int = 32, tune_gc: bool = True,
+        hot_window: timedelta = timedelta(seconds=2), max_hot_runs: int = 1000,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -79,6 +80,10 @@ class Engine:
         self.lease_s = lease.total_seconds()
         self.max_concurrent_runs = max_concurrent_runs
         self.live: dict[str, RunExecution] = {}
+        self.parked_runs = 0          # live runs with at least one call waiting
+        self.max_hot_runs = max_hot_runs
+        self.hot_window_s = hot_window.total_seconds()
+        self._outcomes: dict[str, asyncio.Future[Outcome]] = {}
         # One generator for jitter and legato.random(): seeding one per run costs ~20 µs.
         self.rng = random.Random()
         self._step_threads = step_threads
@@ -87,6 +92,7 @@ class Engine:
         self._maintainer: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
         self._pass_done = asyncio.Event()
+        self._quiet = asyncio.Event()
         self._pass_done.set()
         self._last_heartbeat = 0.0
         self._to_release: list[str] = []
@@ -177,8 +183,10 @@ class Engine:
         return run_id
 
     def _launch(self, run_id: str, workflow: Workflow[..., Any], args: list[Any],
-                deadline_at: float | None, index: ReplayIndex) -> RunExecution:
-        execution = RunExecution(self, run_id, workflow, args, deadline_at, index)
+                deadline_at: float | None, index: ReplayIndex,
+                parent_run_id: str | None = None) -> RunExecution:
+        execution = RunExecution(self, run_id, workflow, args, deadline_at, index,
+                                 parent_run_id)
         self.live[run_id] = execution
         # The task runs in a copy of this context: each run's calls find their own execution.
         context = contextvars.copy_context()
@@ -202,14 +210,16 @@ class Engine:
             now = self.clock.time()
             self.journal.submit_nowait(SetRun(run.run_id, RunStatus.RUNNING.value, None, None,
                                               now, now))
-        execution = self._launch(run.run_id, workflow, list(run.input), deadline, index)
-        if run.cancel_requested:
+        execution = self._launch(run.run_id, workflow, list(run.input), deadline, index,
+                                 run.parent_run_id)
+        if run.cancel_requested or index.cancel_requested:
             execution.cancel()
 
     def forget(self, execution: RunExecution) -> None:
         """Called by an execution when its task ends."""
         if self.live.get(execution.run_id) is execution:
             del self.live[execution.run_id]
+        self.note_quiet()
         if self.running and execution.done.cancelled():
             # Stopped before its end (a write failed): hand it back so it is claimed
             # again and resumed from what was committed.
@@ -224,19 +234,41 @@ class Engine:
             if execution is not None:
                 execution.abandon()
 
-    # -- asking about runs ------------------------------------------------------------------------
+    # -- outcomes, waits and signals ---------------------------------------------------------------
 
-    async def wait(self, run_id: str) -> Outcome | None:
-        """The outcome of a run live here, or None if it is not (or stops being) live here."""
+    def outcome_future(self, run_id: str) -> asyncio.Future[Outcome]:
+        """Resolves when the run ends in this engine (it may be claimed here later)."""
+        future = self._outcomes.get(run_id)
+        if future is None:
+            future = self._outcomes[run_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    def finished(self, run_id: str, outcome: Outcome) -> None:
+        """Called by an execution when its run has ended."""
+        future = self._outcomes.pop(run_id, None)
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    def may_stay_hot(self, wake_at: float) -> bool:
+        """Whether a run whose next wake is ``wake_at`` may wait in memory, not evicted."""
+        return (wake_at - self.clock.time() <= self.hot_window_s
+                and self.parked_runs <= self.max_hot_runs)
+
+    def signal_arrived(self, run_id: str) -> None:
+        """A signal was committed for ``run_id``: wake it if it waits here, else claim it."""
         execution = self.live.get(run_id)
-        if execution is None:
-            return None
-        try:
-            return await asyncio.shield(execution.done)
-        except asyncio.CancelledError:
-            if execution.done.cancelled():
-                return None
-            raise
+        if execution is not None:
+            execution.wake_waiting()
+        else:
+            self.poke()  # parked in the database: due now, so claim it without a poll
+
+    async def cancel_children(self, child_run_ids: list[str]) -> None:
+        """Request cancellation of child runs (their owners compensate them)."""
+        now = self.clock.time()
+        for child_id in child_run_ids:
+            if not self.cancel_live(child_id):
+                await self.store.request_cancel(child_id, now)
+        self.poke()
 
     def cancel_live(self, run_id: str) -> bool:
         """Cancel a run executing here; False if it is not live here."""
@@ -261,13 +293,30 @@ class Engine:
         self._pass_done.clear()
 
     def is_idle(self) -> bool:
-        """Nothing to commit and no upkeep pass pending (used by FakeClock.settle)."""
-        return self.journal.is_idle and self._pass_done.is_set()
+        """Nothing to commit, no upkeep pending, every live run parked or in a step.
+
+        Used by ``FakeClock.settle`` (tests); it looks at every live run.
+        """
+        return (self.journal.is_idle and self._pass_done.is_set()
+                and not any(ex.busy for ex in self.live.values()))
+
+    def note_quiet(self) -> None:
+        """A run just parked, started a step attempt, or ended."""
+        self._quiet.set()
+
+    async def next_wake(self) -> float | None:
+        """When the earliest parked run in the database is due (used by FakeClock)."""
+        return await self.store.next_due(list(self.registry.workflows))
 
     async def wait_idle(self) -> None:
-        """Wait for the pending upkeep pass and for the journal to drain."""
+        """Wait for the upkeep pass and the journal, and a little for a busy run to quiet."""
         await self._pass_done.wait()
         await self.journal.wait_idle()
+        if any(ex.busy for ex in self.live.values()):
+            # Runs wait on real I/O (database reads): wait for one to quiet, briefly.
+            self._quiet.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._quiet.wait(), 0.05)
 
     async def _maintain(self) -> None:
         while True:
@@ -290,9 +339,18 @@ class Engine:
                     pass
                 for run_id in await self.store.cancel_requests(self.worker_id):
                     self.cancel_live(run_id)
+                await self._check_signals()
             except Exception:
                 # The database may be briefly unavailable; keep serving and try again.
                 log.exception("worker upkeep failed; retrying at the next poll")
+
+    async def _check_signals(self) -> None:
+        """Wake runs waiting in memory for a signal that another process sent."""
+        for execution in list(self.live.values()):
+            if execution.is_waiting_for_event:
+                newer = await self.store.signals(execution.run_id, execution.signal_watermark)
+                if newer:
+                    execution.wake_waiting()
 
     async def _claim(self) -> bool:
         """Claim and resume due runs; True if there may be more to claim at once."""

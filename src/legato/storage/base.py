@@ -60,7 +60,8 @@ class SetRun:
     ``wake_at`` is when the run is next due (NULL: only an event wakes it). With
     ``release`` the owner lets go of the run. With ``signal_watermark`` set, a signal newer
     than that id makes the run due at once: a run that parks while a signal is arriving
-    is never left waiting for it.
+    is never left waiting for it. A released run whose cancellation was requested is
+    due at once, whatever ``wake_at`` says.
     """
 
     run_id: str
@@ -155,6 +156,9 @@ class Store(Protocol):
     async def claim_runs(self, worker_id: str, now: float, limit: int,
                          workflows: Sequence[str]) -> list[Run]:
         """Take ownership of up to ``limit`` unfinished, unowned, due runs of ``workflows``."""
+
+    async def next_due(self, workflows: Sequence[str]) -> float | None:
+        """The earliest ``wake_at`` of unowned, unfinished runs of ``workflows``, or None."""
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
         """Drop ownership of runs ``worker_id`` owns (all, or only ``run_ids``); count them."""

@@ -148,6 +148,8 @@ class MemoryStore:
                         row.wake_at = op.updated_at
                     if op.release:
                         row.owner = None
+                        if row.cancel_requested and row.status not in _TERMINAL:
+                            row.wake_at = op.updated_at  # due now, to be cancelled
             elif type(op) is NewRun:
                 existing = runs.get(op.run_id)
                 if existing is not None:
@@ -218,6 +220,13 @@ class MemoryStore:
         for row in due[:limit]:
             row.owner = worker_id
         return [_run(r) for r in due[:limit]]
+
+    async def next_due(self, workflows: Sequence[str]) -> float | None:
+        """The earliest ``wake_at`` of unowned, unfinished runs of ``workflows``."""
+        served = set(workflows)
+        return min((r.wake_at for r in self._runs.values()
+                    if r.owner is None and r.status not in _TERMINAL and r.workflow in served
+                    and r.wake_at is not None), default=None)
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
         """Drop ownership of the runs ``worker_id`` owns (all, or just ``run_ids``)."""

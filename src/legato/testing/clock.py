@@ -22,6 +22,9 @@ class Watcher(Protocol):
     def poke(self) -> None:
         """Time moved: look for due work now."""
 
+    async def next_wake(self) -> float | None:
+        """The earliest time it has work due (runs parked in a database), or None."""
+
 
 class _Timer:
     __slots__ = ("callback", "cancelled", "when")
@@ -58,8 +61,13 @@ class FakeClock:
         return datetime.fromtimestamp(self._now, UTC)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> _Timer:
-        """Run ``callback`` once the clock reaches ``when``."""
+        """Run ``callback`` once the clock reaches ``when`` (soon, if it already has)."""
         timer = _Timer(when, callback)
+        if when <= self._now:
+            # Like the real clock: a past time fires on the next loop turn, not at the
+            # next advance().
+            asyncio.get_running_loop().call_soon(lambda: timer.cancelled or timer.callback())
+            return timer
         heapq.heappush(self._timers, (when, next(self._order), timer))
         return timer
 
@@ -95,16 +103,20 @@ class FakeClock:
         if watcher in self._watchers:
             self._watchers.remove(watcher)
 
-    async def settle(self, rounds: int = 10_000) -> None:
+    async def settle(self, rounds: int = 10_000, limit: float = 10.0) -> None:
         """Let woken code run until everything waits again; no time passes.
 
         Quiet means: every watching engine is idle (records committed, no claim pass
         pending) and the event loop has had nothing ready for a few turns in a row. Code
         waiting on real I/O outside the engine (a sync step's thread) is not waited for.
+        Gives up quietly after ``rounds`` loop turns or ``limit`` real seconds.
         """
         loop = asyncio.get_running_loop()
         quiet = 0
+        deadline = loop.time() + limit
         for _ in range(rounds):
+            if loop.time() > deadline:
+                return
             await asyncio.sleep(0)
             busy = [w for w in self._watchers if not w.is_idle()]
             if busy:
@@ -125,14 +137,25 @@ class FakeClock:
             raise ValueError("time only moves forward")
         target = self._now + seconds
         await self.settle()
-        while self._timers and self._timers[0][0] <= target:
-            when, _, timer = heapq.heappop(self._timers)
-            if timer.cancelled:
-                continue
-            self._now = max(self._now, when)
-            timer.callback()
+        while True:
+            # The next thing due: an in-memory timer, or a run parked in a database.
+            while self._timers and self._timers[0][2].cancelled:
+                heapq.heappop(self._timers)
+            due = [self._timers[0][0]] if self._timers else []
+            for watcher in self._watchers:
+                wake = await watcher.next_wake()
+                if wake is not None:
+                    due.append(wake)
+            upcoming = min(due, default=None)
+            if upcoming is None or upcoming > target:
+                break
+            self._now = max(self._now, upcoming)
+            while self._timers and self._timers[0][0] <= self._now:
+                _, _, timer = heapq.heappop(self._timers)
+                if not timer.cancelled:
+                    timer.callback()
+            for watcher in self._watchers:
+                watcher.poke()  # runs that became due in the database get claimed now
             await self.settle()
         self._now = target
-        for watcher in self._watchers:
-            watcher.poke()  # runs that became due in the database get claimed now
         await self.settle()

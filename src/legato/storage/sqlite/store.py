@@ -56,7 +56,10 @@ _SET_RUN = (
     "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, "
     # A signal newer than the watermark arrived while the owner decided to park: due now.
     "wake_at = CASE WHEN ? IS NOT NULL AND EXISTS (SELECT 1 FROM signals "
-    "WHERE signals.run_id = runs.run_id AND signals.id > ?) THEN ? ELSE ? END, "
+    "WHERE signals.run_id = runs.run_id AND signals.id > ?) THEN ? "
+    # A cancel requested while the owner was letting go: due now, to be cancelled.
+    "WHEN ? AND cancel_requested = 1 AND status NOT IN ('completed', 'failed', 'compensated', "
+    "'compensation_failed', 'cancelled', 'blocked') THEN ? ELSE ? END, "
     "owner = CASE WHEN ? THEN NULL ELSE owner END WHERE run_id = ?"
 )
 _INSERT_SIGNAL = "INSERT INTO signals (run_id, name, payload, sent_at) VALUES (?, ?, ?, ?)"
@@ -225,7 +228,7 @@ class SqliteStore:
             elif type(op) is SetRun:
                 sets.append((op.status, op.output, op.error, op.updated_at,
                              op.signal_watermark, op.signal_watermark, op.updated_at,
-                             op.wake_at, op.release, op.run_id))
+                             op.release, op.updated_at, op.wake_at, op.release, op.run_id))
             elif type(op) is NewRun:
                 if op.run_id in new_runs:
                     conflicts[op.run_id] = new_runs[op.run_id].workflow
@@ -447,6 +450,16 @@ class SqliteStore:
             for row in rows:
                 result[row[0]].append(_event(row))
         return result
+
+    async def next_due(self, workflows: Sequence[str]) -> float | None:
+        """The earliest ``wake_at`` of unowned, unfinished runs of ``workflows``."""
+        if not workflows:
+            return None
+        marks = ", ".join("?" * len(workflows))
+        rows = await self._read(
+            self._fetch, f"SELECT min(wake_at) FROM runs WHERE owner IS NULL AND {_UNFINISHED} "
+            f"AND workflow IN ({marks})", list(workflows))
+        return rows[0][0] if rows else None
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Unfinished runs owned by ``worker_id`` whose cancellation was requested."""

@@ -1,0 +1,159 @@
+"""Step calls and recorded values: the workflow's calls that do or decide something."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from legato.engine.payloads import dumps, encode
+from legato.errors import PayloadError, StepFailed, describe_exception
+from legato.model import EventKind
+from legato.model.retry import Retry
+
+if TYPE_CHECKING:
+    from legato.engine.execution import RunExecution
+    from legato.engine.registry import Step
+
+
+@dataclass(slots=True)
+class GaveUp(Exception):
+    """An attempt loop ran out of attempts (or met a non-retryable error)."""
+
+    error: dict[str, Any]
+    attempts: int
+    cause: BaseException
+
+
+def record_value(ex: RunExecution, kind: str) -> Any:
+    """Return a recorded ``now``/``uuid``/``random`` value, or make and record one."""
+    key = ex.next_key()
+    record = ex.replayed(key, kind, None)
+    if record is not None:
+        return record.value
+    value: Any
+    if kind == "now":
+        value = ex.engine.clock.time()
+    elif kind == "uuid":
+        value = str(uuid.uuid4())
+    else:
+        value = ex.engine.rng.random()
+    # Not awaited: nothing outside the run depends on the value until a later record
+    # commits, and the journal commits in order.
+    ex.engine.journal.submit_nowait(
+        ex.record(EventKind.VALUE, key, kind, 0, dumps({"value": value})))
+    return value
+
+
+async def attempts(
+    ex: RunExecution, *, key: str, name: str, policy: Retry, failed: int,
+    retry_at: float | None, started_kind: EventKind, failed_kind: EventKind,
+    attempt: Callable[[int], Awaitable[bytes]], interruptible: bool,
+) -> tuple[bytes, int, float]:
+    """Try ``attempt`` until it succeeds; record every failure with its next retry time.
+
+    Returns ``(data, attempt number, started_at)``; raises ``GaveUp`` when out of tries.
+    A pending retry waits as a park, so a long backoff evicts the run. An
+    ``interruptible`` loop (a step's, not a compensation's) stops between attempts when
+    the run is cancelled.
+    """
+    engine = ex.engine
+    while True:
+        if retry_at is not None and retry_at > engine.clock.time():
+            await ex.park(key, retry_at, waiting=False, retry=True)
+        number = failed + 1
+        started = ex.record(started_kind, key, name, number, None)
+        ticket = engine.journal.submit_nowait(started)
+        ex.in_flight += 1
+        ex.set_busy(False)  # the step's own work (a thread, a network call) is not ours
+        try:
+            data = await attempt(number)
+        except Exception as exc:
+            failed = number
+            error = describe_exception(exc) | {"attempts": number}
+            retryable = policy.is_retryable(exc) and not isinstance(exc, PayloadError)
+            if retryable and number < policy.max_attempts:
+                delay = policy.delay(number, engine.rng.random()).total_seconds()
+                retry_at = engine.clock.time() + delay
+                error["retry_at"] = retry_at
+                error["max_attempts"] = policy.max_attempts
+                await ex.commit(ex.record(failed_kind, key, name, number, dumps(error)))
+                if interruptible:
+                    ex.check_interrupt()
+                continue
+            error["final"] = True
+            await ex.commit(ex.record(failed_kind, key, name, number, dumps(error)))
+            raise GaveUp(error, number, exc) from exc
+        finally:
+            ex.in_flight -= 1
+            ex.busy = True
+        # A fast attempt's start record never reaches the database: the completion,
+        # carrying started_at, says it all.
+        engine.journal.retract(ticket, started)
+        return data, number, started.at
+
+
+async def call_step(ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> Any:
+    """Execute a step call durably (or return its recorded outcome)."""
+    from legato.engine.execution import Completed
+
+    ex.check_interrupt()
+    key = ex.next_key()
+    name = step.name
+    record = ex.replayed(key, "step", name)
+    failed, retry_at = 0, None
+    if record is not None:
+        if record.completed_pos is not None:
+            if step.compensation is not None:
+                ex.completed.append(Completed(record.completed_pos, key, name, list(args),
+                                              kwargs, record.result))
+            return record.result
+        if record.final_error is not None:
+            raise StepFailed(name, record.final_error["type"], record.final_error["message"],
+                             record.failed_attempts, run_id=ex.run_id)
+        failed, retry_at = record.failed_attempts, record.retry_at
+
+    engine = ex.engine
+    step_key = f"{ex.run_id}:{key}"
+    compensable = step.compensation is not None
+    started_at = 0.0
+
+    async def attempt(number: int) -> bytes:
+        result = await engine.steps.run(step.fn, step.is_async, args, kwargs, step_key, name,
+                                        number, step.timeout_s)
+        entry: dict[str, Any] = {"result": result}
+        if compensable:
+            entry["args"] = args
+            if kwargs:
+                entry["kwargs"] = kwargs
+        return encode(entry, f"the result of step {name!r}")
+
+    try:
+        data, number, started_at = await attempts(
+            ex, key=key, name=name, policy=step.retry, failed=failed, retry_at=retry_at,
+            started_kind=EventKind.STEP_STARTED, failed_kind=EventKind.STEP_FAILED,
+            attempt=attempt, interruptible=True)
+    except GaveUp as gave_up:
+        ex.check_interrupt()
+        raise StepFailed(name, gave_up.error["type"], gave_up.error["message"],
+                         gave_up.attempts, run_id=ex.run_id) from gave_up.cause
+    # started_at rides in the completion record: splice it in rather than re-encode.
+    data = data[:-1] + b',"started_at":' + dumps(started_at) + b"}"
+    op = ex.record(EventKind.STEP_COMPLETED, key, name, number, data)
+    decoded = orjson.loads(data)  # the workflow sees exactly what replay will
+    if compensable:
+        # On the stack before the commit is awaited: if the run is cancelled while
+        # waiting, the record still commits and must be compensated.
+        ex.completed.append(Completed(op.pos, key, name, decoded["args"],
+                                      decoded.get("kwargs", {}), decoded["result"]))
+    ex.in_flight += 1  # until committed, a cancel waits for this call's boundary
+    try:
+        await ex.commit(op)
+    finally:
+        ex.in_flight -= 1
+    ex.check_interrupt()
+    return decoded["result"]

@@ -1,0 +1,85 @@
+"""Compensation: undo completed steps, newest first, each as a durable retried call."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from legato.engine.calls import GaveUp, attempts
+from legato.engine.payloads import dumps
+from legato.engine.replay import CompensationRecord
+from legato.model import EventKind, RunStatus
+
+if TYPE_CHECKING:
+    from legato.engine.execution import Completed, RunExecution
+
+
+def stack(ex: RunExecution) -> list[Completed]:
+    """Completed compensable steps, newest completion first."""
+    from legato.engine.execution import Completed
+
+    if ex.completed:
+        return sorted(ex.completed, key=lambda c: c.pos, reverse=True)
+    # Resumed without replaying the workflow (crash while compensating, or cancelled
+    # before it ran again): rebuild the stack from history.
+    entries = []
+    for key in ex.index.completed_order:
+        call = ex.index.calls[key]
+        if call.args is not None:
+            assert call.completed_pos is not None and call.name is not None
+            entries.append(Completed(call.completed_pos, key, call.name, call.args,
+                                     call.kwargs or {}, call.result))
+    return sorted(entries, key=lambda c: c.pos, reverse=True)
+
+
+async def compensate(ex: RunExecution) -> None:
+    """Run every pending compensation; end compensated, cancelled or compensation_failed."""
+    failure = ex.index.failure
+    assert failure is not None
+    for entry in stack(ex):
+        record = ex.index.compensations.get(entry.key) or CompensationRecord()
+        if record.completed:
+            continue
+        error = await _compensate_one(ex, entry, record)
+        if error is not None:
+            details = {"type": error["type"], "message": error["message"],
+                       "step": entry.name, "compensation": True,
+                       "attempts": error.get("attempts"), "cause": failure}
+            await ex.end(RunStatus.COMPENSATION_FAILED, None, error=details)
+            return
+    if failure.get("cancelled"):
+        await ex.end(RunStatus.CANCELLED, EventKind.RUN_CANCELLED, error=failure)
+    else:
+        await ex.end(RunStatus.COMPENSATED, EventKind.RUN_COMPENSATED, error=failure)
+
+
+async def _compensate_one(ex: RunExecution, entry: Completed,
+                          record: CompensationRecord) -> dict[str, Any] | None:
+    """Run one compensation with its retries; return the final error, or None."""
+    step = ex.engine.registry.steps.get(entry.name)
+    compensation = step.compensation if step is not None else None
+    if compensation is None:
+        error = {"type": "legato.errors.DefinitionError", "attempts": 0, "final": True,
+                 "message": f"step {entry.name!r} has no compensation registered in this "
+                            "app any more; deploy it, then retry the compensation"}
+        await ex.commit(ex.record(EventKind.COMPENSATION_FAILED, entry.key, entry.name, 0,
+                                  dumps(error)))
+        return error
+    step_key = f"{ex.run_id}:{entry.key}:compensate"
+    failed = record.failed_attempts
+
+    async def attempt(number: int) -> bytes:
+        await ex.engine.steps.run(compensation.fn, compensation.is_async,
+                                  (*entry.args, entry.result), entry.kwargs, step_key,
+                                  compensation.name, number, compensation.timeout_s)
+        return b"{}"
+
+    try:
+        _, number, started_at = await attempts(
+            ex, key=entry.key, name=entry.name, policy=compensation.retry, failed=failed,
+            retry_at=record.retry_at, started_kind=EventKind.COMPENSATION_STARTED,
+            failed_kind=EventKind.COMPENSATION_FAILED, attempt=attempt, interruptible=False)
+    except GaveUp as gave_up:
+        return gave_up.error
+    await ex.commit(ex.record(EventKind.COMPENSATION_COMPLETED, entry.key, entry.name, number,
+                              dumps({"started_at": started_at})))
+    return None
