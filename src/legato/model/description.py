@@ -107,6 +107,18 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
         # The outcome's own error (the divergence, the failure that ended the run, the
         # compensation that gave up) outranks whatever a retried step said last.
         last_error = run.error
+    waits: dict[str, dict[str, Any]] = {}
+    for event in history:
+        if event.kind in (EventKind.TIMER_STARTED, EventKind.WAIT_STARTED,
+                          EventKind.TASK_CREATED, EventKind.CHILD_STARTED):
+            data = event.data or {}
+            waits[event.key or ""] = {
+                "kind": event.kind, "name": event.name,
+                "until": data.get("wake_at") or data.get("timeout_at"),
+                "target": data.get("task_id") or data.get("child_run_id")}
+        elif event.kind in (EventKind.TIMER_FIRED, EventKind.SIGNAL_RECEIVED,
+                            EventKind.WAIT_TIMED_OUT):
+            waits.pop(event.key or "", None)
     summaries = [StepSummary(**s) for s in steps.values()]
     completed = [s.name for s in summaries if s.status == "completed"]
     done = [s.name for s in summaries if s.compensation == "completed"]
@@ -128,14 +140,15 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
         else current.name,
         attempt=None if current is None else current.attempts,
         last_error=last_error, completed_steps=completed, compensations_done=done,
-        compensations_pending=pending, next=_next(run, current, pending, done, last_error),
+        compensations_pending=pending,
+        next=_next(run, current, pending, done, last_error, list(waits.values())),
         cancel_requested=run.cancel_requested,
         steps=summaries, output=run.output, input=run.input,
     )
 
 
 def _next(run: Run, current: StepSummary | None, pending: list[str], done: list[str],
-          last_error: dict[str, Any] | None) -> str:
+          last_error: dict[str, Any] | None, waits: list[dict[str, Any]]) -> str:
     status = run.status
     error = run.error or last_error or {}
     cause = f"{error.get('type')}: {error.get('message')}" if error.get("type") else "unknown"
@@ -164,12 +177,30 @@ def _next(run: Run, current: StepSummary | None, pending: list[str], done: list[
         if current is not None and current.compensation == "retrying":
             return f"retry compensating {current.name!r}, then {_rest(pending[1:])}"
         return f"compensate {_rest(pending)} (newest first), then end compensated"
+    if waits and status in (RunStatus.SLEEPING, RunStatus.WAITING, RunStatus.RUNNING):
+        return "; and ".join(_waiting_for(w) for w in waits)
     if current is None:
         return "run the workflow's next call"
     if current.status == "retrying" and current.retry_at is not None:
         return (f"retry step {current.name!r} (attempt {current.attempts + 1}) at "
                 f"{current.retry_at.isoformat(timespec='seconds')}")
     return f"finish step {current.name!r} (attempt {current.attempts}), then continue the workflow"
+
+
+def _waiting_for(wait: dict[str, Any]) -> str:
+    until = wait["until"]
+    when = "" if until is None else \
+        f" until {datetime.fromtimestamp(until, UTC).isoformat(timespec='seconds')}"
+    kind = wait["kind"]
+    if kind is EventKind.TIMER_STARTED:
+        return f"sleep{when}, then continue"
+    if kind is EventKind.WAIT_STARTED:
+        after = ", then raise WaitTimeout in the workflow" if until is not None else ""
+        return f"wait for signal {wait['name']!r}{when}{after}"
+    if kind is EventKind.TASK_CREATED:
+        return (f"wait for a person to complete task {wait['target']} ({wait['name']!r}){when}"
+                " — legato tasks complete ID --data JSON")
+    return f"wait for child run {wait['target']!r} ({wait['name']}) to end"
 
 
 def _rest(names: list[str]) -> str:
