@@ -206,3 +206,44 @@ def test_database_option_on_every_task_command(inbox: Cli, tmp_path: Path) -> No
     assert other.json("tasks", "show", task["task_id"], *db)["status"] == "open"
     other.ok("tasks", "complete", task["task_id"], "--data", '{"approved": true}', *db)
     assert inbox.wait_for_status("review-7")["status"] == "completed"
+
+
+def test_an_expired_task_is_refused_and_the_escalated_one_completes(inbox: Cli) -> None:
+    order = {"id": "late-1", "amount_cents": 900_00, "reviewer": "ada", "lead": "grace"}
+    order["timeout_s"] = 1
+    inbox.ok(
+        "start", "escalating_review", "--input", orjson.dumps(order).decode(), "--run-id", "late-1"
+    )
+    deadline = time.monotonic() + 30
+    while not (escalated := inbox.json("tasks", "list", "--assignee", "grace")):
+        assert time.monotonic() < deadline, inbox.json("runs", "show", "late-1")
+        time.sleep(0.2)
+    (second,) = escalated
+    (first,) = inbox.json("tasks", "list", "--run", "late-1", "--status", "expired")
+
+    assert first["name"] == "first_review"
+    assert first["assignee"] == "ada"
+    assert second["name"] == "second_review"
+    assert inbox.json("tasks", "list", "--assignee", "ada") == []
+    refused = inbox.run("tasks", "complete", first["task_id"], "--data", '{"approved": true}')
+    assert_refused(refused, 1, f"task {first['task_id']!r} is expired")
+
+    inbox.ok("tasks", "complete", second["task_id"], "--data", '{"approved": false}')
+    run = inbox.wait_for_status("late-1")
+    assert run["output"] == {
+        "order": "late-1",
+        "escalated_to": "grace",
+        "review": {"approved": False},
+    }
+
+
+def test_the_task_of_a_cancelled_run_is_closed(inbox: Cli) -> None:
+    task = open_review(inbox, "review-8")
+
+    inbox.ok("cancel", "review-8")
+    assert inbox.wait_for_status("review-8")["status"] == "cancelled"
+
+    assert inbox.json("tasks", "show", task["task_id"])["status"] == "cancelled"
+    assert task["task_id"] not in {t["task_id"] for t in inbox.json("tasks", "list")}
+    refused = inbox.run("tasks", "complete", task["task_id"], "--data", '{"approved": true}')
+    assert_refused(refused, 1, f"task {task['task_id']!r} is cancelled")

@@ -51,3 +51,23 @@ async def fraud_review(order: dict[str, Any]) -> dict[str, Any]:
         timeout=timedelta(days=2),
     )
     return {"order": order["id"], "review": response}
+
+
+@app.workflow
+async def escalating_review(order: dict[str, Any]) -> dict[str, Any]:
+    """A review by ``order["reviewer"]``; after ``order["timeout_s"]`` it goes to the lead."""
+    data = {"order": order["id"], "amount_cents": order["amount_cents"]}
+    try:
+        response = await legato.human_task(
+            "first_review",
+            data,
+            assignee=order["reviewer"],
+            form=REVIEW_FORM,
+            timeout=timedelta(seconds=order["timeout_s"]),
+        )
+    except legato.errors.WaitTimeout:
+        response = await legato.human_task(
+            "second_review", data, assignee=order["lead"], form=REVIEW_FORM
+        )
+        return {"order": order["id"], "escalated_to": order["lead"], "review": response}
+    return {"order": order["id"], "review": response}
