@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from datetime import timedelta
@@ -13,7 +14,7 @@ from legato.errors import WaitTimeout
 from legato.model import EventKind, RunStatus
 from legato.testing import FakeClock
 from tests.fixtures.engine import Harness, advance, of_kind, outcome
-from tests.fixtures.waiting import DAY, SECOND, claim_due, is_live, row, status
+from tests.fixtures.waiting import DAY, SECOND, claim_due, engine_of, is_live, row, status
 
 
 def waiter(names: list[str], *, sleep_first: timedelta | None = None):
@@ -243,3 +244,23 @@ async def test_signal_without_payload_delivers_none(harness: Harness, clock: Fak
     await harness.running.signal(handle.run_id, "ping")
     await claim_due(clock)
     assert await outcome(handle) == [None]
+
+
+async def test_two_thousand_waiting_runs_are_evicted_and_all_complete_when_signalled(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # Given 2,000 runs waiting for a signal
+    defs = await harness.start(waiter(["go"]))
+    handles = await asyncio.gather(*(harness.running.start(defs.flow) for _ in range(2000)))
+    await clock.settle()
+    # Then none is held in memory, and every one is stored as waiting
+    assert engine_of(harness.running).live == {}
+    waiting = await harness.store.list_runs(status="waiting", limit=5000)
+    assert len(waiting) == 2000
+    # When each is signalled, every one completes with its own payload
+    await asyncio.gather(
+        *(harness.running.signal(h.run_id, "go", n) for n, h in enumerate(handles))
+    )
+    await claim_due(clock)
+    assert [await outcome(h) for h in handles] == [[n] for n in range(2000)]
+    assert engine_of(harness.running).live == {}
