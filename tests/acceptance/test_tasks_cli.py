@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -11,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.acceptance.cli_driver import Cli, Workers, sqlite_url
+from tests.acceptance.cli_driver import LEGATO, Cli, Workers, sqlite_url
 from tests.acceptance.test_bad_input import assert_refused
 from tests.acceptance.waiting_app import REVIEW_FORM
 
@@ -247,3 +248,32 @@ def test_the_task_of_a_cancelled_run_is_closed(inbox: Cli) -> None:
     assert task["task_id"] not in {t["task_id"] for t in inbox.json("tasks", "list")}
     refused = inbox.run("tasks", "complete", task["task_id"], "--data", '{"approved": true}')
     assert_refused(refused, 1, f"task {task['task_id']!r} is cancelled")
+
+
+def test_two_people_completing_at_once_one_wins(inbox: Cli) -> None:
+    task = open_review(inbox, "review-9")
+    answers = [{"approved": True, "note": "ada"}, {"approved": False, "note": "bob"}]
+
+    # Both commands start before either has finished: the database decides.
+    racing = [
+        subprocess.Popen(
+            [str(LEGATO), "tasks", "complete", task["task_id"], "--data", orjson.dumps(a).decode()],
+            cwd=inbox.cwd,
+            env=inbox.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for a in answers
+    ]
+    outputs = [p.communicate(timeout=30) for p in racing]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(racing, outputs, strict=True)]
+
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    winner = answers[[code for code, _, _ in results].index(0)]
+    loser_err = next(err for code, _, err in results if code == 1)
+    assert f"task {task['task_id']!r} is completed" in loser_err
+    assert "Traceback" not in loser_err
+    assert inbox.json("tasks", "show", task["task_id"])["response"] == winner
+    assert inbox.wait_for_status("review-9")["output"]["review"] == winner
