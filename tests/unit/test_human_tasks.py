@@ -73,6 +73,16 @@ async def test_get_task_shows_the_tasks_data_and_form(harness: Harness, clock: F
     assert await status(harness.store, handle.run_id) is RunStatus.WAITING
 
 
+async def test_describe_of_a_run_waiting_on_a_task_names_the_task(
+    harness: Harness, clock: FakeClock
+) -> None:
+    handle = await started(harness, clock)
+    (task,) = await client(harness).list_tasks(assignee="bob")
+    description = await handle.describe()
+    assert description.status is RunStatus.WAITING
+    assert task.task_id in description.next
+
+
 async def test_task_due_time_is_its_creation_plus_the_timeout(
     harness: Harness, clock: FakeClock
 ) -> None:

@@ -132,6 +132,7 @@ async def test_waiting_run_is_stored_as_waiting_with_no_owner_and_no_wake_time(
     assert (run.status, run.owner, run.wake_at) == (RunStatus.WAITING, None, None)
     description = await handle.describe()
     assert description.status is RunStatus.WAITING
+    assert "signal 'go'" in description.next
 
 
 async def test_wait_times_out_after_its_timeout_and_not_before(

@@ -100,6 +100,18 @@ async def test_sleeping_run_is_evicted_with_its_wake_time_in_its_row(
     assert not is_live(harness.running, handle.run_id)
 
 
+async def test_describe_of_a_sleeping_run_says_until_when(
+    harness: Harness, clock: FakeClock
+) -> None:
+    due = at(clock, 3 * DAY)
+    defs = await harness.start(sleeper(Counter()))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    description = await handle.describe()
+    assert description.status is RunStatus.SLEEPING
+    assert due.isoformat() in description.next
+
+
 async def test_evicted_sleeper_resumes_by_replay_without_rerunning_recorded_steps(
     harness: Harness, clock: FakeClock
 ) -> None:
