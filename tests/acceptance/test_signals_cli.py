@@ -156,3 +156,11 @@ def test_database_option_overrides_the_environment(waiting: Cli, tmp_path: Path)
 
     shown: dict[str, Any] = waiting.wait_for_status("elsewhere-1")
     assert shown["output"] == {"order": "elsewhere-1", "approval": "x"}
+
+
+def test_names_are_echoed_as_written_not_as_markup(waiting: Cli) -> None:
+    start_waiting(waiting, "[b]mark[/b]-1")
+
+    out = waiting.ok("signal", "[b]mark[/b]-1", "approval")
+
+    assert "sent to run [b]mark[/b]-1" in out, out

@@ -277,3 +277,15 @@ def test_two_people_completing_at_once_one_wins(inbox: Cli) -> None:
     assert "Traceback" not in loser_err
     assert inbox.json("tasks", "show", task["task_id"])["response"] == winner
     assert inbox.wait_for_status("review-9")["output"]["review"] == winner
+
+
+def test_names_are_shown_as_written_not_as_markup(inbox: Cli) -> None:
+    task = open_review(inbox, "review-[b]10[/b]", reviewer="[red]ada[/red]")
+
+    listed = inbox.ok("tasks", "list", "--assignee", "[red]ada[/red]")
+    shown = inbox.ok("tasks", "show", task["task_id"])
+
+    for text in (listed, shown):
+        assert "[red]ada[/red]" in text, text
+        assert "review-[b]10[/b]" in text, text
+    assert "no open tasks for [i]x[/i]" in inbox.ok("tasks", "list", "--assignee", "[i]x[/i]")

@@ -269,11 +269,11 @@ def tasks_table(tasks: list[Task]) -> Table:
         table.add_column(column, no_wrap=column in ("task id", "created", "due"))
     for t in tasks:
         table.add_row(
-            t.task_id,
-            t.name,
+            Text(t.task_id),  # Text, not str: names and ids are data, never Rich markup
+            Text(t.name),
             Text(t.status.value, style=_TASK_STYLES.get(t.status, "")),
-            t.assignee or _NONE,
-            t.run_id,
+            Text(t.assignee or _NONE),
+            Text(t.run_id),
             _when_short(t.created_at),
             _due(t, short=True),
         )
@@ -294,10 +294,10 @@ def task_view(task: Task) -> RenderableType:
     facts = Table.grid(padding=(0, 2))
     facts.add_column(style="bold", no_wrap=True)
     facts.add_column()
-    facts.add_row("name", t.name)
+    facts.add_row("name", Text(t.name))
     facts.add_row("status", Text(t.status.value, style=_TASK_STYLES.get(t.status, "")))
-    facts.add_row("assignee", t.assignee or _NONE)
-    facts.add_row("run", t.run_id)
+    facts.add_row("assignee", Text(t.assignee or _NONE))
+    facts.add_row("run", Text(t.run_id))
     facts.add_row("created", _when(t.created_at))
     facts.add_row("due", _due(t, short=False))
     if t.completed_at is not None:
@@ -307,4 +307,4 @@ def task_view(task: Task) -> RenderableType:
     if t.status is TaskStatus.COMPLETED:
         facts.add_row("response", JSON.from_data(t.response, default=str))
     facts.add_row("next:", Text(_task_next(t), style="bold"))
-    return Panel(facts, title=f"task {t.task_id}", title_align="left", expand=False)
+    return Panel(facts, title=Text(f"task {t.task_id}"), title_align="left", expand=False)

@@ -39,5 +39,6 @@ def signal(
     else:
         console().print(
             f"signal {name!r} sent to run {run_id} ({status.value}); it is delivered when "
-            f"the run waits for it. Follow it with `legato runs show {run_id}`."
+            f"the run waits for it. Follow it with `legato runs show {run_id}`.",
+            markup=False,
         )

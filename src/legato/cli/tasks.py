@@ -53,7 +53,7 @@ def list_tasks(
     out = console()
     if not tasks:
         who = f" for {assignee}" if assignee is not None else ""
-        out.print(f"no {status.value} tasks{who}")
+        out.print(f"no {status.value} tasks{who}", markup=False)
         return
     out.print(tasks_table(tasks))
     if len(tasks) == limit:
@@ -92,5 +92,6 @@ def complete(
     else:
         console().print(
             f"task {task.task_id} completed; run {task.run_id} continues with the response. "
-            f"Follow it with `legato runs show {task.run_id}`."
+            f"Follow it with `legato runs show {task.run_id}`.",
+            markup=False,
         )
