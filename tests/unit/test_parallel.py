@@ -88,11 +88,12 @@ async def test_gather_replays_deterministically_after_a_restart_mid_way(
     assert len(await harness.store.list_runs(workflow="kid")) == 1
 
 
-def staggered(log: list[str]):
+def staggered(log: list[str], *, end_together: bool = True):
     """Branches complete their steps in the order b, c, a; then ``boom`` fails.
 
-    Each branch sleeps before its step, then after it until the third hour, so all three
-    end together: the completion order comes from the fake clock alone.
+    Each branch sleeps before its step (b not at all, c an hour, a two hours). With
+    ``end_together`` each then sleeps until the third hour, so all three end together;
+    otherwise a branch ends as soon as its step does, while the others still sleep.
     """
 
     def define(app: legato.App) -> SimpleNamespace:
@@ -118,7 +119,8 @@ def staggered(log: list[str]):
             if hour:
                 await legato.sleep(hour * HOUR)
             done = str(await step())
-            await legato.sleep((3 - hour) * HOUR)
+            if end_together:
+                await legato.sleep((3 - hour) * HOUR)
             return done
 
         @app.workflow(name="staggered")
@@ -139,6 +141,18 @@ async def test_failure_after_gather_compensates_every_branch_in_reverse_completi
     defs = await harness.start(staggered(log))
     handle = await harness.running.start(defs.flow)
     await advance(clock, 3 * HOUR)
+    failed = await outcome(handle)
+    assert (failed.status, failed.error_type) == ("compensated", "RuntimeError")
+    assert log == ["first", "b", "c", "a", "undo a", "undo c", "undo b", "undo first"]
+
+
+async def test_branches_ending_at_different_times_compensate_in_reverse_completion_order(
+    harness: Harness, clock: FakeClock
+) -> None:
+    log: list[str] = []
+    defs = await harness.start(staggered(log, end_together=False))
+    handle = await harness.running.start(defs.flow)
+    await advance(clock, 2 * HOUR)
     failed = await outcome(handle)
     assert (failed.status, failed.error_type) == ("compensated", "RuntimeError")
     assert log == ["first", "b", "c", "a", "undo a", "undo c", "undo b", "undo first"]
