@@ -265,3 +265,21 @@ async def test_two_thousand_waiting_runs_are_evicted_and_all_complete_when_signa
     await claim_due(clock)
     assert [await outcome(h) for h in handles] == [[n] for n in range(2000)]
     assert engine_of(harness.running).live == {}
+
+
+async def test_wait_timeout_keeps_its_deadline_across_a_restart(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # Given a run one day into its two-day wait for "approve"
+    log: list[str] = []
+    defs = await harness.start(escalation(log))
+    handle = await harness.running.start(defs.flow)
+    await advance(clock, 4 * DAY)
+    # When the process restarts
+    await harness.restart(escalation(log))
+    # Then the wait still times out at its original deadline, not two days from now
+    await advance(clock, DAY - SECOND)
+    assert await status(harness.store, handle.run_id) is RunStatus.WAITING
+    await advance(clock, SECOND)
+    assert await outcome(harness.running.handle(handle.run_id)) == "escalated"
+    assert log == ["remind", "escalate"]

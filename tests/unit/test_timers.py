@@ -187,3 +187,33 @@ async def test_sleeps_in_sequence_add_up(harness: Harness, clock: FakeClock) -> 
     await advance(clock, timedelta(hours=6))
     assert await outcome(handle) is None
     assert stamps == [1.0, 1.0 + 5 * 3600]
+
+
+async def test_short_sleep_interrupted_by_a_restart_still_wakes_on_time(
+    harness: Harness, clock: FakeClock
+) -> None:
+    calls: Counter[str] = Counter()
+    defs = await harness.start(sleeper(calls, duration=timedelta(milliseconds=1500)))
+    handle = await harness.running.start(defs.flow)
+    await advance(clock, timedelta(milliseconds=500))
+    await harness.restart(sleeper(calls, duration=timedelta(milliseconds=1500)))
+    await advance(clock, timedelta(milliseconds=999))
+    assert calls["after"] == 0
+    await advance(clock, timedelta(milliseconds=1))
+    assert await outcome(harness.running.handle(handle.run_id)) == ["B", "A"]
+    assert calls == Counter(before=1, after=1)
+
+
+async def test_sleeper_due_while_no_worker_ran_wakes_when_a_worker_starts(
+    harness: Harness, clock: FakeClock
+) -> None:
+    calls: Counter[str] = Counter()
+    defs = await harness.start(sleeper(calls))
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    await harness.stop()
+    await clock.advance(4 * DAY)  # nobody watches the clock: no worker is running
+    await harness.start(sleeper(calls))
+    await clock.settle()
+    assert await outcome(harness.running.handle(handle.run_id)) == ["B", "A"]
+    assert calls == Counter(before=1, after=1)
