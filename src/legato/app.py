@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, overload
 
 from legato.client import AsyncClient, RunHandle, outcome_of, poll_outcome
 from legato.engine.clock import Clock
@@ -17,10 +17,12 @@ from legato.engine.worker import Engine
 from legato.errors import LegatoError, RunNotFound
 from legato.model import HistoryEvent, Retry, RunStatus, Task
 from legato.model.description import RunDescription
+from legato.observability.hooks import Hooks
 from legato.storage import database_url, open_store
 from legato.storage.base import Store
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class NotRunning(LegatoError, RuntimeError):
@@ -42,13 +44,15 @@ class App:
     def __init__(self, name: str, database: str | Store | None = None, *,
                  clock: Clock | None = None, poll_interval: timedelta = timedelta(milliseconds=200),
                  lease: timedelta = timedelta(seconds=15),
-                 max_concurrent_runs: int = 10_000) -> None:
+                 max_concurrent_runs: int = 10_000,
+                 hooks: Sequence[Hooks] = ()) -> None:
         self.name = name
         self.database: str | None = None
         self.store: Store
         self.use_database(database)
         self.registry = Registry()
         self._clock = clock
+        self.hooks: list[Hooks] = list(hooks)
         self._engine_options = {"poll_interval": poll_interval, "lease": lease,
                                 "max_concurrent_runs": max_concurrent_runs}
         self._engine: Engine | None = None
@@ -68,10 +72,10 @@ class App:
     # -- registration ----------------------------------------------------------------------
 
     @overload
-    def workflow(self, fn: F) -> F: ...
+    def workflow(self, fn: Callable[P, Awaitable[R]]) -> Workflow[P, R]: ...
     @overload
-    def workflow(self, *, name: str | None = None,
-                 timeout: timedelta | None = None) -> Callable[[F], F]: ...
+    def workflow(self, *, name: str | None = None, timeout: timedelta | None = None
+                 ) -> Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]: ...
 
     def workflow(self, fn: Any = None, *, name: str | None = None,
                  timeout: timedelta | None = None) -> Any:
@@ -85,10 +89,10 @@ class App:
         return register(fn) if fn is not None else register
 
     @overload
-    def step(self, fn: F) -> F: ...
+    def step(self, fn: Callable[P, R]) -> Step[P, R]: ...
     @overload
     def step(self, *, name: str | None = None, retry: Retry | None = None,
-             timeout: timedelta | None = None) -> Callable[[F], F]: ...
+             timeout: timedelta | None = None) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
     def step(self, fn: Any = None, *, name: str | None = None, retry: Retry | None = None,
              timeout: timedelta | None = None) -> Any:
@@ -123,7 +127,7 @@ class App:
     async def __aenter__(self) -> App:
         if self._engine is not None and self._engine.running:
             raise NotRunning(f"app {self.name!r} is already running")
-        engine = Engine(self.registry, self.store, clock=self._clock,
+        engine = Engine(self.registry, self.store, clock=self._clock, hooks=self.hooks,
                         **self._engine_options)  # type: ignore[arg-type]  # typed above
         await engine.start()
         self._engine = engine
@@ -199,6 +203,16 @@ class App:
         await self._client.signal(run_id, name, payload)
         if self._engine is not None:
             self._engine.signal_arrived(run_id)
+
+    async def list_tasks(self, *, assignee: str | None = None, status: str | None = "open",
+                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+        """Human tasks in the inbox, oldest first (open ones unless ``status`` says)."""
+        return await self._client.list_tasks(assignee=assignee, status=status, run_id=run_id,
+                                             limit=limit)
+
+    async def get_task(self, task_id: str) -> Task:
+        """One human task; raises ``TaskNotFound``."""
+        return await self._client.get_task(task_id)
 
     async def complete_task(self, task_id: str, response: Any) -> Task:
         """Answer a human task (validated against its form); its run continues."""

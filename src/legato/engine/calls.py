@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ async def attempts(
     ex: RunExecution, *, key: str, name: str, policy: Retry, failed: int,
     retry_at: float | None, started_kind: EventKind, failed_kind: EventKind,
     attempt: Callable[[int], Awaitable[bytes]], interruptible: bool,
+    hook_name: str | None = None,
 ) -> tuple[bytes, int, float]:
     """Try ``attempt`` until it succeeds; record every failure with its next retry time.
 
@@ -72,6 +74,8 @@ async def attempts(
         try:
             data = await attempt(number)
         except Exception as exc:
+            for hook in engine.hooks:
+                hook.after_step_attempt(ex.run_id, hook_name or name, number, exc)
             failed = number
             error = describe_exception(exc) | {"attempts": number}
             retryable = policy.is_retryable(exc) and not isinstance(exc, PayloadError)
@@ -90,10 +94,23 @@ async def attempts(
         finally:
             ex.in_flight -= 1
             ex.busy = True
+            ex.recheck_eviction()
+        for hook in engine.hooks:
+            hook.after_step_attempt(ex.run_id, hook_name or name, number, None)
         # A fast attempt's start record never reaches the database: the completion,
         # carrying started_at, says it all.
         engine.journal.retract(ticket, started)
         return data, number, started.at
+
+
+def override(ex: RunExecution, name: str, number: int, fn: Callable[..., Any],
+             is_async: bool) -> tuple[Callable[..., Any], bool]:
+    """The function to run for this attempt: the step's, or one a hook put in its place."""
+    for hook in ex.engine.hooks:
+        replacement = hook.before_step_attempt(ex.run_id, name, number)
+        if replacement is not None:
+            return replacement, inspect.iscoroutinefunction(replacement)
+    return fn, is_async
 
 
 async def call_step(ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...],
@@ -123,8 +140,9 @@ async def call_step(ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...
     started_at = 0.0
 
     async def attempt(number: int) -> bytes:
-        result = await engine.steps.run(step.fn, step.is_async, args, kwargs, step_key, name,
-                                        number, step.timeout_s)
+        fn, is_async = override(ex, name, number, step.fn, step.is_async)
+        result = await engine.steps.run(fn, is_async, args, kwargs, step_key, name, number,
+                                        step.timeout_s)
         entry: dict[str, Any] = {"result": result}
         if compensable:
             entry["args"] = args

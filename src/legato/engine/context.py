@@ -64,7 +64,8 @@ async def sleep(duration: timedelta) -> None:
 
 async def sleep_until(when: datetime) -> None:
     """Wait until ``when`` (an aware datetime), durably."""
-    await waits.sleep_until(_execution("sleep_until"), waits.timestamp_of(when))
+    execution = _execution("sleep_until")
+    await waits.sleep_until(execution, waits.timestamp_of(when, execution.engine.clock.time()))
 
 
 async def wait_for_signal(name: str, timeout: timedelta | None = None) -> Any:

@@ -163,6 +163,7 @@ class RunExecution:
             raise Abandon(f"could not record progress of run {self.run_id!r}: {exc}") from exc
         finally:
             self.committing -= 1
+            self.recheck_eviction()
 
     def set_run(self, status: RunStatus, *, output: bytes | None = None,
                 error: dict[str, Any] | None = None) -> SetRun:
@@ -260,6 +261,11 @@ class RunExecution:
     def is_waiting_for_event(self) -> bool:
         """True if some call waits for a signal, task or child."""
         return any(p.waiting for p in self.parked.values())
+
+    def recheck_eviction(self) -> None:
+        """Work just ended (a commit, a step attempt): if some call is parked, maybe evict."""
+        if self.parked:
+            self._schedule_eviction_check()
 
     def _can_evict(self) -> bool:
         return (bool(self.parked) and self.in_flight == 0 and self.committing == 0

@@ -35,9 +35,11 @@ class BatchOutcome:
 class Journal:
     """Batches writes from concurrent runs into single store transactions."""
 
-    def __init__(self, store: Store, on_failed: Callable[[dict[str, BaseException]], None]) -> None:
+    def __init__(self, store: Store, on_failed: Callable[[dict[str, BaseException]], None],
+                 on_committed: Callable[[list[Write]], None] | None = None) -> None:
         self._store = store
         self._on_failed = on_failed
+        self._on_committed = on_committed
         self._pending: list[Write] = []
         self._generation = 0  # bumped each time a batch is taken from _pending
         self._future: asyncio.Future[BatchOutcome] | None = None
@@ -140,6 +142,8 @@ class Journal:
                 outcome = await self._write(batch)
                 if outcome.failed:
                     self._on_failed(outcome.failed)
+                if self._on_committed is not None:
+                    self._on_committed([op for op in batch if op.run_id not in outcome.failed])
                 if future is not None and not future.done():
                     future.set_result(outcome)
             self._idle.set()

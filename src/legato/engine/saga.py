@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from legato.engine.calls import GaveUp, attempts
+from legato.engine.calls import GaveUp, attempts, override
 from legato.engine.payloads import dumps
 from legato.engine.replay import CompensationRecord
 from legato.model import EventKind, RunStatus
@@ -68,16 +68,18 @@ async def _compensate_one(ex: RunExecution, entry: Completed,
     failed = record.failed_attempts
 
     async def attempt(number: int) -> bytes:
-        await ex.engine.steps.run(compensation.fn, compensation.is_async,
-                                  (*entry.args, entry.result), entry.kwargs, step_key,
-                                  compensation.name, number, compensation.timeout_s)
+        fn, is_async = override(ex, compensation.name, number, compensation.fn,
+                                compensation.is_async)
+        await ex.engine.steps.run(fn, is_async, (*entry.args, entry.result), entry.kwargs,
+                                  step_key, compensation.name, number, compensation.timeout_s)
         return b"{}"
 
     try:
         _, number, started_at = await attempts(
             ex, key=entry.key, name=entry.name, policy=compensation.retry, failed=failed,
             retry_at=record.retry_at, started_kind=EventKind.COMPENSATION_STARTED,
-            failed_kind=EventKind.COMPENSATION_FAILED, attempt=attempt, interruptible=False)
+            failed_kind=EventKind.COMPENSATION_FAILED, attempt=attempt, interruptible=False,
+            hook_name=compensation.name)
     except GaveUp as gave_up:
         return gave_up.error
     await ex.commit(ex.record(EventKind.COMPENSATION_COMPLETED, entry.key, entry.name, number,

@@ -42,11 +42,11 @@ def seconds_of(duration: timedelta, what: str) -> float:
     return duration.total_seconds()
 
 
-def timestamp_of(when: datetime) -> float:
-    """Validate an absolute time (aware) and return it as Unix seconds."""
+def timestamp_of(when: datetime, now: float) -> float:
+    """Validate an absolute time (aware, within 100 years of ``now``); Unix seconds."""
     if not isinstance(when, datetime) or when.tzinfo is None:
         raise DefinitionError(f"sleep_until takes an aware datetime, got {when!r}")
-    if when - datetime.now(UTC) > MAX_WAIT:
+    if when - datetime.fromtimestamp(now, UTC) > MAX_WAIT:
         raise DefinitionError(f"sleep_until({when.isoformat()}) is more than 100 years away")
     return when.timestamp()
 

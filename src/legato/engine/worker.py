@@ -18,6 +18,7 @@ import random
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -31,7 +32,8 @@ from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner
 from legato.errors import RunAlreadyExists, UnknownWorkflow
 from legato.model import HistoryEvent, Run, RunStatus
-from legato.storage.base import NewRun, SetRun, Store
+from legato.observability.hooks import Hooks
+from legato.storage.base import NewRun, SetRun, Store, Write
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class Engine:
         lease: timedelta = timedelta(seconds=15), max_concurrent_runs: int = 10_000,
         step_threads: int = 32, tune_gc: bool = True,
         hot_window: timedelta = timedelta(seconds=2), max_hot_runs: int = 1000,
+        hooks: Sequence[Hooks] = (),
     ) -> None:
         self.registry = registry
         self.store = store
@@ -80,6 +83,7 @@ class Engine:
         self.lease_s = lease.total_seconds()
         self.max_concurrent_runs = max_concurrent_runs
         self.live: dict[str, RunExecution] = {}
+        self.hooks = list(hooks)
         self.parked_runs = 0          # live runs with at least one call waiting
         self.max_hot_runs = max_hot_runs
         self.hot_window_s = hot_window.total_seconds()
@@ -110,7 +114,8 @@ class Engine:
             self._saved_gc = gc.get_threshold()
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
         await self.store.open()
-        self.journal = Journal(self.store, self._on_write_failed)
+        self.journal = Journal(self.store, self._on_write_failed,
+                               self._after_commit if self.hooks else None)
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
         now = time.time()
@@ -214,6 +219,10 @@ class Engine:
                                  run.parent_run_id)
         if run.cancel_requested or index.cancel_requested:
             execution.cancel()
+
+    def _after_commit(self, writes: list[Write]) -> None:
+        for hook in self.hooks:
+            hook.after_commit(writes)
 
     def forget(self, execution: RunExecution) -> None:
         """Called by an execution when its task ends."""

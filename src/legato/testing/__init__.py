@@ -1,5 +1,7 @@
 """Public test kit: a clock you move by hand, and helpers for testing workflows."""
 
 from legato.testing.clock import FakeClock
+from legato.testing.crash import CrashAt, WorkerProcess
+from legato.testing.faults import Faults, InjectedFault
 
-__all__ = ["FakeClock"]
+__all__ = ["CrashAt", "FakeClock", "Faults", "InjectedFault", "WorkerProcess"]
