@@ -259,3 +259,32 @@ async def test_child_started_with_a_day_left_keeps_its_own_timer(
     await advance(clock, DAY - timedelta(seconds=1))
     assert await status(harness.store, f"{handle.run_id}/2") is RunStatus.SLEEPING
     assert await status(harness.store, handle.run_id) is RunStatus.WAITING
+
+
+async def test_second_parent_naming_a_finished_child_run_id_is_not_left_waiting_forever(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # Given a child run "shared" that a first parent already ran to completion
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.workflow(name="double")
+        async def double(n: int) -> int:
+            return n * 2
+
+        @app.workflow(name="parent")
+        async def parent(n: int) -> int:
+            return await legato.child(double, n, run_id="shared")
+
+        return SimpleNamespace(parent=parent)
+
+    defs = await harness.start(define)
+    first = await harness.running.start(defs.parent, 1)
+    await claim_due(clock)
+    assert await outcome(first) == 2
+    # When a second parent asks for a child with the same explicit id
+    second = await harness.running.start(defs.parent, 5)
+    await claim_due(clock)
+    await advance(clock, DAY)
+    # Then it ends one way or another (the existing outcome, or a clear error), since
+    # the child's outcome was sent to the first parent only and will never come again
+    run = await row(harness.store, second.run_id)
+    assert run.status.is_terminal, f"the second parent is still {run.status.value}"

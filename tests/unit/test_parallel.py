@@ -258,3 +258,26 @@ async def test_run_is_evicted_once_a_branch_step_ends_while_another_branch_sleep
     # Then the run has nothing to do but wait, so it is evicted
     assert not is_live(harness.running, handle.run_id)
     assert await status(harness.store, handle.run_id) is RunStatus.SLEEPING
+
+
+async def test_branches_waiting_for_the_same_signal_name_each_consume_a_different_one(
+    harness: Harness, clock: FakeClock
+) -> None:
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.workflow(name="twins")
+        async def flow() -> list[Any]:
+            return list(
+                await asyncio.gather(legato.wait_for_signal("item"), legato.wait_for_signal("item"))
+            )
+
+        return SimpleNamespace(flow=flow)
+
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.flow)
+    await clock.settle()
+    await harness.running.signal(handle.run_id, "item", "p1")
+    await claim_due(clock)
+    assert await status(harness.store, handle.run_id) is RunStatus.WAITING
+    await harness.running.signal(handle.run_id, "item", "p2")
+    await claim_due(clock)
+    assert sorted(await outcome(handle)) == ["p1", "p2"]
