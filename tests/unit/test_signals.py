@@ -283,3 +283,20 @@ async def test_wait_timeout_keeps_its_deadline_across_a_restart(
     await advance(clock, SECOND)
     assert await outcome(harness.running.handle(handle.run_id)) == "escalated"
     assert log == ["remind", "escalate"]
+
+
+async def test_signal_to_a_run_no_worker_has_picked_up_yet_is_kept_for_it(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # Given a run started by a client while no worker runs (status pending)
+    await harness.start(waiter(["go"]))
+    await harness.stop()
+    client = legato.AsyncClient(harness.store)
+    handle = await client.start("waiter")
+    assert await status(harness.store, handle.run_id) is RunStatus.PENDING
+    # When it is signalled before any worker has run it
+    await client.signal(handle.run_id, "go", "early")
+    # Then the worker that picks it up delivers the signal to its first wait
+    await harness.start(waiter(["go"]))
+    await clock.settle()
+    assert await outcome(harness.running.handle(handle.run_id)) == ["early"]

@@ -217,3 +217,23 @@ async def test_sleeper_due_while_no_worker_ran_wakes_when_a_worker_starts(
     await clock.settle()
     assert await outcome(harness.running.handle(handle.run_id)) == ["B", "A"]
     assert calls == Counter(before=1, after=1)
+
+
+async def test_twenty_sleepers_each_wake_at_their_own_hour(
+    harness: Harness, clock: FakeClock
+) -> None:
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.workflow(name="hours")
+        async def flow(hours: int) -> int:
+            await legato.sleep(timedelta(hours=hours))
+            return hours
+
+        return SimpleNamespace(flow=flow)
+
+    defs = await harness.start(define)
+    handles = [await harness.running.start(defs.flow, h) for h in range(20, 0, -1)]
+    for hour in range(1, 21):
+        await advance(clock, timedelta(hours=1))
+        done = await harness.store.list_runs(status="completed", limit=100)
+        assert sorted(r.output for r in done) == list(range(1, hour + 1))
+    assert [await outcome(h) for h in handles] == list(range(20, 0, -1))
