@@ -246,3 +246,83 @@ async def test_wait_for_signal_with_a_non_timedelta_timeout_fails_the_run(
     assert failed.error_type == "legato.errors.DefinitionError"
     assert "timedelta" in failed.error_message
     assert EventKind.WAIT_STARTED.value not in history
+
+
+# -- calls from the wrong place, bad data ----------------------------------------------------
+
+
+async def test_waits_outside_a_workflow_raise_a_legato_error() -> None:
+    with pytest.raises(legato.errors.LegatoError, match="workflow code"):
+        await legato.sleep(DAY)
+    with pytest.raises(legato.errors.LegatoError, match="workflow code"):
+        await legato.wait_for_signal("go")
+    with pytest.raises(legato.errors.LegatoError, match="workflow code"):
+        await legato.human_task("approve")
+
+
+async def test_sleep_inside_a_step_fails_the_step_and_records_no_timer(harness: Harness) -> None:
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.step(name="sleepy", retry=legato.Retry(max_attempts=1))
+        async def sleepy() -> None:
+            await legato.sleep(DAY)
+
+        @app.workflow(name="wf")
+        async def flow() -> None:
+            await sleepy()
+
+        return SimpleNamespace(flow=flow)
+
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.flow)
+    failed = await outcome(handle)
+    assert (failed.status, failed.step_name) == ("failed", "sleepy")
+    assert "workflow code" in (failed.error_message or "")
+    history = kinds(await harness.running.history(handle.run_id))
+    assert EventKind.TIMER_STARTED.value not in history
+
+
+async def test_human_task_data_that_is_not_json_fails_the_run_and_creates_no_task(
+    harness: Harness,
+) -> None:
+    failed, history = await run_bad(harness, lambda: legato.human_task("approve", {1, 2}))
+    assert failed.error_type == "legato.errors.PayloadError"
+    assert EventKind.TASK_CREATED.value not in history
+    assert await harness.store.list_tasks(status=None) == []
+
+
+async def test_child_called_with_the_wrong_arguments_fails_the_parent_and_starts_nothing(
+    harness: Harness,
+) -> None:
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.workflow(name="double")
+        async def double(n: int) -> int:
+            return n * 2
+
+        @app.workflow(name="parent")
+        async def parent() -> Any:
+            return await legato.child(double, 1, 2)
+
+        return SimpleNamespace(parent=parent)
+
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.parent)
+    failed = await outcome(handle)
+    assert failed.error_type == "legato.errors.DefinitionError"
+    assert [r.run_id for r in await harness.store.list_runs()] == [handle.run_id]
+    history = kinds(await harness.running.history(handle.run_id))
+    assert EventKind.CHILD_STARTED.value not in history
+
+
+async def test_task_of_a_cancelled_run_refuses_a_response(
+    harness: Harness, clock: FakeClock
+) -> None:
+    defs = await harness.start(waiter)
+    handle = await harness.running.start(defs.asks)
+    await clock.settle()
+    (task,) = await legato.AsyncClient(harness.store).list_tasks(run_id=handle.run_id)
+    await harness.running.cancel(handle.run_id)
+    await claim_due(clock)
+    assert (await outcome(handle)).status == "cancelled"
+    with pytest.raises(TaskClosed, match="cancelled"):
+        await harness.running.complete_task(task.task_id, True)
+    assert await harness.store.signals(handle.run_id) == []
