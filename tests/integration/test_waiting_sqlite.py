@@ -165,6 +165,28 @@ async def test_sync_client_on_another_connection_signals_an_evicted_run(
     assert await outcome(handle) == [{"from": "script"}]
 
 
+async def test_sync_client_on_another_connection_answers_a_task(
+    sqlite_harness: Harness, sqlite_path: Path
+) -> None:
+    defs = await sqlite_harness.start(waits(Counter()))
+    handle = await sqlite_harness.running.start(defs.review, None)
+    await stored_status(sqlite_harness, handle.run_id, RunStatus.WAITING)
+
+    def reviewer() -> tuple[list[str], str]:
+        with legato.Client(f"sqlite:///{sqlite_path}") as client:
+            (task,) = client.list_tasks(assignee="bob")
+            with pytest.raises(InvalidTaskResponse) as refused:
+                client.complete_task(task.task_id, {"ok": 1})
+            client.complete_task(task.task_id, {"ok": False})
+            return [t.task_id for t in client.list_tasks(assignee="bob")], refused.value.reason
+
+    still_open, reason = await asyncio.to_thread(reviewer)
+    assert still_open == []
+    assert "is not of type 'boolean'" in reason
+    await stored_status(sqlite_harness, handle.run_id, RunStatus.COMPLETED)
+    assert await outcome(handle) == {"ok": False}
+
+
 async def test_human_task_round_trip_through_the_store(
     any_harness: Harness, clock: FakeClock
 ) -> None:
