@@ -288,3 +288,22 @@ async def test_second_parent_naming_a_finished_child_run_id_is_not_left_waiting_
     # the child's outcome was sent to the first parent only and will never come again
     run = await row(harness.store, second.run_id)
     assert run.status.is_terminal, f"the second parent is still {run.status.value}"
+
+
+async def test_child_cancelled_on_its_own_raises_child_failed_cancelled_in_the_parent(
+    harness: Harness, clock: FakeClock
+) -> None:
+    log: list[str] = []
+    defs = await harness.start(family(log, Counter()))
+    handle = await harness.running.start(defs.parent, 7)
+    await clock.settle()
+    child_id = f"{handle.run_id}/2"
+    await harness.running.cancel(child_id)
+    await claim_due(clock)
+    await claim_due(clock)
+    assert await outcome(handle) == {
+        "status": "cancelled",
+        "type": "legato.errors.RunCancelled",
+        "child": child_id,
+    }
+    assert log == ["undo charge"]

@@ -300,3 +300,22 @@ async def test_signal_to_a_run_no_worker_has_picked_up_yet_is_kept_for_it(
     await harness.start(waiter(["go"]))
     await clock.settle()
     assert await outcome(harness.running.handle(handle.run_id)) == ["early"]
+
+
+async def test_run_waiting_for_a_signal_still_times_out_at_its_workflow_deadline(
+    harness: Harness, clock: FakeClock
+) -> None:
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.workflow(name="bounded", timeout=DAY)
+        async def flow() -> Any:
+            return await legato.wait_for_signal("never")
+
+        return SimpleNamespace(flow=flow)
+
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.flow)
+    await advance(clock, DAY - SECOND)
+    assert await status(harness.store, handle.run_id) is RunStatus.WAITING
+    await advance(clock, SECOND)
+    failed = await outcome(handle)
+    assert (failed.status, failed.error_type) == ("failed", "legato.errors.WorkflowTimeout")
