@@ -319,3 +319,25 @@ async def test_run_waiting_for_a_signal_still_times_out_at_its_workflow_deadline
     await advance(clock, SECOND)
     failed = await outcome(handle)
     assert (failed.status, failed.error_type) == ("failed", "legato.errors.WorkflowTimeout")
+
+
+async def test_signal_from_outside_at_any_moment_around_parking_is_never_lost(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # A client's signal does not tell the engine; the store must wake the run whether
+    # the signal lands before it reads its signals, while it parks, or after it left.
+    defs = await harness.start(waiter(["go"]))
+    client = legato.AsyncClient(harness.store)
+    handles = []
+    for turns in range(40):
+        handle = await harness.running.start(defs.flow)
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await client.signal(handle.run_id, "go", turns)
+        handles.append(handle)
+    await clock.settle()
+    await claim_due(clock)
+    await claim_due(clock)
+    statuses = [await status(harness.store, h.run_id) for h in handles]
+    assert statuses == [RunStatus.COMPLETED] * 40
+    assert [await outcome(h) for h in handles] == [[n] for n in range(40)]
