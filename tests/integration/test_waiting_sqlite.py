@@ -318,3 +318,35 @@ async def test_timer_longer_than_the_hot_window_fires_within_a_second_on_the_rea
         assert await outcome(handle, limit=10.0) is None
     late = woke[0] - (started + 2.2)
     assert -0.05 < late < 1.0
+
+
+def outside_client(harness: Harness) -> legato.AsyncClient:
+    """A client as another process would have: on SQLite, its own connection."""
+    store = harness.store
+    if isinstance(store, SqliteStore):
+        return legato.AsyncClient(SqliteStore(store.path))
+    return legato.AsyncClient(store)
+
+
+async def test_signals_from_outside_the_engine_at_any_moment_are_never_lost(
+    any_harness: Harness, clock: FakeClock
+) -> None:
+    # The store, not the engine, learns of these signals: a run that is reading its
+    # signals, parking or already parked when one lands must still wake for it.
+    defs = await any_harness.start(waits(Counter()))
+    handles = []
+    async with outside_client(any_harness) as client:
+        for turns in range(30):
+            handle = await any_harness.running.start(defs.collector, 1)
+            await clock.advance(DAY)
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            await client.signal(handle.run_id, "item", turns)
+            handles.append(handle)
+
+    async def all_completed() -> bool:
+        done = await any_harness.store.list_runs(status="completed", limit=100)
+        return len(done) == 30
+
+    await poll_until(all_completed)
+    assert [await outcome(h) for h in handles] == [[n] for n in range(30)]
