@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
@@ -177,26 +176,20 @@ class App:
         live = engine.live.get(run_id)
         if live is not None and live.done.done() and not live.done.cancelled():
             return live.done.result()
+        # Resolved when the run ends here, or by the engine's upkeep when it sees the run
+        # ended elsewhere (another worker, or before we asked).
         future = engine.outcome_future(run_id)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        check_store = live is None
-        while True:
-            if check_store:
-                # Ended before we looked, or it runs (and may end) in another process.
-                run = await self.store.get_run(run_id)
-                if run is None:
-                    raise RunNotFound(run_id)
-                outcome = outcome_of(run)
-                if outcome is not None:
-                    return outcome
-            check_store = True
-            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
-            if wait <= 0:
-                raise TimeoutError(f"run {run_id!r} did not end within {timeout}s")
-            try:
-                return await asyncio.wait_for(asyncio.shield(future), wait)
-            except TimeoutError:
-                continue
+        if live is None:
+            run = await self.store.get_run(run_id)
+            if run is None:
+                raise RunNotFound(run_id)
+            outcome = outcome_of(run)
+            if outcome is not None:
+                return outcome
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise TimeoutError(f"run {run_id!r} did not end within {timeout}s") from None
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send a signal to a run; it is kept until the run waits for it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,17 +33,42 @@ class BatchOutcome:
     """Runs whose writes could not be committed, with the error."""
 
 
+class _BatchFuture(asyncio.Future[BatchOutcome]):
+    """A batch's future, shared by every waiter in the batch: it cannot be cancelled.
+
+    A waiter cancelled while it waits (cancel, timeout, shutdown) must not cancel the
+    future for everyone else; and its own CancelledError is best delivered once the
+    commit it waits for is done. With ``cancel()`` refused, asyncio does exactly that.
+    """
+
+    def cancel(self, msg: object = None) -> bool:
+        return False
+
+
+class _Batch:
+    """Ops that commit together, and the future their waiters hold."""
+
+    __slots__ = ("future", "ops", "taken")
+
+    def __init__(self) -> None:
+        self.ops: list[Write | None] = []   # None: retracted
+        self.future: asyncio.Future[BatchOutcome] | None = None
+        self.taken = False
+
+
 class Journal:
-    """Batches writes from concurrent runs into single store transactions."""
+    """Batches writes from concurrent runs into single store transactions.
+
+    Batches form a queue; each holds at most ``MAX_BATCH`` ops and has its own future, so
+    a waiter is told "committed" only when the batch holding its ops has committed.
+    """
 
     def __init__(self, store: Store, on_failed: Callable[[dict[str, BaseException]], None],
                  on_committed: Callable[[list[Write]], None] | None = None) -> None:
         self._store = store
         self._on_failed = on_failed
         self._on_committed = on_committed
-        self._pending: list[Write] = []
-        self._generation = 0  # bumped each time a batch is taken from _pending
-        self._future: asyncio.Future[BatchOutcome] | None = None
+        self._queue: deque[_Batch] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -65,57 +91,65 @@ class Journal:
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is committed (or failed)."""
-        while self._pending or not self._idle.is_set():
+        while self._queue or not self._idle.is_set():
             await self._idle.wait()
-            if self._pending:
+            if self._queue:
                 await asyncio.sleep(0)
 
     @property
     def is_idle(self) -> bool:
         """True when nothing is queued or being committed."""
-        return self._idle.is_set() and not self._pending
+        return self._idle.is_set() and not self._queue
 
     async def wait_idle(self) -> None:
         """Return when nothing is queued or being committed."""
         await self.flush()
 
-    def submit(self, op: Write) -> asyncio.Future[BatchOutcome]:
-        """Queue ``op``; the returned future resolves when its batch commits."""
-        self._pending.append(op)
-        if self._future is None:
-            self._future = asyncio.get_running_loop().create_future()
+    def _batch_for(self, count: int) -> _Batch:
+        """The open batch if ``count`` more ops fit in it (they must commit together)."""
+        if self._queue:
+            batch = self._queue[-1]
+            if len(batch.ops) + count <= MAX_BATCH or not batch.ops:
+                return batch
+        batch = _Batch()
+        self._queue.append(batch)
+        if self._idle.is_set():
             self._idle.clear()
             self._wakeup.set()
-        return self._future
+        return batch
 
-    def submit_nowait(self, op: Write) -> tuple[int, int]:
+    def submit_nowait(self, op: Write) -> tuple[_Batch, int]:
         """Queue ``op`` without waiting; it commits with or before the next awaited write.
 
         Returns a ticket for ``retract``.
         """
-        self._pending.append(op)
-        if self._idle.is_set():
-            self._idle.clear()
-            self._wakeup.set()
-        return self._generation, len(self._pending) - 1
+        batch = self._batch_for(1)
+        batch.ops.append(op)
+        return batch, len(batch.ops) - 1
 
-    def retract(self, ticket: tuple[int, int], op: Write) -> bool:
+    def retract(self, ticket: tuple[_Batch, int], op: Write) -> bool:
         """Drop a queued op if its batch has not been taken yet; True if dropped.
 
         A step's ``step_started`` record is worth writing only if the step is still running
         when the batch commits; a fast step's completion record says it all.
         """
-        generation, index = ticket
-        if generation == self._generation and self._pending[index] is op:
-            self._pending[index] = None  # type: ignore[call-overload]  # skipped in _run
+        batch, index = ticket
+        if not batch.taken and batch.ops[index] is op:
+            batch.ops[index] = None
             return True
         return False
 
+    def submit(self, *ops: Write) -> asyncio.Future[BatchOutcome]:
+        """Queue ``ops`` (in one batch); the future resolves when that batch commits."""
+        batch = self._batch_for(len(ops))
+        batch.ops.extend(ops)
+        if batch.future is None:
+            batch.future = _BatchFuture()
+        return batch.future
+
     async def commit(self, ops: Sequence[Write], run_id: str) -> BatchOutcome:
         """Queue ``ops`` and wait for their batch; raise if ``run_id``'s writes failed."""
-        for op in ops[:-1]:
-            self._pending.append(op)
-        outcome = await self.submit(ops[-1])
+        outcome = await self.submit(*ops)
         error = outcome.failed.get(run_id)
         if error is not None:
             raise error
@@ -125,27 +159,20 @@ class Journal:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._pending:
+            while self._queue:
                 # Let the runs woken by the last commit write their next records first:
                 # they join this batch instead of each paying for a commit of their own.
                 await asyncio.sleep(0)
-                if len(self._pending) > MAX_BATCH:
-                    # The rest waits for the next batch, under a future of its own.
-                    batch = [op for op in self._pending[:MAX_BATCH] if op is not None]
-                    self._pending = self._pending[MAX_BATCH:]
-                    future = self._future
-                    self._future = asyncio.get_running_loop().create_future()
-                else:
-                    batch, future = [op for op in self._pending if op is not None], self._future
-                    self._pending, self._future = [], None
-                self._generation += 1
-                outcome = await self._write(batch)
+                batch = self._queue.popleft()
+                batch.taken = True
+                ops = [op for op in batch.ops if op is not None]
+                outcome = await self._write(ops) if ops else BatchOutcome()
                 if outcome.failed:
                     self._on_failed(outcome.failed)
                 if self._on_committed is not None:
-                    self._on_committed([op for op in batch if op.run_id not in outcome.failed])
-                if future is not None and not future.done():
-                    future.set_result(outcome)
+                    self._on_committed([op for op in ops if op.run_id not in outcome.failed])
+                if batch.future is not None and not batch.future.done():
+                    batch.future.set_result(outcome)
             self._idle.set()
 
     async def _write(self, batch: list[Write]) -> BatchOutcome:

@@ -17,11 +17,12 @@ from legato.errors import (
     ChildFailed,
     DefinitionError,
     RunAlreadyExists,
+    RunError,
     WaitTimeout,
 )
 from legato.model import EventKind, RunStatus
 from legato.model.waits import CHILD_SIGNAL_PREFIX, TASK_SIGNAL_PREFIX
-from legato.storage.base import CloseTasks, NewRun, NewTask
+from legato.storage.base import CloseTasks, NewRun, NewSignal, NewTask, Write
 
 if TYPE_CHECKING:
     from legato.engine.execution import RunExecution
@@ -140,17 +141,27 @@ async def child(ex: RunExecution, workflow: Workflow[..., Any], args: tuple[Any,
     if record is None:
         payload = encode(list(args), f"the arguments of child workflow {workflow.name!r}")
         child_id = run_id or f"{ex.run_id}/{key}"
-        existing = await ex.engine.store.get_run(child_id)
-        if existing is not None and existing.workflow != workflow.name:
-            raise RunAlreadyExists(child_id, existing.workflow, workflow.name)
         now = ex.engine.clock.time()
-        deadline = None if workflow.timeout_s is None else now + workflow.timeout_s
+        ops: list[Write] = [ex.record(EventKind.CHILD_STARTED, key, workflow.name, 0,
+                                      dumps({"child_run_id": child_id}))]
+        existing = await ex.engine.store.get_run(child_id)
+        if existing is None:
+            deadline = None if workflow.timeout_s is None else now + workflow.timeout_s
+            ops.append(NewRun(child_id, workflow.name, RunStatus.PENDING.value, payload, now,
+                              deadline, None, parent_run_id=ex.run_id))
+        elif existing.workflow != workflow.name:
+            raise RunAlreadyExists(child_id, existing.workflow, workflow.name)
+        elif existing.status.is_terminal:
+            # Already ended (started earlier by someone else): its outcome is ours at once.
+            ops.append(NewSignal(ex.run_id, CHILD_SIGNAL_PREFIX + child_id, dumps(
+                {"status": existing.status.value, "error": existing.error,
+                 "output": existing.output}), now))
+        elif existing.parent_run_id != ex.run_id:
+            raise RunError(f"run {child_id!r} is already running, not as a child of "
+                           f"{ex.run_id!r}; it would never report back. Choose another "
+                           "run id.", run_id=child_id)
         ex.index.children.append(child_id)
-        await ex.commit(
-            ex.record(EventKind.CHILD_STARTED, key, workflow.name, 0,
-                      dumps({"child_run_id": child_id})),
-            NewRun(child_id, workflow.name, RunStatus.PENDING.value, payload, now, deadline,
-                   None, parent_run_id=ex.run_id))
+        await ex.commit(*ops)
         ex.engine.poke()  # claim the child now, not at the next poll
     else:
         child_id = record.target or ""

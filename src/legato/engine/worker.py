@@ -349,9 +349,17 @@ class Engine:
                 for run_id in await self.store.cancel_requests(self.worker_id):
                     self.cancel_live(run_id)
                 await self._check_signals()
+                await self._check_outcomes()
             except Exception:
                 # The database may be briefly unavailable; keep serving and try again.
                 log.exception("worker upkeep failed; retrying at the next poll")
+
+    async def _check_outcomes(self) -> None:
+        """Resolve waiters of runs that are not live here and have ended (elsewhere)."""
+        for run_id in [r for r in self._outcomes if r not in self.live]:
+            run = await self.store.get_run(run_id)
+            if run is not None and run.status.is_terminal:
+                self.finished(run_id, Outcome(run.status, run.output, run.error))
 
     async def _check_signals(self) -> None:
         """Wake runs waiting in memory for a signal that another process sent."""
