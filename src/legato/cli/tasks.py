@@ -25,7 +25,7 @@ TaskIdArgument = Annotated[
 @tasks_app.command("list")
 def list_tasks(
     assignee: Annotated[
-        str | None, typer.Option("--assignee", "-a", help="Only tasks assigned to A.")
+        str | None, typer.Option("--assignee", "-a", help="Only tasks assigned to this person.")
     ] = None,
     status: Annotated[
         TaskStatus, typer.Option("--status", "-s", help="Only tasks in this status.")
