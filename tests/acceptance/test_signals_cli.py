@@ -164,3 +164,18 @@ def test_names_are_echoed_as_written_not_as_markup(waiting: Cli) -> None:
     out = waiting.ok("signal", "[b]mark[/b]-1", "approval")
 
     assert "sent to run [b]mark[/b]-1" in out, out
+
+
+def test_a_signal_sent_while_no_worker_runs_resumes_the_run_later(
+    cli: Cli, workers: Workers
+) -> None:
+    worker = workers.start(WAITING_APP)
+    start_waiting(cli, "offline-1")
+    workers.stop(worker)
+
+    cli.ok("signal", "offline-1", "approval", "--data", '"while you were out"')
+    assert cli.json("runs", "show", "offline-1")["status"] == "waiting"
+
+    workers.start(WAITING_APP)
+    shown = cli.wait_for_status("offline-1")
+    assert shown["output"] == {"order": "offline-1", "approval": "while you were out"}

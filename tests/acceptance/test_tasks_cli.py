@@ -289,3 +289,19 @@ def test_names_are_shown_as_written_not_as_markup(inbox: Cli) -> None:
         assert "[red]ada[/red]" in text, text
         assert "review-[b]10[/b]" in text, text
     assert "no open tasks for [i]x[/i]" in inbox.ok("tasks", "list", "--assignee", "[i]x[/i]")
+
+
+def test_an_answer_given_while_no_worker_runs_is_delivered_later(
+    cli: Cli, workers: Workers
+) -> None:
+    worker = workers.start(WAITING_APP)
+    task = open_review(cli, "review-offline")
+    workers.stop(worker)
+
+    cli.ok("tasks", "complete", task["task_id"], "--data", '{"approved": true, "note": "late"}')
+    assert cli.json("runs", "show", "review-offline")["status"] == "waiting"
+
+    workers.start(WAITING_APP)
+    run = cli.wait_for_status("review-offline")
+    assert run["status"] == "completed", run
+    assert run["output"]["review"] == {"approved": True, "note": "late"}
