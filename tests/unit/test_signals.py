@@ -9,9 +9,13 @@ from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 import legato
 from legato.errors import WaitTimeout
 from legato.model import EventKind, RunStatus
+from legato.storage.memory import MemoryStore
 from legato.testing import FakeClock
 from tests.fixtures.engine import Harness, advance, of_kind, outcome
 from tests.fixtures.waiting import DAY, SECOND, claim_due, engine_of, is_live, row, status
@@ -341,3 +345,43 @@ async def test_signal_from_outside_at_any_moment_around_parking_is_never_lost(
     statuses = [await status(harness.store, h.run_id) for h in handles]
     assert statuses == [RunStatus.COMPLETED] * 40
     assert [await outcome(h) for h in handles] == [[n] for n in range(40)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    sends=st.lists(st.sampled_from(["a", "b"]), max_size=6),
+    waits=st.lists(st.sampled_from(["a", "b"]), max_size=6),
+)
+def test_each_wait_gets_the_oldest_unconsumed_signal_of_its_name(
+    sends: list[str], waits: list[str]
+) -> None:
+    # Model: per name, a queue in send order; a wait pops its name's queue or times out.
+    queues: dict[str, list[int]] = {"a": [], "b": []}
+    for n, name in enumerate(sends):
+        queues[name].append(n)
+    expected = [queues[name].pop(0) if queues[name] else "timeout" for name in waits]
+
+    async def scenario() -> Any:
+        clock = FakeClock()
+        app = legato.App("test", MemoryStore(), clock=clock)
+
+        @app.workflow(name="drain")
+        async def drain() -> list[Any]:
+            await legato.sleep(DAY)
+            got: list[Any] = []
+            for name in waits:
+                try:
+                    got.append(await legato.wait_for_signal(name, timeout=SECOND))
+                except WaitTimeout:
+                    got.append("timeout")
+            return got
+
+        async with app:
+            handle = await app.start(drain)
+            await clock.settle()
+            for n, name in enumerate(sends):
+                await app.signal(handle.run_id, name, n)
+            await advance(clock, DAY + SECOND * (len(waits) + 1))
+            return await outcome(handle)
+
+    assert asyncio.run(scenario()) == expected
