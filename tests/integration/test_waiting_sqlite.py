@@ -350,3 +350,28 @@ async def test_signals_from_outside_the_engine_at_any_moment_are_never_lost(
 
     await poll_until(all_completed)
     assert [await outcome(h) for h in handles] == [[n] for n in range(30)]
+
+
+async def test_signal_resumes_an_evicted_run_within_a_second_on_the_real_clock(
+    sqlite_path: Path,
+) -> None:
+    resumed: list[float] = []
+    app = legato.App("test", SqliteStore(str(sqlite_path)))
+
+    @app.step(name="mark")
+    async def mark() -> None:
+        resumed.append(time.monotonic())
+
+    @app.workflow(name="hold")
+    async def hold() -> Any:
+        payload = await legato.wait_for_signal("go")
+        await mark()
+        return payload
+
+    async with app:
+        handle = await app.start(hold)
+        await poll_until(lambda: not is_live(app, handle.run_id), limit=5.0)
+        sent = time.monotonic()
+        await app.signal(handle.run_id, "go", "now")
+        assert await outcome(handle, limit=10.0) == "now"
+    assert resumed[0] - sent < 1.0

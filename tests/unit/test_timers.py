@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import timedelta, timezone
 from types import SimpleNamespace
 
 import legato
@@ -237,3 +237,31 @@ async def test_twenty_sleepers_each_wake_at_their_own_hour(
         done = await harness.store.list_runs(status="completed", limit=100)
         assert sorted(r.output for r in done) == list(range(1, hour + 1))
     assert [await outcome(h) for h in handles] == list(range(20, 0, -1))
+
+
+async def test_sleep_until_a_datetime_in_another_time_zone_wakes_at_that_instant(
+    harness: Harness, clock: FakeClock
+) -> None:
+    plus_five = timezone(timedelta(hours=5))
+    wake = at(clock, timedelta(hours=7)).astimezone(plus_five)
+    woke: list[float] = []
+
+    def define(app: legato.App) -> SimpleNamespace:
+        @app.step(name="mark")
+        async def mark() -> None:
+            woke.append(clock.time())
+
+        @app.workflow(name="until_tz")
+        async def flow() -> None:
+            await legato.sleep_until(wake)
+            await mark()
+
+        return SimpleNamespace(flow=flow)
+
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.flow)
+    await advance(clock, timedelta(hours=7) - SECOND)
+    assert woke == []
+    await advance(clock, SECOND)
+    assert await outcome(handle) is None
+    assert woke == [wake.timestamp()]
