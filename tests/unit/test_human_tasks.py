@@ -13,7 +13,7 @@ from legato.errors import InvalidTaskResponse, TaskClosed, TaskNotFound, WaitTim
 from legato.model import EventKind, RunStatus, TaskStatus
 from legato.testing import FakeClock
 from tests.fixtures.engine import Harness, advance, of_kind, outcome
-from tests.fixtures.waiting import DAY, SECOND, at, claim_due, status
+from tests.fixtures.waiting import BEFORE_TODAY, DAY, SECOND, at, claim_due, harness_at, status
 
 FORM = {
     "type": "object",
@@ -230,3 +230,12 @@ async def test_task_without_a_form_accepts_any_response(harness: Harness, clock:
     await harness.running.complete_task(task.task_id, ["anything", 1])
     await claim_due(clock)
     assert await outcome(handle) == ["anything", 1]
+
+
+async def test_app_complete_task_wakes_the_run_when_the_clock_is_set_before_today() -> None:
+    async with harness_at(BEFORE_TODAY) as harness:
+        handle = await started(harness, harness.clock)
+        (task,) = await client(harness).list_tasks(assignee="bob")
+        await harness.running.complete_task(task.task_id, {"approved": True})
+        await advance(harness.clock, SECOND)
+        assert await status(harness.store, handle.run_id) is RunStatus.COMPLETED

@@ -18,7 +18,17 @@ from legato.model import EventKind, RunStatus
 from legato.storage.memory import MemoryStore
 from legato.testing import FakeClock
 from tests.fixtures.engine import Harness, advance, of_kind, outcome
-from tests.fixtures.waiting import DAY, SECOND, claim_due, engine_of, is_live, row, status
+from tests.fixtures.waiting import (
+    BEFORE_TODAY,
+    DAY,
+    SECOND,
+    claim_due,
+    engine_of,
+    harness_at,
+    is_live,
+    row,
+    status,
+)
 
 
 def waiter(names: list[str], *, sleep_first: timedelta | None = None):
@@ -385,3 +395,14 @@ def test_each_wait_gets_the_oldest_unconsumed_signal_of_its_name(
             return await outcome(handle)
 
     assert asyncio.run(scenario()) == expected
+
+
+async def test_app_signal_wakes_an_evicted_run_when_the_clock_is_set_before_today() -> None:
+    # The engine's clock says 2020: "due now" must mean the engine's now, not the wall's.
+    async with harness_at(BEFORE_TODAY) as harness:
+        defs = await harness.start(waiter(["go"]))
+        handle = await harness.running.start(defs.flow)
+        await harness.clock.settle()
+        await harness.running.signal(handle.run_id, "go", "hi")
+        await advance(harness.clock, SECOND)
+        assert await status(harness.store, handle.run_id) is RunStatus.COMPLETED

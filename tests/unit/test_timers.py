@@ -10,7 +10,7 @@ import legato
 from legato.model import EventKind, RunStatus
 from legato.testing import FakeClock
 from tests.fixtures.engine import Harness, advance, of_kind, outcome, seconds
-from tests.fixtures.waiting import DAY, SECOND, at, is_live, row, status
+from tests.fixtures.waiting import BEFORE_TODAY, DAY, SECOND, at, harness_at, is_live, row, status
 
 
 def sleeper(calls: Counter[str], duration: timedelta = 3 * DAY):
@@ -265,3 +265,13 @@ async def test_sleep_until_a_datetime_in_another_time_zone_wakes_at_that_instant
     await advance(clock, SECOND)
     assert await outcome(handle) is None
     assert woke == [wake.timestamp()]
+
+
+async def test_app_cancel_stops_a_sleeping_run_when_the_clock_is_set_before_today() -> None:
+    async with harness_at(BEFORE_TODAY) as harness:
+        defs = await harness.start(sleeper(Counter()))
+        handle = await harness.running.start(defs.flow)
+        await harness.clock.settle()
+        await harness.running.cancel(handle.run_id)
+        await advance(harness.clock, SECOND)
+        assert await status(harness.store, handle.run_id) is RunStatus.CANCELLED
