@@ -48,9 +48,9 @@ class App:
         self.name = name
         self.database: str | None = None
         self.store: Store
+        self._clock = clock
         self.use_database(database)
         self.registry = Registry()
-        self._clock = clock
         self.hooks: list[Hooks] = list(hooks)
         self._engine_options = {"poll_interval": poll_interval, "lease": lease,
                                 "max_concurrent_runs": max_concurrent_runs}
@@ -66,7 +66,7 @@ class App:
         else:
             self.database = None
             self.store = database
-        self._client = AsyncClient(self.store)
+        self._client = AsyncClient(self.store, clock=self._clock)
 
     # -- registration ----------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ class App:
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.stop()
-            self._client = AsyncClient(self.store)
+            self._client = AsyncClient(self.store, clock=self._clock)
 
     async def run_worker(self) -> None:
         """Run the engine until SIGINT/SIGTERM or cancellation (what ``legato worker`` calls)."""
@@ -220,8 +220,15 @@ class App:
         # The durable flag first: whoever executes the run next (here or elsewhere, now or
         # after a crash) carries the cancellation out.
         status = await self._client.cancel(run_id)
-        if engine is not None:
-            engine.cancel_live(run_id)
+        if engine is not None and not engine.cancel_live(run_id):
+            engine.poke()  # parked or blocked: made due, so claim it now
+        return status
+
+    async def resume(self, run_id: str) -> RunStatus:
+        """Resume a ``blocked`` run after deploying code that matches its history."""
+        status = await self._client.resume(run_id)
+        if self._engine is not None:
+            self._engine.poke()
         return status
 
     async def describe(self, run_id: str) -> RunDescription:

@@ -14,12 +14,14 @@ from typing import Any, Protocol, TypeVar
 
 import jsonschema
 
+from legato.engine.clock import Clock, SystemClock
 from legato.engine.execution import Outcome
 from legato.engine.payloads import encode
 from legato.errors import (
     DefinitionError,
     InvalidTaskResponse,
     RunAlreadyExists,
+    RunError,
     RunFailed,
     RunFinished,
     RunNotFound,
@@ -106,7 +108,8 @@ class AsyncClient:
     ...     run = await client.start("purchase_course", {"id": "p-1"}, run_id="p-1")
     """
 
-    def __init__(self, database: str | Store | None = None) -> None:
+    def __init__(self, database: str | Store | None = None, *,
+                 clock: Clock | None = None) -> None:
         if isinstance(database, str) or database is None:
             self.database: str | None = database_url(database)
             self._store: Store = open_store(self.database)
@@ -114,6 +117,9 @@ class AsyncClient:
             self.database = None
             self._store = database
         self._opened = False
+        # When signals, cancels and answers happen: the wall clock, or (in an App) the
+        # engine's, so a run woken "now" is due by the clock its worker reads.
+        self._time = (clock or SystemClock()).time
 
     async def _open(self) -> Store:
         if not self._opened:
@@ -148,7 +154,7 @@ class AsyncClient:
             raise UnknownWorkflow(workflow, known)
         run_id = run_id or str(uuid.uuid4())
         conflicts = await store.write([NewRun(run_id, workflow, RunStatus.PENDING.value, payload,
-                                              time.time(), None, None)])
+                                              self._time(), None, None)])
         existing = conflicts.get(run_id)
         if existing is not None and existing != workflow:
             raise RunAlreadyExists(run_id, existing, workflow)
@@ -189,9 +195,23 @@ class AsyncClient:
 
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel a run: at once if no worker has taken it, else by its worker."""
-        run = await (await self._open()).request_cancel(run_id, time.time())
+        run = await (await self._open()).request_cancel(run_id, self._time())
         if run is None:
             raise RunNotFound(run_id)
+        return run.status
+
+    async def resume(self, run_id: str) -> RunStatus:
+        """Resume a ``blocked`` run after deploying code that matches its history.
+
+        A worker replays it again; if it still diverges, it is blocked again. Raises
+        ``RunNotFound``, or ``RunError`` if the run is not blocked.
+        """
+        run = await (await self._open()).resume_blocked(run_id, self._time())
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.status is not RunStatus.RUNNING:
+            raise RunError(f"run {run_id!r} is {run.status.value}, not blocked; only a "
+                           "blocked run can be resumed", run_id=run_id)
         return run.status
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
@@ -203,7 +223,7 @@ class AsyncClient:
             raise DefinitionError(f"signal names are non-empty strings not starting with "
                                   f"'__', got {name!r}")
         data = encode(payload, f"the payload of signal {name!r}")
-        run, signal_id = await (await self._open()).send_signal(run_id, name, data, time.time())
+        run, signal_id = await (await self._open()).send_signal(run_id, name, data, self._time())
         if run is None:
             raise RunNotFound(run_id)
         if signal_id is None:
@@ -241,7 +261,7 @@ class AsyncClient:
                 raise InvalidTaskResponse(task_id, f"{error.message}" +
                                           (f" (at {where})" if where else ""))
         data = encode(response, f"the response to task {task_id!r}")
-        done, changed = await self._store.complete_task(task_id, data, time.time())
+        done, changed = await self._store.complete_task(task_id, data, self._time())
         if done is None:
             raise TaskNotFound(task_id)
         if not changed:
@@ -316,6 +336,10 @@ class Client:
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         """Wait for the run's output; raises ``RunFailed`` if it did not complete."""
         return self._call(self._async.result, run_id, timeout)
+
+    def resume(self, run_id: str) -> RunStatus:
+        """Resume a blocked run (see ``AsyncClient.resume``)."""
+        return self._call(self._async.resume, run_id)
 
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send a signal to a run."""

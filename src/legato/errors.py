@@ -173,8 +173,9 @@ class NonDeterminismError(RunError):
     def __init__(self, run_id: str, seq: str, recorded: str, requested: str) -> None:
         super().__init__(
             f"run {run_id!r} is not deterministic at call #{seq}: history recorded "
-            f"{recorded}, but the code asked for {requested}. The run is blocked; deploy "
-            "code that makes the same calls as before, or cancel the run.",
+            f"{recorded}, but the code asked for {requested}. The run is blocked: deploy "
+            "code that makes the same calls and resume it (legato runs resume RUN_ID), or "
+            "cancel it (its completed steps are compensated).",
             run_id=run_id,
         )
         self.seq = seq

@@ -175,6 +175,24 @@ def start(
         raise typer.Exit(1)
 
 
+@runs_app.command("resume")
+def resume(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resume a blocked run after deploying code that makes its recorded calls."""
+    with connect(database) as client:
+        status = client.resume(run_id)
+    if as_json:
+        print_json({"run_id": run_id, "status": status.value})
+    else:
+        console().print(
+            f"run {run_id} resumed: a worker replays it with the code it runs now (if it "
+            f"still diverges, it is blocked again). Follow it with `legato runs show {run_id}`."
+        )
+
+
 def cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
     database: DatabaseOption = None,
@@ -183,7 +201,7 @@ def cancel(
     """Cancel a run; its completed steps are compensated."""
     with connect(database) as client:
         before = client.get_run(run_id).status
-        if before.is_terminal:
+        if before.is_terminal and before is not RunStatus.BLOCKED:
             raise fail(f"run {run_id!r} already ended {before.value}; there is nothing to cancel")
         status = client.cancel(run_id)
     if as_json:

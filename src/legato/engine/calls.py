@@ -42,10 +42,11 @@ def record_value(ex: RunExecution, kind: str) -> Any:
         value = str(uuid.uuid4())
     else:
         value = ex.engine.rng.random()
-    # Not awaited: nothing outside the run depends on the value until a later record
-    # commits, and the journal commits in order.
+    # Not awaited here; but before a step can see the value, its record must be durable
+    # (attempts() waits for it), or a crash would replay a new value under the same key.
     ex.engine.journal.submit_nowait(
         ex.record(EventKind.VALUE, key, kind, 0, dumps({"value": value})))
+    ex.values_unsaved = True
     return value
 
 
@@ -69,6 +70,9 @@ async def attempts(
         number = failed + 1
         started = ex.record(started_kind, key, name, number, None)
         ticket = engine.journal.submit_nowait(started)
+        if ex.values_unsaved:
+            ex.values_unsaved = False
+            await ex.commit()  # the batch holding the values (and this start) commits first
         ex.in_flight += 1
         ex.set_busy(False)  # the step's own work (a thread, a network call) is not ours
         try:

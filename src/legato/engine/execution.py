@@ -127,6 +127,7 @@ class RunExecution:
         self.completed: list[Completed] = []
         self.cancel_reason: BaseException | None = None
         self.in_flight = 0          # step or compensation attempts running
+        self.values_unsaved = False  # legato.now()/uuid()/random() records not yet durable
         self.committing = 0         # awaited commits under way
         self.compensating = index.failure is not None
         self.done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -477,7 +478,9 @@ class RunExecution:
         ops: list[Write] = [] if first is None else [first]
         if kind is not None:
             ops.append(self.record(kind, None, None, 0, data))
-        ops.append(self.set_run(status, output=output, error=error))
+        end = self.set_run(status, output=output, error=error)
+        end.release = True  # nobody executes an ended run; an operator action may revive it
+        ops.append(end)
         now = self.engine.clock.time()
         if self.has_tasks:
             ops.append(CloseTasks(self.run_id, None, "cancelled", now))

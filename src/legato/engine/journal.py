@@ -140,7 +140,11 @@ class Journal:
         return False
 
     def submit(self, *ops: Write) -> asyncio.Future[BatchOutcome]:
-        """Queue ``ops`` (in one batch); the future resolves when that batch commits."""
+        """Queue ``ops`` (in one batch); the future resolves when that batch commits.
+
+        With no ops, the future is the open batch's: it resolves once everything queued
+        so far has committed.
+        """
         batch = self._batch_for(len(ops))
         batch.ops.extend(ops)
         if batch.future is None:

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
+import orjson
+
 from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
 from legato.engine.execution import Outcome, RunExecution
@@ -184,7 +186,8 @@ class Engine:
             if existing != workflow.name:
                 raise RunAlreadyExists(run_id, existing, workflow.name)
             return run_id
-        self._launch(run_id, workflow, list(args), deadline, ReplayIndex())
+        # The workflow sees its arguments as replay will: through JSON.
+        self._launch(run_id, workflow, orjson.loads(payload), deadline, ReplayIndex())
         return run_id
 
     def _launch(self, run_id: str, workflow: Workflow[..., Any], args: list[Any],
@@ -328,10 +331,13 @@ class Engine:
                 await asyncio.wait_for(self._quiet.wait(), 0.05)
 
     async def _maintain(self) -> None:
-        while True:
+        while self.running:
             self._pass_done.set()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), self.poll_interval_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+            # arrives as the poke does, and stop() would wait for this task forever.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._poke.wait()
             self._poke.clear()
             self._pass_done.clear()
             try:
@@ -341,13 +347,16 @@ class Engine:
                     self._last_heartbeat = now
                     await self._reap_dead_workers()
                 if self._to_release:
-                    released, self._to_release = self._to_release, []
                     await self.journal.flush()
+                    released = list(self._to_release)
                     await self.store.release_runs(self.worker_id, released)
+                    del self._to_release[:len(released)]  # only once the release is durable
                 while await self._claim():
                     pass
                 for run_id in await self.store.cancel_requests(self.worker_id):
-                    self.cancel_live(run_id)
+                    if not self.cancel_live(run_id) and run_id not in self._to_release:
+                        self._to_release.append(run_id)  # ours but idle: let it be claimed
+                        self.poke()
                 await self._check_signals()
                 await self._check_outcomes()
             except Exception:

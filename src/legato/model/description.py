@@ -169,7 +169,8 @@ def _next(run: Run, current: StepSummary | None, pending: list[str], done: list[
                 "compensate the completed steps")
     if status is RunStatus.BLOCKED:
         return (f"operator action: replay diverged from history ({error.get('message')}). "
-                "Deploy code that makes the recorded calls, or cancel the run")
+                "Deploy code that makes the recorded calls and resume it (legato runs resume "
+                "RUN_ID), or cancel it (legato cancel RUN_ID) to compensate its steps")
     if status is RunStatus.COMPENSATION_FAILED:
         return (f"operator action: compensating {error.get('step')!r} failed ({cause}); "
                 f"still to compensate: {', '.join(pending) or 'nothing'}")

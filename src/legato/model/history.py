@@ -25,6 +25,7 @@ class EventKind(enum.StrEnum):
     RUN_COMPENSATED = "run_compensated"
     RUN_CANCELLED = "run_cancelled"
     RUN_BLOCKED = "run_blocked"
+    RUN_RESUMED = "run_resumed"          # an operator resumed a blocked run
     TIMER_STARTED = "timer_started"      # data.wake_at
     TIMER_FIRED = "timer_fired"
     WAIT_STARTED = "wait_started"        # data.signal, data.timeout_at

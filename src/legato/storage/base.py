@@ -172,8 +172,15 @@ class Store(Protocol):
         A run still ``pending`` and unowned has done nothing, so it becomes ``cancelled``
         at once (with ``cancel_requested`` and ``run_cancelled`` records). An owned run only
         gets the flag: its owner records and carries out the cancellation. An unowned
-        waiting run is made due, so a worker picks it up and cancels it. Returns the run
-        as it is afterwards, or None if there is no such run.
+        waiting run is made due, so a worker picks it up and cancels it; so is a
+        ``blocked`` run (cancelling compensates it from its history, without replay).
+        Returns the run as it is afterwards, or None if there is no such run.
+        """
+
+    async def resume_blocked(self, run_id: str, at: float) -> Run | None:
+        """Make a ``blocked`` run due again (recording ``run_resumed``); None if unknown.
+
+        Returns the run as it is afterwards; a run that was not blocked is unchanged.
         """
 
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:

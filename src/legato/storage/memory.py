@@ -248,8 +248,10 @@ class MemoryStore:
         row = self._runs.get(run_id)
         if row is None:
             return None
-        if row.status in _TERMINAL:
+        if row.status in _TERMINAL and row.status != RunStatus.BLOCKED.value:
             return _run(row)
+        if row.status == RunStatus.BLOCKED.value:
+            row.status = RunStatus.RUNNING.value  # cancelled from its history, no replay
         row.cancel_requested = True
         if row.owner is None:
             row.wake_at = at  # a parked run must wake up to be cancelled
@@ -301,6 +303,21 @@ class MemoryStore:
         row.status, row.response, row.completed_at = TaskStatus.COMPLETED.value, response, at
         self._add_signal(row.run_id, TASK_SIGNAL_PREFIX + task_id, response, at)
         return _task(row), True
+
+    async def resume_blocked(self, run_id: str, at: float) -> Run | None:
+        """Make a blocked run due again, recording ``run_resumed``."""
+        row = self._runs.get(run_id)
+        if row is None:
+            return None
+        if row.status == RunStatus.BLOCKED.value:
+            row.status, row.error, row.updated_at, row.wake_at = (
+                RunStatus.RUNNING.value, None, at, at)
+            positions = self._positions.setdefault(run_id, set())
+            pos = max(positions, default=0) + 1
+            self._history.setdefault(run_id, []).append(
+                Append(run_id, pos, EventKind.RUN_RESUMED.value, None, None, 0, None, at))
+            positions.add(pos)
+        return _run(row)
 
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
         """Record a worker process."""

@@ -311,15 +311,16 @@ class SqliteStore:
             if row is None:
                 return None
             run = _run(row)
-            if run.status.is_terminal:
+            if run.status.is_terminal and run.status is not RunStatus.BLOCKED:
                 return run
             outright = run.owner is None and run.status == RunStatus.PENDING
+            status = RunStatus.CANCELLED if outright else (
+                RunStatus.RUNNING if run.status is RunStatus.BLOCKED else run.status)
             c.execute(
                 "UPDATE runs SET cancel_requested = 1, status = ?, updated_at = ?, "
                 "wake_at = CASE WHEN ? THEN NULL WHEN owner IS NULL THEN ? ELSE wake_at END "
                 "WHERE run_id = ?",
-                (RunStatus.CANCELLED.value if outright else run.status.value, at, outright, at,
-                 run_id),
+                (status.value, at, outright, at, run_id),
             )
             if outright:
                 # Nobody executes the run, so nobody else appends to its history. A run with
@@ -364,6 +365,24 @@ class SqliteStore:
             row = c.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?",
                             (task_id,)).fetchone()
             return (None if row is None else _task(row)), changed is not None
+
+        return await self._write(self._tx, body)
+
+    async def resume_blocked(self, run_id: str, at: float) -> Run | None:
+        """Make a blocked run due again, recording ``run_resumed``."""
+
+        def body(c: sqlite3.Connection) -> Run | None:
+            resumed = c.execute(
+                "UPDATE runs SET status = 'running', error = NULL, updated_at = ?, wake_at = ? "
+                "WHERE run_id = ? AND status = 'blocked'", (at, at, run_id)).rowcount
+            if resumed:
+                pos = c.execute("SELECT coalesce(max(pos), 0) FROM history WHERE run_id = ?",
+                                (run_id,)).fetchone()[0]
+                c.execute(_APPEND, (run_id, pos + 1, EventKind.RUN_RESUMED.value, None, None,
+                                    0, None, at))
+            row = c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                            (run_id,)).fetchone()
+            return None if row is None else _run(row)
 
         return await self._write(self._tx, body)
 
