@@ -38,7 +38,7 @@ def build_app(database: str, effects: str, blocked: bool) -> tuple[legato.App, o
     @app.step
     async def second(order: int) -> int:
         if blocked:
-            await asyncio.Event().wait()   # the killed worker never gets past this
+            await asyncio.Event().wait()  # the killed worker never gets past this
         return order
 
     @app.step
@@ -82,11 +82,14 @@ async def parent(database: str, db_path: str, effects: str, n: int) -> None:
             await app.handle(f"run-{i:05d}").result(timeout=120)
         completed = time.perf_counter() - began
     with sqlite3.connect(effects) as conn:
-        twice = conn.execute("SELECT count(*) FROM (SELECT run FROM effects GROUP BY run "
-                             "HAVING count(*) > 1)").fetchone()[0]
+        twice = conn.execute(
+            "SELECT count(*) FROM (SELECT run FROM effects GROUP BY run HAVING count(*) > 1)"
+        ).fetchone()[0]
     print(f"recovery n={n}")
-    print(f"  runs resumed at start  {live_after_start:>8d}   in {resumed * 1000:.0f} ms "
-          "(engine start: claim + replay)")
+    print(
+        f"  runs resumed at start  {live_after_start:>8d}   in {resumed * 1000:.0f} ms "
+        "(engine start: claim + replay)"
+    )
     print(f"  all runs completed     {completed * 1000:>8.0f} ms after start")
     print(f"  recorded steps re-run  {twice:>8d}")
 
@@ -105,8 +108,10 @@ def main() -> None:
     with sqlite3.connect(effects) as conn:
         conn.execute("CREATE TABLE effects (run TEXT, step TEXT)")
     database = f"sqlite:///{db_path}"
-    proc = subprocess.Popen([sys.executable, __file__, "-n", str(args.n),
-                             "--child", database, effects], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "-n", str(args.n), "--child", database, effects],
+        stdout=subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         proc.stdout.readline()

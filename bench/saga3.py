@@ -77,11 +77,12 @@ async def bench(database: str, n: int, fail: bool) -> dict[str, float]:
     async with app:
         began = time.perf_counter()
         latencies = await asyncio.gather(
-            *(one_run(app, saga3, {"id": i, "fail": fail}) for i in range(n)))
+            *(one_run(app, saga3, {"id": i, "fail": fail}) for i in range(n))
+        )
         elapsed = time.perf_counter() - began
         single = [await one_run(app, saga3, {"id": -i - 1, "fail": fail}) for i in range(200)]
     latencies.sort()
-    steps = n * (5 if fail else 3)   # the fail variant: 3 steps + 2 compensations
+    steps = n * (5 if fail else 3)  # the fail variant: 3 steps + 2 compensations
     return {
         "runs_per_s": n / elapsed,
         "steps_per_s": steps / elapsed,
@@ -94,8 +95,11 @@ async def bench(database: str, n: int, fail: bool) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database", default=None,
-                        help="sqlite:///path.db or memory:// (default: a fresh temp SQLite file)")
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="sqlite:///path.db or memory:// (default: a fresh temp SQLite file)",
+    )
     parser.add_argument("-n", type=int, default=10_000)
     parser.add_argument("--variant", choices=["ok", "fail"], default="ok")
     args = parser.parse_args()

@@ -40,11 +40,17 @@ class App:
     ...     print(await run.result())
     """
 
-    def __init__(self, name: str, database: str | Store | None = None, *,
-                 clock: Clock | None = None, poll_interval: timedelta = timedelta(milliseconds=200),
-                 lease: timedelta = timedelta(seconds=15),
-                 max_concurrent_runs: int = 10_000,
-                 hooks: Sequence[Hooks] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        database: str | Store | None = None,
+        *,
+        clock: Clock | None = None,
+        poll_interval: timedelta = timedelta(milliseconds=200),
+        lease: timedelta = timedelta(seconds=15),
+        max_concurrent_runs: int = 10_000,
+        hooks: Sequence[Hooks] = (),
+    ) -> None:
         self.name = name
         self.database: str | None = None
         self.store: Store
@@ -52,8 +58,9 @@ class App:
         self.use_database(database)
         self.registry = Registry()
         self.hooks: list[Hooks] = list(hooks)
-        self._engine_options = {"poll_interval": poll_interval, "lease": lease,
-                                "max_concurrent_runs": max_concurrent_runs}
+        self._poll_interval = poll_interval
+        self._lease = lease
+        self._max_concurrent_runs = max_concurrent_runs
         self._engine: Engine | None = None
 
     def use_database(self, database: str | Store | None) -> None:
@@ -73,13 +80,16 @@ class App:
     @overload
     def workflow(self, fn: Callable[P, Awaitable[R]]) -> Workflow[P, R]: ...
     @overload
-    def workflow(self, *, name: str | None = None, timeout: timedelta | None = None
-                 ) -> Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]: ...
+    def workflow(
+        self, *, name: str | None = None, timeout: timedelta | None = None
+    ) -> Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]: ...
 
-    def workflow(self, fn: Any = None, *, name: str | None = None,
-                 timeout: timedelta | None = None) -> Any:
+    def workflow(
+        self, fn: Any = None, *, name: str | None = None, timeout: timedelta | None = None
+    ) -> Any:
         """Register an ``async def`` as a workflow: ``@app.workflow`` or
         ``@app.workflow(name=..., timeout=timedelta(...))``."""
+
         def register(f: Callable[..., Any]) -> Workflow[..., Any]:
             workflow: Workflow[..., Any] = Workflow(f, name=name, timeout=timeout)
             self.registry.add_workflow(workflow)
@@ -90,17 +100,29 @@ class App:
     @overload
     def step(self, fn: Callable[P, R]) -> Step[P, R]: ...
     @overload
-    def step(self, *, name: str | None = None, retry: Retry | None = None,
-             timeout: timedelta | None = None) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+    def step(
+        self,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        timeout: timedelta | None = None,
+    ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
-    def step(self, fn: Any = None, *, name: str | None = None, retry: Retry | None = None,
-             timeout: timedelta | None = None) -> Any:
+    def step(
+        self,
+        fn: Any = None,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        timeout: timedelta | None = None,
+    ) -> Any:
         """Register a ``def`` or ``async def`` as a durable step: ``@app.step`` or
         ``@app.step(name=..., retry=legato.Retry(...), timeout=timedelta(...))``.
 
         Inside a workflow a call is recorded and never re-run once recorded; outside
         any workflow it is a plain function call.
         """
+
         def register(f: Callable[..., Any]) -> Step[..., Any]:
             step: Step[..., Any] = Step(f, name=name, retry=retry, timeout=timeout)
             self.registry.add_step(step)
@@ -126,8 +148,15 @@ class App:
     async def __aenter__(self) -> App:
         if self._engine is not None and self._engine.running:
             raise NotRunning(f"app {self.name!r} is already running")
-        engine = Engine(self.registry, self.store, clock=self._clock, hooks=self.hooks,
-                        **self._engine_options)  # type: ignore[arg-type]  # typed above
+        engine = Engine(
+            self.registry,
+            self.store,
+            clock=self._clock,
+            hooks=self.hooks,
+            poll_interval=self._poll_interval,
+            lease=self._lease,
+            max_concurrent_runs=self._max_concurrent_runs,
+        )
         await engine.start()
         self._engine = engine
         return self
@@ -153,8 +182,12 @@ class App:
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def start(self, workflow: Workflow[..., Any] | str | Callable[..., Any], *args: Any,
-                    run_id: str | None = None) -> RunHandle:
+    async def start(
+        self,
+        workflow: Workflow[..., Any] | str | Callable[..., Any],
+        *args: Any,
+        run_id: str | None = None,
+    ) -> RunHandle:
         """Start a run of ``workflow`` (the decorated function or its name) and return a handle.
 
         A ``run_id`` that exists returns a handle on that run and creates nothing; if it
@@ -197,11 +230,18 @@ class App:
         if self._engine is not None:
             self._engine.signal_arrived(run_id)
 
-    async def list_tasks(self, *, assignee: str | None = None, status: str | None = "open",
-                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+    async def list_tasks(
+        self,
+        *,
+        assignee: str | None = None,
+        status: str | None = "open",
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
         """Human tasks in the inbox, oldest first (open ones unless ``status`` says)."""
-        return await self._client.list_tasks(assignee=assignee, status=status, run_id=run_id,
-                                             limit=limit)
+        return await self._client.list_tasks(
+            assignee=assignee, status=status, run_id=run_id, limit=limit
+        )
 
     async def get_task(self, task_id: str) -> Task:
         """One human task; raises ``TaskNotFound``."""

@@ -61,8 +61,13 @@ class RunHandle:
         if outcome.status is RunStatus.COMPLETED:
             return outcome.output
         error = outcome.error or {}
-        raise RunFailed(self.run_id, outcome.status.value, error.get("type"),
-                        error.get("message"), error.get("step"))
+        raise RunFailed(
+            self.run_id,
+            outcome.status.value,
+            error.get("type"),
+            error.get("message"),
+            error.get("step"),
+        )
 
     async def describe(self) -> RunDescription:
         """What step the run is on, what failed, what happens next."""
@@ -108,8 +113,7 @@ class AsyncClient:
     ...     run = await client.start("purchase_course", {"id": "p-1"}, run_id="p-1")
     """
 
-    def __init__(self, database: str | Store | None = None, *,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, database: str | Store | None = None, *, clock: Clock | None = None) -> None:
         if isinstance(database, str) or database is None:
             self.database: str | None = database_url(database)
             self._store: Store = open_store(self.database)
@@ -153,8 +157,9 @@ class AsyncClient:
         if workflow not in known:
             raise UnknownWorkflow(workflow, known)
         run_id = run_id or str(uuid.uuid4())
-        conflicts = await store.write([NewRun(run_id, workflow, RunStatus.PENDING.value, payload,
-                                              self._time(), None, None)])
+        conflicts = await store.write(
+            [NewRun(run_id, workflow, RunStatus.PENDING.value, payload, self._time(), None, None)]
+        )
         existing = conflicts.get(run_id)
         if existing is not None and existing != workflow:
             raise RunAlreadyExists(run_id, existing, workflow)
@@ -181,13 +186,13 @@ class AsyncClient:
         await self.get_run(run_id)
         return await self._store.history(run_id)
 
-    async def list_runs(self, *, status: str | None = None, workflow: str | None = None,
-                        limit: int = 50) -> list[Run]:
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[Run]:
         """Runs, newest first."""
         if status is not None:
             RunStatus(status)  # a clear ValueError for a status that does not exist
-        return await (await self._open()).list_runs(status=status, workflow=workflow,
-                                                    limit=limit)
+        return await (await self._open()).list_runs(status=status, workflow=workflow, limit=limit)
 
     async def list_workflows(self) -> list[str]:
         """Workflow names registered on this database."""
@@ -210,8 +215,11 @@ class AsyncClient:
         if run is None:
             raise RunNotFound(run_id)
         if run.status is not RunStatus.RUNNING:
-            raise RunError(f"run {run_id!r} is {run.status.value}, not blocked; only a "
-                           "blocked run can be resumed", run_id=run_id)
+            raise RunError(
+                f"run {run_id!r} is {run.status.value}, not blocked; only a "
+                "blocked run can be resumed",
+                run_id=run_id,
+            )
         return run.status
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
@@ -220,8 +228,9 @@ class AsyncClient:
         Raises ``RunNotFound`` for an unknown run and ``RunFinished`` for one that ended.
         """
         if not isinstance(name, str) or not name or name.startswith("__"):
-            raise DefinitionError(f"signal names are non-empty strings not starting with "
-                                  f"'__', got {name!r}")
+            raise DefinitionError(
+                f"signal names are non-empty strings not starting with '__', got {name!r}"
+            )
         data = encode(payload, f"the payload of signal {name!r}")
         run, signal_id = await (await self._open()).send_signal(run_id, name, data, self._time())
         if run is None:
@@ -229,13 +238,20 @@ class AsyncClient:
         if signal_id is None:
             raise RunFinished(run_id, run.status.value, "more signals")
 
-    async def list_tasks(self, *, assignee: str | None = None, status: str | None = "open",
-                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+    async def list_tasks(
+        self,
+        *,
+        assignee: str | None = None,
+        status: str | None = "open",
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
         """Human tasks, oldest first (open ones unless ``status`` says otherwise)."""
         if status is not None:
             TaskStatus(status)  # a clear ValueError for a status that does not exist
-        return await (await self._open()).list_tasks(status=status, assignee=assignee,
-                                                     run_id=run_id, limit=limit)
+        return await (await self._open()).list_tasks(
+            status=status, assignee=assignee, run_id=run_id, limit=limit
+        )
 
     async def get_task(self, task_id: str) -> Task:
         """One human task; raises ``TaskNotFound``."""
@@ -255,11 +271,13 @@ class AsyncClient:
             raise TaskClosed(task_id, task.status.value)
         if task.form is not None:
             error = jsonschema.exceptions.best_match(
-                jsonschema.validators.validator_for(task.form)(task.form).iter_errors(response))
+                jsonschema.validators.validator_for(task.form)(task.form).iter_errors(response)
+            )
             if error is not None:
                 where = "/".join(str(p) for p in error.absolute_path)
-                raise InvalidTaskResponse(task_id, f"{error.message}" +
-                                          (f" (at {where})" if where else ""))
+                raise InvalidTaskResponse(
+                    task_id, f"{error.message}" + (f" (at {where})" if where else "")
+                )
         data = encode(response, f"the response to task {task_id!r}")
         done, changed = await self._store.complete_task(task_id, data, self._time())
         if done is None:
@@ -320,8 +338,9 @@ class Client:
         """The run's raw history, oldest first."""
         return self._call(self._async.history, run_id)
 
-    def list_runs(self, *, status: str | None = None, workflow: str | None = None,
-                  limit: int = 50) -> list[Run]:
+    def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[Run]:
         """Runs, newest first."""
         return self._call(self._async.list_runs, status=status, workflow=workflow, limit=limit)
 
@@ -345,11 +364,18 @@ class Client:
         """Send a signal to a run."""
         self._call(self._async.signal, run_id, name, payload)
 
-    def list_tasks(self, *, assignee: str | None = None, status: str | None = "open",
-                   run_id: str | None = None, limit: int = 100) -> list[Task]:
+    def list_tasks(
+        self,
+        *,
+        assignee: str | None = None,
+        status: str | None = "open",
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
         """Human tasks, oldest first."""
-        return self._call(self._async.list_tasks, assignee=assignee, status=status,
-                          run_id=run_id, limit=limit)
+        return self._call(
+            self._async.list_tasks, assignee=assignee, status=status, run_id=run_id, limit=limit
+        )
 
     def get_task(self, task_id: str) -> Task:
         """One human task."""

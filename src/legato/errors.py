@@ -56,9 +56,13 @@ class UnknownWorkflow(DefinitionError, LookupError):
     def __init__(self, name: str, known: list[str] | None = None) -> None:
         self.name = name
         self.known = sorted(known or [])
-        hint = f" Known workflows: {', '.join(self.known)}." if self.known else (
-            " No workflows are registered yet: start a worker for your app"
-            " (legato worker MODULE:APP) so it records its workflows."
+        hint = (
+            f" Known workflows: {', '.join(self.known)}."
+            if self.known
+            else (
+                " No workflows are registered yet: start a worker for your app"
+                " (legato worker MODULE:APP) so it records its workflows."
+            )
         )
         super().__init__(f"unknown workflow {name!r}.{hint}")
 
@@ -159,8 +163,9 @@ class WorkflowTimeout(RunError, TimeoutError):
     """The run did not finish before its workflow timeout."""
 
     def __init__(self, run_id: str, timeout_s: float) -> None:
-        super().__init__(f"run {run_id!r} exceeded its workflow timeout of {timeout_s:g}s",
-                         run_id=run_id)
+        super().__init__(
+            f"run {run_id!r} exceeded its workflow timeout of {timeout_s:g}s", run_id=run_id
+        )
 
 
 class NonDeterminismError(RunError):
@@ -208,8 +213,7 @@ class RunFinished(RunError):
     """The run has ended, so it takes no more signals (or cancellation)."""
 
     def __init__(self, run_id: str, status: str, what: str) -> None:
-        super().__init__(f"run {run_id!r} has ended ({status}); it takes no {what}",
-                         run_id=run_id)
+        super().__init__(f"run {run_id!r} has ended ({status}); it takes no {what}", run_id=run_id)
         self.status = status
 
 
@@ -226,11 +230,11 @@ class WaitTimeout(RunError, TimeoutError):
 class ChildFailed(RunError):
     """A child run ended without a result; raised in the parent where it awaits the child."""
 
-    def __init__(self, child_run_id: str, status: str, error_type: str | None,
-                 message: str | None) -> None:
+    def __init__(
+        self, child_run_id: str, status: str, error_type: str | None, message: str | None
+    ) -> None:
         what = f": {error_type}: {message}" if error_type else ""
-        super().__init__(f"child run {child_run_id!r} ended {status}{what}",
-                         run_id=child_run_id)
+        super().__init__(f"child run {child_run_id!r} ended {status}{what}", run_id=child_run_id)
         self.child_run_id = child_run_id
         self.status = status
         self.error_type = error_type
@@ -264,8 +268,9 @@ class InvalidTaskResponse(TaskError, ValueError):
     """The response does not match the task's form (JSON Schema); the task stays open."""
 
     def __init__(self, task_id: str, reason: str) -> None:
-        super().__init__(f"response to task {task_id!r} does not match its form: {reason}",
-                         task_id=task_id)
+        super().__init__(
+            f"response to task {task_id!r} does not match its form: {reason}", task_id=task_id
+        )
         self.reason = reason
 
 

@@ -38,7 +38,8 @@ async def test_faults_fail_a_named_step_for_n_attempts_then_let_it_run() -> None
         history = await app.history(handle.run_id)
     failures = [e for e in history if e.kind is EventKind.STEP_FAILED]
     assert [(e.attempt, e.data["type"]) for e in failures] == [(1, "ConnectionError")] * 1 + [
-        (2, "ConnectionError")]
+        (2, "ConnectionError")
+    ]
     assert faults.injected("charge") == [1, 2]
     assert calls == ["charge"]  # the real body ran once, on the third attempt
 
@@ -112,16 +113,19 @@ def test_worker_crashed_at_a_named_point_finishes_the_run_after_restart(
     ledger = tmp_path / "ledger.db"
     database = f"sqlite:///{tmp_path / 'runs.db'}"
     env = {"KIT_LEDGER": str(ledger)}
-    worker = WorkerProcess("tests.integration.kit_app:app", database, crash_at=point,
-                           cwd=str(REPO), env=env)
+    worker = WorkerProcess(
+        "tests.integration.kit_app:app", database, crash_at=point, cwd=str(REPO), env=env
+    )
     with legato.Client(database) as client, worker:
         worker.wait_ready("order")
         run_id = client.start("order", "o-1", run_id="o-1")
         assert worker.wait_for_crash(timeout=30) == -9
         assert client.get_run(run_id).status.value in ("running", "sleeping")
         worker.restart()
-        assert client.result(run_id, timeout=30) == {"payment": "paid-o-1",
-                                                     "shipment": "shipped-o-1"}
+        assert client.result(run_id, timeout=30) == {
+            "payment": "paid-o-1",
+            "shipment": "shipped-o-1",
+        }
     effects = _effects(ledger)
     # charge's completion was durable before the crash: it never runs again.
     assert [step for _, step in effects] == ["charge", "ship"]

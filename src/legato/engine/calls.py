@@ -45,15 +45,24 @@ def record_value(ex: RunExecution, kind: str) -> Any:
     # Not awaited here; but before a step can see the value, its record must be durable
     # (attempts() waits for it), or a crash would replay a new value under the same key.
     ex.engine.journal.submit_nowait(
-        ex.record(EventKind.VALUE, key, kind, 0, dumps({"value": value})))
+        ex.record(EventKind.VALUE, key, kind, 0, dumps({"value": value}))
+    )
     ex.values_unsaved = True
     return value
 
 
 async def attempts(
-    ex: RunExecution, *, key: str, name: str, policy: Retry, failed: int,
-    retry_at: float | None, started_kind: EventKind, failed_kind: EventKind,
-    attempt: Callable[[int], Awaitable[bytes]], interruptible: bool,
+    ex: RunExecution,
+    *,
+    key: str,
+    name: str,
+    policy: Retry,
+    failed: int,
+    retry_at: float | None,
+    started_kind: EventKind,
+    failed_kind: EventKind,
+    attempt: Callable[[int], Awaitable[bytes]],
+    interruptible: bool,
     hook_name: str | None = None,
 ) -> tuple[bytes, int, float]:
     """Try ``attempt`` until it succeeds; record every failure with its next retry time.
@@ -107,8 +116,9 @@ async def attempts(
         return data, number, started.at
 
 
-def override(ex: RunExecution, name: str, number: int, fn: Callable[..., Any],
-             is_async: bool) -> tuple[Callable[..., Any], bool]:
+def override(
+    ex: RunExecution, name: str, number: int, fn: Callable[..., Any], is_async: bool
+) -> tuple[Callable[..., Any], bool]:
     """The function to run for this attempt: the step's, or one a hook put in its place."""
     for hook in ex.engine.hooks:
         replacement = hook.before_step_attempt(ex.run_id, name, number)
@@ -117,8 +127,9 @@ def override(ex: RunExecution, name: str, number: int, fn: Callable[..., Any],
     return fn, is_async
 
 
-async def call_step(ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...],
-                    kwargs: dict[str, Any]) -> Any:
+async def call_step(
+    ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     """Execute a step call durably (or return its recorded outcome)."""
     from legato.engine.execution import Completed
 
@@ -130,12 +141,18 @@ async def call_step(ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...
     if record is not None:
         if record.completed_pos is not None:
             if step.compensation is not None:
-                ex.completed.append(Completed(record.completed_pos, key, name, list(args),
-                                              kwargs, record.result))
+                ex.completed.append(
+                    Completed(record.completed_pos, key, name, list(args), kwargs, record.result)
+                )
             return record.result
         if record.final_error is not None:
-            raise StepFailed(name, record.final_error["type"], record.final_error["message"],
-                             record.failed_attempts, run_id=ex.run_id)
+            raise StepFailed(
+                name,
+                record.final_error["type"],
+                record.final_error["message"],
+                record.failed_attempts,
+                run_id=ex.run_id,
+            )
         failed, retry_at = record.failed_attempts, record.retry_at
 
     engine = ex.engine
@@ -145,8 +162,9 @@ async def call_step(ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...
 
     async def attempt(number: int) -> bytes:
         fn, is_async = override(ex, name, number, step.fn, step.is_async)
-        result = await engine.steps.run(fn, is_async, args, kwargs, step_key, name, number,
-                                        step.timeout_s)
+        result = await engine.steps.run(
+            fn, is_async, args, kwargs, step_key, name, number, step.timeout_s
+        )
         entry: dict[str, Any] = {"result": result}
         if compensable:
             entry["args"] = args
@@ -156,13 +174,26 @@ async def call_step(ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...
 
     try:
         data, number, started_at = await attempts(
-            ex, key=key, name=name, policy=step.retry, failed=failed, retry_at=retry_at,
-            started_kind=EventKind.STEP_STARTED, failed_kind=EventKind.STEP_FAILED,
-            attempt=attempt, interruptible=True)
+            ex,
+            key=key,
+            name=name,
+            policy=step.retry,
+            failed=failed,
+            retry_at=retry_at,
+            started_kind=EventKind.STEP_STARTED,
+            failed_kind=EventKind.STEP_FAILED,
+            attempt=attempt,
+            interruptible=True,
+        )
     except GaveUp as gave_up:
         ex.check_interrupt()
-        raise StepFailed(name, gave_up.error["type"], gave_up.error["message"],
-                         gave_up.attempts, run_id=ex.run_id) from gave_up.cause
+        raise StepFailed(
+            name,
+            gave_up.error["type"],
+            gave_up.error["message"],
+            gave_up.attempts,
+            run_id=ex.run_id,
+        ) from gave_up.cause
     # started_at rides in the completion record: splice it in rather than re-encode.
     data = data[:-1] + b',"started_at":' + dumps(started_at) + b"}"
     op = ex.record(EventKind.STEP_COMPLETED, key, name, number, data)
@@ -170,8 +201,11 @@ async def call_step(ex: RunExecution, step: Step[..., Any], args: tuple[Any, ...
     if compensable:
         # On the stack before the commit is awaited: if the run is cancelled while
         # waiting, the record still commits and must be compensated.
-        ex.completed.append(Completed(op.pos, key, name, decoded["args"],
-                                      decoded.get("kwargs", {}), decoded["result"]))
+        ex.completed.append(
+            Completed(
+                op.pos, key, name, decoded["args"], decoded.get("kwargs", {}), decoded["result"]
+            )
+        )
     ex.in_flight += 1  # until committed, a cancel waits for this call's boundary
     try:
         await ex.commit(op)

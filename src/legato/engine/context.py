@@ -77,15 +77,19 @@ async def wait_for_signal(name: str, timeout: timedelta | None = None) -> Any:
     return await waits.wait_for_signal(_execution("wait_for_signal"), name, timeout)
 
 
-async def human_task(name: str, data: Any = None, *, assignee: str | None = None,
-                     form: dict[str, Any] | None = None,
-                     timeout: timedelta | None = None) -> Any:
+async def human_task(
+    name: str,
+    data: Any = None,
+    *,
+    assignee: str | None = None,
+    form: dict[str, Any] | None = None,
+    timeout: timedelta | None = None,
+) -> Any:
     """Put a task in the inbox and wait for a person's response (validated by ``form``).
 
     Raises ``legato.errors.WaitTimeout`` after ``timeout``; the task then expires.
     """
-    return await waits.human_task(_execution("human_task"), name, data, assignee, form,
-                                  timeout)
+    return await waits.human_task(_execution("human_task"), name, data, assignee, form, timeout)
 
 
 async def child(workflow: Any, *args: Any, run_id: str | None = None) -> Any:

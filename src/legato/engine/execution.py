@@ -88,9 +88,9 @@ class _Park:
     """One call waiting for time or an event."""
 
     wake_at: float | None
-    waiting: bool          # for an event (signal, task, child), not only for time
+    waiting: bool  # for an event (signal, task, child), not only for time
     future: asyncio.Future[None]
-    retry: bool = False    # a retry's backoff: the run is between attempts, still running
+    retry: bool = False  # a retry's backoff: the run is between attempts, still running
 
 
 class _Branch:
@@ -112,9 +112,16 @@ def _wake(future: asyncio.Future[None]) -> None:
 class RunExecution:
     """Drives one run from its recorded history to its end (or its next wait)."""
 
-    def __init__(self, engine: Engine, run_id: str, workflow: Workflow[..., Any],
-                 args: list[Any], deadline_at: float | None, index: ReplayIndex,
-                 parent_run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        run_id: str,
+        workflow: Workflow[..., Any],
+        args: list[Any],
+        deadline_at: float | None,
+        index: ReplayIndex,
+        parent_run_id: str | None = None,
+    ) -> None:
         self.engine = engine
         self.run_id = run_id
         self.workflow = workflow
@@ -126,16 +133,17 @@ class RunExecution:
         self.visited: set[str] = set()
         self.completed: list[Completed] = []
         self.cancel_reason: BaseException | None = None
-        self.in_flight = 0          # step or compensation attempts running
+        self.in_flight = 0  # step or compensation attempts running
         self.values_unsaved = False  # legato.now()/uuid()/random() records not yet durable
-        self.committing = 0         # awaited commits under way
+        self.committing = 0  # awaited commits under way
         self.compensating = index.failure is not None
         self.done: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self.task: asyncio.Task[None] | None = None
         self.parked: dict[str, _Park] = {}
         self.signal_watermark = max(index.consumed_signals, default=0)
-        self.has_tasks = any(c.kind == "task" for c in index.calls.values()) \
-            if index.calls else False
+        self.has_tasks = (
+            any(c.kind == "task" for c in index.calls.values()) if index.calls else False
+        )
         self.suspending = False
         # Busy from being woken until it parks, starts a step attempt, or ends: the test
         # clock waits for every run to be quiet before it moves time.
@@ -148,12 +156,14 @@ class RunExecution:
 
     # -- records -----------------------------------------------------------------------
 
-    def record(self, kind: EventKind, key: str | None, name: str | None, attempt: int,
-               data: bytes | None) -> Append:
+    def record(
+        self, kind: EventKind, key: str | None, name: str | None, attempt: int, data: bytes | None
+    ) -> Append:
         """A history record for this run, with the next position."""
         self.pos += 1
-        return Append(self.run_id, self.pos, KIND[kind], key, name, attempt, data,
-                      self.engine.clock.time())
+        return Append(
+            self.run_id, self.pos, KIND[kind], key, name, attempt, data, self.engine.clock.time()
+        )
 
     async def commit(self, *ops: Write) -> None:
         """Write ``ops`` in the next batch and wait for it (or abandon the run)."""
@@ -166,13 +176,19 @@ class RunExecution:
             self.committing -= 1
             self.recheck_eviction()
 
-    def set_run(self, status: RunStatus, *, output: bytes | None = None,
-                error: dict[str, Any] | None = None) -> SetRun:
+    def set_run(
+        self, status: RunStatus, *, output: bytes | None = None, error: dict[str, Any] | None = None
+    ) -> SetRun:
         """Overwrite the run's row; an active run is due now, a finished one never."""
         now = self.engine.clock.time()
-        return SetRun(self.run_id, str(status.value), output,
-                      None if error is None else dumps(error), now,
-                      None if status.is_terminal else now)
+        return SetRun(
+            self.run_id,
+            str(status.value),
+            output,
+            None if error is None else dumps(error),
+            now,
+            None if status.is_terminal else now,
+        )
 
     # -- call numbering and replay ---------------------------------------------------------
 
@@ -217,15 +233,17 @@ class RunExecution:
         """``legato.now()`` / ``uuid()`` / ``random()``: recorded values."""
         return calls.record_value(self, kind)
 
-    async def call_step(self, step: Step[..., Any], args: tuple[Any, ...],
-                        kwargs: dict[str, Any]) -> Any:
+    async def call_step(
+        self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         """Execute a step call durably (or return its recorded outcome)."""
         return await calls.call_step(self, step, args, kwargs)
 
     # -- waiting ---------------------------------------------------------------------------
 
-    async def park(self, key: str, wake_at: float | None, *, waiting: bool,
-                   retry: bool = False) -> None:
+    async def park(
+        self, key: str, wake_at: float | None, *, waiting: bool, retry: bool = False
+    ) -> None:
         """Wait until ``wake_at`` or an event; evict the run if nothing else is going on."""
         park = _Park(wake_at, waiting, asyncio.get_running_loop().create_future(), retry)
         if not self.parked:
@@ -269,9 +287,15 @@ class RunExecution:
             self._schedule_eviction_check()
 
     def _can_evict(self) -> bool:
-        return (bool(self.parked) and self.in_flight == 0 and self.committing == 0
-                and not self.suspending and self.cancel_reason is None
-                and self.task is not None and self.engine.running)
+        return (
+            bool(self.parked)
+            and self.in_flight == 0
+            and self.committing == 0
+            and not self.suspending
+            and self.cancel_reason is None
+            and self.task is not None
+            and self.engine.running
+        )
 
     def _schedule_eviction_check(self) -> None:
         if not self._eviction_check_pending:
@@ -313,11 +337,19 @@ class RunExecution:
         status, wake_at, waiting = self._evict_to
         now = self.engine.clock.time()
         error = self.index.failure if self.compensating else None
-        await self.commit(SetRun(
-            self.run_id, status.value, None, None if error is None else dumps(error), now,
-            wake_at, release=True,
-            # Only a run waiting for an event must wake for signals that came meanwhile.
-            signal_watermark=self.signal_watermark if waiting else None))
+        await self.commit(
+            SetRun(
+                self.run_id,
+                status.value,
+                None,
+                None if error is None else dumps(error),
+                now,
+                wake_at,
+                release=True,
+                # Only a run waiting for an event must wake for signals that came meanwhile.
+                signal_watermark=self.signal_watermark if waiting else None,
+            )
+        )
 
     # -- cancelling ----------------------------------------------------------------------------
 
@@ -328,7 +360,8 @@ class RunExecution:
         self.cancel_reason = RunCancelled(self.run_id)
         self.suspending = False
         self.engine.journal.submit_nowait(
-            self.record(EventKind.CANCEL_REQUESTED, None, None, 0, None))
+            self.record(EventKind.CANCEL_REQUESTED, None, None, 0, None)
+        )
         # Before the driver starts, cancelling its task would kill it before its first
         # line; drive() sees cancel_reason instead and goes straight to compensating.
         if self.in_flight == 0 and self._started:
@@ -378,8 +411,7 @@ class RunExecution:
                 if self.cancel_reason is not None:
                     # Cancelled while letting go: the row must say so, or the run would
                     # sleep until its wake time and then go on as if nothing happened.
-                    await self.engine.store.request_cancel(self.run_id,
-                                                           self.engine.clock.time())
+                    await self.engine.store.request_cancel(self.run_id, self.engine.clock.time())
                     self.engine.poke()
                 return
             self._stopped("CancelledError")
@@ -427,8 +459,11 @@ class RunExecution:
         unvisited = sorted(set(self.index.calls) - self.visited)
         if unvisited:
             first = self.index.calls[unvisited[0]]
-            await self._block(NonDeterminismError(self.run_id, unvisited[0], first.describe(),
-                                                  "the workflow to return"))
+            await self._block(
+                NonDeterminismError(
+                    self.run_id, unvisited[0], first.describe(), "the workflow to return"
+                )
+            )
             return None
         try:
             data = encode(output, f"the result of workflow {self.workflow.name!r}")
@@ -438,18 +473,24 @@ class RunExecution:
         return None
 
     async def _block(self, error: NonDeterminismError) -> None:
-        details = describe_exception(error) | {"seq": error.seq, "recorded": error.recorded,
-                                               "requested": error.requested}
+        details = describe_exception(error) | {
+            "seq": error.seq,
+            "recorded": error.recorded,
+            "requested": error.requested,
+        }
         log.error("%s", error)
-        await self.end(RunStatus.BLOCKED, EventKind.RUN_BLOCKED, data=dumps(details),
-                       error=details)
+        await self.end(RunStatus.BLOCKED, EventKind.RUN_BLOCKED, data=dumps(details), error=details)
 
     async def _fail(self, failure: BaseException) -> bool:
         """Record the failure; True if completed steps must now be compensated."""
         error = describe_exception(failure)
         if isinstance(failure, StepFailed):
-            error |= {"type": failure.error_type, "message": failure.error_message,
-                      "step": failure.step_name, "attempts": failure.attempts}
+            error |= {
+                "type": failure.error_type,
+                "message": failure.error_message,
+                "step": failure.step_name,
+                "attempts": failure.attempts,
+            }
         cancelled = isinstance(failure, RunCancelled)
         if cancelled:
             error["cancelled"] = True
@@ -459,8 +500,9 @@ class RunExecution:
         record = self.record(EventKind.RUN_FAILED, None, None, 0, dumps(error))
         if not saga.stack(self):
             if cancelled:
-                await self.end(RunStatus.CANCELLED, EventKind.RUN_CANCELLED, error=error,
-                               first=record)
+                await self.end(
+                    RunStatus.CANCELLED, EventKind.RUN_CANCELLED, error=error, first=record
+                )
             else:
                 await self.end(RunStatus.FAILED, None, error=error, first=record)
             return False
@@ -471,9 +513,16 @@ class RunExecution:
         self.engine.journal.submit_nowait(self.set_run(RunStatus.COMPENSATING, error=error))
         return True
 
-    async def end(self, status: RunStatus, kind: EventKind | None, *, data: bytes | None = None,
-                  output: bytes | None = None, error: dict[str, Any] | None = None,
-                  first: Append | None = None) -> None:
+    async def end(
+        self,
+        status: RunStatus,
+        kind: EventKind | None,
+        *,
+        data: bytes | None = None,
+        output: bytes | None = None,
+        error: dict[str, Any] | None = None,
+        first: Append | None = None,
+    ) -> None:
         """Commit the run's end (with what it owes others), then tell in-process waiters."""
         ops: list[Write] = [] if first is None else [first]
         if kind is not None:
@@ -485,13 +534,17 @@ class RunExecution:
         if self.has_tasks:
             ops.append(CloseTasks(self.run_id, None, "cancelled", now))
         if self.parent_run_id is not None:
-            outcome = {"status": status.value, "error": error,
-                       "output": None if output is None else "__output__"}
+            outcome = {
+                "status": status.value,
+                "error": error,
+                "output": None if output is None else "__output__",
+            }
             payload = dumps(outcome)
             if output is not None:  # splice the already-encoded output in, not re-encode it
                 payload = payload.replace(b'"__output__"', output, 1)
-            ops.append(NewSignal(self.parent_run_id, CHILD_SIGNAL_PREFIX + self.run_id,
-                                 payload, now))
+            ops.append(
+                NewSignal(self.parent_run_id, CHILD_SIGNAL_PREFIX + self.run_id, payload, now)
+            )
         await self.commit(*ops)
         if self.parent_run_id is not None:
             self.engine.signal_arrived(self.parent_run_id)

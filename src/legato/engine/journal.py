@@ -51,7 +51,7 @@ class _Batch:
     __slots__ = ("future", "ops", "taken")
 
     def __init__(self) -> None:
-        self.ops: list[Write | None] = []   # None: retracted
+        self.ops: list[Write | None] = []  # None: retracted
         self.future: asyncio.Future[BatchOutcome] | None = None
         self.taken = False
 
@@ -63,8 +63,12 @@ class Journal:
     a waiter is told "committed" only when the batch holding its ops has committed.
     """
 
-    def __init__(self, store: Store, on_failed: Callable[[dict[str, BaseException]], None],
-                 on_committed: Callable[[list[Write]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        on_failed: Callable[[dict[str, BaseException]], None],
+        on_committed: Callable[[list[Write]], None] | None = None,
+    ) -> None:
         self._store = store
         self._on_failed = on_failed
         self._on_committed = on_committed

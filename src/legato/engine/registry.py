@@ -57,8 +57,9 @@ class _Arity:
 class Compensation:
     """The undo of a step: called with the step's arguments, then its result."""
 
-    def __init__(self, fn: Callable[..., Any], step: Step[..., Any], retry: Retry,
-                 timeout: timedelta | None) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], step: Step[..., Any], retry: Retry, timeout: timedelta | None
+    ) -> None:
         self.fn = fn
         self.name = f"{step.name}.compensate"
         self.retry = retry
@@ -70,8 +71,14 @@ class Step(Generic[P, R]):
     """A durable step: inside a workflow each call is recorded and never repeated once
     recorded; outside a workflow it is a plain function call (handy in unit tests)."""
 
-    def __init__(self, fn: Callable[P, R], *, name: str | None, retry: Retry | None,
-                 timeout: timedelta | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None,
+        retry: Retry | None,
+        timeout: timedelta | None,
+    ) -> None:
         if not callable(fn):
             raise DefinitionError(f"@app.step decorates a function, got {fn!r}")
         if retry is not None and not isinstance(retry, Retry):
@@ -86,18 +93,23 @@ class Step(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def compensate(
-        self, fn: Callable[..., Any] | None = None, *, retry: Retry | None = None,
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        retry: Retry | None = None,
         timeout: timedelta | None = None,
     ) -> Any:
         """Register the undo of this step; it gets the step's arguments, then its result.
 
         Use as ``@my_step.compensate`` or ``@my_step.compensate(retry=legato.Retry(...))``.
         """
+
         def register(undo: Callable[..., Any]) -> Callable[..., Any]:
             if self.compensation is not None:
                 raise DefinitionError(f"step {self.name!r} already has a compensation")
-            self.compensation = Compensation(undo, self, retry or DEFAULT_COMPENSATION_RETRY,
-                                             timeout)
+            self.compensation = Compensation(
+                undo, self, retry or DEFAULT_COMPENSATION_RETRY, timeout
+            )
             return undo
 
         return register(fn) if fn is not None else register
@@ -116,8 +128,9 @@ class Step(Generic[P, R]):
 class Workflow(Generic[P, R]):
     """A workflow: an ``async def`` whose calls to steps are checkpointed."""
 
-    def __init__(self, fn: Callable[P, Any], *, name: str | None,
-                 timeout: timedelta | None) -> None:
+    def __init__(
+        self, fn: Callable[P, Any], *, name: str | None, timeout: timedelta | None
+    ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise DefinitionError(
                 f"workflow {getattr(fn, '__qualname__', fn)!r} must be an async def: the "
@@ -164,9 +177,7 @@ class Registry:
         elif isinstance(name_or_workflow, str):
             name = name_or_workflow
         else:
-            raise DefinitionError(
-                f"start() takes a workflow or its name, got {name_or_workflow!r}"
-            )
+            raise DefinitionError(f"start() takes a workflow or its name, got {name_or_workflow!r}")
         try:
             return self.workflows[name]
         except KeyError:

@@ -12,7 +12,7 @@ from legato.model import EventKind, HistoryEvent
 class CallRecord:
     """Everything history holds about one call key (a step call or a recorded value)."""
 
-    kind: str                     # "step", or the value kind: "now", "uuid", "random"
+    kind: str  # "step", or the value kind: "now", "uuid", "random"
     name: str | None
     failed_attempts: int = 0
     retry_at: float | None = None
@@ -23,11 +23,11 @@ class CallRecord:
     final_error: dict[str, Any] | None = None
     value: Any = None
     # waits (timer, signal, task, child):
-    wake_at: float | None = None       # timer due time, or wait timeout
-    done: bool = False                 # fired / received / timed out
+    wake_at: float | None = None  # timer due time, or wait timeout
+    done: bool = False  # fired / received / timed out
     timed_out: bool = False
-    payload: Any = None                # the signal's payload (task response, child outcome)
-    target: str | None = None          # task id or child run id
+    payload: Any = None  # the signal's payload (task response, child outcome)
+    target: str | None = None  # task id or child run id
 
     def describe(self) -> str:
         """How this call reads in a non-determinism message."""
@@ -55,11 +55,11 @@ class ReplayIndex:
 
     calls: dict[str, CallRecord] = field(default_factory=dict)
     compensations: dict[str, CompensationRecord] = field(default_factory=dict)
-    completed_order: list[str] = field(default_factory=list)   # step keys in completion order
-    failure: dict[str, Any] | None = None                      # RUN_FAILED data
+    completed_order: list[str] = field(default_factory=list)  # step keys in completion order
+    failure: dict[str, Any] | None = None  # RUN_FAILED data
     last_pos: int = 0
     consumed_signals: set[int] = field(default_factory=set)
-    children: list[str] = field(default_factory=list)          # child run ids, started order
+    children: list[str] = field(default_factory=list)  # child run ids, started order
     cancel_requested: bool = False
 
     @classmethod
@@ -71,8 +71,11 @@ class ReplayIndex:
             index.last_pos = max(index.last_pos, event.pos)
             kind = event.kind
             key = event.key
-            if kind is EventKind.STEP_STARTED or kind is EventKind.STEP_FAILED or \
-                    kind is EventKind.STEP_COMPLETED:
+            if (
+                kind is EventKind.STEP_STARTED
+                or kind is EventKind.STEP_FAILED
+                or kind is EventKind.STEP_COMPLETED
+            ):
                 assert key is not None
                 call = calls.get(key)
                 if call is None:
@@ -96,19 +99,25 @@ class ReplayIndex:
                 calls[key] = CallRecord("timer", None, wake_at=event.data["wake_at"])
             elif kind is EventKind.WAIT_STARTED:
                 assert key is not None
-                calls[key] = CallRecord("signal", event.name,
-                                        wake_at=event.data.get("timeout_at"))
+                calls[key] = CallRecord("signal", event.name, wake_at=event.data.get("timeout_at"))
             elif kind is EventKind.TASK_CREATED:
                 assert key is not None
-                calls[key] = CallRecord("task", event.name, wake_at=event.data.get("timeout_at"),
-                                        target=event.data["task_id"])
+                calls[key] = CallRecord(
+                    "task",
+                    event.name,
+                    wake_at=event.data.get("timeout_at"),
+                    target=event.data["task_id"],
+                )
             elif kind is EventKind.CHILD_STARTED:
                 assert key is not None
                 child = event.data["child_run_id"]
                 calls[key] = CallRecord("child", event.name, target=child)
                 index.children.append(child)
-            elif kind in (EventKind.TIMER_FIRED, EventKind.SIGNAL_RECEIVED,
-                          EventKind.WAIT_TIMED_OUT):
+            elif kind in (
+                EventKind.TIMER_FIRED,
+                EventKind.SIGNAL_RECEIVED,
+                EventKind.WAIT_TIMED_OUT,
+            ):
                 assert key is not None
                 call = calls.get(key)
                 if call is None:  # consumed at once, without waiting first

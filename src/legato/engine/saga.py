@@ -26,8 +26,11 @@ def stack(ex: RunExecution) -> list[Completed]:
         call = ex.index.calls[key]
         if call.args is not None:
             assert call.completed_pos is not None and call.name is not None
-            entries.append(Completed(call.completed_pos, key, call.name, call.args,
-                                     call.kwargs or {}, call.result))
+            entries.append(
+                Completed(
+                    call.completed_pos, key, call.name, call.args, call.kwargs or {}, call.result
+                )
+            )
     return sorted(entries, key=lambda c: c.pos, reverse=True)
 
 
@@ -41,9 +44,14 @@ async def compensate(ex: RunExecution) -> None:
             continue
         error = await _compensate_one(ex, entry, record)
         if error is not None:
-            details = {"type": error["type"], "message": error["message"],
-                       "step": entry.name, "compensation": True,
-                       "attempts": error.get("attempts"), "cause": failure}
+            details = {
+                "type": error["type"],
+                "message": error["message"],
+                "step": entry.name,
+                "compensation": True,
+                "attempts": error.get("attempts"),
+                "cause": failure,
+            }
             await ex.end(RunStatus.COMPENSATION_FAILED, None, error=details)
             return
     if failure.get("cancelled"):
@@ -52,36 +60,66 @@ async def compensate(ex: RunExecution) -> None:
         await ex.end(RunStatus.COMPENSATED, EventKind.RUN_COMPENSATED, error=failure)
 
 
-async def _compensate_one(ex: RunExecution, entry: Completed,
-                          record: CompensationRecord) -> dict[str, Any] | None:
+async def _compensate_one(
+    ex: RunExecution, entry: Completed, record: CompensationRecord
+) -> dict[str, Any] | None:
     """Run one compensation with its retries; return the final error, or None."""
     step = ex.engine.registry.steps.get(entry.name)
     compensation = step.compensation if step is not None else None
     if compensation is None:
-        error = {"type": "legato.errors.DefinitionError", "attempts": 0, "final": True,
-                 "message": f"step {entry.name!r} has no compensation registered in this "
-                            "app any more; deploy it, then retry the compensation"}
-        await ex.commit(ex.record(EventKind.COMPENSATION_FAILED, entry.key, entry.name, 0,
-                                  dumps(error)))
+        error = {
+            "type": "legato.errors.DefinitionError",
+            "attempts": 0,
+            "final": True,
+            "message": f"step {entry.name!r} has no compensation registered in this "
+            "app any more; deploy it, then retry the compensation",
+        }
+        await ex.commit(
+            ex.record(EventKind.COMPENSATION_FAILED, entry.key, entry.name, 0, dumps(error))
+        )
         return error
     step_key = f"{ex.run_id}:{entry.key}:compensate"
     failed = record.failed_attempts
 
     async def attempt(number: int) -> bytes:
-        fn, is_async = override(ex, compensation.name, number, compensation.fn,
-                                compensation.is_async)
-        await ex.engine.steps.run(fn, is_async, (*entry.args, entry.result), entry.kwargs,
-                                  step_key, compensation.name, number, compensation.timeout_s)
+        fn, is_async = override(
+            ex, compensation.name, number, compensation.fn, compensation.is_async
+        )
+        await ex.engine.steps.run(
+            fn,
+            is_async,
+            (*entry.args, entry.result),
+            entry.kwargs,
+            step_key,
+            compensation.name,
+            number,
+            compensation.timeout_s,
+        )
         return b"{}"
 
     try:
         _, number, started_at = await attempts(
-            ex, key=entry.key, name=entry.name, policy=compensation.retry, failed=failed,
-            retry_at=record.retry_at, started_kind=EventKind.COMPENSATION_STARTED,
-            failed_kind=EventKind.COMPENSATION_FAILED, attempt=attempt, interruptible=False,
-            hook_name=compensation.name)
+            ex,
+            key=entry.key,
+            name=entry.name,
+            policy=compensation.retry,
+            failed=failed,
+            retry_at=record.retry_at,
+            started_kind=EventKind.COMPENSATION_STARTED,
+            failed_kind=EventKind.COMPENSATION_FAILED,
+            attempt=attempt,
+            interruptible=False,
+            hook_name=compensation.name,
+        )
     except GaveUp as gave_up:
         return gave_up.error
-    await ex.commit(ex.record(EventKind.COMPENSATION_COMPLETED, entry.key, entry.name, number,
-                              dumps({"started_at": started_at})))
+    await ex.commit(
+        ex.record(
+            EventKind.COMPENSATION_COMPLETED,
+            entry.key,
+            entry.name,
+            number,
+            dumps({"started_at": started_at}),
+        )
+    )
     return None

@@ -26,8 +26,15 @@ class StepRunner:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(
-        self, fn: Callable[..., Any], is_async: bool, args: tuple[Any, ...],
-        kwargs: dict[str, Any], step_key: str, name: str, attempt: int, timeout_s: float | None,
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        step_key: str,
+        name: str,
+        attempt: int,
+        timeout_s: float | None,
     ) -> Any:
         """Run ``fn`` once with ``legato.step_key()`` set; raise ``StepTimeout`` on timeout."""
         token = current_step_key.set(step_key)
@@ -47,8 +54,9 @@ class StepRunner:
         finally:
             current_step_key.reset(token)
 
-    async def _with_timeout(self, future: asyncio.Future[Any], timeout_s: float, name: str,
-                            attempt: int) -> Any:
+    async def _with_timeout(
+        self, future: asyncio.Future[Any], timeout_s: float, name: str, attempt: int
+    ) -> Any:
         timed_out = False
 
         def expire() -> None:

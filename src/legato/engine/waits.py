@@ -58,8 +58,7 @@ async def sleep_until(ex: RunExecution, when: float) -> None:
     key = ex.next_key()
     record = ex.replayed(key, "timer", None)
     if record is None:
-        await ex.commit(ex.record(EventKind.TIMER_STARTED, key, None, 0,
-                                  dumps({"wake_at": when})))
+        await ex.commit(ex.record(EventKind.TIMER_STARTED, key, None, 0, dumps({"wake_at": when})))
     elif record.done:
         return
     else:
@@ -74,8 +73,9 @@ async def sleep_until(ex: RunExecution, when: float) -> None:
 async def wait_for_signal(ex: RunExecution, name: str, timeout: timedelta | None) -> Any:
     """Return the payload of the next signal ``name``; ``WaitTimeout`` if none in time."""
     if not isinstance(name, str) or not name or name.startswith("__"):
-        raise DefinitionError(f"signal names are non-empty strings not starting with "
-                              f"'__', got {name!r}")
+        raise DefinitionError(
+            f"signal names are non-empty strings not starting with '__', got {name!r}"
+        )
     timeout_s = None if timeout is None else seconds_of(timeout, "wait_for_signal timeout")
     ex.check_interrupt()
     key = ex.next_key()
@@ -86,16 +86,22 @@ async def wait_for_signal(ex: RunExecution, name: str, timeout: timedelta | None
         return record.payload
     if record is None:
         timeout_at = None if timeout_s is None else ex.engine.clock.time() + timeout_s
-        await ex.commit(ex.record(EventKind.WAIT_STARTED, key, name, 0,
-                                  dumps({"timeout_at": timeout_at})))
+        await ex.commit(
+            ex.record(EventKind.WAIT_STARTED, key, name, 0, dumps({"timeout_at": timeout_at}))
+        )
     else:
         timeout_at = record.wake_at
-    return await _await_signal(ex, key, name, name, timeout_at, timeout_s,
-                               what=f"signal {name!r}")
+    return await _await_signal(ex, key, name, name, timeout_at, timeout_s, what=f"signal {name!r}")
 
 
-async def human_task(ex: RunExecution, name: str, data: Any, assignee: str | None,
-                     form: dict[str, Any] | None, timeout: timedelta | None) -> Any:
+async def human_task(
+    ex: RunExecution,
+    name: str,
+    data: Any,
+    assignee: str | None,
+    form: dict[str, Any] | None,
+    timeout: timedelta | None,
+) -> Any:
     """Put a task in the inbox and return the validated response; ``WaitTimeout`` if late."""
     if not isinstance(name, str) or not name:
         raise DefinitionError(f"a human task needs a name, got {name!r}")
@@ -114,23 +120,47 @@ async def human_task(ex: RunExecution, name: str, data: Any, assignee: str | Non
             try:
                 jsonschema.validators.validator_for(form).check_schema(form)
             except jsonschema.SchemaError as exc:
-                raise DefinitionError(f"the form of task {name!r} is not a valid JSON "
-                                      f"Schema: {exc.message}") from None
+                raise DefinitionError(
+                    f"the form of task {name!r} is not a valid JSON Schema: {exc.message}"
+                ) from None
         now = ex.engine.clock.time()
         timeout_at = None if timeout_s is None else now + timeout_s
         await ex.commit(
-            ex.record(EventKind.TASK_CREATED, key, name, 0,
-                      dumps({"task_id": task_id, "timeout_at": timeout_at})),
-            NewTask(ex.run_id, task_id, name, encode(data, f"the data of task {name!r}"),
-                    assignee, None if form is None else dumps(form), now, timeout_at))
+            ex.record(
+                EventKind.TASK_CREATED,
+                key,
+                name,
+                0,
+                dumps({"task_id": task_id, "timeout_at": timeout_at}),
+            ),
+            NewTask(
+                ex.run_id,
+                task_id,
+                name,
+                encode(data, f"the data of task {name!r}"),
+                assignee,
+                None if form is None else dumps(form),
+                now,
+                timeout_at,
+            ),
+        )
     else:
         timeout_at = record.wake_at
-    return await _await_signal(ex, key, name, TASK_SIGNAL_PREFIX + task_id, timeout_at,
-                               timeout_s, what=f"human task {name!r}", task_id=task_id)
+    return await _await_signal(
+        ex,
+        key,
+        name,
+        TASK_SIGNAL_PREFIX + task_id,
+        timeout_at,
+        timeout_s,
+        what=f"human task {name!r}",
+        task_id=task_id,
+    )
 
 
-async def child(ex: RunExecution, workflow: Workflow[..., Any], args: tuple[Any, ...],
-                run_id: str | None) -> Any:
+async def child(
+    ex: RunExecution, workflow: Workflow[..., Any], args: tuple[Any, ...], run_id: str | None
+) -> Any:
     """Start a child run and return its result; ``ChildFailed`` if it does not complete."""
     workflow.check_arguments(args)
     ex.check_interrupt()
@@ -142,31 +172,65 @@ async def child(ex: RunExecution, workflow: Workflow[..., Any], args: tuple[Any,
         payload = encode(list(args), f"the arguments of child workflow {workflow.name!r}")
         child_id = run_id or f"{ex.run_id}/{key}"
         now = ex.engine.clock.time()
-        ops: list[Write] = [ex.record(EventKind.CHILD_STARTED, key, workflow.name, 0,
-                                      dumps({"child_run_id": child_id}))]
+        ops: list[Write] = [
+            ex.record(
+                EventKind.CHILD_STARTED, key, workflow.name, 0, dumps({"child_run_id": child_id})
+            )
+        ]
         existing = await ex.engine.store.get_run(child_id)
         if existing is None:
             deadline = None if workflow.timeout_s is None else now + workflow.timeout_s
-            ops.append(NewRun(child_id, workflow.name, RunStatus.PENDING.value, payload, now,
-                              deadline, None, parent_run_id=ex.run_id))
+            ops.append(
+                NewRun(
+                    child_id,
+                    workflow.name,
+                    RunStatus.PENDING.value,
+                    payload,
+                    now,
+                    deadline,
+                    None,
+                    parent_run_id=ex.run_id,
+                )
+            )
         elif existing.workflow != workflow.name:
             raise RunAlreadyExists(child_id, existing.workflow, workflow.name)
         elif existing.status.is_terminal:
             # Already ended (started earlier by someone else): its outcome is ours at once.
-            ops.append(NewSignal(ex.run_id, CHILD_SIGNAL_PREFIX + child_id, dumps(
-                {"status": existing.status.value, "error": existing.error,
-                 "output": existing.output}), now))
+            ops.append(
+                NewSignal(
+                    ex.run_id,
+                    CHILD_SIGNAL_PREFIX + child_id,
+                    dumps(
+                        {
+                            "status": existing.status.value,
+                            "error": existing.error,
+                            "output": existing.output,
+                        }
+                    ),
+                    now,
+                )
+            )
         elif existing.parent_run_id != ex.run_id:
-            raise RunError(f"run {child_id!r} is already running, not as a child of "
-                           f"{ex.run_id!r}; it would never report back. Choose another "
-                           "run id.", run_id=child_id)
+            raise RunError(
+                f"run {child_id!r} is already running, not as a child of "
+                f"{ex.run_id!r}; it would never report back. Choose another "
+                "run id.",
+                run_id=child_id,
+            )
         ex.index.children.append(child_id)
         await ex.commit(*ops)
         ex.engine.poke()  # claim the child now, not at the next poll
     else:
         child_id = record.target or ""
-    outcome = await _await_signal(ex, key, workflow.name, CHILD_SIGNAL_PREFIX + child_id,
-                                  None, None, what=f"child run {child_id!r}")
+    outcome = await _await_signal(
+        ex,
+        key,
+        workflow.name,
+        CHILD_SIGNAL_PREFIX + child_id,
+        None,
+        None,
+        what=f"child run {child_id!r}",
+    )
     return _child_result(child_id, outcome)
 
 
@@ -177,9 +241,17 @@ def _child_result(child_id: str, outcome: dict[str, Any]) -> Any:
     raise ChildFailed(child_id, outcome["status"], error.get("type"), error.get("message"))
 
 
-async def _await_signal(ex: RunExecution, key: str, name: str, signal: str,
-                        timeout_at: float | None, timeout_s: float | None, *, what: str,
-                        task_id: str | None = None) -> Any:
+async def _await_signal(
+    ex: RunExecution,
+    key: str,
+    name: str,
+    signal: str,
+    timeout_at: float | None,
+    timeout_s: float | None,
+    *,
+    what: str,
+    task_id: str | None = None,
+) -> Any:
     """Consume the oldest unconsumed signal named ``signal``, waiting for it if need be."""
     engine = ex.engine
     while True:
@@ -189,8 +261,15 @@ async def _await_signal(ex: RunExecution, key: str, name: str, signal: str,
         for sig in arrived:
             if sig.name == signal and sig.id not in ex.index.consumed_signals:
                 ex.index.consumed_signals.add(sig.id)
-                await ex.commit(ex.record(EventKind.SIGNAL_RECEIVED, key, name, 0,
-                                          dumps({"signal_id": sig.id, "payload": sig.payload})))
+                await ex.commit(
+                    ex.record(
+                        EventKind.SIGNAL_RECEIVED,
+                        key,
+                        name,
+                        0,
+                        dumps({"signal_id": sig.id, "payload": sig.payload}),
+                    )
+                )
                 ex.check_interrupt()
                 return sig.payload
         if timeout_at is not None and engine.clock.time() >= timeout_at:

@@ -51,8 +51,8 @@ def new_run_id() -> str:
     few B-tree pages instead of dirtying pages all over the database at each commit.
     """
     value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)           # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)           # RFC 4122 variant
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     return str(uuid.UUID(int=value))
 
 
@@ -70,11 +70,18 @@ class Engine:
     """Runs workflows of one ``Registry`` against one ``Store``."""
 
     def __init__(
-        self, registry: Registry, store: Store, *, clock: Clock | None = None,
+        self,
+        registry: Registry,
+        store: Store,
+        *,
+        clock: Clock | None = None,
         poll_interval: timedelta = timedelta(milliseconds=200),
-        lease: timedelta = timedelta(seconds=15), max_concurrent_runs: int = 10_000,
-        step_threads: int = 32, tune_gc: bool = True,
-        hot_window: timedelta = timedelta(seconds=2), max_hot_runs: int = 1000,
+        lease: timedelta = timedelta(seconds=15),
+        max_concurrent_runs: int = 10_000,
+        step_threads: int = 32,
+        tune_gc: bool = True,
+        hot_window: timedelta = timedelta(seconds=2),
+        max_hot_runs: int = 1000,
         hooks: Sequence[Hooks] = (),
     ) -> None:
         self.registry = registry
@@ -86,7 +93,7 @@ class Engine:
         self.max_concurrent_runs = max_concurrent_runs
         self.live: dict[str, RunExecution] = {}
         self.hooks = list(hooks)
-        self.parked_runs = 0          # live runs with at least one call waiting
+        self.parked_runs = 0  # live runs with at least one call waiting
         self.max_hot_runs = max_hot_runs
         self.hot_window_s = hot_window.total_seconds()
         self._outcomes: dict[str, asyncio.Future[Outcome]] = {}
@@ -116,8 +123,9 @@ class Engine:
             self._saved_gc = gc.get_threshold()
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
         await self.store.open()
-        self.journal = Journal(self.store, self._on_write_failed,
-                               self._after_commit if self.hooks else None)
+        self.journal = Journal(
+            self.store, self._on_write_failed, self._after_commit if self.hooks else None
+        )
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
         now = time.time()
@@ -129,7 +137,8 @@ class Engine:
         while await self._claim():
             pass
         self._maintainer = asyncio.get_running_loop().create_task(
-            self._maintain(), name="legato-maintainer")
+            self._maintain(), name="legato-maintainer"
+        )
         watch = getattr(self.clock, "watch", None)  # a FakeClock settles on our work too
         if watch is not None:
             watch(self)
@@ -162,8 +171,9 @@ class Engine:
 
     # -- starting and launching runs ---------------------------------------------------------------
 
-    async def start_run(self, workflow: Workflow[..., Any], args: tuple[Any, ...],
-                        run_id: str | None) -> str:
+    async def start_run(
+        self, workflow: Workflow[..., Any], args: tuple[Any, ...], run_id: str | None
+    ) -> str:
         """Create a run and execute it here; an existing id returns the existing run."""
         workflow.check_arguments(args)
         payload = encode(list(args), f"the arguments of workflow {workflow.name!r}")
@@ -179,8 +189,19 @@ class Engine:
         now = self.clock.time()
         deadline = None if workflow.timeout_s is None else now + workflow.timeout_s
         outcome = await self.journal.commit(
-            [NewRun(run_id, workflow.name, RunStatus.RUNNING.value, payload, now, deadline,
-                    self.worker_id)], run_id)
+            [
+                NewRun(
+                    run_id,
+                    workflow.name,
+                    RunStatus.RUNNING.value,
+                    payload,
+                    now,
+                    deadline,
+                    self.worker_id,
+                )
+            ],
+            run_id,
+        )
         existing = outcome.conflicts.get(run_id)
         if existing is not None:
             if existing != workflow.name:
@@ -190,17 +211,23 @@ class Engine:
         self._launch(run_id, workflow, orjson.loads(payload), deadline, ReplayIndex())
         return run_id
 
-    def _launch(self, run_id: str, workflow: Workflow[..., Any], args: list[Any],
-                deadline_at: float | None, index: ReplayIndex,
-                parent_run_id: str | None = None) -> RunExecution:
-        execution = RunExecution(self, run_id, workflow, args, deadline_at, index,
-                                 parent_run_id)
+    def _launch(
+        self,
+        run_id: str,
+        workflow: Workflow[..., Any],
+        args: list[Any],
+        deadline_at: float | None,
+        index: ReplayIndex,
+        parent_run_id: str | None = None,
+    ) -> RunExecution:
+        execution = RunExecution(self, run_id, workflow, args, deadline_at, index, parent_run_id)
         self.live[run_id] = execution
         # The task runs in a copy of this context: each run's calls find their own execution.
         context = contextvars.copy_context()
         context.run(current_execution.set, execution)
         execution.task = asyncio.get_running_loop().create_task(
-            execution.drive(), name=f"legato-run-{run_id}", context=context)
+            execution.drive(), name=f"legato-run-{run_id}", context=context
+        )
         return execution
 
     def _resume(self, run: Run, history: list[HistoryEvent]) -> None:
@@ -216,10 +243,12 @@ class Engine:
             deadline = None
         if run.status is RunStatus.PENDING:
             now = self.clock.time()
-            self.journal.submit_nowait(SetRun(run.run_id, RunStatus.RUNNING.value, None, None,
-                                              now, now))
-        execution = self._launch(run.run_id, workflow, list(run.input), deadline, index,
-                                 run.parent_run_id)
+            self.journal.submit_nowait(
+                SetRun(run.run_id, RunStatus.RUNNING.value, None, None, now, now)
+            )
+        execution = self._launch(
+            run.run_id, workflow, list(run.input), deadline, index, run.parent_run_id
+        )
         if run.cancel_requested or index.cancel_requested:
             execution.cancel()
 
@@ -240,8 +269,9 @@ class Engine:
 
     def _on_write_failed(self, failed: dict[str, BaseException]) -> None:
         for run_id, error in failed.items():
-            log.error("run %s: its records could not be written (%s); stopping it here",
-                      run_id, error)
+            log.error(
+                "run %s: its records could not be written (%s); stopping it here", run_id, error
+            )
             execution = self.live.get(run_id)
             if execution is not None:
                 execution.abandon()
@@ -263,8 +293,10 @@ class Engine:
 
     def may_stay_hot(self, wake_at: float) -> bool:
         """Whether a run whose next wake is ``wake_at`` may wait in memory, not evicted."""
-        return (wake_at - self.clock.time() <= self.hot_window_s
-                and self.parked_runs <= self.max_hot_runs)
+        return (
+            wake_at - self.clock.time() <= self.hot_window_s
+            and self.parked_runs <= self.max_hot_runs
+        )
 
     def signal_arrived(self, run_id: str) -> None:
         """A signal was committed for ``run_id``: wake it if it waits here, else claim it."""
@@ -309,8 +341,11 @@ class Engine:
 
         Used by ``FakeClock.settle`` (tests); it looks at every live run.
         """
-        return (self.journal.is_idle and self._pass_done.is_set()
-                and not any(ex.busy for ex in self.live.values()))
+        return (
+            self.journal.is_idle
+            and self._pass_done.is_set()
+            and not any(ex.busy for ex in self.live.values())
+        )
 
     def note_quiet(self) -> None:
         """A run just parked, started a step attempt, or ended."""
@@ -350,7 +385,7 @@ class Engine:
                     await self.journal.flush()
                     released = list(self._to_release)
                     await self.store.release_runs(self.worker_id, released)
-                    del self._to_release[:len(released)]  # only once the release is durable
+                    del self._to_release[: len(released)]  # only once the release is durable
                 while await self._claim():
                     pass
                 for run_id in await self.store.cancel_requests(self.worker_id):
@@ -384,8 +419,9 @@ class Engine:
         if room <= 0:
             return False
         limit = min(room, 1000)
-        runs = await self.store.claim_runs(self.worker_id, self.clock.time(), limit,
-                                           list(self.registry.workflows))
+        runs = await self.store.claim_runs(
+            self.worker_id, self.clock.time(), limit, list(self.registry.workflows)
+        )
         if not runs:
             return False
         histories = await self.store.histories([r.run_id for r in runs])
@@ -398,10 +434,13 @@ class Engine:
         host = socket.gethostname()
         now = time.time()
         dead = [
-            w.worker_id for w in await self.store.list_workers()
-            if w.worker_id != self.worker_id and (
+            w.worker_id
+            for w in await self.store.list_workers()
+            if w.worker_id != self.worker_id
+            and (
                 now - w.heartbeat_at.timestamp() > self.lease_s
-                or (w.host == host and not _pid_alive(w.pid)))
+                or (w.host == host and not _pid_alive(w.pid))
+            )
         ]
         if dead:
             released = await self.store.remove_workers(dead)

@@ -7,6 +7,13 @@ from legato.model.runs import Run, RunStatus
 from legato.model.waits import Signal, Task, TaskStatus
 
 __all__ = [
-    "EventKind", "HistoryEvent", "Retry", "Run", "RunId", "RunStatus", "Signal", "Task",
+    "EventKind",
+    "HistoryEvent",
+    "Retry",
+    "Run",
+    "RunId",
+    "RunStatus",
+    "Signal",
+    "Task",
     "TaskStatus",
 ]

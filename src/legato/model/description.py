@@ -16,10 +16,10 @@ class StepSummary:
 
     key: str
     name: str
-    status: str                 # running | retrying | completed | failed
+    status: str  # running | retrying | completed | failed
     attempts: int
     compensable: bool = False
-    compensation: str | None = None   # None | running | retrying | completed | failed
+    compensation: str | None = None  # None | running | retrying | completed | failed
     error: dict[str, Any] | None = None
     retry_at: datetime | None = None
 
@@ -47,6 +47,7 @@ class RunDescription:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (datetimes as ISO strings)."""
+
         def clean(value: Any) -> Any:
             if isinstance(value, datetime):
                 return value.isoformat()
@@ -69,8 +70,16 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
         key = event.key
         if event.kind in (EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
             assert key is not None
-            step = steps.setdefault(key, {"key": key, "name": event.name, "status": "running",
-                                          "attempts": 0, "compensable": False})
+            step = steps.setdefault(
+                key,
+                {
+                    "key": key,
+                    "name": event.name,
+                    "status": "running",
+                    "attempts": 0,
+                    "compensable": False,
+                },
+            )
             step["attempts"] = max(step["attempts"], event.attempt)
             if event.kind is EventKind.STEP_STARTED:
                 step["status"] = "running"
@@ -89,8 +98,15 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
                 else:
                     step["status"] = "retrying"
                     step["retry_at"] = datetime.fromtimestamp(data["retry_at"], UTC)
-        elif event.kind in (EventKind.COMPENSATION_STARTED, EventKind.COMPENSATION_COMPLETED,
-                            EventKind.COMPENSATION_FAILED) and key in steps:
+        elif (
+            event.kind
+            in (
+                EventKind.COMPENSATION_STARTED,
+                EventKind.COMPENSATION_COMPLETED,
+                EventKind.COMPENSATION_FAILED,
+            )
+            and key in steps
+        ):
             step = steps[key]
             if event.kind is EventKind.COMPENSATION_STARTED:
                 step["compensation"] = "running"
@@ -99,9 +115,13 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
             else:
                 data = event.data or {}
                 step["compensation"] = "failed" if data.get("final") else "retrying"
-                last_error = {"type": data.get("type"), "message": data.get("message"),
-                              "step": event.name, "compensation": True,
-                              "attempt": event.attempt}
+                last_error = {
+                    "type": data.get("type"),
+                    "message": data.get("message"),
+                    "step": event.name,
+                    "compensation": True,
+                    "attempt": event.attempt,
+                }
 
     if run.error is not None and run.status.is_terminal:
         # The outcome's own error (the divergence, the failure that ended the run, the
@@ -109,24 +129,38 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
         last_error = run.error
     waits: dict[str, dict[str, Any]] = {}
     for event in history:
-        if event.kind in (EventKind.TIMER_STARTED, EventKind.WAIT_STARTED,
-                          EventKind.TASK_CREATED, EventKind.CHILD_STARTED):
+        if event.kind in (
+            EventKind.TIMER_STARTED,
+            EventKind.WAIT_STARTED,
+            EventKind.TASK_CREATED,
+            EventKind.CHILD_STARTED,
+        ):
             data = event.data or {}
             waits[event.key or ""] = {
-                "kind": event.kind, "name": event.name,
+                "kind": event.kind,
+                "name": event.name,
                 "until": data.get("wake_at") or data.get("timeout_at"),
-                "target": data.get("task_id") or data.get("child_run_id")}
-        elif event.kind in (EventKind.TIMER_FIRED, EventKind.SIGNAL_RECEIVED,
-                            EventKind.WAIT_TIMED_OUT):
+                "target": data.get("task_id") or data.get("child_run_id"),
+            }
+        elif event.kind in (
+            EventKind.TIMER_FIRED,
+            EventKind.SIGNAL_RECEIVED,
+            EventKind.WAIT_TIMED_OUT,
+        ):
             waits.pop(event.key or "", None)
     summaries = [StepSummary(**s) for s in steps.values()]
     completed = [s.name for s in summaries if s.status == "completed"]
     done = [s.name for s in summaries if s.compensation == "completed"]
     compensating = run.status in (RunStatus.COMPENSATING, RunStatus.COMPENSATION_FAILED)
     # Compensations run newest first; list what is left in that order.
-    pending = [s.name for s in reversed(summaries)
-               if s.compensable and s.status == "completed" and s.compensation != "completed"
-               and (compensating or run.status is RunStatus.CANCELLED)]
+    pending = [
+        s.name
+        for s in reversed(summaries)
+        if s.compensable
+        and s.status == "completed"
+        and s.compensation != "completed"
+        and (compensating or run.status is RunStatus.CANCELLED)
+    ]
     active = [s for s in summaries if s.status in ("running", "retrying")]
     current = active[-1] if active else None
     if compensating:
@@ -134,21 +168,35 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
         if in_comp:
             current = in_comp[-1]
     return RunDescription(
-        run_id=run.run_id, workflow=run.workflow, status=run.status,
-        created_at=run.created_at, updated_at=run.updated_at,
-        current_step=None if current is None or (run.status.is_terminal and not compensating)
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=run.status,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        current_step=None
+        if current is None or (run.status.is_terminal and not compensating)
         else current.name,
         attempt=None if current is None else current.attempts,
-        last_error=last_error, completed_steps=completed, compensations_done=done,
+        last_error=last_error,
+        completed_steps=completed,
+        compensations_done=done,
         compensations_pending=pending,
         next=_next(run, current, pending, done, last_error, list(waits.values())),
         cancel_requested=run.cancel_requested,
-        steps=summaries, output=run.output, input=run.input,
+        steps=summaries,
+        output=run.output,
+        input=run.input,
     )
 
 
-def _next(run: Run, current: StepSummary | None, pending: list[str], done: list[str],
-          last_error: dict[str, Any] | None, waits: list[dict[str, Any]]) -> str:
+def _next(
+    run: Run,
+    current: StepSummary | None,
+    pending: list[str],
+    done: list[str],
+    last_error: dict[str, Any] | None,
+    waits: list[dict[str, Any]],
+) -> str:
     status = run.status
     error = run.error or last_error or {}
     cause = f"{error.get('type')}: {error.get('message')}" if error.get("type") else "unknown"
@@ -161,19 +209,28 @@ def _next(run: Run, current: StepSummary | None, pending: list[str], done: list[
     if status is RunStatus.COMPENSATED:
         return f"nothing: the run failed ({cause}) and every completed step was compensated"
     if status is RunStatus.CANCELLED:
-        return "nothing: the run was cancelled" + (
-            f"; compensated {_rest(done)}" if done else "")
-    if run.cancel_requested and status in (RunStatus.PENDING, RunStatus.RUNNING,
-                                           RunStatus.SLEEPING, RunStatus.WAITING):
-        return ("cancel: stop at the next call (a step in flight finishes first), then "
-                "compensate the completed steps")
+        return "nothing: the run was cancelled" + (f"; compensated {_rest(done)}" if done else "")
+    if run.cancel_requested and status in (
+        RunStatus.PENDING,
+        RunStatus.RUNNING,
+        RunStatus.SLEEPING,
+        RunStatus.WAITING,
+    ):
+        return (
+            "cancel: stop at the next call (a step in flight finishes first), then "
+            "compensate the completed steps"
+        )
     if status is RunStatus.BLOCKED:
-        return (f"operator action: replay diverged from history ({error.get('message')}). "
-                "Deploy code that makes the recorded calls and resume it (legato runs resume "
-                "RUN_ID), or cancel it (legato cancel RUN_ID) to compensate its steps")
+        return (
+            f"operator action: replay diverged from history ({error.get('message')}). "
+            "Deploy code that makes the recorded calls and resume it (legato runs resume "
+            "RUN_ID), or cancel it (legato cancel RUN_ID) to compensate its steps"
+        )
     if status is RunStatus.COMPENSATION_FAILED:
-        return (f"operator action: compensating {error.get('step')!r} failed ({cause}); "
-                f"still to compensate: {', '.join(pending) or 'nothing'}")
+        return (
+            f"operator action: compensating {error.get('step')!r} failed ({cause}); "
+            f"still to compensate: {', '.join(pending) or 'nothing'}"
+        )
     if status is RunStatus.COMPENSATING:
         if current is not None and current.compensation == "retrying":
             return f"retry compensating {current.name!r}, then {_rest(pending[1:])}"
@@ -183,15 +240,20 @@ def _next(run: Run, current: StepSummary | None, pending: list[str], done: list[
     if current is None:
         return "run the workflow's next call"
     if current.status == "retrying" and current.retry_at is not None:
-        return (f"retry step {current.name!r} (attempt {current.attempts + 1}) at "
-                f"{current.retry_at.isoformat(timespec='seconds')}")
+        return (
+            f"retry step {current.name!r} (attempt {current.attempts + 1}) at "
+            f"{current.retry_at.isoformat(timespec='seconds')}"
+        )
     return f"finish step {current.name!r} (attempt {current.attempts}), then continue the workflow"
 
 
 def _waiting_for(wait: dict[str, Any]) -> str:
     until = wait["until"]
-    when = "" if until is None else \
-        f" until {datetime.fromtimestamp(until, UTC).isoformat(timespec='seconds')}"
+    when = (
+        ""
+        if until is None
+        else f" until {datetime.fromtimestamp(until, UTC).isoformat(timespec='seconds')}"
+    )
     kind = wait["kind"]
     if kind is EventKind.TIMER_STARTED:
         return f"sleep{when}, then continue"
@@ -199,8 +261,10 @@ def _waiting_for(wait: dict[str, Any]) -> str:
         after = ", then raise WaitTimeout in the workflow" if until is not None else ""
         return f"wait for signal {wait['name']!r}{when}{after}"
     if kind is EventKind.TASK_CREATED:
-        return (f"wait for a person to complete task {wait['target']} ({wait['name']!r}){when}"
-                " — legato tasks complete ID --data JSON")
+        return (
+            f"wait for a person to complete task {wait['target']} ({wait['name']!r}){when}"
+            " — legato tasks complete ID --data JSON"
+        )
     return f"wait for child run {wait['target']!r} ({wait['name']}) to end"
 
 

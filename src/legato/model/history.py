@@ -14,10 +14,10 @@ class EventKind(enum.StrEnum):
     RUN_STARTED = "run_started"
     STEP_STARTED = "step_started"
     STEP_COMPLETED = "step_completed"
-    STEP_FAILED = "step_failed"          # one attempt failed; data.retry_at set if it retries
-    VALUE = "value"                      # legato.now/uuid/random recorded for replay
+    STEP_FAILED = "step_failed"  # one attempt failed; data.retry_at set if it retries
+    VALUE = "value"  # legato.now/uuid/random recorded for replay
     RUN_COMPLETED = "run_completed"
-    RUN_FAILED = "run_failed"            # the failure that escaped the workflow
+    RUN_FAILED = "run_failed"  # the failure that escaped the workflow
     CANCEL_REQUESTED = "cancel_requested"
     COMPENSATION_STARTED = "compensation_started"
     COMPENSATION_COMPLETED = "compensation_completed"
@@ -25,14 +25,14 @@ class EventKind(enum.StrEnum):
     RUN_COMPENSATED = "run_compensated"
     RUN_CANCELLED = "run_cancelled"
     RUN_BLOCKED = "run_blocked"
-    RUN_RESUMED = "run_resumed"          # an operator resumed a blocked run
-    TIMER_STARTED = "timer_started"      # data.wake_at
+    RUN_RESUMED = "run_resumed"  # an operator resumed a blocked run
+    TIMER_STARTED = "timer_started"  # data.wake_at
     TIMER_FIRED = "timer_fired"
-    WAIT_STARTED = "wait_started"        # data.signal, data.timeout_at
+    WAIT_STARTED = "wait_started"  # data.signal, data.timeout_at
     SIGNAL_RECEIVED = "signal_received"  # data.signal_id, data.payload
     WAIT_TIMED_OUT = "wait_timed_out"
-    TASK_CREATED = "task_created"        # data.task_id (then waits like a signal)
-    CHILD_STARTED = "child_started"      # data.child_run_id (then waits for its outcome)
+    TASK_CREATED = "task_created"  # data.task_id (then waits like a signal)
+    CHILD_STARTED = "child_started"  # data.child_run_id (then waits for its outcome)
 
 
 @dataclass(frozen=True, slots=True)

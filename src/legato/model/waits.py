@@ -24,8 +24,8 @@ class TaskStatus(enum.StrEnum):
 
     OPEN = "open"
     COMPLETED = "completed"
-    EXPIRED = "expired"        # its timeout passed; the workflow took another path
-    CANCELLED = "cancelled"    # its run ended without it
+    EXPIRED = "expired"  # its timeout passed; the workflow took another path
+    CANCELLED = "cancelled"  # its run ended without it
 
 
 @dataclass(frozen=True, slots=True)

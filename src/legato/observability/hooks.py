@@ -15,8 +15,9 @@ from legato.storage.base import Write
 class Hooks:
     """Called by the engine at fixed points; every method is a no-op here."""
 
-    def before_step_attempt(self, run_id: str, step: str,
-                            attempt: int) -> Callable[..., Any] | None:
+    def before_step_attempt(
+        self, run_id: str, step: str, attempt: int
+    ) -> Callable[..., Any] | None:
         """Before each attempt of a step (and of a compensation, named ``step.compensate``).
 
         Return a callable to run *instead of* the step for this attempt (fault
@@ -24,8 +25,9 @@ class Hooks:
         """
         return None
 
-    def after_step_attempt(self, run_id: str, step: str, attempt: int,
-                           error: BaseException | None) -> None:
+    def after_step_attempt(
+        self, run_id: str, step: str, attempt: int, error: BaseException | None
+    ) -> None:
         """After each attempt, with the error it raised (None if it succeeded)."""
 
     def after_commit(self, writes: Sequence[Write]) -> None:

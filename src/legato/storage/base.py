@@ -153,8 +153,9 @@ class Store(Protocol):
     async def histories(self, run_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
         """Histories of many runs at once (recovery loads a thousand runs in one go)."""
 
-    async def claim_runs(self, worker_id: str, now: float, limit: int,
-                         workflows: Sequence[str]) -> list[Run]:
+    async def claim_runs(
+        self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
+    ) -> list[Run]:
         """Take ownership of up to ``limit`` unfinished, unowned, due runs of ``workflows``."""
 
     async def next_due(self, workflows: Sequence[str]) -> float | None:
@@ -195,8 +196,9 @@ class Store(Protocol):
     async def remove_workers(self, worker_ids: Sequence[str]) -> int:
         """Forget these workers and release every run they owned; return runs released."""
 
-    async def send_signal(self, run_id: str, name: str, payload: bytes | None,
-                          at: float) -> tuple[Run | None, int | None]:
+    async def send_signal(
+        self, run_id: str, name: str, payload: bytes | None, at: float
+    ) -> tuple[Run | None, int | None]:
         """Send a signal unless the run is unknown or finished; return (run, signal id)."""
 
     async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
@@ -205,12 +207,19 @@ class Store(Protocol):
     async def get_task(self, task_id: str) -> Task | None:
         """The task with this id, or None."""
 
-    async def list_tasks(self, *, status: str | None = "open", assignee: str | None = None,
-                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = "open",
+        assignee: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
         """Tasks, oldest first, filtered."""
 
-    async def complete_task(self, task_id: str, response: bytes,
-                            at: float) -> tuple[Task | None, bool]:
+    async def complete_task(
+        self, task_id: str, response: bytes, at: float
+    ) -> tuple[Task | None, bool]:
         """Complete an open task: store the response and signal its run, atomically.
 
         Returns the task as it is afterwards and whether this call completed it (False if

@@ -66,11 +66,17 @@ class _TaskRow:
 
 def _task(row: _TaskRow) -> Task:
     return Task(
-        task_id=row.task_id, run_id=row.run_id, name=row.name, data=_loads(row.data),
-        assignee=row.assignee, form=_loads(row.form),  # type: ignore[arg-type]  # an object
-        status=TaskStatus(row.status), response=_loads(row.response),
+        task_id=row.task_id,
+        run_id=row.run_id,
+        name=row.name,
+        data=_loads(row.data),
+        assignee=row.assignee,
+        form=_loads(row.form),  # type: ignore[arg-type]  # an object
+        status=TaskStatus(row.status),
+        response=_loads(row.response),
         created_at=to_datetime(row.created_at),  # type: ignore[arg-type]  # never None
-        due_at=to_datetime(row.due_at), completed_at=to_datetime(row.completed_at),
+        due_at=to_datetime(row.due_at),
+        completed_at=to_datetime(row.completed_at),
     )
 
 
@@ -80,21 +86,31 @@ def _loads(data: bytes | None) -> object:
 
 def _run(row: _Row) -> Run:
     return Run(
-        run_id=RunId(row.run_id), workflow=row.workflow, status=RunStatus(row.status),
-        input=orjson.loads(row.input), output=_loads(row.output),
+        run_id=RunId(row.run_id),
+        workflow=row.workflow,
+        status=RunStatus(row.status),
+        input=orjson.loads(row.input),
+        output=_loads(row.output),
         error=_loads(row.error),  # type: ignore[arg-type]  # a JSON object when set
         created_at=to_datetime(row.created_at),  # type: ignore[arg-type]  # never None
         updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]  # never None
-        deadline_at=to_datetime(row.deadline_at), wake_at=to_datetime(row.wake_at),
-        owner=row.owner, cancel_requested=row.cancel_requested,
+        deadline_at=to_datetime(row.deadline_at),
+        wake_at=to_datetime(row.wake_at),
+        owner=row.owner,
+        cancel_requested=row.cancel_requested,
         parent_run_id=row.parent_run_id,
     )
 
 
 def _event(op: Append) -> HistoryEvent:
     return HistoryEvent(
-        run_id=op.run_id, pos=op.pos, kind=EventKind(op.kind), key=op.key, name=op.name,
-        attempt=op.attempt, data=_loads(op.data),
+        run_id=op.run_id,
+        pos=op.pos,
+        kind=EventKind(op.kind),
+        key=op.key,
+        name=op.name,
+        attempt=op.attempt,
+        data=_loads(op.data),
         at=to_datetime(op.at),  # type: ignore[arg-type]  # never None
     )
 
@@ -125,8 +141,10 @@ class MemoryStore:
         for op in ops:
             if type(op) is Append:
                 taken = self._positions.get(op.run_id)
-                if (taken is not None and op.pos in taken) or (op.run_id, op.pos) in \
-                        batch_positions:
+                if (taken is not None and op.pos in taken) or (
+                    op.run_id,
+                    op.pos,
+                ) in batch_positions:
                     raise ConcurrencyConflict(
                         f"history record {op.pos} of run {op.run_id!r} already exists: "
                         "another worker is executing this run"
@@ -143,8 +161,8 @@ class MemoryStore:
                     row.status, row.output, row.error = op.status, op.output, op.error
                     row.updated_at, row.wake_at = op.updated_at, op.wake_at
                     if op.signal_watermark is not None and any(
-                            sig.id > op.signal_watermark
-                            for sig in self._signals.get(op.run_id, ())):
+                        sig.id > op.signal_watermark for sig in self._signals.get(op.run_id, ())
+                    ):
                         row.wake_at = op.updated_at
                     if op.release:
                         row.owner = None
@@ -155,21 +173,43 @@ class MemoryStore:
                 if existing is not None:
                     conflicts[op.run_id] = existing.workflow
                 else:
-                    runs[op.run_id] = _Row(op.run_id, op.workflow, op.status, op.input, None,
-                                           None, op.created_at, op.created_at, op.deadline_at,
-                                           op.created_at, op.owner,
-                                           parent_run_id=op.parent_run_id)
+                    runs[op.run_id] = _Row(
+                        op.run_id,
+                        op.workflow,
+                        op.status,
+                        op.input,
+                        None,
+                        None,
+                        op.created_at,
+                        op.created_at,
+                        op.deadline_at,
+                        op.created_at,
+                        op.owner,
+                        parent_run_id=op.parent_run_id,
+                    )
             elif type(op) is NewSignal:
                 self._add_signal(op.run_id, op.name, op.payload, op.at)
             elif type(op) is NewTask:
                 if op.task_id not in self._tasks:
                     self._tasks[op.task_id] = _TaskRow(
-                        op.task_id, op.run_id, op.name, op.data, op.assignee, op.form,
-                        TaskStatus.OPEN.value, None, op.created_at, op.due_at)
+                        op.task_id,
+                        op.run_id,
+                        op.name,
+                        op.data,
+                        op.assignee,
+                        op.form,
+                        TaskStatus.OPEN.value,
+                        None,
+                        op.created_at,
+                        op.due_at,
+                    )
             elif type(op) is CloseTasks:
                 for task in self._tasks.values():
-                    if task.run_id == op.run_id and task.status == TaskStatus.OPEN.value and (
-                            op.task_id is None or task.task_id == op.task_id):
+                    if (
+                        task.run_id == op.run_id
+                        and task.status == TaskStatus.OPEN.value
+                        and (op.task_id is None or task.task_id == op.task_id)
+                    ):
                         task.status, task.completed_at = op.status, op.at
         return conflicts
 
@@ -178,11 +218,16 @@ class MemoryStore:
         when = to_datetime(at)
         assert when is not None
         self._signals.setdefault(run_id, []).append(
-            Signal(self._signal_ids, run_id, name, _loads(payload), when))
+            Signal(self._signal_ids, run_id, name, _loads(payload), when)
+        )
         row = self._runs.get(run_id)
         # Only a run parked waiting for an event, and not held by a worker, needs waking.
-        if row is not None and row.owner is None and row.status == RunStatus.WAITING.value \
-                and (row.wake_at is None or row.wake_at > at):
+        if (
+            row is not None
+            and row.owner is None
+            and row.status == RunStatus.WAITING.value
+            and (row.wake_at is None or row.wake_at > at)
+        ):
             row.wake_at = at
         return self._signal_ids
 
@@ -195,9 +240,12 @@ class MemoryStore:
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
     ) -> list[Run]:
         """Runs, newest first, optionally filtered."""
-        rows = [r for r in self._runs.values()
-                if (status is None or r.status == status)
-                and (workflow is None or r.workflow == workflow)]
+        rows = [
+            r
+            for r in self._runs.values()
+            if (status is None or r.status == status)
+            and (workflow is None or r.workflow == workflow)
+        ]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return [_run(r) for r in rows[:limit]]
 
@@ -209,13 +257,20 @@ class MemoryStore:
         """Histories of many runs at once."""
         return {rid: await self.history(rid) for rid in run_ids}
 
-    async def claim_runs(self, worker_id: str, now: float, limit: int,
-                         workflows: Sequence[str]) -> list[Run]:
+    async def claim_runs(
+        self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
+    ) -> list[Run]:
         """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, oldest first."""
         served = set(workflows)
-        due = [r for r in self._runs.values()
-               if r.owner is None and r.status not in _TERMINAL and r.workflow in served
-               and r.wake_at is not None and r.wake_at <= now]
+        due = [
+            r
+            for r in self._runs.values()
+            if r.owner is None
+            and r.status not in _TERMINAL
+            and r.workflow in served
+            and r.wake_at is not None
+            and r.wake_at <= now
+        ]
         due.sort(key=lambda r: r.created_at)
         for row in due[:limit]:
             row.owner = worker_id
@@ -224,9 +279,17 @@ class MemoryStore:
     async def next_due(self, workflows: Sequence[str]) -> float | None:
         """The earliest ``wake_at`` of unowned, unfinished runs of ``workflows``."""
         served = set(workflows)
-        return min((r.wake_at for r in self._runs.values()
-                    if r.owner is None and r.status not in _TERMINAL and r.workflow in served
-                    and r.wake_at is not None), default=None)
+        return min(
+            (
+                r.wake_at
+                for r in self._runs.values()
+                if r.owner is None
+                and r.status not in _TERMINAL
+                and r.workflow in served
+                and r.wake_at is not None
+            ),
+            default=None,
+        )
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
         """Drop ownership of the runs ``worker_id`` owns (all, or just ``run_ids``)."""
@@ -240,8 +303,11 @@ class MemoryStore:
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Unfinished runs owned by ``worker_id`` whose cancellation was requested."""
-        return [r.run_id for r in self._runs.values()
-                if r.owner == worker_id and r.cancel_requested and r.status not in _TERMINAL]
+        return [
+            r.run_id
+            for r in self._runs.values()
+            if r.owner == worker_id and r.cancel_requested and r.status not in _TERMINAL
+        ]
 
     async def request_cancel(self, run_id: str, at: float) -> Run | None:
         """Flag the run; cancel it outright if it is pending and unowned."""
@@ -267,8 +333,9 @@ class MemoryStore:
                 positions.add(pos)
         return _run(row)
 
-    async def send_signal(self, run_id: str, name: str, payload: bytes | None,
-                          at: float) -> tuple[Run | None, int | None]:
+    async def send_signal(
+        self, run_id: str, name: str, payload: bytes | None, at: float
+    ) -> tuple[Run | None, int | None]:
         """Send a signal unless the run is unknown or finished."""
         row = self._runs.get(run_id)
         if row is None or row.status in _TERMINAL:
@@ -284,18 +351,28 @@ class MemoryStore:
         row = self._tasks.get(task_id)
         return None if row is None else _task(row)
 
-    async def list_tasks(self, *, status: str | None = "open", assignee: str | None = None,
-                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = "open",
+        assignee: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
         """Tasks, oldest first, filtered."""
-        rows = [t for t in self._tasks.values()
-                if (status is None or t.status == status)
-                and (assignee is None or t.assignee == assignee)
-                and (run_id is None or t.run_id == run_id)]
+        rows = [
+            t
+            for t in self._tasks.values()
+            if (status is None or t.status == status)
+            and (assignee is None or t.assignee == assignee)
+            and (run_id is None or t.run_id == run_id)
+        ]
         rows.sort(key=lambda t: (t.created_at, t.task_id))
         return [_task(t) for t in rows[:limit]]
 
-    async def complete_task(self, task_id: str, response: bytes,
-                            at: float) -> tuple[Task | None, bool]:
+    async def complete_task(
+        self, task_id: str, response: bytes, at: float
+    ) -> tuple[Task | None, bool]:
         """Complete an open task and signal its run."""
         row = self._tasks.get(task_id)
         if row is None or row.status != TaskStatus.OPEN.value:
@@ -311,11 +388,16 @@ class MemoryStore:
             return None
         if row.status == RunStatus.BLOCKED.value:
             row.status, row.error, row.updated_at, row.wake_at = (
-                RunStatus.RUNNING.value, None, at, at)
+                RunStatus.RUNNING.value,
+                None,
+                at,
+                at,
+            )
             positions = self._positions.setdefault(run_id, set())
             pos = max(positions, default=0) + 1
             self._history.setdefault(run_id, []).append(
-                Append(run_id, pos, EventKind.RUN_RESUMED.value, None, None, 0, None, at))
+                Append(run_id, pos, EventKind.RUN_RESUMED.value, None, None, 0, None, at)
+            )
             positions.add(pos)
         return _run(row)
 
@@ -330,8 +412,9 @@ class MemoryStore:
         info = self._workers.get(worker_id)
         when = to_datetime(at)
         if info is not None and when is not None:
-            self._workers[worker_id] = WorkerInfo(info.worker_id, info.host, info.pid,
-                                                  info.started_at, when)
+            self._workers[worker_id] = WorkerInfo(
+                info.worker_id, info.host, info.pid, info.started_at, when
+            )
 
     async def list_workers(self) -> list[WorkerInfo]:
         """Every registered worker."""

@@ -91,8 +91,9 @@ class FakeClock:
     @property
     def pending(self) -> list[datetime]:
         """Due times of the timers still waiting, soonest first."""
-        return [datetime.fromtimestamp(w, UTC) for w, _, t in sorted(self._timers)
-                if not t.cancelled]
+        return [
+            datetime.fromtimestamp(w, UTC) for w, _, t in sorted(self._timers) if not t.cancelled
+        ]
 
     def watch(self, watcher: Watcher) -> None:
         """Have ``settle()`` wait for ``watcher`` too (engines on this clock call this)."""

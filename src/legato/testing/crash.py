@@ -46,16 +46,26 @@ class CrashAt(Hooks):
     def after_commit(self, writes: Sequence[Write]) -> None:
         """Die, the hard way, if this batch holds the point."""
         for op in writes:
-            if isinstance(op, Append) and (self.kind is None or op.kind == self.kind) and (
-                    self.name is None or op.name == self.name):
+            if (
+                isinstance(op, Append)
+                and (self.kind is None or op.kind == self.kind)
+                and (self.name is None or op.name == self.name)
+            ):
                 os.kill(os.getpid(), signal.SIGKILL)
 
 
 class WorkerProcess:
     """A ``legato worker`` in a subprocess, optionally set to crash at a point."""
 
-    def __init__(self, target: str, database: str, *, crash_at: str | None = None,
-                 cwd: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        database: str,
+        *,
+        crash_at: str | None = None,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         if crash_at is not None:
             CrashAt(crash_at)  # a clear error now, not a silent worker later
         self.target = target
@@ -79,8 +89,18 @@ class WorkerProcess:
         path = [self.cwd or os.getcwd(), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "legato.testing.crash", self.target, self.database,
-             self.crash_at or ""], cwd=self.cwd, env=env, stderr=self._log)
+            [
+                sys.executable,
+                "-m",
+                "legato.testing.crash",
+                self.target,
+                self.database,
+                self.crash_at or "",
+            ],
+            cwd=self.cwd,
+            env=env,
+            stderr=self._log,
+        )
         return self
 
     def wait_ready(self, workflow: str, timeout: float = 30.0) -> None:
@@ -101,8 +121,9 @@ class WorkerProcess:
         assert self.process is not None, "start() the worker first"
         code = self.process.wait(timeout)
         if code != -signal.SIGKILL:
-            raise AssertionError(f"worker exited with {code}, not by the planned crash:\n"
-                                 f"{self.log}")
+            raise AssertionError(
+                f"worker exited with {code}, not by the planned crash:\n{self.log}"
+            )
         return code
 
     def restart(self, crash_at: str | None = None) -> WorkerProcess:

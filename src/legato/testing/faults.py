@@ -35,9 +35,11 @@ class Faults(Hooks):
     def __init__(self) -> None:
         self._plans: dict[str, _Plan] = {}
 
-    def fail(self, step: str, times: int = 1,
-             error: BaseException | type[BaseException] | None = None) -> Faults:
+    def fail(
+        self, step: str, times: int = 1, error: BaseException | type[BaseException] | None = None
+    ) -> Faults:
         """Make the next ``times`` attempts of ``step`` raise ``error``."""
+
         def make() -> BaseException:
             if error is None:
                 return InjectedFault(f"injected failure of {step!r}")
@@ -51,6 +53,7 @@ class Faults(Hooks):
 
     def hang(self, step: str, times: int = 1) -> Faults:
         """Make the next ``times`` attempts of ``step`` never return (until cancelled)."""
+
         async def hang_forever(*args: Any, **kwargs: Any) -> Any:
             await asyncio.Event().wait()
 
@@ -62,8 +65,9 @@ class Faults(Hooks):
         plan = self._plans.get(step)
         return [] if plan is None else list(plan.attempts)
 
-    def before_step_attempt(self, run_id: str, step: str,
-                            attempt: int) -> Callable[..., Any] | None:
+    def before_step_attempt(
+        self, run_id: str, step: str, attempt: int
+    ) -> Callable[..., Any] | None:
         """Hand out the planned fault while any is left."""
         plan = self._plans.get(step)
         if plan is None or plan.remaining <= 0:

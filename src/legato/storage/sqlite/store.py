@@ -13,6 +13,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -86,28 +87,52 @@ def _loads(data: bytes | None) -> Any:
 
 def _run(row: tuple[Any, ...]) -> Run:
     return Run(
-        run_id=RunId(row[0]), workflow=row[1], status=RunStatus(row[2]), input=_loads(row[3]),
-        output=_loads(row[4]), error=_loads(row[5]),
+        run_id=RunId(row[0]),
+        workflow=row[1],
+        status=RunStatus(row[2]),
+        input=_loads(row[3]),
+        output=_loads(row[4]),
+        error=_loads(row[5]),
         created_at=to_datetime(row[6]),  # type: ignore[arg-type]  # NOT NULL column
         updated_at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
-        deadline_at=to_datetime(row[8]), wake_at=to_datetime(row[9]), owner=row[10],
-        cancel_requested=bool(row[11]), parent_run_id=row[12],
+        deadline_at=to_datetime(row[8]),
+        wake_at=to_datetime(row[9]),
+        owner=row[10],
+        cancel_requested=bool(row[11]),
+        parent_run_id=row[12],
     )
+
+
+def _at(ts: float) -> datetime:
+    """A NOT NULL time column as an aware datetime."""
+    return datetime.fromtimestamp(ts, UTC)
 
 
 def _task(row: tuple[Any, ...]) -> Task:
     return Task(
-        task_id=row[0], run_id=row[1], name=row[2], data=_loads(row[3]), assignee=row[4],
-        form=_loads(row[5]), status=TaskStatus(row[6]), response=_loads(row[7]),
+        task_id=row[0],
+        run_id=row[1],
+        name=row[2],
+        data=_loads(row[3]),
+        assignee=row[4],
+        form=_loads(row[5]),
+        status=TaskStatus(row[6]),
+        response=_loads(row[7]),
         created_at=to_datetime(row[8]),  # type: ignore[arg-type]  # NOT NULL column
-        due_at=to_datetime(row[9]), completed_at=to_datetime(row[10]),
+        due_at=to_datetime(row[9]),
+        completed_at=to_datetime(row[10]),
     )
 
 
 def _event(row: tuple[Any, ...]) -> HistoryEvent:
     return HistoryEvent(
-        run_id=row[0], pos=row[1], kind=EventKind(row[2]), key=row[3], name=row[4],
-        attempt=row[5], data=_loads(row[6]),
+        run_id=row[0],
+        pos=row[1],
+        kind=EventKind(row[2]),
+        key=row[3],
+        name=row[4],
+        attempt=row[5],
+        data=_loads(row[6]),
         at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
     )
 
@@ -151,8 +176,9 @@ class SqliteStore:
         if not os.path.isdir(directory):
             raise StorageError(f"cannot open {self.path}: directory {directory} does not exist")
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=30.0)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
         try:
@@ -223,12 +249,26 @@ class SqliteStore:
         others: list[Write] = []
         for op in ops:
             if type(op) is Append:
-                appends.append((op.run_id, op.pos, op.kind, op.key, op.name, op.attempt,
-                                op.data, op.at))
+                appends.append(
+                    (op.run_id, op.pos, op.kind, op.key, op.name, op.attempt, op.data, op.at)
+                )
             elif type(op) is SetRun:
-                sets.append((op.status, op.output, op.error, op.updated_at,
-                             op.signal_watermark, op.signal_watermark, op.updated_at,
-                             op.release, op.updated_at, op.wake_at, op.release, op.run_id))
+                sets.append(
+                    (
+                        op.status,
+                        op.output,
+                        op.error,
+                        op.updated_at,
+                        op.signal_watermark,
+                        op.signal_watermark,
+                        op.updated_at,
+                        op.release,
+                        op.updated_at,
+                        op.wake_at,
+                        op.release,
+                        op.run_id,
+                    )
+                )
             elif type(op) is NewRun:
                 if op.run_id in new_runs:
                     conflicts[op.run_id] = new_runs[op.run_id].workflow
@@ -241,16 +281,31 @@ class SqliteStore:
             # INSERT-and-check per run when thousands of runs start at once.
             ids = list(new_runs)
             for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
+                chunk = ids[start : start + 500]
                 marks = ", ".join("?" * len(chunk))
                 for run_id, workflow in conn.execute(
-                        f"SELECT run_id, workflow FROM runs WHERE run_id IN ({marks})", chunk):
+                    f"SELECT run_id, workflow FROM runs WHERE run_id IN ({marks})", chunk
+                ):
                     conflicts[run_id] = workflow
                     del new_runs[run_id]
-            conn.executemany(_INSERT_RUN, [
-                (op.run_id, op.workflow, op.status, op.input, op.created_at, op.created_at,
-                 op.deadline_at, op.created_at, op.owner, op.parent_run_id)
-                for op in new_runs.values()])
+            conn.executemany(
+                _INSERT_RUN,
+                [
+                    (
+                        op.run_id,
+                        op.workflow,
+                        op.status,
+                        op.input,
+                        op.created_at,
+                        op.created_at,
+                        op.deadline_at,
+                        op.created_at,
+                        op.owner,
+                        op.parent_run_id,
+                    )
+                    for op in new_runs.values()
+                ],
+            )
         if appends:
             try:
                 conn.executemany(_APPEND, appends)
@@ -266,11 +321,24 @@ class SqliteStore:
                 conn.execute(_INSERT_SIGNAL, (op.run_id, op.name, op.payload, op.at))
                 conn.execute(_WAKE, (op.at, op.run_id, op.at))
             elif isinstance(op, NewTask):
-                conn.execute(_INSERT_TASK, (op.task_id, op.run_id, op.name, op.data,
-                                            op.assignee, op.form, op.created_at, op.due_at))
+                conn.execute(
+                    _INSERT_TASK,
+                    (
+                        op.task_id,
+                        op.run_id,
+                        op.name,
+                        op.data,
+                        op.assignee,
+                        op.form,
+                        op.created_at,
+                        op.due_at,
+                    ),
+                )
             elif isinstance(op, CloseTasks):
-                sql = ("UPDATE tasks SET status = ?, completed_at = ? "
-                       "WHERE run_id = ? AND status = 'open'")
+                sql = (
+                    "UPDATE tasks SET status = ?, completed_at = ? "
+                    "WHERE run_id = ? AND status = 'open'"
+                )
                 params: tuple[Any, ...] = (op.status, op.at, op.run_id)
                 if op.task_id is not None:
                     sql += " AND task_id = ?"
@@ -278,8 +346,9 @@ class SqliteStore:
                 conn.execute(sql, params)
         return conflicts
 
-    async def claim_runs(self, worker_id: str, now: float, limit: int,
-                         workflows: Sequence[str]) -> list[Run]:
+    async def claim_runs(
+        self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
+    ) -> list[Run]:
         """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, oldest first."""
         if not workflows:
             return []
@@ -296,26 +365,40 @@ class SqliteStore:
     async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
         """Drop ownership of the runs ``worker_id`` owns (all, or just ``run_ids``)."""
         if run_ids is None:
-            return await self._write(self._tx, lambda c: c.execute(
-                "UPDATE runs SET owner = NULL WHERE owner = ?", (worker_id,)).rowcount)
+            return await self._write(
+                self._tx,
+                lambda c: (
+                    c.execute("UPDATE runs SET owner = NULL WHERE owner = ?", (worker_id,)).rowcount
+                ),
+            )
         params = [(worker_id, rid) for rid in run_ids]
-        return await self._write(self._tx, lambda c: c.executemany(
-            "UPDATE runs SET owner = NULL WHERE owner = ? AND run_id = ?", params).rowcount)
+        return await self._write(
+            self._tx,
+            lambda c: (
+                c.executemany(
+                    "UPDATE runs SET owner = NULL WHERE owner = ? AND run_id = ?", params
+                ).rowcount
+            ),
+        )
 
     async def request_cancel(self, run_id: str, at: float) -> Run | None:
         """Flag the run; cancel it outright if it is pending and unowned."""
 
         def body(c: sqlite3.Connection) -> Run | None:
-            row = c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
-                            (run_id,)).fetchone()
+            row = c.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
             if row is None:
                 return None
             run = _run(row)
             if run.status.is_terminal and run.status is not RunStatus.BLOCKED:
                 return run
             outright = run.owner is None and run.status == RunStatus.PENDING
-            status = RunStatus.CANCELLED if outright else (
-                RunStatus.RUNNING if run.status is RunStatus.BLOCKED else run.status)
+            status = (
+                RunStatus.CANCELLED
+                if outright
+                else (RunStatus.RUNNING if run.status is RunStatus.BLOCKED else run.status)
+            )
             c.execute(
                 "UPDATE runs SET cancel_requested = 1, status = ?, updated_at = ?, "
                 "wake_at = CASE WHEN ? THEN NULL WHEN owner IS NULL THEN ? ELSE wake_at END "
@@ -325,22 +408,26 @@ class SqliteStore:
             if outright:
                 # Nobody executes the run, so nobody else appends to its history. A run with
                 # an owner gets only the flag: the owner records the cancel itself, in order.
-                pos = c.execute("SELECT coalesce(max(pos), 0) FROM history WHERE run_id = ?",
-                                (run_id,)).fetchone()[0]
+                pos = c.execute(
+                    "SELECT coalesce(max(pos), 0) FROM history WHERE run_id = ?", (run_id,)
+                ).fetchone()[0]
                 for i, kind in enumerate((EventKind.CANCEL_REQUESTED, EventKind.RUN_CANCELLED), 1):
                     c.execute(_APPEND, (run_id, pos + i, kind.value, None, None, 0, None, at))
-            return _run(c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
-                                  (run_id,)).fetchone())
+            return _run(
+                c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            )
 
         return await self._write(self._tx, body)
 
-    async def send_signal(self, run_id: str, name: str, payload: bytes | None,
-                          at: float) -> tuple[Run | None, int | None]:
+    async def send_signal(
+        self, run_id: str, name: str, payload: bytes | None, at: float
+    ) -> tuple[Run | None, int | None]:
         """Send a signal unless the run is unknown or finished; return (run, signal id)."""
 
         def body(c: sqlite3.Connection) -> tuple[Run | None, int | None]:
-            row = c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
-                            (run_id,)).fetchone()
+            row = c.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
             if row is None or _run(row).status.is_terminal:
                 return (None if row is None else _run(row)), None
             signal_id = c.execute(_INSERT_SIGNAL, (run_id, name, payload, at)).lastrowid
@@ -349,21 +436,23 @@ class SqliteStore:
 
         return await self._write(self._tx, body)
 
-    async def complete_task(self, task_id: str, response: bytes,
-                            at: float) -> tuple[Task | None, bool]:
+    async def complete_task(
+        self, task_id: str, response: bytes, at: float
+    ) -> tuple[Task | None, bool]:
         """Complete an open task and signal its run, in one transaction."""
 
         def body(c: sqlite3.Connection) -> tuple[Task | None, bool]:
             changed = c.execute(
                 "UPDATE tasks SET status = 'completed', response = ?, completed_at = ? "
                 "WHERE task_id = ? AND status = 'open' RETURNING run_id",
-                (response, at, task_id)).fetchone()
+                (response, at, task_id),
+            ).fetchone()
             if changed is not None:
-                c.execute(_INSERT_SIGNAL, (changed[0], TASK_SIGNAL_PREFIX + task_id, response,
-                                           at))
+                c.execute(_INSERT_SIGNAL, (changed[0], TASK_SIGNAL_PREFIX + task_id, response, at))
                 c.execute(_WAKE, (at, changed[0], at))
-            row = c.execute(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?",
-                            (task_id,)).fetchone()
+            row = c.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
             return (None if row is None else _task(row)), changed is not None
 
         return await self._write(self._tx, body)
@@ -374,29 +463,42 @@ class SqliteStore:
         def body(c: sqlite3.Connection) -> Run | None:
             resumed = c.execute(
                 "UPDATE runs SET status = 'running', error = NULL, updated_at = ?, wake_at = ? "
-                "WHERE run_id = ? AND status = 'blocked'", (at, at, run_id)).rowcount
+                "WHERE run_id = ? AND status = 'blocked'",
+                (at, at, run_id),
+            ).rowcount
             if resumed:
-                pos = c.execute("SELECT coalesce(max(pos), 0) FROM history WHERE run_id = ?",
-                                (run_id,)).fetchone()[0]
-                c.execute(_APPEND, (run_id, pos + 1, EventKind.RUN_RESUMED.value, None, None,
-                                    0, None, at))
-            row = c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
-                            (run_id,)).fetchone()
+                pos = c.execute(
+                    "SELECT coalesce(max(pos), 0) FROM history WHERE run_id = ?", (run_id,)
+                ).fetchone()[0]
+                c.execute(
+                    _APPEND, (run_id, pos + 1, EventKind.RUN_RESUMED.value, None, None, 0, None, at)
+                )
+            row = c.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
             return None if row is None else _run(row)
 
         return await self._write(self._tx, body)
 
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
         """Record a worker process."""
-        await self._write(self._tx, lambda c: c.execute(
-            "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
-            "DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-            (worker_id, host, pid, at, at)))
+        await self._write(
+            self._tx,
+            lambda c: c.execute(
+                "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
+                "DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                (worker_id, host, pid, at, at),
+            ),
+        )
 
     async def heartbeat(self, worker_id: str, at: float) -> None:
         """Say that ``worker_id`` is alive."""
-        await self._write(self._tx, lambda c: c.execute(
-            "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (at, worker_id)))
+        await self._write(
+            self._tx,
+            lambda c: c.execute(
+                "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (at, worker_id)
+            ),
+        )
 
     async def remove_workers(self, worker_ids: Sequence[str]) -> int:
         """Forget these workers and release their runs."""
@@ -405,17 +507,22 @@ class SqliteStore:
             released = 0
             for wid in worker_ids:
                 c.execute("DELETE FROM workers WHERE worker_id = ?", (wid,))
-                released += c.execute("UPDATE runs SET owner = NULL WHERE owner = ?",
-                                      (wid,)).rowcount
+                released += c.execute(
+                    "UPDATE runs SET owner = NULL WHERE owner = ?", (wid,)
+                ).rowcount
             return released
 
         return await self._write(self._tx, body)
 
     async def register_workflows(self, names: Sequence[str], at: float) -> None:
         """Record workflow names."""
-        await self._write(self._tx, lambda c: c.executemany(
-            "INSERT INTO workflows VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-            [(n, at) for n in names]))
+        await self._write(
+            self._tx,
+            lambda c: c.executemany(
+                "INSERT INTO workflows VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                [(n, at) for n in names],
+            ),
+        )
 
     # -- reads -----------------------------------------------------------------------
 
@@ -425,8 +532,9 @@ class SqliteStore:
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run with this id, or None."""
-        rows = await self._read(self._fetch, f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
-                                (run_id,))
+        rows = await self._read(
+            self._fetch, f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        )
         return _run(rows[0]) if rows else None
 
     async def list_runs(
@@ -444,15 +552,18 @@ class SqliteStore:
         rows = await self._read(
             self._fetch,
             f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC "
-            "LIMIT ?", (*params, limit),
+            "LIMIT ?",
+            (*params, limit),
         )
         return [_run(r) for r in rows]
 
     async def history(self, run_id: str) -> list[HistoryEvent]:
         """A run's history in ``pos`` order."""
         rows = await self._read(
-            self._fetch, f"SELECT {_HISTORY_COLUMNS} FROM history WHERE run_id = ? ORDER BY pos",
-            (run_id,))
+            self._fetch,
+            f"SELECT {_HISTORY_COLUMNS} FROM history WHERE run_id = ? ORDER BY pos",
+            (run_id,),
+        )
         return [_event(r) for r in rows]
 
     async def histories(self, run_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
@@ -460,12 +571,14 @@ class SqliteStore:
         result: dict[str, list[HistoryEvent]] = {rid: [] for rid in run_ids}
         ids = list(run_ids)
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             marks = ", ".join("?" * len(chunk))
             rows = await self._read(
                 self._fetch,
                 f"SELECT {_HISTORY_COLUMNS} FROM history WHERE run_id IN ({marks}) "
-                "ORDER BY run_id, pos", chunk)
+                "ORDER BY run_id, pos",
+                chunk,
+            )
             for row in rows:
                 result[row[0]].append(_event(row))
         return result
@@ -476,8 +589,11 @@ class SqliteStore:
             return None
         marks = ", ".join("?" * len(workflows))
         rows = await self._read(
-            self._fetch, f"SELECT min(wake_at) FROM runs WHERE owner IS NULL AND {_UNFINISHED} "
-            f"AND workflow IN ({marks})", list(workflows))
+            self._fetch,
+            f"SELECT min(wake_at) FROM runs WHERE owner IS NULL AND {_UNFINISHED} "
+            f"AND workflow IN ({marks})",
+            list(workflows),
+        )
         return rows[0][0] if rows else None
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
@@ -485,32 +601,40 @@ class SqliteStore:
         rows = await self._read(
             self._fetch,
             f"SELECT run_id FROM runs WHERE owner = ? AND {_UNFINISHED} AND cancel_requested = 1",
-            (worker_id,))
+            (worker_id,),
+        )
         return [r[0] for r in rows]
 
     async def list_workers(self) -> list[WorkerInfo]:
         """Every registered worker."""
         rows = await self._read(self._fetch, "SELECT * FROM workers")
-        return [WorkerInfo(r[0], r[1], r[2], to_datetime(r[3]),  # type: ignore[arg-type]
-                           to_datetime(r[4])) for r in rows]  # type: ignore[arg-type]
+        return [WorkerInfo(r[0], r[1], r[2], _at(r[3]), _at(r[4])) for r in rows]
 
     async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
         """A run's signals with ids above ``after_id``, in delivery order."""
         rows = await self._read(
-            self._fetch, "SELECT id, run_id, name, payload, sent_at FROM signals "
-            "WHERE run_id = ? AND id > ? ORDER BY id", (run_id, after_id))
-        return [Signal(r[0], r[1], r[2], _loads(r[3]),
-                       to_datetime(r[4])) for r in rows]  # type: ignore[arg-type]
+            self._fetch,
+            "SELECT id, run_id, name, payload, sent_at FROM signals "
+            "WHERE run_id = ? AND id > ? ORDER BY id",
+            (run_id, after_id),
+        )
+        return [Signal(r[0], r[1], r[2], _loads(r[3]), to_datetime(r[4])) for r in rows]  # type: ignore[arg-type]
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task with this id, or None."""
-        rows = await self._read(self._fetch,
-                                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?",
-                                (task_id,))
+        rows = await self._read(
+            self._fetch, f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = ?", (task_id,)
+        )
         return _task(rows[0]) if rows else None
 
-    async def list_tasks(self, *, status: str | None = "open", assignee: str | None = None,
-                         run_id: str | None = None, limit: int = 100) -> list[Task]:
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = "open",
+        assignee: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
         """Tasks, oldest first, filtered."""
         where, params = [], []
         for column, value in (("status", status), ("assignee", assignee), ("run_id", run_id)):
@@ -519,11 +643,14 @@ class SqliteStore:
                 params.append(value)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._read(
-            self._fetch, f"SELECT {_TASK_COLUMNS} FROM tasks {clause} "
-            "ORDER BY created_at, task_id LIMIT ?", (*params, limit))
+            self._fetch,
+            f"SELECT {_TASK_COLUMNS} FROM tasks {clause} ORDER BY created_at, task_id LIMIT ?",
+            (*params, limit),
+        )
         return [_task(r) for r in rows]
 
     async def list_workflows(self) -> list[str]:
         """Registered workflow names."""
-        return [r[0] for r in await self._read(self._fetch,
-                                               "SELECT name FROM workflows ORDER BY name")]
+        return [
+            r[0] for r in await self._read(self._fetch, "SELECT name FROM workflows ORDER BY name")
+        ]
