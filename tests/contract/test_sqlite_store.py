@@ -12,6 +12,7 @@ import pytest
 from legato.errors import NotALegatoDatabase, SchemaTooNew, StorageError
 from legato.storage.base import SCHEMA_VERSION, Append, NewRun
 from legato.storage.sqlite import SqliteStore
+from legato.storage.sqlite.store import due_runs_sql
 
 LEGATO_APPLICATION_ID = 0x4C47544F
 T0 = 1_900_000_000.0
@@ -134,3 +135,19 @@ async def test_using_a_closed_store_is_a_storage_error(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StorageError):
         await store.get_run("r1")
+
+
+async def test_claiming_due_runs_is_served_by_the_partial_index(tmp_path: Path) -> None:
+    # A worker polls for due runs every 200 ms; with 100,000 runs parked, a full scan costs
+    # ~90 ms per poll on the single writer thread. The query must match the index's WHERE.
+    store = SqliteStore(str(tmp_path / "plan.db"))
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "plan.db")
+    try:
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {due_runs_sql(2)}", (0.0, "a", "b", 10)).fetchall()
+    finally:
+        conn.close()
+    details = " ".join(row[-1] for row in plan)
+    assert "USING INDEX runs_unfinished" in details, details
+    assert "SCAN" not in details, details

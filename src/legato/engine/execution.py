@@ -420,6 +420,12 @@ class RunExecution:
         finally:
             self.engine.forget(self)
 
+    def release_tasks(self) -> None:
+        """Drop references to this run's tasks (its driver is ending)."""
+        self.task = None
+        self._main.task = None
+        self._branches.clear()
+
     def _stopped(self, why: str) -> None:
         # Shutdown or a storage failure: leave the run as recorded; whoever claims it
         # next resumes it by replay.

@@ -260,6 +260,9 @@ class Engine:
         """Called by an execution when its task ends."""
         if self.live.get(execution.run_id) is execution:
             del self.live[execution.run_id]
+        # Break execution -> task -> context -> execution now: left to the (tuned) cyclic
+        # collector, 100k evicted runs kept ~85 MB of garbage alive.
+        execution.release_tasks()
         self.note_quiet()
         if self.running and execution.done.cancelled():
             # Stopped before its end (a write failed): hand it back so it is claimed

@@ -156,7 +156,8 @@ class Store(Protocol):
     async def claim_runs(
         self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
     ) -> list[Run]:
-        """Take ownership of up to ``limit`` unfinished, unowned, due runs of ``workflows``."""
+        """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, earliest due
+        first."""
 
     async def next_due(self, workflows: Sequence[str]) -> float | None:
         """The earliest ``wake_at`` of unowned, unfinished runs of ``workflows``, or None."""

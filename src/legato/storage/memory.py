@@ -271,7 +271,7 @@ class MemoryStore:
             and r.wake_at is not None
             and r.wake_at <= now
         ]
-        due.sort(key=lambda r: r.created_at)
+        due.sort(key=lambda r: (r.wake_at or 0.0, r.created_at))
         for row in due[:limit]:
             row.owner = worker_id
         return [_run(r) for r in due[:limit]]
