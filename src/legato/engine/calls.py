@@ -195,7 +195,7 @@ async def call_step(
             run_id=ex.run_id,
         ) from gave_up.cause
     # started_at rides in the completion record: splice it in rather than re-encode.
-    data = data[:-1] + b',"started_at":' + dumps(started_at) + b"}"
+    data = data[:-1] + b',"started_at":' + repr(started_at).encode() + b"}"  # JSON == repr
     op = ex.record(EventKind.STEP_COMPLETED, key, name, number, data)
     decoded = orjson.loads(data)  # the workflow sees exactly what replay will
     if compensable:

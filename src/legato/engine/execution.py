@@ -249,6 +249,8 @@ class RunExecution:
         if not self.parked:
             self.engine.parked_runs += 1
         self.parked[key] = park
+        if waiting:
+            self.engine.waiting_for_events.add(self)
         timer = None
         if wake_at is not None:
             timer = self.engine.clock.call_at(wake_at, lambda: _wake(park.future))
@@ -261,6 +263,8 @@ class RunExecution:
             del self.parked[key]
             if not self.parked:
                 self.engine.parked_runs -= 1
+            if not self.is_waiting_for_event:
+                self.engine.waiting_for_events.discard(self)
             if timer is not None:
                 timer.cancel()
 

@@ -94,6 +94,7 @@ class Engine:
         self.live: dict[str, RunExecution] = {}
         self.hooks = list(hooks)
         self.parked_runs = 0  # live runs with at least one call waiting
+        self.waiting_for_events: set[RunExecution] = set()  # checked for signals each poll
         self.max_hot_runs = max_hot_runs
         self.hot_window_s = hot_window.total_seconds()
         self._outcomes: dict[str, asyncio.Future[Outcome]] = {}
@@ -410,7 +411,7 @@ class Engine:
 
     async def _check_signals(self) -> None:
         """Wake runs waiting in memory for a signal that another process sent."""
-        for execution in list(self.live.values()):
+        for execution in list(self.waiting_for_events):
             if execution.is_waiting_for_event:
                 newer = await self.store.signals(execution.run_id, execution.signal_watermark)
                 if newer:
