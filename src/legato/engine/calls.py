@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,47 @@ class GaveUp(Exception):
     error: dict[str, Any]
     attempts: int
     cause: BaseException
+
+
+class Attempt:
+    """What one attempt runs: a step (its result recorded) or a compensation.
+
+    A plain object rather than a closure: every live run holds one per call in flight,
+    and closures cost the garbage collector several cells each.
+    """
+
+    __slots__ = ("args", "fn", "is_async", "kwargs", "label", "record", "step_key", "timeout_s")
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        is_async: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        step_key: str,
+        label: str,
+        timeout_s: float | None,
+        record: str | None,
+    ) -> None:
+        self.fn = fn
+        self.is_async = is_async
+        self.args = args
+        self.kwargs = kwargs
+        self.step_key = step_key
+        self.label = label  # the name hooks and timeouts see
+        self.timeout_s = timeout_s
+        self.record = record  # None: nothing to record; "result"; "result+args"
+
+    def encode(self, result: Any) -> bytes:
+        """The completion record's data."""
+        if self.record is None:
+            return b"{}"
+        entry: dict[str, Any] = {"result": result}
+        if self.record == "result+args":
+            entry["args"] = self.args
+            if self.kwargs:
+                entry["kwargs"] = self.kwargs
+        return encode(entry, f"the result of step {self.label!r}")
 
 
 def record_value(ex: RunExecution, kind: str) -> Any:
@@ -61,11 +102,10 @@ async def attempts(
     retry_at: float | None,
     started_kind: EventKind,
     failed_kind: EventKind,
-    attempt: Callable[[int], Awaitable[bytes]],
+    plan: Attempt,
     interruptible: bool,
-    hook_name: str | None = None,
 ) -> tuple[bytes, int, float]:
-    """Try ``attempt`` until it succeeds; record every failure with its next retry time.
+    """Try ``plan`` until it succeeds; record every failure with its next retry time.
 
     Returns ``(data, attempt number, started_at)``; raises ``GaveUp`` when out of tries.
     A pending retry waits as a park, so a long backoff evicts the run. An
@@ -85,10 +125,23 @@ async def attempts(
         ex.in_flight += 1
         ex.set_busy(False)  # the step's own work (a thread, a network call) is not ours
         try:
-            data = await attempt(number)
+            fn, is_async = plan.fn, plan.is_async
+            if engine.hooks:
+                fn, is_async = override(ex, plan.label, number, fn, is_async)
+            result = await engine.steps.run(
+                fn,
+                is_async,
+                plan.args,
+                plan.kwargs,
+                plan.step_key,
+                plan.label,
+                number,
+                plan.timeout_s,
+            )
+            data = plan.encode(result)
         except Exception as exc:
             for hook in engine.hooks:
-                hook.after_step_attempt(ex.run_id, hook_name or name, number, exc)
+                hook.after_step_attempt(ex.run_id, plan.label, number, exc)
             failed = number
             error = describe_exception(exc) | {"attempts": number}
             retryable = policy.is_retryable(exc) and not isinstance(exc, PayloadError)
@@ -109,7 +162,7 @@ async def attempts(
             ex.busy = True
             ex.recheck_eviction()
         for hook in engine.hooks:
-            hook.after_step_attempt(ex.run_id, hook_name or name, number, None)
+            hook.after_step_attempt(ex.run_id, plan.label, number, None)
         # A fast attempt's start record never reaches the database: the completion,
         # carrying started_at, says it all.
         engine.journal.retract(ticket, started)
@@ -155,23 +208,17 @@ async def call_step(
             )
         failed, retry_at = record.failed_attempts, record.retry_at
 
-    engine = ex.engine
-    step_key = f"{ex.run_id}:{key}"
     compensable = step.compensation is not None
-    started_at = 0.0
-
-    async def attempt(number: int) -> bytes:
-        fn, is_async = override(ex, name, number, step.fn, step.is_async)
-        result = await engine.steps.run(
-            fn, is_async, args, kwargs, step_key, name, number, step.timeout_s
-        )
-        entry: dict[str, Any] = {"result": result}
-        if compensable:
-            entry["args"] = args
-            if kwargs:
-                entry["kwargs"] = kwargs
-        return encode(entry, f"the result of step {name!r}")
-
+    plan = Attempt(
+        step.fn,
+        step.is_async,
+        args,
+        kwargs,
+        f"{ex.run_id}:{key}",
+        name,
+        step.timeout_s,
+        "result+args" if compensable else "result",
+    )
     try:
         data, number, started_at = await attempts(
             ex,
@@ -182,7 +229,7 @@ async def call_step(
             retry_at=retry_at,
             started_kind=EventKind.STEP_STARTED,
             failed_kind=EventKind.STEP_FAILED,
-            attempt=attempt,
+            plan=plan,
             interruptible=True,
         )
     except GaveUp as gave_up:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from legato.engine.calls import GaveUp, attempts, override
+from legato.engine.calls import Attempt, GaveUp, attempts
 from legato.engine.payloads import dumps
 from legato.engine.replay import CompensationRecord
 from legato.model import EventKind, RunStatus
@@ -81,21 +81,16 @@ async def _compensate_one(
     step_key = f"{ex.run_id}:{entry.key}:compensate"
     failed = record.failed_attempts
 
-    async def attempt(number: int) -> bytes:
-        fn, is_async = override(
-            ex, compensation.name, number, compensation.fn, compensation.is_async
-        )
-        await ex.engine.steps.run(
-            fn,
-            is_async,
-            (*entry.args, entry.result),
-            entry.kwargs,
-            step_key,
-            compensation.name,
-            number,
-            compensation.timeout_s,
-        )
-        return b"{}"
+    plan = Attempt(
+        compensation.fn,
+        compensation.is_async,
+        (*entry.args, entry.result),
+        entry.kwargs,
+        step_key,
+        compensation.name,
+        compensation.timeout_s,
+        None,
+    )
 
     try:
         _, number, started_at = await attempts(
@@ -107,9 +102,8 @@ async def _compensate_one(
             retry_at=record.retry_at,
             started_kind=EventKind.COMPENSATION_STARTED,
             failed_kind=EventKind.COMPENSATION_FAILED,
-            attempt=attempt,
+            plan=plan,
             interruptible=False,
-            hook_name=compensation.name,
         )
     except GaveUp as gave_up:
         return gave_up.error
