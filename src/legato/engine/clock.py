@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -45,8 +44,3 @@ class SystemClock:
         delay = when - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
-
-
-def to_datetime(clock: Clock) -> datetime:
-    """The clock's now as an aware UTC datetime."""
-    return datetime.fromtimestamp(clock.time(), UTC)

@@ -24,11 +24,6 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-def schema_sql() -> str:
-    """The readable current schema, ``schema.sql``."""
-    return resources.files("legato.storage.sqlite").joinpath("schema.sql").read_text("utf-8")
-
-
 def ensure_schema(conn: sqlite3.Connection, where: str) -> None:
     """Create or migrate the schema in ``conn``; raise if the file is not ours or too new."""
     try:

@@ -446,11 +446,14 @@ class SqliteStore:
             row = c.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-            if row is None or _run(row).status.is_terminal:
-                return (None if row is None else _run(row)), None
+            if row is None:
+                return None, None
+            run = _run(row)
+            if run.status.is_terminal:
+                return run, None
             signal_id = c.execute(_INSERT_SIGNAL, (run_id, name, payload, at)).lastrowid
             c.execute(_WAKE, (at, run_id, at))
-            return _run(row), signal_id
+            return run, signal_id
 
         return await self._write(self._tx, body)
 
