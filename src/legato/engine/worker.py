@@ -35,7 +35,7 @@ from legato.engine.steps import StepRunner
 from legato.errors import RunAlreadyExists, UnknownWorkflow
 from legato.model import HistoryEvent, Run, RunStatus
 from legato.observability.hooks import Hooks
-from legato.storage.base import NewRun, SetRun, Store, Write
+from legato.storage.base import NewRun, SetRun, Store, WorkerInfo, Write
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,20 @@ def new_run_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+def this_host() -> str:
+    """The host name, plus the pid namespace where there is one to tell apart.
+
+    Two containers may share a host name (host networking) while their pids are numbered
+    apart: a pid says nothing about a process in another namespace, so its worker must not
+    be judged dead by it. Only the lease decides there.
+    """
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}#pidns:{namespace}"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -64,6 +78,35 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_started_at(pid: int) -> float | None:
+    """When process ``pid`` started, in Unix seconds (to ~10 ms); None where /proc can't say."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat, open("/proc/uptime", "rb") as uptime:
+            # starttime (clock ticks after boot) is field 22; fields 3.. follow the ")".
+            ticks = int(stat.read().rsplit(b")", 1)[1].split()[19])
+            booted_at = time.time() - float(uptime.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return booted_at + ticks / os.sysconf("SC_CLK_TCK")
+
+
+_CLOCK_SLACK_S = 0.05
+"""How far /proc's estimate of a process's start may be off (uptime and ticks: 10 ms)."""
+
+
+def is_dead_here(worker: WorkerInfo) -> bool:
+    """True if ``worker`` ran on this host and its process is gone.
+
+    A pid that is alive may belong to a new process: a container restarted gives its
+    worker the same pid (often 1) as the one it replaced. A process that started after
+    the worker registered cannot be that worker.
+    """
+    if not _pid_alive(worker.pid):
+        return True
+    started_at = process_started_at(worker.pid)
+    return started_at is not None and started_at > worker.started_at.timestamp() + _CLOCK_SLACK_S
 
 
 class Engine:
@@ -130,7 +173,7 @@ class Engine:
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
         now = time.time()
-        await self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), now)
+        await self.store.register_worker(self.worker_id, this_host(), os.getpid(), now)
         await self.store.register_workflows(list(self.registry.workflows), now)
         self._last_heartbeat = now
         self.running = True
@@ -435,7 +478,7 @@ class Engine:
         return len(runs) == limit
 
     async def _reap_dead_workers(self) -> None:
-        host = socket.gethostname()
+        host = this_host()
         now = time.time()
         dead = [
             w.worker_id
@@ -443,7 +486,7 @@ class Engine:
             if w.worker_id != self.worker_id
             and (
                 now - w.heartbeat_at.timestamp() > self.lease_s
-                or (w.host == host and not _pid_alive(w.pid))
+                or (w.host == host and is_dead_here(w))
             )
         ]
         if dead:
