@@ -251,6 +251,38 @@ async def test_child_failure_escaping_the_parent_compensates_the_parent(
     assert log == ["undo charge", "undo reserve"]
 
 
+async def test_parent_timing_out_cancels_the_child_it_waits_for(
+    harness: Harness, clock: FakeClock
+) -> None:
+    log: list[str] = []
+
+    def define(app: legato.App) -> SimpleNamespace:
+        base = family(log, Counter())(app)
+
+        @app.workflow(name="impatient", timeout=timedelta(hours=1))
+        async def impatient(amount: int) -> Any:
+            await base.reserve()
+            return await legato.child("kid", amount)
+
+        return SimpleNamespace(impatient=impatient)
+
+    # Given a parent with an hour to live, waiting on a child that sleeps a day
+    defs = await harness.start(define)
+    handle = await harness.running.start(defs.impatient, 7)
+    await clock.settle()
+    child_id = f"{handle.run_id}/2"
+    # When the parent's hour runs out
+    await advance(clock, timedelta(hours=1, minutes=1))
+    await claim_due(clock)
+    await claim_due(clock)
+    # Then the parent fails and compensates, and its child is cancelled and compensates too:
+    # nobody is left waiting for it, so it must not go on charging
+    failed = await outcome(handle)
+    assert (failed.status, failed.error_type) == ("compensated", "legato.errors.WorkflowTimeout")
+    assert await status(harness.store, child_id) is RunStatus.CANCELLED
+    assert sorted(log) == ["undo charge", "undo reserve"]
+
+
 async def test_child_started_with_a_day_left_keeps_its_own_timer(
     harness: Harness, clock: FakeClock
 ) -> None:

@@ -95,8 +95,8 @@ async def human_task(
 async def child(workflow: Any, *args: Any, run_id: str | None = None) -> Any:
     """Run ``workflow`` (a registered workflow or its name) as a child and return its result.
 
-    Raises ``legato.errors.ChildFailed`` if the child does not complete. Cancelling the
-    parent cancels its children.
+    Raises ``legato.errors.ChildFailed`` if the child does not complete. A parent that fails
+    or is cancelled cancels its children that are still running.
     """
     execution = _execution("child")
     definition = execution.engine.registry.workflow(workflow)

@@ -504,7 +504,10 @@ class RunExecution:
         cancelled = isinstance(failure, RunCancelled)
         if cancelled:
             error["cancelled"] = True
-            await self.engine.cancel_children(self.index.children)
+        # A child still running would work for a parent that no longer waits for it (a
+        # timeout, or a sibling branch's failure): it is cancelled and compensates itself.
+        # Children that have ended are left as they are.
+        await self.engine.cancel_children(self.index.children)
         self.index.failure = error
         self.compensating = True
         record = self.record(EventKind.RUN_FAILED, None, None, 0, dumps(error))
