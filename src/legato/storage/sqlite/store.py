@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 
@@ -37,6 +37,9 @@ from legato.storage.base import (
 from legato.storage.sqlite._migrate import ensure_schema
 
 T = TypeVar("T")
+
+_MAX_TRANSACTIONS = 1000
+"""Bodies committed together at most: a bound on how long the first one waits."""
 
 # Word for word the WHERE of the partial index runs_unfinished in schema.sql: SQLite uses
 # a partial index only when the query repeats its condition (tests/contract pins the plan).
@@ -174,6 +177,8 @@ class SqliteStore:
         # One thread each: sqlite3 connections must not be used by two threads at once.
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_thread: ThreadPoolExecutor | None = None
+        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -217,7 +222,10 @@ class SqliteStore:
         return conn
 
     async def close(self) -> None:
-        """Close connections and stop the threads."""
+        """Commit the writes already asked for, then close connections and stop the threads."""
+        committer = self._committer
+        if committer is not None and not committer.done():
+            await asyncio.wait({committer})
         for attr, pool_attr in (("_writer", "_write_thread"), ("_reader", "_read_thread")):
             conn, pool = getattr(self, attr), getattr(self, pool_attr)
             setattr(self, attr, None)
@@ -241,6 +249,75 @@ class SqliteStore:
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._on(self._read_thread, fn, *args)
 
+    async def _transact(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in a write transaction, committed together with concurrent ones.
+
+        Group commit for every write: while the writer thread commits one transaction,
+        the bodies that arrive queue up, and the next transaction runs them all, each in
+        a savepoint of its own (one body's error undoes only that body), for one fsync.
+        """
+        if self._write_thread is None:
+            raise StorageError(f"the SQLite store for {self.path} is not open")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((body, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_queued())
+        return cast(T, await future)
+
+    async def _commit_queued(self) -> None:
+        while self._queued:
+            batch = self._queued[:_MAX_TRANSACTIONS]
+            del self._queued[:_MAX_TRANSACTIONS]
+            try:
+                outcomes = await self._write(self._tx_many, [body for body, _ in batch])
+            except asyncio.CancelledError:
+                for _, future in batch + self._queued:
+                    future.cancel()
+                self._queued.clear()
+                raise
+            except Exception as exc:  # the transaction as a whole failed: so did each body
+                outcomes = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():  # its caller stopped waiting
+                    continue
+                if ok:
+                    future.set_result(value)
+                elif isinstance(value, sqlite3.Error):
+                    error = StorageError(f"SQLite error on {self.path}: {value}")
+                    error.__cause__ = value
+                    future.set_exception(error)
+                else:
+                    future.set_exception(value)
+
+    def _tx_many(self, bodies: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        """Run ``bodies`` in one transaction; per body, (True, result) or (False, error)."""
+        if len(bodies) == 1:
+            try:
+                return [(True, self._tx(bodies[0]))]
+            except Exception as exc:
+                return [(False, exc)]
+        conn = self._writer
+        assert conn is not None
+        outcomes: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for body in bodies:
+                conn.execute("SAVEPOINT body")
+                try:
+                    outcomes.append((True, body(conn)))
+                except Exception as exc:
+                    if not conn.in_transaction:
+                        raise  # SQLite gave up the whole transaction (disk full, I/O error)
+                    conn.execute("ROLLBACK TO body")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE body")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
     def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._writer
         assert conn is not None
@@ -257,7 +334,7 @@ class SqliteStore:
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
         """Apply ``ops`` in one transaction (runs first, then history, then updates)."""
-        return await self._write(self._tx, lambda conn: self._apply(conn, ops))
+        return await self._transact(lambda conn: self._apply(conn, ops))
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, ops: Sequence[Write]) -> dict[str, str]:
@@ -377,21 +454,19 @@ class SqliteStore:
             f"RETURNING {_RUN_COLUMNS}"
         )
         params = (worker_id, now, *workflows, limit)
-        rows = await self._write(self._tx, lambda c: c.execute(sql, params).fetchall())
+        rows = await self._transact(lambda c: c.execute(sql, params).fetchall())
         return [_run(r) for r in rows]
 
     async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
         """Drop ownership of the runs ``worker_id`` owns (all, or just ``run_ids``)."""
         if run_ids is None:
-            return await self._write(
-                self._tx,
+            return await self._transact(
                 lambda c: (
                     c.execute("UPDATE runs SET owner = NULL WHERE owner = ?", (worker_id,)).rowcount
                 ),
             )
         params = [(worker_id, rid) for rid in run_ids]
-        return await self._write(
-            self._tx,
+        return await self._transact(
             lambda c: (
                 c.executemany(
                     "UPDATE runs SET owner = NULL WHERE owner = ? AND run_id = ?", params
@@ -435,7 +510,7 @@ class SqliteStore:
                 c.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             )
 
-        return await self._write(self._tx, body)
+        return await self._transact(body)
 
     async def send_signal(
         self, run_id: str, name: str, payload: bytes | None, at: float
@@ -455,7 +530,7 @@ class SqliteStore:
             c.execute(_WAKE, (at, run_id, at))
             return run, signal_id
 
-        return await self._write(self._tx, body)
+        return await self._transact(body)
 
     async def complete_task(
         self, task_id: str, response: bytes, at: float
@@ -476,7 +551,7 @@ class SqliteStore:
             ).fetchone()
             return (None if row is None else _task(row)), changed is not None
 
-        return await self._write(self._tx, body)
+        return await self._transact(body)
 
     async def resume_blocked(self, run_id: str, at: float) -> Run | None:
         """Make a blocked run due again, recording ``run_resumed``."""
@@ -499,12 +574,11 @@ class SqliteStore:
             ).fetchone()
             return None if row is None else _run(row)
 
-        return await self._write(self._tx, body)
+        return await self._transact(body)
 
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
         """Record a worker process."""
-        await self._write(
-            self._tx,
+        await self._transact(
             lambda c: c.execute(
                 "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
                 "DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
@@ -514,8 +588,7 @@ class SqliteStore:
 
     async def heartbeat(self, worker_id: str, at: float) -> None:
         """Say that ``worker_id`` is alive."""
-        await self._write(
-            self._tx,
+        await self._transact(
             lambda c: c.execute(
                 "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (at, worker_id)
             ),
@@ -533,12 +606,11 @@ class SqliteStore:
                 ).rowcount
             return released
 
-        return await self._write(self._tx, body)
+        return await self._transact(body)
 
     async def register_workflows(self, names: Sequence[str], at: float) -> None:
         """Record workflow names."""
-        await self._write(
-            self._tx,
+        await self._transact(
             lambda c: c.executemany(
                 "INSERT INTO workflows VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 [(n, at) for n in names],
