@@ -1,0 +1,191 @@
+"""The SQLite file's two connections, each on its own thread, and group commit.
+
+One writer connection on one thread applies every write; bodies that arrive while a
+transaction commits share the next one (group commit). Reads use a second connection on
+another thread: in WAL mode they never wait for the writer. ``SqliteStore`` builds its
+queries on these primitives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
+
+from legato.errors import NotALegatoDatabase, StorageError
+from legato.storage.sqlite._migrate import ensure_schema
+
+T = TypeVar("T")
+
+_MAX_TRANSACTIONS = 1000
+"""Bodies committed together at most: a bound on how long the first one waits."""
+
+
+class SqliteConnections:
+    """A writer and a reader connection on one SQLite file, each used by one thread."""
+
+    def __init__(self, path: str, *, synchronous: str = "full") -> None:
+        if synchronous.lower() not in ("full", "normal", "off", "extra"):
+            raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        self.path = path
+        self._synchronous = synchronous.upper()
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        # One thread each: sqlite3 connections must not be used by two threads at once.
+        self._write_thread: ThreadPoolExecutor | None = None
+        self._read_thread: ThreadPoolExecutor | None = None
+        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open both connections and create or migrate the schema."""
+        if self._writer is not None:
+            return
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="legato-sqlite-write")
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="legato-sqlite-read")
+        try:
+            self._writer = await self._on(self._write_thread, self._connect, True)
+            self._reader = await self._on(self._read_thread, self._connect, False)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect(self, is_writer: bool) -> sqlite3.Connection:
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StorageError(f"cannot open {self.path}: directory {directory} does not exist")
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if is_writer:
+                ensure_schema(conn, self.path)
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise NotALegatoDatabase(
+                f"{self.path} is not a usable SQLite database ({exc})."
+            ) from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Commit the writes already asked for, then close connections and stop the threads."""
+        committer = self._committer
+        if committer is not None and not committer.done():
+            await asyncio.wait({committer})
+        for attr, pool_attr in (("_writer", "_write_thread"), ("_reader", "_read_thread")):
+            conn, pool = getattr(self, attr), getattr(self, pool_attr)
+            setattr(self, attr, None)
+            setattr(self, pool_attr, None)
+            if pool is not None:
+                if conn is not None:
+                    await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+                pool.shutdown(wait=True)
+
+    async def _on(self, pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> T:
+        if pool is None:
+            raise StorageError(f"the SQLite store for {self.path} is not open")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
+
+    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._on(self._write_thread, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self._on(self._read_thread, fn, *args)
+
+    async def _transact(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in a write transaction, committed together with concurrent ones.
+
+        Group commit for every write: while the writer thread commits one transaction,
+        the bodies that arrive queue up, and the next transaction runs them all, each in
+        a savepoint of its own (one body's error undoes only that body), for one fsync.
+        """
+        if self._write_thread is None:
+            raise StorageError(f"the SQLite store for {self.path} is not open")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((body, future))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.get_running_loop().create_task(self._commit_queued())
+        return cast(T, await future)
+
+    async def _commit_queued(self) -> None:
+        while self._queued:
+            batch = self._queued[:_MAX_TRANSACTIONS]
+            del self._queued[:_MAX_TRANSACTIONS]
+            try:
+                outcomes = await self._write(self._tx_many, [body for body, _ in batch])
+            except asyncio.CancelledError:
+                for _, future in batch + self._queued:
+                    future.cancel()
+                self._queued.clear()
+                raise
+            except Exception as exc:  # the transaction as a whole failed: so did each body
+                outcomes = [(False, exc)] * len(batch)
+            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+                if future.done():  # its caller stopped waiting
+                    continue
+                if ok:
+                    future.set_result(value)
+                elif isinstance(value, sqlite3.Error):
+                    error = StorageError(f"SQLite error on {self.path}: {value}")
+                    error.__cause__ = value
+                    future.set_exception(error)
+                else:
+                    future.set_exception(value)
+
+    def _tx_many(self, bodies: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        """Run ``bodies`` in one transaction; per body, (True, result) or (False, error)."""
+        if len(bodies) == 1:
+            try:
+                return [(True, self._tx(bodies[0]))]
+            except Exception as exc:
+                return [(False, exc)]
+        conn = self._writer
+        assert conn is not None
+        outcomes: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for body in bodies:
+                conn.execute("SAVEPOINT body")
+                try:
+                    outcomes.append((True, body(conn)))
+                except Exception as exc:
+                    if not conn.in_transaction:
+                        raise  # SQLite gave up the whole transaction (disk full, I/O error)
+                    conn.execute("ROLLBACK TO body")
+                    outcomes.append((False, exc))
+                conn.execute("RELEASE body")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._writer
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = body(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
