@@ -75,6 +75,14 @@ class App:
             self.store = database
         self._client = AsyncClient(self.store, clock=self._clock)
 
+    def set_max_concurrent_runs(self, limit: int) -> None:
+        """Cap the runs this app's engine holds in flight at once; only while stopped."""
+        if getattr(self, "_engine", None) is not None:
+            raise NotRunning(f"app {self.name!r} is running; stop it before changing its limit")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"max_concurrent_runs must be a positive integer, got {limit!r}")
+        self._max_concurrent_runs = limit
+
     # -- registration ----------------------------------------------------------------------
 
     @overload

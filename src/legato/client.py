@@ -32,7 +32,7 @@ from legato.errors import (
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.description import RunDescription, describe_run
 from legato.storage import database_url, open_store
-from legato.storage.base import NewRun, Store
+from legato.storage.base import NewRun, Store, WorkerInfo
 
 T = TypeVar("T")
 
@@ -198,6 +198,10 @@ class AsyncClient:
         """Workflow names registered on this database."""
         return await (await self._open()).list_workflows()
 
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Worker processes registered on this database, with their last heartbeat."""
+        return await (await self._open()).list_workers()
+
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel a run: at once if no worker has taken it, else by its worker."""
         run = await (await self._open()).request_cancel(run_id, self._time())
@@ -347,6 +351,10 @@ class Client:
     def list_workflows(self) -> list[str]:
         """Workflow names registered on this database."""
         return self._call(self._async.list_workflows)
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Worker processes registered on this database, with their last heartbeat."""
+        return self._call(self._async.list_workers)
 
     def cancel(self, run_id: str) -> RunStatus:
         """Cancel a run."""
