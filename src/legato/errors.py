@@ -307,9 +307,25 @@ class BusError(LegatoError):
 
 
 def describe_exception(exc: BaseException) -> dict[str, Any]:
-    """Return the JSON-able summary of ``exc`` stored in history: type and message."""
+    """Return the JSON-able summary of ``exc`` stored in history: type and message.
+
+    Never raises: an exception whose ``__str__`` (and ``__repr__``) raises, or returns
+    something that is not a string, is recorded by its type with a placeholder message,
+    so the retry policy and the workflow's ``except StepFailed`` still apply to it.
+    """
     cls = type(exc)
-    module = cls.__module__
-    name = cls.__qualname__
+    module = getattr(cls, "__module__", None) or "builtins"
+    name = getattr(cls, "__qualname__", None) or cls.__name__
     qualified = name if module in ("builtins", "__main__") else f"{module}.{name}"
-    return {"type": qualified, "message": str(exc)}
+    return {"type": qualified, "message": _message_of(exc, qualified)}
+
+
+def _message_of(exc: BaseException, qualified: str) -> str:
+    for render in (str, repr):
+        try:
+            message = render(exc)
+        except Exception:
+            continue
+        if type(message) is str:
+            return message
+    return f"<{qualified}: its message could not be read (str() and repr() raised)>"
