@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Any
 
 import orjson
@@ -21,8 +23,38 @@ def dumps(value: Any) -> bytes:
 
 
 def encode(value: Any, what: str) -> bytes:
-    """JSON-encode ``value`` or raise ``PayloadError`` naming ``what``."""
+    """JSON-encode ``value`` or raise ``PayloadError`` naming ``what``.
+
+    NaN and infinities are refused: JSON has no such numbers, and orjson would store them
+    as ``null``, silently changing the value a replay sees.
+    """
     try:
-        return dumps(value)
+        data = dumps(value)
     except TypeError as exc:
         raise PayloadError(f"{what} cannot be stored as JSON: {exc}") from None
+    # orjson writes a non-finite float as null: only then is the value worth walking.
+    if b"null" in data:
+        bad = _non_finite(value)
+        if bad is not None:
+            raise PayloadError(
+                f"{what} cannot be stored as JSON: {bad} is not a JSON number "
+                "(pass None or a string instead)"
+            )
+    return data
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity inside ``value`` (already known to serialize), or None."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return item
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+    return None
