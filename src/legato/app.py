@@ -16,6 +16,7 @@ from legato.engine.worker import Engine
 from legato.errors import LegatoError, RunNotFound
 from legato.model import HistoryEvent, Retry, RunStatus, Task
 from legato.model.description import RunDescription
+from legato.model.ids import check_run_id
 from legato.observability.hooks import Hooks
 from legato.storage import database_url, open_store
 from legato.storage.base import Store
@@ -202,6 +203,8 @@ class App:
         belongs to another workflow, ``RunAlreadyExists`` is raised.
         """
         engine = self._running_engine()
+        if run_id is not None:
+            check_run_id(run_id)
         definition = self.registry.workflow(workflow)  # type: ignore[arg-type]  # checked there
         run_id = await engine.start_run(definition, args, run_id)
         return RunHandle(self, run_id)

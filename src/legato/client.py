@@ -27,9 +27,9 @@ from legato.errors import (
     RunNotFound,
     TaskClosed,
     TaskNotFound,
-    UnknownWorkflow,
 )
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
+from legato.model.ids import check_run_id
 from legato.model.description import RunDescription, describe_run
 from legato.storage import database_url, open_store
 from legato.storage.base import NewRun, Store, WorkerInfo
@@ -147,16 +147,16 @@ class AsyncClient:
     async def start(self, workflow: str, *args: Any, run_id: str | None = None) -> RunHandle:
         """Create a run of ``workflow`` (by name) for a worker to execute.
 
-        An existing ``run_id`` of the same workflow returns a handle on that run; of
-        another workflow, raises ``RunAlreadyExists``. Unknown names raise
-        ``UnknownWorkflow`` and nothing is written.
+        The name need not be registered yet: the run waits ``pending`` until a worker
+        serving that workflow starts ("deploy the web tier first"), and ``describe()``
+        says so. An existing ``run_id`` of the same workflow returns a handle on that
+        run; of another workflow, raises ``RunAlreadyExists``.
         """
-        store = await self._open()
+        if not isinstance(workflow, str) or not workflow:
+            raise DefinitionError(f"workflow must be a non-empty name, got {workflow!r}")
+        run_id = str(uuid.uuid4()) if run_id is None else check_run_id(run_id)
         payload = encode(list(args), f"the arguments of workflow {workflow!r}")
-        known = await store.list_workflows()
-        if workflow not in known:
-            raise UnknownWorkflow(workflow, known)
-        run_id = run_id or str(uuid.uuid4())
+        store = await self._open()
         conflicts = await store.write(
             [NewRun(run_id, workflow, RunStatus.PENDING.value, payload, self._time(), None, None)]
         )

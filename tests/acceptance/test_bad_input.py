@@ -25,7 +25,6 @@ def assert_refused(result: object, exit_code: int, *expected: str) -> None:
 @pytest.mark.parametrize(
     ("args", "exit_code", "expected"),
     [
-        (["start", "no_such_workflow", "--input", "{}"], 2, "unknown workflow 'no_such_workflow'"),
         (["start", "purchase_course", "--input", "{bad"], 2, "not valid JSON"),
         (["start", "purchase_course", "--input", "NaN"], 2, "not valid JSON"),
         (["start", "purchase_course", "--args", '{"id": 1}'], 2, "must be a JSON list"),
@@ -43,7 +42,6 @@ def assert_refused(result: object, exit_code: int, *expected: str) -> None:
         (["runs", "list", "--limit", "0"], 2, "Invalid value for '--limit'"),
     ],
     ids=[
-        "unknown-workflow",
         "invalid-json",
         "nan",
         "args-not-a-list",
@@ -63,18 +61,6 @@ def test_bad_input_is_refused_and_writes_nothing(
 
     assert_refused(result, exit_code, expected)
     assert cli.json("runs", "list") == []
-
-
-def test_unknown_workflow_names_the_registered_ones(cli: Cli) -> None:
-    # A run of the demo on this database registers purchase_course.
-    cli.ok("demo", "--database", cli.database)
-
-    result = cli.run("start", "purchase_cours", "--input", "{}")
-
-    assert_refused(
-        result, 2, "unknown workflow 'purchase_cours'", "Known workflows: purchase_course"
-    )
-    assert len(cli.json("runs", "list")) == 2  # the demo's, nothing more
 
 
 @pytest.mark.parametrize(

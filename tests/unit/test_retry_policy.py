@@ -4,18 +4,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import legato
 
+# The cap is never below the first wait (Retry refuses that: see the test below).
+intervals = st.tuples(
+    st.timedeltas(timedelta(0), timedelta(hours=1)),
+    st.timedeltas(timedelta(0), timedelta(days=1)),
+).map(sorted)
 policies = st.builds(
-    legato.Retry,
-    max_attempts=st.integers(1, 20),
-    initial_interval=st.timedeltas(timedelta(0), timedelta(hours=1)),
-    backoff=st.floats(1.0, 10.0),
-    max_interval=st.timedeltas(timedelta(0), timedelta(days=1)),
-    jitter=st.booleans(),
+    lambda attempts, interval, backoff, jitter: legato.Retry(
+        max_attempts=attempts,
+        initial_interval=interval[0],
+        backoff=backoff,
+        max_interval=interval[1],
+        jitter=jitter,
+    ),
+    st.integers(1, 20),
+    intervals,
+    st.floats(1.0, 10.0),
+    st.booleans(),
 )
 
 
@@ -59,3 +70,9 @@ def test_defaults_match_the_documented_policy() -> None:
         timedelta(seconds=1),
         timedelta(minutes=1),
     )
+
+
+def test_max_interval_below_initial_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_interval"):
+        legato.Retry(initial_interval=timedelta(seconds=10), max_interval=timedelta(seconds=5))
+    legato.Retry(initial_interval=timedelta(seconds=5), max_interval=timedelta(seconds=5))

@@ -140,15 +140,15 @@ async def test_wrong_number_of_workflow_arguments_raises_and_writes_nothing(
     assert await harness.store.list_runs() == []
 
 
-async def test_client_start_of_unknown_workflow_writes_nothing() -> None:
+async def test_client_start_of_a_workflow_no_worker_registered_waits_pending() -> None:
     store = MemoryStore()
     await store.register_workflows(["buy"], 0.0)
     async with legato.AsyncClient(store) as client:
-        with pytest.raises(legato.errors.UnknownWorkflow):
-            await client.start("refund", {"id": 1})
+        handle = await client.start("refund", {"id": 1}, run_id="r-1")
+        assert (await client.get_run(handle.run_id)).status is legato.RunStatus.PENDING
         with pytest.raises(legato.errors.PayloadError):
             await client.start("buy", {1, 2})
-    assert await store.list_runs() == []
+    assert [r.run_id for r in await store.list_runs()] == ["r-1"]
 
 
 async def test_step_called_with_wrong_arity_fails_the_run_before_the_step_runs(
@@ -227,3 +227,28 @@ def test_step_given_bad_retry_or_timeout_is_a_definition_error() -> None:
         app.step(retry={"max_attempts": 3})(lambda: None)  # type: ignore[arg-type]
     with pytest.raises(legato.errors.DefinitionError, match="timedelta"):
         app.step(timeout=30)(lambda: None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["", 7, "x" * 256])
+async def test_bad_run_id_is_refused_the_same_way_by_app_and_client(bad: object) -> None:
+    app = legato.App("t", "memory://")
+
+    @app.workflow(name="wf")
+    async def wf() -> None:
+        pass
+
+    async with app:
+        with pytest.raises(legato.errors.DefinitionError, match="run_id must be") as by_app:
+            await app.start(wf, run_id=bad)  # type: ignore[arg-type]  # wrong on purpose
+        async with legato.AsyncClient(app.store) as client:
+            with pytest.raises(legato.errors.DefinitionError, match="run_id must be") as by_client:
+                await client.start("wf", run_id=bad)  # type: ignore[arg-type]
+        assert str(by_app.value) == str(by_client.value)
+        assert await app.store.list_runs() == []
+
+
+def test_blocking_client_refuses_an_empty_run_id(tmp_path) -> None:
+    with legato.Client(f"sqlite:///{tmp_path / 'x.db'}") as client:
+        with pytest.raises(legato.errors.DefinitionError, match="run_id must be"):
+            client.start("wf", run_id="")
+        assert client.list_runs() == []

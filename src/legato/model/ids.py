@@ -1,9 +1,31 @@
-"""Identifier types."""
+"""Identifier types, and the rule for run ids."""
 
 from typing import NewType
+
+# errors.py imports nothing of ours: the one module model/ may lean on.
+from legato.errors import DefinitionError
 
 RunId = NewType("RunId", str)
 """A run's id: chosen by the caller (``purchase-p-1``) or generated (a UUID)."""
 
 WorkerId = NewType("WorkerId", str)
 """A worker process's id, unique per process start."""
+
+MAX_RUN_ID_LENGTH = 255
+"""Run ids are keys in every table and every URL: long enough for any business key."""
+
+
+def check_run_id(run_id: object) -> RunId:
+    """Return ``run_id`` if it is a usable run id, else raise ``DefinitionError``.
+
+    The one rule for every way in (``App.start``, the clients, the CLI): a non-empty
+    string of at most 255 characters. An empty id is refused, not replaced by a random
+    one, since a caller who passes an id means to find the run by it later.
+    """
+    if not isinstance(run_id, str) or not run_id or len(run_id) > MAX_RUN_ID_LENGTH:
+        shown = run_id if not isinstance(run_id, str) else run_id[:40]
+        raise DefinitionError(
+            f"run_id must be a non-empty string of at most {MAX_RUN_ID_LENGTH} characters, "
+            f"got {shown!r}" + ("..." if isinstance(run_id, str) and len(run_id) > 40 else "")
+        )
+    return RunId(run_id)

@@ -33,6 +33,12 @@ class Retry:
             value = getattr(self, name)
             if not isinstance(value, timedelta) or value < timedelta(0):
                 raise ValueError(f"Retry.{name} must be a non-negative timedelta, got {value!r}")
+        if self.max_interval < self.initial_interval:
+            raise ValueError(
+                f"Retry.max_interval ({self.max_interval}) is shorter than initial_interval "
+                f"({self.initial_interval}): the cap would shorten even the first wait; raise "
+                "max_interval or lower initial_interval"
+            )
         if self.backoff < 1.0:
             raise ValueError(f"Retry.backoff must be >= 1.0, got {self.backoff!r}")
         if not isinstance(self.non_retryable, tuple) or not all(
