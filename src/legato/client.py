@@ -32,7 +32,8 @@ from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.ids import check_run_id
 from legato.model.description import RunDescription, describe_run
 from legato.storage import database_url, open_store
-from legato.storage.base import NewRun, Store, WorkerInfo
+from legato.model.workers import WorkerInfo
+from legato.storage.base import NewRun, Store
 
 T = TypeVar("T")
 
@@ -179,7 +180,12 @@ class AsyncClient:
     async def describe(self, run_id: str) -> RunDescription:
         """What step the run is on, what failed, what happens next."""
         run = await self.get_run(run_id)
-        return describe_run(run, await self._store.history(run_id))
+        return describe_run(
+            run,
+            await self._store.history(run_id),
+            workers=await self._store.list_workers(),
+            workflows=await self._store.list_workflows(),
+        )
 
     async def history(self, run_id: str) -> list[HistoryEvent]:
         """The run's raw history, oldest first."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from legato.model.history import EventKind, HistoryEvent
 from legato.model.runs import Run, RunStatus
+from legato.model.workers import DEFAULT_LEASE, WorkerInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,18 @@ class StepSummary:
     compensation: str | None = None  # None | running | retrying | completed | failed
     error: dict[str, Any] | None = None
     retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ownership:
+    """Which worker holds a run, and whether it is still there to carry it on."""
+
+    worker_id: str
+    host: str | None
+    pid: int | None
+    heartbeat_at: datetime | None
+    presumed_dead: bool
+    note: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +55,7 @@ class RunDescription:
     compensations_pending: list[str]
     next: str
     cancel_requested: bool = False
+    owner: Ownership | None = None
     steps: list[StepSummary] = field(default_factory=list)
     output: Any = None
     input: Any = None
@@ -62,9 +77,25 @@ class RunDescription:
         return data  # type: ignore[no-any-return]  # clean() of a dict is a dict
 
 
-def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
-    """Derive a ``RunDescription`` from a run and its history (pure)."""
+def describe_run(
+    run: Run,
+    history: list[HistoryEvent],
+    *,
+    workers: Sequence[WorkerInfo] | None = None,
+    workflows: Sequence[str] | None = None,
+    now: datetime | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+) -> RunDescription:
+    """Derive a ``RunDescription`` from a run and its history (pure).
+
+    With ``workers`` (every registered worker) and ``workflows`` (every registered
+    workflow name), the description also says who owns the run and whether that worker
+    is alive, and for a pending run whether anything serves its workflow.
+    """
+    now = now or datetime.now(UTC)
+    owner = _ownership(run, workers, now, lease)
     steps: dict[str, dict[str, Any]] = {}
+    open_starts: set[str] = set()
     last_error: dict[str, Any] | None = run.error
     for event in history:
         key = event.key
@@ -80,7 +111,16 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
                     "compensable": False,
                 },
             )
-            step["attempts"] = max(step["attempts"], event.attempt)
+            # Every execution is an attempt, including one a crash cut short: it left a
+            # start with no end, and the engine started the step again. A completion
+            # whose start record was folded into it (one commit) is one attempt too.
+            if event.kind is EventKind.STEP_STARTED:
+                step["attempts"] += 1
+                open_starts.add(key)
+            elif key in open_starts:
+                open_starts.discard(key)
+            else:
+                step["attempts"] += 1
             if event.kind is EventKind.STEP_STARTED:
                 step["status"] = "running"
                 step["retry_at"] = None
@@ -181,8 +221,21 @@ def describe_run(run: Run, history: list[HistoryEvent]) -> RunDescription:
         completed_steps=completed,
         compensations_done=done,
         compensations_pending=pending,
-        next=_next(run, current, pending, done, last_error, list(waits.values())),
+        next=_next(
+            run,
+            current,
+            pending,
+            done,
+            last_error,
+            list(waits.values()),
+            owner,
+            workers,
+            workflows,
+            now,
+            lease,
+        ),
         cancel_requested=run.cancel_requested,
+        owner=owner,
         steps=summaries,
         output=run.output,
         input=run.input,
@@ -196,12 +249,21 @@ def _next(
     done: list[str],
     last_error: dict[str, Any] | None,
     waits: list[dict[str, Any]],
+    owner: Ownership | None = None,
+    workers: Sequence[WorkerInfo] | None = None,
+    workflows: Sequence[str] | None = None,
+    now: datetime | None = None,
+    lease: timedelta = DEFAULT_LEASE,
 ) -> str:
     status = run.status
     error = run.error or last_error or {}
     cause = f"{error.get('type')}: {error.get('message')}" if error.get("type") else "unknown"
-    if status is RunStatus.PENDING:
-        return "waiting for a worker to pick the run up (is `legato worker` running?)"
+    if status is RunStatus.PENDING and run.owner is None:
+        return _waiting_for_a_worker(
+            run.workflow, workers, workflows, now or datetime.now(UTC), lease
+        )
+    if owner is not None and owner.presumed_dead and not status.is_terminal:
+        return f"{owner.note}; then {_next(run, current, pending, done, last_error, waits)}"
     if status is RunStatus.COMPLETED:
         return "nothing: the run completed"
     if status is RunStatus.FAILED:
@@ -224,7 +286,7 @@ def _next(
         return (
             f"operator action: replay diverged from history ({error.get('message')}). "
             "Deploy code that makes the recorded calls and resume it (legato runs resume "
-            "RUN_ID), or cancel it (legato cancel RUN_ID) to compensate its steps"
+            f"{run.run_id}), or cancel it (legato cancel {run.run_id}) to compensate its steps"
         )
     if status is RunStatus.COMPENSATION_FAILED:
         return (
@@ -270,3 +332,54 @@ def _waiting_for(wait: dict[str, Any]) -> str:
 
 def _rest(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names) if names else "nothing more"
+
+
+def _ownership(
+    run: Run, workers: Sequence[WorkerInfo] | None, now: datetime, lease: timedelta
+) -> Ownership | None:
+    if run.owner is None or workers is None:
+        return None
+    worker = next((w for w in workers if w.worker_id == run.owner), None)
+    if worker is None:
+        return Ownership(
+            run.owner,
+            None,
+            None,
+            None,
+            True,
+            f"its worker {run.owner} is gone (presumed dead, its row removed): another worker "
+            "releases the run at its next recovery pass and resumes it by replay",
+        )
+    ago = (now - worker.heartbeat_at).total_seconds()
+    if worker.is_presumed_dead(now, lease):
+        note = (
+            f"its worker {worker.worker_id} on {worker.host} (pid {worker.pid}) last "
+            f"heartbeat {ago:.0f}s ago, past the {lease.total_seconds():.0f}s lease: presumed "
+            "dead, so another worker takes the run over at its next poll"
+        )
+        return Ownership(worker.worker_id, worker.host, worker.pid, worker.heartbeat_at, True, note)
+    note = (
+        f"held by worker {worker.worker_id} on {worker.host} (pid {worker.pid}), last "
+        f"heartbeat {max(ago, 0.0):.0f}s ago"
+    )
+    return Ownership(worker.worker_id, worker.host, worker.pid, worker.heartbeat_at, False, note)
+
+
+def _waiting_for_a_worker(
+    workflow: str,
+    workers: Sequence[WorkerInfo] | None,
+    workflows: Sequence[str] | None,
+    now: datetime,
+    lease: timedelta,
+) -> str:
+    if workflows is not None and workflow not in workflows:
+        return (
+            f"waiting for a worker: no worker has registered workflow {workflow!r} on this "
+            "database yet; the run starts when one serving it runs (legato worker MODULE:APP)"
+        )
+    if workers is not None and all(w.is_presumed_dead(now, lease) for w in workers):
+        return (
+            f"waiting for a worker: no live worker serves workflow {workflow!r} (none is "
+            "running on this database); start one with legato worker MODULE:APP"
+        )
+    return "waiting for a worker to pick the run up (is `legato worker` running?)"

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from legato.model import HistoryEvent, Run, Signal, Task
+from legato.model.workers import WorkerInfo as WorkerInfo  # re-exported: adapters build it
 
 SCHEMA_VERSION = 2
 """The schema version this code writes; stores refuse databases newer than this."""
@@ -109,17 +110,6 @@ class CloseTasks:
 
 
 Write = NewRun | Append | SetRun | NewSignal | NewTask | CloseTasks
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """A worker process that has registered with the database."""
-
-    worker_id: str
-    host: str
-    pid: int
-    started_at: datetime
-    heartbeat_at: datetime
 
 
 class Store(Protocol):

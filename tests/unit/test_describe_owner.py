@@ -1,0 +1,95 @@
+"""``describe()`` says who owns a run, whether that worker lives, and what serves it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import legato
+from legato.model import EventKind, HistoryEvent, Run, RunStatus
+from legato.model.description import describe_run
+from legato.model.workers import WorkerInfo
+from legato.storage.memory import MemoryStore
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def run(status: RunStatus = RunStatus.RUNNING, owner: str | None = "w-1") -> Run:
+    return Run(
+        run_id="r-1",
+        workflow="buy",
+        status=status,
+        input=[],
+        output=None,
+        error=None,
+        created_at=NOW,
+        updated_at=NOW,
+        owner=owner,
+    )
+
+
+def worker(heartbeat_ago: float, worker_id: str = "w-1") -> WorkerInfo:
+    return WorkerInfo(
+        worker_id, "host-a", 4242, NOW - timedelta(hours=1), NOW - timedelta(seconds=heartbeat_ago)
+    )
+
+
+def record(pos: int, kind: EventKind, attempt: int = 1) -> HistoryEvent:
+    return HistoryEvent(
+        run_id="r-1", pos=pos, kind=kind, key="1", name="charge", attempt=attempt, data={}, at=NOW
+    )
+
+
+def test_a_live_owner_is_named_with_its_heartbeat() -> None:
+    described = describe_run(run(), [], workers=[worker(3)], workflows=["buy"], now=NOW)
+    assert described.owner is not None
+    assert (described.owner.worker_id, described.owner.presumed_dead) == ("w-1", False)
+    assert described.owner.heartbeat_at == NOW - timedelta(seconds=3)
+    assert "host-a" in described.owner.note and "3s ago" in described.owner.note
+    assert "presumed dead" not in described.next
+
+
+def test_an_owner_past_its_lease_is_presumed_dead_and_next_says_takeover() -> None:
+    described = describe_run(run(), [], workers=[worker(40)], workflows=["buy"], now=NOW)
+    assert described.owner is not None and described.owner.presumed_dead
+    assert "presumed dead" in described.next
+    assert "another worker takes the run over" in described.next
+
+
+def test_an_owner_no_worker_row_names_is_presumed_dead() -> None:
+    described = describe_run(run(), [], workers=[worker(1, "w-2")], workflows=["buy"], now=NOW)
+    assert described.owner is not None and described.owner.presumed_dead
+    assert "is gone" in described.next
+
+
+def test_pending_run_of_an_unregistered_workflow_says_no_worker_serves_it() -> None:
+    described = describe_run(
+        run(RunStatus.PENDING, owner=None), [], workers=[worker(1)], workflows=["sell"], now=NOW
+    )
+    assert "no worker has registered workflow 'buy'" in described.next
+
+
+def test_pending_run_with_only_dead_workers_says_no_live_worker() -> None:
+    described = describe_run(
+        run(RunStatus.PENDING, owner=None), [], workers=[worker(99)], workflows=["buy"], now=NOW
+    )
+    assert "no live worker serves workflow 'buy'" in described.next
+
+
+def test_a_step_started_again_after_a_crash_counts_as_a_new_attempt() -> None:
+    history = [
+        record(1, EventKind.STEP_STARTED),
+        record(2, EventKind.STEP_STARTED),  # the worker died in between; attempt 1 again
+        record(3, EventKind.STEP_COMPLETED),
+    ]
+    [step] = describe_run(run(RunStatus.COMPLETED, owner=None), history).steps
+    assert step.attempts == 2
+
+
+async def test_client_describe_of_a_run_started_before_any_worker() -> None:
+    store = MemoryStore()
+    async with legato.AsyncClient(store) as client:
+        handle = await client.start("buy", {"id": 1})
+        described = await handle.describe()
+    assert described.status is RunStatus.PENDING
+    assert "no worker has registered workflow 'buy'" in described.next
+    assert described.to_dict()["owner"] is None
