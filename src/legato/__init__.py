@@ -6,7 +6,7 @@ everything else reacts to the facts it publishes.
 
 from legato import errors
 from legato.app import App
-from legato.client import AsyncClient, Client, RunHandle
+from legato.client import AsyncClient, Client, RunHandle, SyncRunHandle
 from legato.engine.context import (
     child,
     human_task,
@@ -19,8 +19,9 @@ from legato.engine.context import (
     uuid,
     wait_for_signal,
 )
-from legato.model import Retry, RunStatus, Task, TaskStatus
-from legato.model.description import RunDescription
+from legato.model import EventKind, HistoryEvent, Retry, Run, RunStatus, Task, TaskStatus
+from legato.model.description import Ownership, RunDescription, StepSummary
+from legato.model.workers import WorkerInfo
 
 __version__ = "0.1.0"
 
@@ -28,12 +29,19 @@ __all__ = [
     "App",
     "AsyncClient",
     "Client",
+    "EventKind",
+    "HistoryEvent",
+    "Ownership",
     "Retry",
+    "Run",
     "RunDescription",
     "RunHandle",
     "RunStatus",
+    "StepSummary",
+    "SyncRunHandle",
     "Task",
     "TaskStatus",
+    "WorkerInfo",
     "child",
     "errors",
     "human_task",

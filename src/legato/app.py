@@ -8,25 +8,22 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
-from legato.client import AsyncClient, RunHandle, outcome_of, poll_outcome
+from legato.client import AsyncClient, RunHandle, poll_outcome
 from legato.engine.clock import Clock
-from legato.engine.execution import Outcome
 from legato.engine.registry import Registry, Step, Workflow
 from legato.engine.worker import Engine
-from legato.errors import LegatoError, RunNotFound
-from legato.model import HistoryEvent, Retry, RunStatus, Task
+from legato.errors import NotRunning, RunNotFound
+from legato.model import HistoryEvent, Retry, Run, RunStatus, Task
 from legato.model.description import RunDescription
 from legato.model.ids import check_run_id
+from legato.model.runs import Outcome
+from legato.model.workers import WorkerInfo
 from legato.observability.hooks import Hooks
 from legato.storage import database_url, open_store
 from legato.storage.base import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class NotRunning(LegatoError, RuntimeError):
-    """The app's engine is not running in this process."""
 
 
 class App:
@@ -227,7 +224,7 @@ class App:
             run = await self.store.get_run(run_id)
             if run is None:
                 raise RunNotFound(run_id)
-            outcome = outcome_of(run)
+            outcome = Outcome.of(run)
             if outcome is not None:
                 return outcome
         try:
@@ -285,6 +282,28 @@ class App:
     async def describe(self, run_id: str) -> RunDescription:
         """What step the run is on, what failed, what happens next."""
         return await self._client.describe(run_id)
+
+    async def get_run(self, run_id: str) -> Run:
+        """The stored run; raises ``RunNotFound``."""
+        return await self._client.get_run(run_id)
+
+    async def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[Run]:
+        """Runs, newest first."""
+        return await self._client.list_runs(status=status, workflow=workflow, limit=limit)
+
+    async def list_workflows(self) -> list[str]:
+        """Workflow names registered on this database (by this app or any other)."""
+        return await self._client.list_workflows()
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Worker processes registered on this database, with their last heartbeat."""
+        return await self._client.list_workers()
+
+    async def result(self, run_id: str, timeout: float | None = None) -> Any:
+        """Wait for the run's output (see ``RunHandle.result``)."""
+        return await RunHandle(self, run_id).result(timeout)
 
     async def history(self, run_id: str) -> list[HistoryEvent]:
         """The run's raw history."""

@@ -14,9 +14,6 @@ from typing import Any, Protocol, TypeVar
 
 import jsonschema
 
-from legato.engine.clock import Clock, SystemClock
-from legato.engine.execution import Outcome
-from legato.engine.payloads import encode
 from legato.errors import (
     DefinitionError,
     InvalidTaskResponse,
@@ -29,13 +26,28 @@ from legato.errors import (
     TaskNotFound,
 )
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
-from legato.model.ids import check_run_id
 from legato.model.description import RunDescription, describe_run
-from legato.storage import database_url, open_store
+from legato.model.ids import check_run_id
+from legato.model.payloads import encode
+from legato.model.runs import Outcome
 from legato.model.workers import WorkerInfo
+from legato.storage import database_url, open_store
 from legato.storage.base import NewRun, Store
 
 T = TypeVar("T")
+
+
+class TimeSource(Protocol):
+    """Anything that tells the time as Unix seconds (an engine's clock, a fake one)."""
+
+    def time(self) -> float:
+        """Now, as Unix seconds."""
+        ...
+
+
+class _SystemTime:
+    def time(self) -> float:
+        return time.time()
 
 
 class _RunSource(Protocol):
@@ -82,13 +94,6 @@ class RunHandle:
         return f"<RunHandle {self.run_id!r}>"
 
 
-def outcome_of(run: Run) -> Outcome | None:
-    """The outcome of a run that has ended, else None."""
-    if not run.status.is_terminal:
-        return None
-    return Outcome(run.status, run.output, run.error)
-
-
 async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outcome:
     """Wait for a run to end by reading the store (the run executes elsewhere)."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -97,7 +102,7 @@ async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outc
         run = await store.get_run(run_id)
         if run is None:
             raise RunNotFound(run_id)
-        outcome = outcome_of(run)
+        outcome = Outcome.of(run)
         if outcome is not None:
             return outcome
         if deadline is not None and time.monotonic() >= deadline:
@@ -114,7 +119,9 @@ class AsyncClient:
     ...     run = await client.start("purchase_course", {"id": "p-1"}, run_id="p-1")
     """
 
-    def __init__(self, database: str | Store | None = None, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, database: str | Store | None = None, *, clock: TimeSource | None = None
+    ) -> None:
         if isinstance(database, str) or database is None:
             self.database: str | None = database_url(database)
             self._store: Store = open_store(self.database)
@@ -124,7 +131,7 @@ class AsyncClient:
         self._opened = False
         # When signals, cancels and answers happen: the wall clock, or (in an App) the
         # engine's, so a run woken "now" is due by the clock its worker reads.
-        self._time = (clock or SystemClock()).time
+        self._time = (clock or _SystemTime()).time
 
     async def _open(self) -> Store:
         if not self._opened:
@@ -304,6 +311,32 @@ class AsyncClient:
         return await RunHandle(self, run_id).result(timeout)
 
 
+class SyncRunHandle:
+    """The blocking twin of ``RunHandle``: what ``Client.start`` and ``Client.handle`` return.
+
+    It needs no event loop of yours; its calls go through the ``Client`` that made it.
+    """
+
+    def __init__(self, client: Client, run_id: str) -> None:
+        self._client = client
+        self.run_id = run_id
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the run to end and return its output (see ``RunHandle.result``)."""
+        return self._client.result(self.run_id, timeout)
+
+    def describe(self) -> RunDescription:
+        """What step the run is on, what failed, what happens next."""
+        return self._client.describe(self.run_id)
+
+    def cancel(self) -> RunStatus:
+        """Cancel the run (its completed steps are compensated)."""
+        return self._client.cancel(self.run_id)
+
+    def __repr__(self) -> str:
+        return f"<SyncRunHandle {self.run_id!r}>"
+
+
 class Client:
     """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
 
@@ -328,13 +361,15 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self, workflow: str, *args: Any, run_id: str | None = None) -> str:
-        """Create a run of ``workflow`` for a worker to execute; return its id."""
-        return self._call(self._async.start, workflow, *args, run_id=run_id).run_id
+    def start(self, workflow: str, *args: Any, run_id: str | None = None) -> SyncRunHandle:
+        """Create a run of ``workflow`` for a worker to execute (see ``AsyncClient.start``)."""
+        return SyncRunHandle(
+            self, self._call(self._async.start, workflow, *args, run_id=run_id).run_id
+        )
 
-    def handle(self, run_id: str) -> RunHandle:
-        """An async handle on an existing run."""
-        return self._async.handle(run_id)
+    def handle(self, run_id: str) -> SyncRunHandle:
+        """A handle on an existing run (not checked until used)."""
+        return SyncRunHandle(self, run_id)
 
     def get_run(self, run_id: str) -> Run:
         """The stored run; raises ``RunNotFound``."""

@@ -7,6 +7,8 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     │   ├── UnknownWorkflow (LookupError) no workflow of that name is registered
     │   └── PayloadError (TypeError)      arguments or results that do not serialize to JSON
     ├── ConfigurationError (ValueError)   a bad database URL or option
+    ├── OutsideWorkflow (RuntimeError)    a workflow-only call made from a step or no run
+    ├── NotRunning (RuntimeError)         the App's engine is not running (or already is)
     ├── RunError                          something about one run
     │   ├── RunNotFound (LookupError)
     │   ├── RunAlreadyExists              the run id belongs to another workflow
@@ -73,6 +75,14 @@ class PayloadError(DefinitionError, TypeError):
 
 class ConfigurationError(LegatoError, ValueError):
     """A database URL or option is not valid."""
+
+
+class OutsideWorkflow(LegatoError, RuntimeError):
+    """A workflow-only function was called outside a workflow (or inside a step)."""
+
+
+class NotRunning(LegatoError, RuntimeError):
+    """The app's engine is not running in this process (or is running already)."""
 
 
 class RunError(LegatoError):

@@ -118,7 +118,7 @@ def test_worker_crashed_at_a_named_point_finishes_the_run_after_restart(
     )
     with legato.Client(database) as client, worker:
         worker.wait_ready("order")
-        run_id = client.start("order", "o-1", run_id="o-1")
+        run_id = client.start("order", "o-1", run_id="o-1").run_id
         assert worker.wait_for_crash(timeout=30) == -9
         assert client.get_run(run_id).status.value in ("running", "sleeping")
         worker.restart()

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from legato.engine.payloads import dumps, encode
 from legato.errors import PayloadError, StepFailed, describe_exception
 from legato.model import EventKind
+from legato.model.payloads import dumps, encode
 from legato.model.retry import Retry
 
 if TYPE_CHECKING:

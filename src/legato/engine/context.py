@@ -12,17 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from legato.engine import waits
-from legato.errors import LegatoError
+from legato.errors import OutsideWorkflow
 
 if TYPE_CHECKING:
     from legato.engine.execution import RunExecution
 
 current_execution: ContextVar[RunExecution | None] = ContextVar("legato_execution", default=None)
 current_step_key: ContextVar[str | None] = ContextVar("legato_step_key", default=None)
-
-
-class OutsideWorkflow(LegatoError, RuntimeError):
-    """A workflow-only function was called outside a workflow (or inside a step)."""
 
 
 def _execution(what: str) -> RunExecution:

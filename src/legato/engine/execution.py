@@ -21,7 +21,6 @@ import orjson
 
 from legato.engine import calls, saga
 from legato.engine.context import current_branch
-from legato.engine.payloads import dumps, encode
 from legato.engine.replay import CallRecord, ReplayIndex
 from legato.errors import (
     NonDeterminismError,
@@ -32,6 +31,8 @@ from legato.errors import (
     describe_exception,
 )
 from legato.model import EventKind, RunStatus
+from legato.model.payloads import dumps, encode
+from legato.model.runs import Outcome
 from legato.model.waits import CHILD_SIGNAL_PREFIX
 from legato.storage.base import Append, CloseTasks, NewSignal, SetRun, Write
 
@@ -60,15 +61,6 @@ class Blocked(BaseException):
 
 # Plain strings for the hot path: reading ``EventKind.X.value`` goes through a property.
 KIND = {kind: str(kind.value) for kind in EventKind}
-
-
-@dataclass(slots=True)
-class Outcome:
-    """How a run ended, for in-process waiters."""
-
-    status: RunStatus
-    output: Any
-    error: dict[str, Any] | None
 
 
 @dataclass(slots=True)

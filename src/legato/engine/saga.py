@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from legato.engine.calls import Attempt, GaveUp, attempts
-from legato.engine.payloads import dumps
 from legato.engine.replay import CompensationRecord
 from legato.model import EventKind, RunStatus
+from legato.model.payloads import dumps
 
 if TYPE_CHECKING:
     from legato.engine.execution import Completed, RunExecution

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
-from legato.engine.payloads import dumps, encode
 from legato.errors import (
     ChildFailed,
     DefinitionError,
@@ -21,6 +20,7 @@ from legato.errors import (
     WaitTimeout,
 )
 from legato.model import EventKind, RunStatus
+from legato.model.payloads import dumps, encode
 from legato.model.waits import CHILD_SIGNAL_PREFIX, TASK_SIGNAL_PREFIX
 from legato.storage.base import CloseTasks, NewRun, NewSignal, NewTask, Write
 

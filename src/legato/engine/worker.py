@@ -26,14 +26,15 @@ import orjson
 
 from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
-from legato.engine.execution import Outcome, RunExecution
+from legato.engine.execution import RunExecution
 from legato.engine.journal import Journal
-from legato.engine.payloads import encode
 from legato.engine.registry import Registry, Workflow
 from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner
 from legato.errors import RunAlreadyExists, UnknownWorkflow
 from legato.model import HistoryEvent, Run, RunStatus
+from legato.model.payloads import encode
+from legato.model.runs import Outcome
 from legato.observability.hooks import Hooks
 from legato.storage.base import NewRun, SetRun, Store, WorkerInfo, Write
 

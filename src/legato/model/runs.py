@@ -68,3 +68,19 @@ class Run:
     owner: str | None = None
     cancel_requested: bool = False
     parent_run_id: str | None = None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a run ended: what ``result()`` waiters receive, in process or by polling."""
+
+    status: RunStatus
+    output: Any
+    error: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, run: Run) -> Outcome | None:
+        """The outcome of a run that has ended, else None."""
+        if not run.status.is_terminal:
+            return None
+        return cls(run.status, run.output, run.error)
