@@ -24,7 +24,7 @@ import legato
 
 
 def build_app(database: str, effects: str, blocked: bool) -> tuple[legato.App, object]:
-    app = legato.App("recovery", database)
+    app = legato.App("recovery", database, tune_gc=True)
 
     def effect(run: str, step: str) -> None:
         with sqlite3.connect(effects, timeout=30) as conn:

@@ -27,7 +27,7 @@ class OutOfStock(Exception):
 
 
 def build_app(database: str) -> tuple[legato.App, object]:
-    app = legato.App("bench", database)
+    app = legato.App("bench", database, tune_gc=True)  # as `legato worker` does
 
     @app.step
     async def reserve_payment(order: dict) -> dict:

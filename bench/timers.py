@@ -35,7 +35,7 @@ from _common import pct, pool, rss_mb
 
 async def bench(database: str, db_path: str | None, n: int, concurrency: int,
                 seed: int) -> None:
-    app = legato.App("bench-timers", database)
+    app = legato.App("bench-timers", database, tune_gc=True)
     late = array("d", bytes(8 * n))
     woke = 0
     all_woke = asyncio.Event()

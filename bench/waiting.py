@@ -99,7 +99,7 @@ class Counts:
 
 async def bench(database: str, db_path: str | None, n: int, concurrency: int,
                 signal_concurrency: int) -> None:
-    app = legato.App("bench-waiting", database)
+    app = legato.App("bench-waiting", database, tune_gc=True)
     called = array("d", bytes(8 * n))     # when app.signal(...) was called
     returned = array("d", bytes(8 * n))   # when it returned (the signal is committed)
     resumed = array("d", bytes(8 * n))    # when the step after the wait started

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
@@ -22,6 +23,8 @@ from legato.observability.hooks import Hooks
 from legato.storage import database_url, open_store
 from legato.storage.base import Store
 
+log = logging.getLogger(__name__)
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -31,6 +34,12 @@ class App:
 
     ``database`` is a URL (``sqlite:///path.db``, ``memory://``) or a ``Store``; by default
     ``$LEGATO_DATABASE_URL``, else ``sqlite:///./legato.db``.
+
+    ``tune_gc=True`` raises the process's garbage-collector thresholds to (50000, 20, 100)
+    while the engine runs (if they are still Python's defaults) and restores them on
+    stop: with thousands of runs in flight the default thresholds rescan them so often
+    that collection takes half the CPU. It changes the whole process, so it is off unless
+    you ask; ``legato worker`` turns it on, since the process is the worker's own.
 
     >>> app = legato.App("courses")                          # doctest: +SKIP
     >>> async with app:                                      # doctest: +SKIP
@@ -48,6 +57,7 @@ class App:
         lease: timedelta = timedelta(seconds=15),
         max_concurrent_runs: int = 10_000,
         hooks: Sequence[Hooks] = (),
+        tune_gc: bool = False,
     ) -> None:
         self.name = name
         self.database: str | None = None
@@ -59,6 +69,7 @@ class App:
         self._poll_interval = poll_interval
         self._lease = lease
         self._max_concurrent_runs = max_concurrent_runs
+        self.tune_gc = tune_gc
         self._engine: Engine | None = None
 
     def use_database(self, database: str | Store | None) -> None:
@@ -162,6 +173,7 @@ class App:
             poll_interval=self._poll_interval,
             lease=self._lease,
             max_concurrent_runs=self._max_concurrent_runs,
+            tune_gc=self.tune_gc,
         )
         await engine.start()
         self._engine = engine
@@ -182,9 +194,11 @@ class App:
         try:
             async with self:
                 await stop.wait()
+                log.info("worker for app %r stopping: runs in flight are handed back", self.name)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+        log.info("worker for app %r stopped", self.name)
 
     # -- runs ------------------------------------------------------------------------------
 

@@ -390,6 +390,10 @@ class RunExecution:
         self._started = True
         self._main.task = asyncio.current_task()
         current_branch.set(self._main)
+        if self.index.last_pos == 0:
+            log.info("run %s (%s) started", self.run_id, self.workflow.name)
+        else:  # woken from a wait or recovered: routine, and 100k parked runs wake often
+            log.debug("run %s (%s) resumed by replay", self.run_id, self.workflow.name)
         try:
             if not self.compensating:
                 if self.cancel_reason is not None:
@@ -555,6 +559,17 @@ class RunExecution:
             self.engine.signal_arrived(self.parent_run_id)
         decoded = None if output is None else orjson.loads(output)
         self.finish(status, decoded, error)
+        if error is None:
+            log.info("run %s (%s) %s", self.run_id, self.workflow.name, status.value)
+        else:
+            log.info(
+                "run %s (%s) %s: %s%s",
+                self.run_id,
+                self.workflow.name,
+                status.value,
+                error.get("type"),
+                f" in step {error['step']!r}" if error.get("step") else "",
+            )
 
     def finish(self, status: RunStatus, output: Any, error: dict[str, Any] | None) -> None:
         """Resolve in-process waiters with the run's outcome."""
