@@ -358,9 +358,11 @@ class RunExecution:
         self.engine.journal.submit_nowait(
             self.record(EventKind.CANCEL_REQUESTED, None, None, 0, None)
         )
-        # Before the driver starts, cancelling its task would kill it before its first
-        # line; drive() sees cancel_reason instead and goes straight to compensating.
-        if self.in_flight == 0 and self._started:
+        # A step in flight is interrupted too (CancelledError at its await; a sync step's
+        # thread is abandoned): it never completed, so it is not compensated. Before the
+        # driver starts, cancelling its task would kill it before its first line; drive()
+        # sees cancel_reason instead and goes straight to compensating.
+        if self._started:
             self._interrupt_task()
 
     def _expire(self) -> None:

@@ -18,7 +18,7 @@ class StepSummary:
 
     key: str
     name: str
-    status: str  # running | retrying | completed | failed
+    status: str  # running | retrying | completed | failed | interrupted
     attempts: int
     compensable: bool = False
     compensation: str | None = None  # None | running | retrying | completed | failed
@@ -188,6 +188,12 @@ def describe_run(
             EventKind.WAIT_TIMED_OUT,
         ):
             waits.pop(event.key or "", None)
+    if run.status.is_terminal and run.status is not RunStatus.BLOCKED:
+        # A start with no end in a finished run: the attempt was cut short (cancelled,
+        # timed out) and never completed.
+        for step in steps.values():
+            if step["status"] == "running":
+                step["status"] = "interrupted"
     summaries = [StepSummary(**s) for s in steps.values()]
     completed = [s.name for s in summaries if s.status == "completed"]
     done = [s.name for s in summaries if s.compensation == "completed"]
@@ -279,8 +285,8 @@ def _next(
         RunStatus.WAITING,
     ):
         return (
-            "cancel: stop at the next call (a step in flight finishes first), then "
-            "compensate the completed steps"
+            "cancel: interrupt the step in flight (it is not compensated, having never "
+            "completed), then compensate the completed steps"
         )
     if status is RunStatus.BLOCKED:
         return (
