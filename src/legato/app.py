@@ -35,6 +35,9 @@ class App:
     ``database`` is a URL (``sqlite:///path.db``, ``memory://``) or a ``Store``; by default
     ``$LEGATO_DATABASE_URL``, else ``sqlite:///./legato.db``.
 
+    ``step_threads`` bounds the threads that run ``def`` steps at once; a sync step's
+    timeout counts from when a thread takes it, not while it waits for one.
+
     ``tune_gc=True`` raises the process's garbage-collector thresholds to (50000, 20, 100)
     while the engine runs (if they are still Python's defaults) and restores them on
     stop: with thousands of runs in flight the default thresholds rescan them so often
@@ -58,6 +61,7 @@ class App:
         max_concurrent_runs: int = 10_000,
         hooks: Sequence[Hooks] = (),
         tune_gc: bool = False,
+        step_threads: int = 32,
     ) -> None:
         self.name = name
         self.database: str | None = None
@@ -70,6 +74,9 @@ class App:
         self._lease = lease
         self._max_concurrent_runs = max_concurrent_runs
         self.tune_gc = tune_gc
+        if not isinstance(step_threads, int) or isinstance(step_threads, bool) or step_threads < 1:
+            raise ValueError(f"step_threads must be a positive integer, got {step_threads!r}")
+        self._step_threads = step_threads
         self._engine: Engine | None = None
 
     def use_database(self, database: str | Store | None) -> None:
@@ -174,6 +181,7 @@ class App:
             lease=self._lease,
             max_concurrent_runs=self._max_concurrent_runs,
             tune_gc=self.tune_gc,
+            step_threads=self._step_threads,
         )
         await engine.start()
         self._engine = engine

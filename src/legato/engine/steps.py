@@ -5,25 +5,146 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from legato.engine.clock import Clock
+from legato.engine.clock import Clock, TimerHandle
 from legato.engine.context import current_step_key
 from legato.errors import StepTimeout
 
+log = logging.getLogger(__name__)
+
+
+class _Job:
+    """One sync attempt waiting for, or running on, a step thread."""
+
+    __slots__ = ("call", "future", "loop", "on_start")
+
+    def __init__(
+        self,
+        call: Callable[[], Any],
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[Any],
+        on_start: Callable[[], None],
+    ) -> None:
+        self.call = call
+        self.loop = loop
+        self.future = future
+        self.on_start = on_start
+
+
+class StepThreads:
+    """A bounded set of daemon threads for ``def`` steps.
+
+    Not ``ThreadPoolExecutor``: its threads are joined at interpreter exit, so one step
+    that never returns kept a stopped worker from exiting until SIGKILL. A step thread
+    here is a daemon: on stop it is abandoned, the run it served is handed back, and the
+    process exits. Each job tells the loop when a thread actually starts it, so a step's
+    timeout counts its own run, not its wait for a free thread.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"step_threads must be at least 1, got {size}")
+        self.size = size
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._busy = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._warned_full = False
+
+    @property
+    def busy(self) -> int:
+        """Threads running a step now."""
+        return self._busy
+
+    def submit(self, call: Callable[[], Any], on_start: Callable[[], None]) -> asyncio.Future[Any]:
+        """Queue ``call``; the future resolves with its result. ``on_start`` runs on the loop."""
+        if self._closed:
+            raise RuntimeError("the engine is stopping: no new step attempts")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        with self._lock:
+            waiting = self._jobs.qsize()
+            if self._busy + waiting >= len(self._threads) and len(self._threads) < self.size:
+                thread = threading.Thread(
+                    target=self._serve, name=f"legato-step-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            full = self._busy + waiting >= self.size
+        if full and not self._warned_full:
+            self._warned_full = True
+            log.warning(
+                "all %d step threads are busy: sync steps wait for a free one (their timeouts "
+                "start when they start). Steps that never return hold threads for good; "
+                "raise step_threads or give those steps a timeout",
+                self.size,
+            )
+        self._jobs.put(_Job(call, loop, future, on_start))
+        return future
+
+    def shutdown(self) -> None:
+        """Take no more jobs; idle threads exit, busy ones are abandoned (daemons)."""
+        self._closed = True
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if job.future.cancelled():  # its waiter gave up while it queued
+                continue
+            with self._lock:
+                self._busy += 1
+            try:
+                self._deliver(job, job.on_start)
+                try:
+                    result = job.call()
+                except BaseException as exc:  # delivered to the awaiting step, not lost here
+                    self._deliver(job, functools.partial(_set_exception, job.future, exc))
+                else:
+                    self._deliver(job, functools.partial(_set_result, job.future, result))
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    if self._busy + self._jobs.qsize() < self.size:
+                        self._warned_full = False
+
+    @staticmethod
+    def _deliver(job: _Job, callback: Callable[[], None]) -> None:
+        try:
+            job.loop.call_soon_threadsafe(callback)
+        except RuntimeError:
+            pass  # the loop closed: the engine stopped and abandoned this attempt
+
+
+def _set_result(future: asyncio.Future[Any], result: Any) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
 
 class StepRunner:
-    """Executes step attempts; sync steps get a thread each from a bounded pool."""
+    """Executes step attempts; sync steps get a thread each from a bounded set."""
 
     def __init__(self, clock: Clock, threads: int) -> None:
         self._clock = clock
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="legato-step")
+        self.threads = StepThreads(threads)
 
     def shutdown(self) -> None:
         """Stop accepting sync steps; threads still running are abandoned, not joined."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.threads.shutdown()
 
     async def run(
         self,
@@ -39,41 +160,68 @@ class StepRunner:
         """Run ``fn`` once with ``legato.step_key()`` set; raise ``StepTimeout`` on timeout."""
         token = current_step_key.set(step_key)
         try:
-            if is_async and timeout_s is None:
-                # The fast path: no task, no thread; the step runs in the workflow's task.
-                return await fn(*args, **kwargs)
             if is_async:
-                future: asyncio.Future[Any] = asyncio.ensure_future(fn(*args, **kwargs))
-            else:
-                context = contextvars.copy_context()
-                call = functools.partial(context.run, fn, *args, **kwargs)
-                future = asyncio.get_running_loop().run_in_executor(self._pool, call)
+                if timeout_s is None:
+                    # The fast path: no task, no thread; the step runs in the workflow's task.
+                    return await fn(*args, **kwargs)
+                deadline = _Deadline(self._clock, timeout_s)
+                deadline.future = asyncio.ensure_future(fn(*args, **kwargs))
+                deadline.arm()
+                return await self._with_timeout(deadline, name, attempt)
+            context = contextvars.copy_context()
+            call = functools.partial(context.run, fn, *args, **kwargs)
             if timeout_s is None:
-                return await future
-            return await self._with_timeout(future, timeout_s, name, attempt)
+                return await self.threads.submit(call, _nothing)
+            # The clock starts when a thread takes the step, not while it queues.
+            deadline = _Deadline(self._clock, timeout_s)
+            deadline.future = self.threads.submit(call, deadline.arm)
+            return await self._with_timeout(deadline, name, attempt)
         finally:
             current_step_key.reset(token)
 
-    async def _with_timeout(
-        self, future: asyncio.Future[Any], timeout_s: float, name: str, attempt: int
-    ) -> Any:
-        timed_out = False
-
-        def expire() -> None:
-            nonlocal timed_out
-            if not future.done():
-                timed_out = True
-                # An async step is cancelled; a sync step's thread cannot be stopped, so its
-                # attempt is abandoned (its result, if it ever comes, is ignored).
-                future.cancel()
-
-        timer = self._clock.call_at(self._clock.time() + timeout_s, expire)
+    async def _with_timeout(self, deadline: _Deadline, name: str, attempt: int) -> Any:
+        assert deadline.future is not None
         try:
-            return await future
+            return await deadline.future
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if timed_out and (task is None or not task.cancelling()):
-                raise StepTimeout(name, timeout_s, attempt) from None
+            if deadline.expired and (task is None or not task.cancelling()):
+                raise StepTimeout(name, deadline.timeout_s, attempt) from None
             raise
         finally:
-            timer.cancel()
+            deadline.close()
+
+
+class _Deadline:
+    """A step attempt's timeout, armed when the attempt really starts."""
+
+    __slots__ = ("clock", "closed", "expired", "future", "timeout_s", "timer")
+
+    def __init__(self, clock: Clock, timeout_s: float) -> None:
+        self.clock = clock
+        self.timeout_s = timeout_s
+        self.future: asyncio.Future[Any] | None = None
+        self.timer: TimerHandle | None = None
+        self.expired = False
+        self.closed = False
+
+    def arm(self) -> None:
+        if not self.closed and self.timer is None:
+            self.timer = self.clock.call_at(self.clock.time() + self.timeout_s, self._expire)
+
+    def _expire(self) -> None:
+        future = self.future
+        if future is not None and not future.done():
+            self.expired = True
+            # An async step is cancelled; a sync step's thread cannot be stopped, so its
+            # attempt is abandoned (its result, if it ever comes, is ignored).
+            future.cancel()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+
+
+def _nothing() -> None:
+    pass
