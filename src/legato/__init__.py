@@ -9,6 +9,7 @@ from legato.app import App
 from legato.client import AsyncClient, Client, RunHandle, SyncRunHandle
 from legato.engine.context import (
     child,
+    continue_as_new,
     human_task,
     now,
     random,
@@ -43,6 +44,7 @@ __all__ = [
     "TaskStatus",
     "WorkerInfo",
     "child",
+    "continue_as_new",
     "errors",
     "human_task",
     "now",

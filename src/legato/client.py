@@ -29,7 +29,7 @@ from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.description import RunDescription, describe_run
 from legato.model.ids import check_run_id
 from legato.model.payloads import encode
-from legato.model.runs import Outcome
+from legato.model.runs import Outcome, continued_as
 from legato.model.workers import WorkerInfo
 from legato.storage import database_url, open_store
 from legato.storage.base import NewRun, Store
@@ -68,14 +68,23 @@ class RunHandle:
 
         Raises ``legato.errors.RunFailed`` (with ``status``, ``error_type``,
         ``error_message`` and ``step_name``) if it ended any other way than completed,
-        and ``TimeoutError`` if ``timeout`` seconds pass first.
+        and ``TimeoutError`` if ``timeout`` seconds pass first. A run that continued as
+        new (``legato.continue_as_new``) is followed to the last run of its chain.
         """
-        outcome = await self._source._outcome(self.run_id, timeout)
+        run_id = self.run_id
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            outcome = await self._source._outcome(run_id, left)
+            successor = continued_as(outcome.output)
+            if outcome.status is not RunStatus.COMPLETED or successor is None:
+                break
+            run_id = successor  # legato.continue_as_new: the chain's result is its last's
         if outcome.status is RunStatus.COMPLETED:
             return outcome.output
         error = outcome.error or {}
         raise RunFailed(
-            self.run_id,
+            run_id,
             outcome.status.value,
             error.get("type"),
             error.get("message"),

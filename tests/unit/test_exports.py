@@ -28,6 +28,7 @@ EXPECTED_ALL = [
     "TaskStatus",
     "WorkerInfo",
     "child",
+    "continue_as_new",
     "errors",
     "human_task",
     "now",

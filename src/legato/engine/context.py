@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid as _uuid
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from legato.engine import waits
 from legato.errors import OutsideWorkflow
@@ -97,6 +97,37 @@ async def child(workflow: Any, *args: Any, run_id: str | None = None) -> Any:
     execution = _execution("child")
     definition = execution.engine.registry.workflow(workflow)
     return await waits.child(execution, definition, args, run_id)
+
+
+class ContinueAsNew(BaseException):
+    """Engine control flow: the workflow asked to continue as a fresh run.
+
+    A ``BaseException`` so a workflow's ``except Exception`` cannot swallow it.
+    """
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        super().__init__("continue_as_new")
+        self.args_ = args
+
+
+def continue_as_new(*args: Any) -> NoReturn:
+    """End this run and continue as a fresh run of the same workflow, given ``args``.
+
+    The new run starts with an empty history, so a workflow that loops for ever (poll,
+    wait, act, repeat) keeps its history short and its replay fast. It runs under a
+    linked id (``order-7`` continues as ``order-7~1``, then ``order-7~2``); this run
+    ends ``completed``, its history ending with ``run_continued``, and ``result()`` on
+    a handle for it follows the chain to the last run's result. Workflow code only; not
+    in a child run (yet).
+
+    >>> @app.workflow                                       # doctest: +SKIP
+    ... async def poll_inventory(cursor: int) -> None:
+    ...     cursor = await sync_batch(cursor)
+    ...     await legato.sleep(timedelta(minutes=5))
+    ...     legato.continue_as_new(cursor)
+    """
+    _execution("continue_as_new")
+    raise ContinueAsNew(args)
 
 
 def run_id() -> str:

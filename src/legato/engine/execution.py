@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from legato.engine import calls, saga
-from legato.engine.context import current_branch
+from legato.engine.context import ContinueAsNew, current_branch
 from legato.engine.replay import CallRecord, ReplayIndex
 from legato.errors import (
+    DefinitionError,
     NonDeterminismError,
     PayloadError,
     RunCancelled,
@@ -31,10 +32,11 @@ from legato.errors import (
     describe_exception,
 )
 from legato.model import EventKind, RunStatus
+from legato.model.ids import continued_run_id
 from legato.model.payloads import dumps, encode
-from legato.model.runs import Outcome
+from legato.model.runs import CONTINUED_AS_NEW, Outcome
 from legato.model.waits import CHILD_SIGNAL_PREFIX
-from legato.storage.base import Append, CloseTasks, NewSignal, SetRun, Write
+from legato.storage.base import Append, CloseTasks, NewRun, NewSignal, SetRun, Write
 
 if TYPE_CHECKING:
     from legato.engine.registry import Step, Workflow
@@ -448,6 +450,8 @@ class RunExecution:
         except Interrupt:
             assert self.cancel_reason is not None
             return self.cancel_reason
+        except ContinueAsNew as cont:
+            return await self._continue_as_new(cont.args_)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self.cancel_reason is None or task is None:
@@ -478,6 +482,39 @@ class RunExecution:
         except PayloadError as exc:
             return exc
         await self.end(RunStatus.COMPLETED, EventKind.RUN_COMPLETED, data=data, output=data)
+        return None
+
+    async def _continue_as_new(self, args: tuple[Any, ...]) -> BaseException | None:
+        """End this run and create the one that continues it, in one commit."""
+        if self.parent_run_id is not None:
+            return DefinitionError(
+                f"run {self.run_id!r} is a child run: legato.continue_as_new() is not "
+                "supported there yet (its parent waits for this run id)"
+            )
+        try:
+            self.workflow.check_arguments(args)
+            payload = encode(list(args), f"the arguments of workflow {self.workflow.name!r}")
+        except DefinitionError as exc:
+            return exc
+        next_id = continued_run_id(self.run_id)
+        now = self.engine.clock.time()
+        timeout_s = self.workflow.timeout_s
+        successor = NewRun(
+            next_id,
+            self.workflow.name,
+            RunStatus.PENDING.value,
+            payload,
+            now,
+            None if timeout_s is None else now + timeout_s,
+            None,
+        )
+        output = dumps({CONTINUED_AS_NEW: next_id})
+        data = dumps({"run_id": next_id})
+        await self.end(
+            RunStatus.COMPLETED, EventKind.RUN_CONTINUED, data=data, output=output, first=successor
+        )
+        log.info("run %s (%s) continued as %s", self.run_id, self.workflow.name, next_id)
+        self.engine.poke()  # claim the successor here at once
         return None
 
     async def _block(self, error: NonDeterminismError) -> None:
@@ -532,7 +569,7 @@ class RunExecution:
         data: bytes | None = None,
         output: bytes | None = None,
         error: dict[str, Any] | None = None,
-        first: Append | None = None,
+        first: Write | None = None,
     ) -> None:
         """Commit the run's end (with what it owes others), then tell in-process waiters."""
         ops: list[Write] = [] if first is None else [first]

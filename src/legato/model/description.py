@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from legato.model.history import EventKind, HistoryEvent
-from legato.model.runs import Run, RunStatus
+from legato.model.runs import Run, RunStatus, continued_as
 from legato.model.workers import DEFAULT_LEASE, WorkerInfo
 
 
@@ -271,6 +271,12 @@ def _next(
     if owner is not None and owner.presumed_dead and not status.is_terminal:
         return f"{owner.note}; then {_next(run, current, pending, done, last_error, waits)}"
     if status is RunStatus.COMPLETED:
+        successor = continued_as(run.output)
+        if successor is not None:
+            return (
+                f"nothing here: the run continued as new run {successor} "
+                f"(legato runs show {successor})"
+            )
         return "nothing: the run completed"
     if status is RunStatus.FAILED:
         return f"nothing: the run failed ({cause}); no step needed compensating"

@@ -33,6 +33,7 @@ class EventKind(enum.StrEnum):
     WAIT_TIMED_OUT = "wait_timed_out"
     TASK_CREATED = "task_created"  # data.task_id (then waits like a signal)
     CHILD_STARTED = "child_started"  # data.child_run_id (then waits for its outcome)
+    RUN_CONTINUED = "run_continued"  # data.run_id: legato.continue_as_new started it
 
 
 @dataclass(frozen=True, slots=True)

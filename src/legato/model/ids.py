@@ -29,3 +29,16 @@ def check_run_id(run_id: object) -> RunId:
             f"got {shown!r}" + ("..." if isinstance(run_id, str) and len(run_id) > 40 else "")
         )
     return RunId(run_id)
+
+
+def continued_run_id(run_id: str) -> RunId:
+    """The id of the run that continues ``run_id`` (``legato.continue_as_new``).
+
+    ``order-7`` continues as ``order-7~1``, which continues as ``order-7~2``: the chain
+    stays findable by its first id, and the same run always continues under the same id,
+    so a replay or a crash cannot fork the chain.
+    """
+    base, sep, number = run_id.rpartition("~")
+    if sep and number.isdigit() and base:
+        return RunId(f"{base}~{int(number) + 1}")
+    return RunId(f"{run_id}~1")

@@ -70,6 +70,19 @@ class Run:
     parent_run_id: str | None = None
 
 
+CONTINUED_AS_NEW = "__legato_continued_as_new__"
+"""The output key of a run that ended by ``legato.continue_as_new``: the next run's id."""
+
+
+def continued_as(output: Any) -> str | None:
+    """The id of the run this one continued as, if its output says it continued."""
+    if isinstance(output, dict) and len(output) == 1:
+        value = output.get(CONTINUED_AS_NEW)
+        if isinstance(value, str):
+            return value
+    return None
+
+
 @dataclass(slots=True)
 class Outcome:
     """How a run ended: what ``result()`` waiters receive, in process or by polling."""
