@@ -12,7 +12,7 @@ import pytest
 from legato.errors import NotALegatoDatabase, SchemaTooNew, StorageError
 from legato.storage.base import SCHEMA_VERSION, Append, NewRun
 from legato.storage.sqlite import SqliteStore
-from legato.storage.sqlite.store import due_runs_sql
+from legato.storage.sqlite.store import RELEASE_ORPHANED_RUNS_SQL, claim_runs_sql, due_runs_sql
 
 LEGATO_APPLICATION_ID = 0x4C47544F
 T0 = 1_900_000_000.0
@@ -149,5 +149,36 @@ async def test_claiming_due_runs_is_served_by_the_partial_index(tmp_path: Path) 
     finally:
         conn.close()
     details = " ".join(row[-1] for row in plan)
+    assert "USING INDEX runs_unfinished" in details, details
+    assert "SCAN" not in details, details
+
+
+def _plan(path: Path, sql: str, params: tuple[object, ...] = ()) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    finally:
+        conn.close()
+
+
+async def test_the_claim_checks_its_worker_row_without_leaving_the_partial_index(
+    tmp_path: Path,
+) -> None:
+    # The EXISTS on workers is one primary-key lookup, evaluated once per claim.
+    store = SqliteStore(str(tmp_path / "plan.db"))
+    await store.open()
+    await store.close()
+    details = _plan(tmp_path / "plan.db", claim_runs_sql(2), ("w", 0.0, "a", "b", 10, "w"))
+    assert "USING INDEX runs_unfinished" in details, details
+    assert "SEARCH workers" in details, details
+    assert "SCAN" not in details, details
+
+
+async def test_releasing_orphans_scans_only_unfinished_runs(tmp_path: Path) -> None:
+    # Every recovery pass (a third of the lease) runs it: it must not read finished runs.
+    store = SqliteStore(str(tmp_path / "plan.db"))
+    await store.open()
+    await store.close()
+    details = _plan(tmp_path / "plan.db", RELEASE_ORPHANED_RUNS_SQL)
     assert "USING INDEX runs_unfinished" in details, details
     assert "SCAN" not in details, details

@@ -62,6 +62,8 @@ def set_run(
     error: object = None,
     ts: float = T0 + 1,
     wake_at: float | None = None,
+    release: bool = False,
+    owner: str | None = None,
 ) -> SetRun:
     return SetRun(
         run_id,
@@ -70,6 +72,8 @@ def set_run(
         None if error is None else orjson.dumps(error),
         ts,
         wake_at,
+        release=release,
+        owner=owner,
     )
 
 
@@ -238,6 +242,66 @@ async def test_set_run_of_an_unknown_run_creates_nothing(store: Store) -> None:
     assert await store.list_runs() == []
 
 
+async def test_guarded_set_run_applies_while_the_run_is_its_owners(store: Store) -> None:
+    await store.write([new_run("r1", owner="w1")])
+    await store.write([set_run("r1", "sleeping", wake_at=T0 + 30, release=True, owner="w1")])
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.wake_at, run.owner) == (RunStatus.SLEEPING, at(T0 + 30), None)
+
+
+async def test_guarded_set_run_of_a_run_taken_over_conflicts_and_writes_nothing(
+    store: Store,
+) -> None:
+    # Given a run that w1 held, released and now owned by w2
+    await store.write([new_run("r1", owner="w2"), append("r1", 1), new_run("r2", owner="w1")])
+    # When w1, presumed dead, still writes for it (with another run's write in the batch)
+    with pytest.raises(ConcurrencyConflict):
+        await store.write(
+            [
+                append("r1", 2),
+                set_run("r1", "sleeping", wake_at=T0 + 30, release=True, owner="w1"),
+                set_run("r2", "completed", output=1, owner="w1"),
+            ]
+        )
+    # Then nothing of the batch is written: w2 keeps the run as it was
+    run = await store.get_run("r1")
+    assert run is not None
+    assert (run.status, run.owner) == (RunStatus.RUNNING, "w2")
+    assert [e.pos for e in await store.history("r1")] == [1]
+    other = await store.get_run("r2")
+    assert other is not None and other.status is RunStatus.RUNNING
+
+
+async def test_guarded_set_run_of_an_unowned_or_unknown_run_conflicts(store: Store) -> None:
+    await store.write([new_run("free")])
+    for run_id in ("free", "ghost"):
+        with pytest.raises(ConcurrencyConflict):
+            await store.write([set_run(run_id, "completed", owner="w1")])
+    free = await store.get_run("free")
+    assert free is not None and free.status is RunStatus.RUNNING
+    assert await store.get_run("ghost") is None
+
+
+async def test_guarded_set_run_sees_the_owner_of_a_new_run_in_its_batch(store: Store) -> None:
+    await store.write([new_run("r1", owner="w1"), set_run("r1", "sleeping", owner="w1")])
+    run = await store.get_run("r1")
+    assert run is not None and run.status is RunStatus.SLEEPING
+
+
+async def test_guarded_set_run_after_a_release_in_its_batch_conflicts(store: Store) -> None:
+    await store.write([new_run("r1", owner="w1")])
+    with pytest.raises(ConcurrencyConflict):
+        await store.write(
+            [
+                set_run("r1", "sleeping", release=True, owner="w1"),
+                set_run("r1", "running", owner="w1"),
+            ]
+        )
+    run = await store.get_run("r1")
+    assert run is not None and (run.status, run.owner) == (RunStatus.RUNNING, "w1")
+
+
 # -- reads ----
 
 
@@ -299,6 +363,8 @@ async def test_histories_of_more_runs_than_one_query_holds(store: Store) -> None
 
 
 async def _claimable_world(store: Store) -> None:
+    for worker in ("me", "me2", "you", "them", "other"):
+        await store.register_worker(worker, "h", 1, T0)
     await store.write(
         [
             new_run("free", created=T0),
@@ -358,6 +424,26 @@ async def test_second_claim_gets_nothing(store: Store) -> None:
 async def test_claim_with_no_workflows_gets_nothing(store: Store) -> None:
     await _claimable_world(store)
     assert await store.claim_runs("me", T0 + 50, 100, []) == []
+
+
+async def test_claim_for_an_unregistered_owner_claims_nothing(store: Store) -> None:
+    await _claimable_world(store)
+    assert await store.claim_runs("stranger", T0 + 50, 100, ["wf"]) == []
+    assert {r.run_id for r in await store.list_runs() if r.owner == "stranger"} == set()
+    # What it did not take is still there for a registered worker.
+    assert {r.run_id for r in await store.claim_runs("me", T0 + 50, 100, ["wf"])} == {
+        "free",
+        "pending",
+        "due",
+    }
+
+
+async def test_claim_for_a_worker_removed_as_dead_claims_nothing(store: Store) -> None:
+    await _claimable_world(store)
+    await store.remove_workers(["me"])
+    assert await store.claim_runs("me", T0 + 50, 100, ["wf"]) == []
+    await store.register_worker("me", "h", 1, T0 + 60)
+    assert len(await store.claim_runs("me", T0 + 50, 100, ["wf"])) == 3
 
 
 async def test_release_all_runs_of_a_worker(store: Store) -> None:
@@ -483,8 +569,23 @@ async def test_heartbeat_moves_only_that_workers_heartbeat(store: Store) -> None
     assert workers["w2"].heartbeat_at == at(T0)
 
 
-async def test_heartbeat_of_unknown_worker_registers_nothing(store: Store) -> None:
-    await store.heartbeat("ghost", T0)
+async def test_heartbeat_of_unknown_worker_returns_false_and_registers_nothing(
+    store: Store,
+) -> None:
+    assert await store.heartbeat("ghost", T0) is False
+    assert await store.list_workers() == []
+
+
+async def test_heartbeat_of_a_registered_worker_returns_true(store: Store) -> None:
+    await store.register_worker("w1", "h", 1, T0)
+    assert await store.heartbeat("w1", T0) is True  # the same time again still counts
+    assert await store.heartbeat("w1", T0 + 5) is True
+
+
+async def test_heartbeat_of_a_removed_worker_returns_false(store: Store) -> None:
+    await store.register_worker("w1", "h", 1, T0)
+    await store.remove_workers(["w1"])
+    assert await store.heartbeat("w1", T0 + 5) is False
     assert await store.list_workers() == []
 
 
@@ -510,6 +611,40 @@ async def test_remove_workers_forgets_them_and_releases_their_runs(store: Store)
     assert [w.worker_id for w in await store.list_workers()] == ["w3"]
     owners = {r.run_id: r.owner for r in await store.list_runs()}
     assert owners == {"a": None, "b": None, "c": None, "d": "w3"}
+
+
+async def test_orphaned_runs_are_released(store: Store) -> None:
+    # Given runs owned by a living worker, by ids no worker row names, and by nobody
+    await store.register_worker("alive", "h", 1, T0)
+    await store.write(
+        [
+            new_run("held", owner="alive"),
+            new_run("orphan", owner="gone"),
+            new_run("orphan-pending", status="pending", owner="never-registered"),
+            new_run("free"),
+        ]
+    )
+    # When recovery releases orphans
+    assert await store.release_orphaned_runs() == 2
+    # Then only the orphans are let go, and any registered worker may claim them
+    owners = {r.run_id: r.owner for r in await store.list_runs()}
+    assert owners == {"held": "alive", "orphan": None, "orphan-pending": None, "free": None}
+    assert await store.release_orphaned_runs() == 0
+    claimed = await store.claim_runs("alive", T0 + 1, 10, ["wf"])
+    assert {r.run_id for r in claimed} == {"orphan", "orphan-pending", "free"}
+
+
+async def test_releasing_orphans_leaves_finished_runs_alone(store: Store) -> None:
+    await store.write(
+        [
+            new_run("done", owner="gone"),
+            append("done", 1, EventKind.RUN_COMPLETED, key=None, name=None),
+            set_run("done", "completed", output=1),
+        ]
+    )
+    assert await store.release_orphaned_runs() == 0
+    run = await store.get_run("done")
+    assert run is not None and (run.status, run.owner) == (RunStatus.COMPLETED, "gone")
 
 
 async def test_register_workflows_lists_names_once_sorted(store: Store) -> None:

@@ -63,6 +63,11 @@ class SetRun:
     than that id makes the run due at once: a run that parks while a signal is arriving
     is never left waiting for it. A released run whose cancellation was requested is
     due at once, whatever ``wake_at`` says.
+
+    With ``owner`` set the write is guarded: it applies only while the run's owner is
+    ``owner``. A run owned by anyone else (or by nobody, or unknown) makes the batch raise
+    ``ConcurrencyConflict`` and write nothing, as a colliding ``Append`` does: a worker
+    presumed dead must not move, or let go of, a run that was taken from it.
     """
 
     run_id: str
@@ -73,6 +78,7 @@ class SetRun:
     wake_at: float | None
     release: bool = False
     signal_watermark: int | None = None
+    owner: str | None = None
 
 
 @dataclass(slots=True)
@@ -126,7 +132,8 @@ class Store(Protocol):
 
         Returns ``{run_id: existing_workflow}`` for every ``NewRun`` whose id already
         existed (those rows are left untouched). Raises ``ConcurrencyConflict`` if an
-        ``Append`` collides with an existing record; then nothing of the batch is written.
+        ``Append`` collides with an existing record, or a guarded ``SetRun`` finds another
+        owner; then nothing of the batch is written.
         """
 
     async def get_run(self, run_id: str) -> Run | None:
@@ -147,7 +154,12 @@ class Store(Protocol):
         self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
     ) -> list[Run]:
         """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, earliest due
-        first."""
+        first.
+
+        Nothing is claimed for a ``worker_id`` that has no worker row (never registered, or
+        removed as dead): checked in the same atomic step as the claim, so a worker that
+        others presumed dead cannot take runs that nobody would then release.
+        """
 
     async def next_due(self, workflows: Sequence[str]) -> float | None:
         """The earliest ``wake_at`` of unowned, unfinished runs of ``workflows``, or None."""
@@ -178,14 +190,25 @@ class Store(Protocol):
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
         """Record a worker process (or refresh it)."""
 
-    async def heartbeat(self, worker_id: str, at: float) -> None:
-        """Say that ``worker_id`` is alive."""
+    async def heartbeat(self, worker_id: str, at: float) -> bool:
+        """Say that ``worker_id`` is alive; False if it has no row (nothing is written then).
+
+        A missing row means another worker removed it as dead and released its runs; the
+        store does not register it again, the engine decides what follows.
+        """
 
     async def list_workers(self) -> list[WorkerInfo]:
         """Every registered worker."""
 
     async def remove_workers(self, worker_ids: Sequence[str]) -> int:
         """Forget these workers and release every run they owned; return runs released."""
+
+    async def release_orphaned_runs(self) -> int:
+        """Release unfinished runs whose owner no worker row names; return how many.
+
+        Such a run would otherwise stay owned forever: its owner was removed as dead (or
+        never registered) and wrote the ownership afterwards, so no removal covers it.
+        """
 
     async def send_signal(
         self, run_id: str, name: str, payload: bytes | None, at: float

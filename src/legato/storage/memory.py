@@ -135,11 +135,27 @@ class MemoryStore:
         """Nothing to release."""
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
-        """Apply ``ops`` atomically: check every append first, then mutate."""
+        """Apply ``ops`` atomically: check every append and guard first, then mutate."""
         conflicts: dict[str, str] = {}
         batch_positions: set[tuple[str, int]] = set()
+        # Owners as the batch leaves them so far: a guard sees earlier ops of its batch.
+        owners: dict[str, str | None] = {}
         for op in ops:
-            if type(op) is Append:
+            if type(op) is NewRun:
+                if op.run_id not in self._runs and op.run_id not in owners:
+                    owners[op.run_id] = op.owner
+            elif type(op) is SetRun:
+                if op.owner is not None:
+                    row = self._runs.get(op.run_id)
+                    current = owners.get(op.run_id, None if row is None else row.owner)
+                    if current != op.owner:
+                        raise ConcurrencyConflict(
+                            f"run {op.run_id!r} is not owned by {op.owner!r} (owner: "
+                            f"{current!r}): another worker took it over"
+                        )
+                if op.release:
+                    owners[op.run_id] = None
+            elif type(op) is Append:
                 taken = self._positions.get(op.run_id)
                 if (taken is not None and op.pos in taken) or (
                     op.run_id,
@@ -260,7 +276,12 @@ class MemoryStore:
     async def claim_runs(
         self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
     ) -> list[Run]:
-        """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, oldest first."""
+        """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, oldest first.
+
+        Nothing for a worker without a row.
+        """
+        if worker_id not in self._workers:
+            return []
         served = set(workflows)
         due = [
             r
@@ -407,14 +428,17 @@ class MemoryStore:
         assert when is not None
         self._workers[worker_id] = WorkerInfo(worker_id, host, pid, when, when)
 
-    async def heartbeat(self, worker_id: str, at: float) -> None:
-        """Say that ``worker_id`` is alive."""
+    async def heartbeat(self, worker_id: str, at: float) -> bool:
+        """Say that ``worker_id`` is alive; False if it has no row."""
         info = self._workers.get(worker_id)
         when = to_datetime(at)
-        if info is not None and when is not None:
-            self._workers[worker_id] = WorkerInfo(
-                info.worker_id, info.host, info.pid, info.started_at, when
-            )
+        assert when is not None
+        if info is None:
+            return False
+        self._workers[worker_id] = WorkerInfo(
+            info.worker_id, info.host, info.pid, info.started_at, when
+        )
+        return True
 
     async def list_workers(self) -> list[WorkerInfo]:
         """Every registered worker."""
@@ -426,6 +450,19 @@ class MemoryStore:
         for wid in worker_ids:
             self._workers.pop(wid, None)
             count += await self.release_runs(wid)
+        return count
+
+    async def release_orphaned_runs(self) -> int:
+        """Release unfinished runs whose owner has no worker row."""
+        count = 0
+        for row in self._runs.values():
+            if (
+                row.owner is not None
+                and row.owner not in self._workers
+                and row.status not in _TERMINAL
+            ):
+                row.owner = None
+                count += 1
         return count
 
     async def register_workflows(self, names: Sequence[str], at: float) -> None:

@@ -64,6 +64,8 @@ _SET_RUN = (
     "'compensation_failed', 'cancelled', 'blocked') THEN ? ELSE ? END, "
     "owner = CASE WHEN ? THEN NULL ELSE owner END WHERE run_id = ?"
 )
+# A guarded SetRun: only while the run is still the writer's (the WHERE sees the old owner).
+_SET_OWNED_RUN = _SET_RUN + " AND owner = ?"
 _INSERT_SIGNAL = "INSERT INTO signals (run_id, name, payload, sent_at) VALUES (?, ?, ?, ?)"
 # Only a run parked waiting for an event, and not held by a worker, needs waking; an owner
 # that parks later sees the signal through its watermark.
@@ -92,6 +94,27 @@ def due_runs_sql(workflows: int) -> str:
     return (
         f"SELECT run_id FROM runs WHERE owner IS NULL AND {_UNFINISHED} AND wake_at <= ? "
         f"AND workflow IN ({marks}) ORDER BY wake_at LIMIT ?"
+    )
+
+
+# Through the partial index runs_unfinished (owner, wake_at): owned unfinished runs only,
+# so a recovery pass, every few seconds, does not scan the finished ones.
+RELEASE_ORPHANED_RUNS_SQL = (
+    f"UPDATE runs SET owner = NULL WHERE owner IS NOT NULL AND {_UNFINISHED} "
+    "AND owner NOT IN (SELECT worker_id FROM workers)"
+)
+
+
+def claim_runs_sql(workflows: int) -> str:
+    """The claim (params: worker id, now, the workflow names, limit, worker id).
+
+    The due runs come from ``due_runs_sql``, through the partial index; the EXISTS makes
+    the claim take nothing, atomically, for a worker that has no row any more.
+    """
+    return (
+        f"UPDATE runs SET owner = ? WHERE run_id IN ({due_runs_sql(workflows)}) "
+        "AND EXISTS (SELECT 1 FROM workers WHERE worker_id = ?) "
+        f"RETURNING {_RUN_COLUMNS}"
     )
 
 
@@ -170,6 +193,7 @@ class SqliteStore(SqliteConnections):
         conflicts: dict[str, str] = {}
         appends: list[tuple[Any, ...]] = []
         sets: list[tuple[Any, ...]] = []
+        owned_sets: list[tuple[Any, ...]] = []
         new_runs: dict[str, NewRun] = {}
         others: list[Write] = []
         for op in ops:
@@ -178,22 +202,24 @@ class SqliteStore(SqliteConnections):
                     (op.run_id, op.pos, op.kind, op.key, op.name, op.attempt, op.data, op.at)
                 )
             elif type(op) is SetRun:
-                sets.append(
-                    (
-                        op.status,
-                        op.output,
-                        op.error,
-                        op.updated_at,
-                        op.signal_watermark,
-                        op.signal_watermark,
-                        op.updated_at,
-                        op.release,
-                        op.updated_at,
-                        op.wake_at,
-                        op.release,
-                        op.run_id,
-                    )
+                row: tuple[Any, ...] = (
+                    op.status,
+                    op.output,
+                    op.error,
+                    op.updated_at,
+                    op.signal_watermark,
+                    op.signal_watermark,
+                    op.updated_at,
+                    op.release,
+                    op.updated_at,
+                    op.wake_at,
+                    op.release,
+                    op.run_id,
                 )
+                if op.owner is None:
+                    sets.append(row)
+                else:
+                    owned_sets.append((*row, op.owner))
             elif type(op) is NewRun:
                 if op.run_id in new_runs:
                     conflicts[op.run_id] = new_runs[op.run_id].workflow
@@ -241,6 +267,14 @@ class SqliteStore(SqliteConnections):
                 ) from exc
         if sets:
             conn.executemany(_SET_RUN, sets)
+        if owned_sets:
+            # executemany's rowcount sums the rows each one changed: one per guarded write.
+            changed = conn.executemany(_SET_OWNED_RUN, owned_sets).rowcount
+            if changed != len(owned_sets):
+                raise ConcurrencyConflict(
+                    f"{len(owned_sets) - changed} of {len(owned_sets)} guarded run updates "
+                    "found another owner: another worker took those runs over"
+                )
         for op in others:
             if isinstance(op, NewSignal):
                 conn.execute(_INSERT_SIGNAL, (op.run_id, op.name, op.payload, op.at))
@@ -278,11 +312,8 @@ class SqliteStore(SqliteConnections):
         first."""
         if not workflows:
             return []
-        sql = (
-            f"UPDATE runs SET owner = ? WHERE run_id IN ({due_runs_sql(len(workflows))}) "
-            f"RETURNING {_RUN_COLUMNS}"
-        )
-        params = (worker_id, now, *workflows, limit)
+        sql = claim_runs_sql(len(workflows))
+        params = (worker_id, now, *workflows, limit, worker_id)
         rows = await self._transact(lambda c: c.execute(sql, params).fetchall())
         return [_run(r) for r in rows]
 
@@ -415,13 +446,16 @@ class SqliteStore(SqliteConnections):
             ),
         )
 
-    async def heartbeat(self, worker_id: str, at: float) -> None:
-        """Say that ``worker_id`` is alive."""
-        await self._transact(
-            lambda c: c.execute(
-                "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (at, worker_id)
+    async def heartbeat(self, worker_id: str, at: float) -> bool:
+        """Say that ``worker_id`` is alive; False if it has no row."""
+        changed: int = await self._transact(
+            lambda c: (
+                c.execute(
+                    "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?", (at, worker_id)
+                ).rowcount
             ),
         )
+        return changed > 0
 
     async def remove_workers(self, worker_ids: Sequence[str]) -> int:
         """Forget these workers and release their runs."""
@@ -436,6 +470,13 @@ class SqliteStore(SqliteConnections):
             return released
 
         return await self._transact(body)
+
+    async def release_orphaned_runs(self) -> int:
+        """Release unfinished runs whose owner has no worker row."""
+        released: int = await self._transact(
+            lambda c: c.execute(RELEASE_ORPHANED_RUNS_SQL).rowcount
+        )
+        return released
 
     async def register_workflows(self, names: Sequence[str], at: float) -> None:
         """Record workflow names."""
