@@ -132,7 +132,11 @@ class Workers:
 
     def _registered(self, target: str) -> bool:
         expected = SERVED_WORKFLOWS.get(target)
-        names = {w["name"] for w in self.cli.json("workflows", "list")}
+        listed = self.cli.run("workflows", "list", "--json")
+        if listed.returncode != 0 and "no Legato database" in listed.stderr:
+            return False  # the worker has not created the database yet
+        assert listed.returncode == 0, listed.stderr
+        names = {w["name"] for w in orjson.loads(listed.stdout)}
         return expected in names if expected else bool(names)
 
     @staticmethod

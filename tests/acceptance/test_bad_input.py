@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import legato
 from tests.acceptance.cli_driver import Cli, Workers, sqlite_url
 
 
@@ -57,6 +58,10 @@ def assert_refused(result: object, exit_code: int, *expected: str) -> None:
 def test_bad_input_is_refused_and_writes_nothing(
     cli: Cli, args: list[str], exit_code: int, expected: str
 ) -> None:
+    # Given an existing, empty database (reads on a missing one create nothing)
+    with legato.Client(cli.database) as client:
+        client.list_workflows()
+
     result = cli.run(*args)
 
     assert_refused(result, exit_code, expected)

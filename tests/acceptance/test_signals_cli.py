@@ -151,7 +151,8 @@ def test_database_option_overrides_the_environment(waiting: Cli, tmp_path: Path)
     start_waiting(waiting, "elsewhere-1")
     other = Cli(sqlite_url(tmp_path / "other.db"))
 
-    assert_refused(other.run("signal", "elsewhere-1", "approval"), 1, "no run with id")
+    assert_refused(other.run("signal", "elsewhere-1", "approval"), 1, "no Legato database at")
+    assert not (tmp_path / "other.db").exists()
     other.ok("signal", "elsewhere-1", "approval", "--data", '"x"', "--database", waiting.database)
 
     shown: dict[str, Any] = waiting.wait_for_status("elsewhere-1")

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
+import legato
 from tests.acceptance.cli_driver import LEGATO, Cli, Workers, sqlite_url
 from tests.acceptance.test_bad_input import assert_refused
 from tests.acceptance.waiting_app import REVIEW_FORM
@@ -186,6 +187,10 @@ def test_completing_twice_is_refused_and_keeps_the_first_response(inbox: Cli) ->
 def test_bad_task_commands_are_refused(
     cli: Cli, args: list[str], exit_code: int, expected: str
 ) -> None:
+    # Given an existing, empty database (commands on a missing one create nothing)
+    with legato.Client(cli.database) as client:
+        client.list_workflows()
+
     assert_refused(cli.run(*args), exit_code, expected)
 
 
@@ -202,7 +207,7 @@ def test_database_option_on_every_task_command(inbox: Cli, tmp_path: Path) -> No
     other = Cli(sqlite_url(tmp_path / "other.db"))
     db = ("--database", inbox.database)
 
-    assert other.json("tasks", "list") == []
+    assert_refused(other.run("tasks", "list"), 1, "no Legato database at")
     assert task["task_id"] in {t["task_id"] for t in other.json("tasks", "list", *db)}
     assert other.json("tasks", "show", task["task_id"], *db)["status"] == "open"
     other.ok("tasks", "complete", task["task_id"], "--data", '{"approved": true}', *db)

@@ -53,7 +53,8 @@ _PROBLEMS: list[tuple[type[BaseException], Problem]] = [
     (errors.PayloadError, Problem(USAGE, "pass plain JSON values (integers must fit in 64 bits)")),
     (errors.RunAlreadyExists, Problem(USAGE, "choose another --run-id")),
     (errors.DefinitionError, Problem(USAGE)),
-    (errors.ConfigurationError, Problem(USAGE, "use --database sqlite:///path.db or memory://")),
+    # The message lists the accepted forms, and names LEGATO_DATABASE_URL when it is to blame.
+    (errors.ConfigurationError, Problem(USAGE)),
     (
         errors.RunNotFound,
         Problem(

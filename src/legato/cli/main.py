@@ -6,20 +6,16 @@ Every command goes through ``legato.Client`` (or, for ``worker`` and ``demo``, a
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import logging
-import os
-import sys
 from typing import Annotated
 
 import typer
+import typer.main
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import legato
-from legato.app import App
-from legato.cli import demo, runs, signals, tasks, workflows
+from legato.cli import demo, runs, signals, tasks, worker, workers, workflows
 from legato.cli.errors import LegatoGroup
-from legato.cli.options import DatabaseOption
+from legato.cli.worker import load_app as load_app  # legato.testing.crash imports it here
 
 cli = typer.Typer(
     cls=LegatoGroup,
@@ -30,9 +26,11 @@ cli = typer.Typer(
 cli.add_typer(runs.runs_app, name="runs")
 cli.add_typer(workflows.workflows_app, name="workflows")
 cli.add_typer(tasks.tasks_app, name="tasks")
+cli.add_typer(workers.workers_app, name="workers")
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)
+cli.command("worker")(worker.worker)
 cli.command("demo")(demo.demo)
 
 
@@ -54,51 +52,24 @@ def root(
     """Legato: durable business workflows."""
 
 
-def load_app(target: str) -> App:
-    """Import ``MODULE:APP`` (the current directory is on the path) and return the App."""
-    module_name, _, attr = target.partition(":")
-    if not module_name:
-        raise typer.BadParameter(f"expected MODULE:APP, got {target!r}")
-    sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise typer.BadParameter(f"cannot import {module_name!r}: {exc}") from exc
-    if attr:
-        app = getattr(module, attr, None)
-    else:
-        found = [v for v in vars(module).values() if isinstance(v, App)]
-        app = found[0] if len(found) == 1 else None
-    if not isinstance(app, App):
-        raise typer.BadParameter(f"{target!r} is not a legato.App (write MODULE:APP)")
-    return app
+def _hide_flag_metavars(command: object) -> None:
+    """Show flags as ``--json``, not ``--json <bool>``: a flag takes no value to describe.
 
-
-@cli.command()
-def worker(
-    target: Annotated[
-        str, typer.Argument(metavar="MODULE:APP", help="The app to serve, as MODULE:APP")
-    ],
-    database: DatabaseOption = None,
-) -> None:
-    """Run the engine for an app until stopped; unfinished runs are recovered at start."""
-    logging.basicConfig(
-        level=os.environ.get("LEGATO_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    app = load_app(target)
-    if database is not None:
-        app.use_database(database)
-    # Say what is served where: an operator's first question when a run stays pending.
-    logging.getLogger(__name__).info(
-        "worker for app %r serving %s on %s; stop with Ctrl-C or SIGTERM",
-        app.name,
-        ", ".join(sorted(app.registry.workflows)) or "no workflows",
-        app.database or "a custom store",
-    )
-    asyncio.run(app.run_worker())
+    Typer's help prints each option's type; an empty metavar replaces it. The ``--help``
+    option is made on first use, so it is made here first to be fixed as well.
+    """
+    if not isinstance(command, TyperCommand | TyperGroup):
+        return
+    for param in [*command.params, command.get_help_option(typer.Context(command))]:
+        if isinstance(param, TyperOption) and param.is_flag:
+            param.metavar = ""
+    if isinstance(command, TyperGroup):
+        for sub in command.commands.values():
+            _hide_flag_metavars(sub)
 
 
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    command = typer.main.get_command(cli)
+    _hide_flag_metavars(command)
+    command()

@@ -5,20 +5,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from legato.cli.errors import USAGE, fail
 from legato.client import Client
+from legato.errors import ConfigurationError
+from legato.storage import DATABASE_ENV, DEFAULT_DATABASE_URL, database_url, parse_database_url
 
+# No typer envvar=: the command must tell a URL given with --database from one read from
+# the environment, so that an error names the one to fix. database_url() reads it.
 DatabaseOption = Annotated[
     str | None,
     typer.Option(
         "--database",
         "-d",
-        envvar="LEGATO_DATABASE_URL",
-        show_envvar=True,
-        help="Database URL (sqlite:///path.db, memory://). Default: ./legato.db",
+        metavar="URL",
+        help="Database URL: sqlite:///relative.db, sqlite:////absolute/path.db or "
+        f"memory://. Default: ${DATABASE_ENV}, else {DEFAULT_DATABASE_URL}.",
     ),
 ]
 
@@ -28,10 +34,53 @@ JsonOption = Annotated[
 ]
 
 
+def resolve_database(database: str | None) -> str:
+    """The URL a command uses (``--database``, else the environment, else the default).
+
+    A bad URL is a usage error whose hint names where it came from.
+    """
+    try:
+        return database_url(database)
+    except ConfigurationError as exc:
+        where = "--database" if database else f"{DATABASE_ENV} (or pass --database URL)"
+        raise fail(str(exc), hint=f"fix {where}", exit_code=USAGE) from None
+
+
+def _origin(database: str | None) -> str:
+    if database:
+        return "that is where --database points"
+    if database_url() != DEFAULT_DATABASE_URL:
+        return f"that is where {DATABASE_ENV} points"
+    return f"that is the default, ./legato.db (no --database, no {DATABASE_ENV})"
+
+
+def require_database(url: str, database: str | None) -> None:
+    """Refuse, creating nothing, when ``url`` is a SQLite file that does not exist.
+
+    Only ``legato start`` and ``legato worker`` create a database: a read (or a cancel)
+    on a mistyped path would otherwise leave an empty database there and report "no runs".
+    """
+    path = parse_database_url(url).path
+    if path is None or Path(path).exists():
+        return
+    where = Path(path).absolute()
+    detail = "" if where.parent.is_dir() else f" (the directory {where.parent} does not exist)"
+    raise fail(
+        f"no Legato database at {where}{detail}",
+        hint=f"{_origin(database)}; `legato worker` or `legato start` creates a database",
+    )
+
+
 @contextmanager
-def connect(database: str | None) -> Iterator[Client]:
-    """A ``legato.Client`` on ``database`` (URL, else ``$LEGATO_DATABASE_URL``), closed after."""
-    with Client(database) as client:
+def connect(database: str | None, *, create: bool = False) -> Iterator[Client]:
+    """A ``legato.Client`` on ``database`` (URL, else ``$LEGATO_DATABASE_URL``), closed after.
+
+    Unless ``create``, a SQLite file that does not exist is refused and not created.
+    """
+    url = resolve_database(database)
+    if not create:
+        require_database(url, database)
+    with Client(url) as client:
         yield client
 
 
@@ -46,3 +95,10 @@ def parse_json(text: str, option: str) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         raise typer.BadParameter(f"not valid JSON ({exc}): {text!r}", param_hint=option) from None
+    except RecursionError:
+        # The parser recurses per level; the API would refuse the value anyway (PayloadError).
+        raise fail(
+            f"{option} cannot be stored as JSON: it is nested too deeply",
+            hint="nest lists and objects at most 254 levels deep, as the Python API requires",
+            exit_code=USAGE,
+        ) from None

@@ -9,8 +9,10 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from rich.cells import cell_len
 from rich.console import Console, Group, RenderableType
 from rich.json import JSON
+from rich.measure import Measurement
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -54,9 +56,37 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def whole_column(table: Table, header: str, values: list[str], **options: Any) -> None:
+    """Add a column that never cuts its values: ids and names are copied, so they stay whole.
+
+    Rich shrinks every column, ellipsis and all, when a table is wider than the terminal;
+    a minimum width as wide as the longest value stops that (see ``print_table``).
+    """
+    widest = max([cell_len(header), *(cell_len(v) for v in values)])
+    table.add_column(header, no_wrap=True, min_width=widest, **options)
+
+
+def print_table(table: Table) -> None:
+    """Print ``table`` on stdout, wider than the terminal if that keeps its ids whole.
+
+    The other columns wrap first; only when even the narrowest table with whole ids does
+    not fit are the lines longer than the terminal (it wraps them, nothing is cut).
+    """
+    out = console()
+    needed = Measurement.get(out, out.options.update_width(10_000), table).minimum
+    if needed > out.width:
+        out = Console(highlight=False, width=needed)
+    out.print(table)
+
+
 def status_text(status: RunStatus) -> Text:
     """A run status, coloured by how worried the reader should be."""
     return Text(status.value, style=_STATUS_STYLES.get(status, ""))
+
+
+def when(at: datetime, *, short: bool = False) -> str:
+    """A time in local time: in full, or (``short``, for lists) without today's date."""
+    return _when_short(at) if short else _when(at)
 
 
 def _when(at: datetime) -> str:
@@ -127,14 +157,18 @@ def run_summary(description: RunDescription) -> dict[str, Any]:
 def runs_table(descriptions: list[RunDescription], *, title: str | None = None) -> Table:
     """The runs as a table: id, workflow, status, step, last update."""
     table = Table(title=title, show_lines=False)
-    table.add_column("run id", no_wrap=True)
-    table.add_column("workflow")
+    whole_column(table, "run id", [d.run_id for d in descriptions])
+    whole_column(table, "workflow", [d.workflow for d in descriptions])
     table.add_column("status", no_wrap=True)
-    table.add_column("step")
+    table.add_column("step", overflow="fold")
     table.add_column("updated", no_wrap=True)
     for d in descriptions:
         table.add_row(
-            d.run_id, d.workflow, status_text(d.status), step_line(d), _when_short(d.updated_at)
+            Text(d.run_id),  # Text, not str: names and ids are data, never Rich markup
+            Text(d.workflow),
+            status_text(d.status),
+            step_line(d),
+            _when_short(d.updated_at),
         )
     return table
 
@@ -202,27 +236,69 @@ def description_view(
     return Panel(Group(*parts), title=f"run {d.run_id}", title_align="left", expand=False)
 
 
-def history_table(run_id: str, events: list[HistoryEvent]) -> Table:
-    """``legato runs history``: every record, oldest first."""
-    table = Table(title=f"history of run {run_id}", title_justify="left")
-    table.add_column("pos", justify="right")
-    table.add_column("at", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("call", justify="right")
-    table.add_column("name")
-    table.add_column("attempt", justify="right")
-    table.add_column("data", overflow="fold")
-    for e in events:
-        table.add_row(
+_NOISE = frozenset({"started_at"})
+"""Data keys left out of the one-line summary (the record's own time is shown)."""
+
+
+def _data_summary(data: Any, limit: int) -> str:
+    """A record's data in a few words: an error as ``Type: message``, then ``key=value``."""
+    if data is None:
+        return ""
+    if not isinstance(data, dict):
+        text = _json_line(data, limit)
+    else:
+        fields = dict(data)
+        if isinstance(fields.get("error"), dict):
+            # An error nested under "error" reads like one recorded at the top.
+            fields = {**fields.pop("error"), **fields}
+        parts = []
+        if "type" in fields and "message" in fields:
+            kind = str(fields.pop("type")).rpartition(".")[2]
+            parts.append(f"{kind}: {fields.pop('message')}")
+        parts += [f"{k}={_json_line(v, 60)}" for k, v in fields.items() if k not in _NOISE]
+        text = ", ".join(parts)
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def history_lines(run_id: str, events: list[HistoryEvent], width: int) -> list[Text]:
+    """``legato runs history``: one line per record, oldest first, meant to fit ``width``.
+
+    Position, time, kind, call (``#key name``), the attempt when some call was retried,
+    then the data cut to what is left of the line; ``--json`` has the records whole.
+    """
+    retried = any(e.attempt > 1 for e in events)
+    rows = [
+        (
             str(e.pos),
-            e.at.astimezone().strftime("%H:%M:%S.%f")[:-3],
+            e.at.astimezone().strftime("%H:%M:%S"),
             e.kind.value,
-            e.key or "",
-            e.name or "",
-            str(e.attempt) if e.attempt else "",
-            "" if e.data is None else _json_line(e.data, 120),
+            " ".join(p for p in (f"#{e.key}" if e.key else "", e.name or "") if p),
+            *([str(e.attempt) if e.attempt else ""] if retried else []),
         )
-    return table
+        for e in events
+    ]
+    header = ("pos", "time", "kind", "call", *(["try"] if retried else []))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        pos, *rest = cells
+        return " ".join(
+            [pos.rjust(widths[0]), *(c.ljust(w) for c, w in zip(rest, widths[1:], strict=True))]
+        )
+
+    first = events[0].at.astimezone().strftime("%Y-%m-%d") if events else ""
+    lines = [
+        Text(f"history of run {run_id}: {len(events)} records from {first}", style="bold"),
+        Text(line(header) + " data", style="dim"),
+    ]
+    for event, row in zip(events, rows, strict=True):
+        prefix = line(row)
+        summary = _data_summary(event.data, max(width - len(prefix) - 1, 30))
+        text = Text(prefix if summary else prefix.rstrip())
+        if summary:
+            text.append(" " + summary, style="dim" if event.kind.value.endswith("started") else "")
+        lines.append(text)
+    return lines
 
 
 def history_json(events: list[HistoryEvent]) -> list[dict[str, Any]]:
@@ -265,8 +341,13 @@ def _due(task: Task, short: bool) -> Text:
 def tasks_table(tasks: list[Task]) -> Table:
     """The inbox as a table: id, name, status, assignee, run, created, due."""
     table = Table()
-    for column in ("task id", "name", "status", "assignee", "run", "created", "due"):
-        table.add_column(column, no_wrap=column in ("task id", "created", "due"))
+    whole_column(table, "task id", [t.task_id for t in tasks])
+    whole_column(table, "name", [t.name for t in tasks])
+    table.add_column("status", no_wrap=True)
+    table.add_column("assignee")
+    whole_column(table, "run", [t.run_id for t in tasks])
+    table.add_column("created")
+    table.add_column("due")
     for t in tasks:
         table.add_row(
             Text(t.task_id),  # Text, not str: names and ids are data, never Rich markup

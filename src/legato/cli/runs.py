@@ -16,8 +16,9 @@ from legato.cli.render import (
     console,
     description_view,
     history_json,
-    history_table,
+    history_lines,
     print_json,
+    print_table,
     run_summary,
     runs_table,
     waiting,
@@ -58,10 +59,9 @@ def list_runs(
     if not descriptions:
         console().print("no runs" + (" match" if status or workflow else " yet"))
         return
-    out = console()
-    out.print(runs_table(descriptions))
+    print_table(runs_table(descriptions))
     if len(descriptions) == limit:
-        out.print(f"the {limit} newest runs shown; --limit N shows more", style="dim")
+        console().print(f"the {limit} newest runs shown; --limit N shows more", style="dim")
 
 
 @runs_app.command("show")
@@ -86,13 +86,16 @@ def history(
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a run's raw history: every record the engine wrote, oldest first."""
+    """Show a run's history: one line per record the engine wrote, oldest first."""
     with connect(database) as client:
         events = client.history(run_id)
     if as_json:
         print_json(history_json(events))
-    else:
-        console().print(history_table(run_id, events))
+        return
+    out = console()
+    for line in history_lines(run_id, events, out.width):
+        # soft_wrap: a line is never folded by Rich; a long one runs on, as in a log.
+        out.print(line, soft_wrap=True)
 
 
 def parse_arguments(input_json: str | None, args_json: str | None) -> list[Any]:
@@ -152,8 +155,8 @@ def start(
     arguments = parse_arguments(input_json, args_json)
     if timeout is not None and not wait:
         raise typer.BadParameter("only makes sense with --wait", param_hint="--timeout")
-    with connect(database) as client:
-        new_id = client.start(workflow, *arguments, run_id=run_id)
+    with connect(database, create=True) as client:
+        new_id = client.start(workflow, *arguments, run_id=run_id).run_id
         if not wait:
             if as_json:
                 run = client.get_run(new_id)

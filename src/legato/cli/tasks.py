@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 
 from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
-from legato.cli.render import console, print_json, task_json, task_view, tasks_table
+from legato.cli.render import (
+    console,
+    print_json,
+    print_table,
+    task_json,
+    task_view,
+    tasks_table,
+)
 from legato.model import TaskStatus
 
 tasks_app = typer.Typer(help="List, show and complete human tasks.", no_args_is_help=True)
@@ -50,14 +57,13 @@ def list_tasks(
     if as_json:
         print_json([task_json(t) for t in tasks])
         return
-    out = console()
     if not tasks:
         who = f" for {assignee}" if assignee is not None else ""
-        out.print(f"no {status.value} tasks{who}", markup=False)
+        console().print(f"no {status.value} tasks{who}", markup=False)
         return
-    out.print(tasks_table(tasks))
+    print_table(tasks_table(tasks))
     if len(tasks) == limit:
-        out.print(f"the {limit} oldest tasks shown; --limit N shows more", style="dim")
+        console().print(f"the {limit} oldest tasks shown; --limit N shows more", style="dim")
 
 
 @tasks_app.command("show")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from legato.cli.options import DatabaseOption, JsonOption, connect
-from legato.cli.render import console, print_json
+from legato.cli.render import console, print_json, print_table, whole_column
 
 workflows_app = typer.Typer(help="List registered workflows.", no_args_is_help=True)
 
@@ -25,7 +26,8 @@ def list_workflows(database: DatabaseOption = None, as_json: JsonOption = False)
             "(legato worker MODULE:APP) and it registers its workflows"
         )
         return
-    table = Table("workflow")
+    table = Table()
+    whole_column(table, "workflow", names)
     for name in names:
-        table.add_row(name)
-    console().print(table)
+        table.add_row(Text(name))
+    print_table(table)
