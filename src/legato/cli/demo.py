@@ -1,8 +1,9 @@
 """``legato demo``: the course purchase, happy path and refund path, in a few seconds.
 
-The demo runs ``examples/course_purchase`` with the engine in this process, on a
-temporary SQLite file, then shows each run as ``legato runs show`` would: status, steps,
-compensations, and for the failed one what failed and what happens next.
+The demo runs ``examples/course_purchase`` with the engine in this process, on a new
+SQLite file in a temporary directory, then shows each run as ``legato runs show`` would:
+status, steps, compensations, and for the failed one what failed and what happens next.
+The file is kept, and the demo ends with the command that shows the refunded run from it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import importlib
 import importlib.util
 import os
+import shlex
 import sys
 import tempfile
 import uuid
@@ -24,11 +26,18 @@ from rich.text import Text
 
 import legato
 from legato.cli.errors import fail
-from legato.cli.options import JsonOption
-from legato.cli.render import console, print_json, status_text, step_line
+from legato.cli.options import JsonOption, resolve_database
+from legato.cli.render import (
+    console,
+    print_json,
+    print_table,
+    status_text,
+    step_line,
+    whole_column,
+)
 from legato.model import RunStatus
 from legato.model.description import RunDescription
-from legato.storage import DATABASE_ENV
+from legato.storage import DATABASE_ENV, parse_database_url
 
 EXAMPLE_PACKAGE = "course_purchase"
 """The name the example is imported under (it shows in recorded error types)."""
@@ -133,16 +142,17 @@ def _print_tables(
 ) -> None:
     out = console()
     runs = Table(title="Course purchase: two runs", title_justify="left")
-    for column in ("run id", "status", "completed steps", "compensations"):
+    whole_column(runs, "run id", [d.run_id for d in descriptions])
+    for column in ("status", "completed steps", "compensations"):
         runs.add_column(column)
     for d in descriptions:
         runs.add_row(
-            d.run_id,
+            Text(d.run_id),
             status_text(d.status),
             "\n".join(d.completed_steps) or "—",
             "\n".join(d.compensations_done) or "—",
         )
-    out.print(runs)
+    print_table(runs)
     for d in descriptions:
         if d.status is not RunStatus.COMPLETED:
             out.print(_answer(d))
@@ -168,7 +178,24 @@ def _print_tables(
     )
     out.print(
         "A learner charged but not enrolled: the run ended [yellow]compensated[/] and "
-        "its refund ran; `legato runs show RUN_ID` tells the story."
+        "its refund ran."
+    )
+
+
+def _print_next(descriptions: list[RunDescription], url: str) -> None:
+    """Where the runs are kept, and the exact command that tells the refund's story."""
+    refunded = next(
+        (d for d in descriptions if d.status is not RunStatus.COMPLETED), descriptions[-1]
+    )
+    path = parse_database_url(url).path
+    where = url if path is None else str(Path(path).absolute())
+    out = console()
+    out.print(f"The runs are kept in {where}; see the refunded one with:", markup=False)
+    out.print(
+        f"  legato runs show {shlex.quote(refunded.run_id)} --database {shlex.quote(url)}",
+        markup=False,
+        style="bold",
+        soft_wrap=True,
     )
 
 
@@ -178,8 +205,9 @@ def demo(
         typer.Option(
             "--database",
             "-d",
-            help="Run on this database URL and keep it (default: a temporary "
-            "SQLite file, deleted afterwards).",
+            metavar="URL",
+            help="Run on this database URL (default: a new SQLite file in a temporary "
+            "directory). Either way the runs are kept for `legato runs show`.",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -200,17 +228,21 @@ def demo(
     finally:
         if saved is not None:
             os.environ[DATABASE_ENV] = saved
-    with tempfile.TemporaryDirectory(prefix="legato-demo-") as tmp:
-        url = database or f"sqlite:///{Path(tmp) / 'demo.db'}"
-        # On a kept database the same ids would return the previous demo's runs.
-        suffix = f"-{uuid.uuid4().hex[:6]}" if database else ""
-        descriptions = asyncio.run(run_story(example, url, suffix))
+    if database:
+        url = resolve_database(database)
+        # On a database used before, the same ids would return the previous demo's runs.
+        suffix = f"-{uuid.uuid4().hex[:6]}"
+    else:
+        # A new directory each time: the file outlives the demo, for `legato runs show`.
+        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='legato-demo-')) / 'demo.db'}"
+        suffix = ""
+    descriptions = asyncio.run(run_story(example, url, suffix))
     effects = _effects(example)
     gateway_calls: int = example.payments.authorize_calls
     if as_json:
         print_json(
             {
-                "database": database,
+                "database": url,
                 "runs": [d.to_dict() for d in descriptions],
                 "services": effects,
                 "gateway_calls": gateway_calls,
@@ -218,5 +250,4 @@ def demo(
         )
         return
     _print_tables(descriptions, effects, gateway_calls)
-    if database:
-        console().print(f"Runs kept in {database}: try `legato runs list --database {database}`.")
+    _print_next(descriptions, url)

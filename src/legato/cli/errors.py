@@ -15,6 +15,7 @@ stderr, a hint about what to do, and an exit code, instead of a traceback:
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +35,25 @@ FAILURE = 1
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """What the user sees for one kind of error."""
+    """What the user sees for one kind of error.
+
+    ``RUN_ID`` and ``TASK_ID`` in the hint stand for the ids the error carries; they are
+    printed as the real ids when it carries them, so the hint can be pasted as it is.
+    """
 
     exit_code: int
     hint: str | None = None
+
+    def hint_for(self, exc: BaseException) -> str | None:
+        """The hint, with the ids ``exc`` carries in place of the placeholders."""
+        hint = self.hint
+        if hint is None:
+            return None
+        for placeholder, attribute in (("RUN_ID", "run_id"), ("TASK_ID", "task_id")):
+            value = getattr(exc, attribute, None)
+            if isinstance(value, str) and value:
+                hint = hint.replace(placeholder, shlex.quote(value))
+        return hint
 
 
 # Most specific first: the first matching row wins.
@@ -82,6 +98,7 @@ _PROBLEMS: list[tuple[type[BaseException], Problem]] = [
         ),
     ),
     (errors.TaskClosed, Problem(FAILURE, "see it with `legato tasks show TASK_ID`")),
+    (errors.RunError, Problem(FAILURE, "see the run with `legato runs show RUN_ID`")),
     (errors.SchemaTooNew, Problem(FAILURE)),
     (
         errors.NotALegatoDatabase,
@@ -107,8 +124,9 @@ def report(exc: BaseException, problem: Problem) -> None:
     line = Text("Error: ", style="bold red")
     line.append(str(exc))
     console.print(line, soft_wrap=True)
-    if problem.hint:
-        console.print(Text(f"Hint: {problem.hint}", style="dim"), soft_wrap=True)
+    hint = problem.hint_for(exc)
+    if hint:
+        console.print(Text(f"Hint: {hint}", style="dim"), soft_wrap=True)
 
 
 def fail(message: str, *, hint: str | None = None, exit_code: int = FAILURE) -> typer.Exit:

@@ -6,9 +6,13 @@ on the same database picks up; the read commands describe what the workers recor
 
 from __future__ import annotations
 
+import difflib
+import shlex
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
 from legato.cli.errors import fail
 from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
@@ -119,6 +123,24 @@ def parse_arguments(input_json: str | None, args_json: str | None) -> list[Any]:
     return []
 
 
+def warn_unregistered(workflow: str, run_id: str, known: list[str]) -> None:
+    """Warn on stderr that no worker serves ``workflow`` here yet: often a typo."""
+    close = difflib.get_close_matches(workflow, known, n=1)
+    if close:
+        check = f"Did you mean {close[0]!r}? Known workflows: {', '.join(known)}."
+    elif known:
+        check = f"Check the name for a typo; known workflows: {', '.join(known)}."
+    else:
+        check = "No workflow is registered yet: start a worker (legato worker MODULE:APP)."
+    line = Text("Warning: ", style="bold yellow")
+    line.append(
+        f"no worker has ever registered workflow {workflow!r} on this database; run "
+        f"{run_id} waits (pending) until one does. {check} If the name is wrong, "
+        f"`legato cancel {shlex.quote(run_id)}`."
+    )
+    Console(stderr=True, highlight=False).print(line, soft_wrap=True)
+
+
 def start(
     workflow: Annotated[str, typer.Argument(metavar="WORKFLOW", help="The workflow's name.")],
     input_json: Annotated[
@@ -157,6 +179,9 @@ def start(
         raise typer.BadParameter("only makes sense with --wait", param_hint="--timeout")
     with connect(database, create=True) as client:
         new_id = client.start(workflow, *arguments, run_id=run_id).run_id
+        known = client.list_workflows()
+        if workflow not in known:
+            warn_unregistered(workflow, new_id, known)
         if not wait:
             if as_json:
                 run = client.get_run(new_id)
@@ -169,6 +194,11 @@ def start(
                 client.result(new_id, timeout)
         except RunFailed:
             pass  # shown below from the run's description
+        except TimeoutError as exc:
+            raise fail(
+                str(exc),
+                hint=f"the run goes on; follow it with `legato runs show {shlex.quote(new_id)}`",
+            ) from None
         description = client.describe(new_id)
     if as_json:
         print_json(description.to_dict())
@@ -205,7 +235,10 @@ def cancel(
     with connect(database) as client:
         before = client.get_run(run_id).status
         if before.is_terminal and before is not RunStatus.BLOCKED:
-            raise fail(f"run {run_id!r} already ended {before.value}; there is nothing to cancel")
+            raise fail(
+                f"run {run_id!r} already ended {before.value}; there is nothing to cancel",
+                hint=f"see how it ended with `legato runs show {shlex.quote(run_id)}`",
+            )
         status = client.cancel(run_id)
     if as_json:
         print_json({"run_id": run_id, "status": status.value})
