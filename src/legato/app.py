@@ -12,11 +12,12 @@ from typing import Any, ParamSpec, TypeVar, overload
 from legato.client import AsyncClient, RunHandle, poll_outcome
 from legato.engine.clock import Clock
 from legato.engine.registry import Registry, Step, Workflow
-from legato.engine.worker import Engine
+from legato.engine.worker import DEFAULT_MAX_HISTORY, Engine
 from legato.errors import NotRunning, RunNotFound
 from legato.model import HistoryEvent, Retry, Run, RunStatus, Task
 from legato.model.description import RunDescription
 from legato.model.ids import check_run_id
+from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit
 from legato.model.runs import Outcome
 from legato.model.workers import WorkerInfo
 from legato.observability.hooks import Hooks
@@ -34,6 +35,11 @@ class App:
 
     ``database`` is a URL (``sqlite:///path.db``, ``memory://``) or a ``Store``; by default
     ``$LEGATO_DATABASE_URL``, else ``sqlite:///./legato.db``.
+
+    ``max_payload_bytes`` (2 MiB) caps each stored value: arguments, step results,
+    signals, task answers. ``max_history`` (20,000) caps a run's history records; past
+    it the workflow's next call raises ``HistoryTooLong`` (loop with
+    ``legato.continue_as_new`` instead).
 
     ``step_threads`` bounds the threads that run ``def`` steps at once; a sync step's
     timeout counts from when a thread takes it, not while it waits for one.
@@ -62,8 +68,14 @@ class App:
         hooks: Sequence[Hooks] = (),
         tune_gc: bool = False,
         step_threads: int = 32,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_history: int = DEFAULT_MAX_HISTORY,
     ) -> None:
         self.name = name
+        self.max_payload_bytes = check_payload_limit(max_payload_bytes)
+        if not isinstance(max_history, int) or isinstance(max_history, bool) or max_history < 10:
+            raise ValueError(f"max_history must be an integer of at least 10, got {max_history!r}")
+        self.max_history = max_history
         self.database: str | None = None
         self.store: Store
         self._clock = clock
@@ -89,7 +101,9 @@ class App:
         else:
             self.database = None
             self.store = database
-        self._client = AsyncClient(self.store, clock=self._clock)
+        self._client = AsyncClient(
+            self.store, clock=self._clock, max_payload_bytes=self.max_payload_bytes
+        )
 
     def set_max_concurrent_runs(self, limit: int) -> None:
         """Cap the runs this app's engine holds in flight at once; only while stopped."""
@@ -182,6 +196,8 @@ class App:
             max_concurrent_runs=self._max_concurrent_runs,
             tune_gc=self.tune_gc,
             step_threads=self._step_threads,
+            max_payload_bytes=self.max_payload_bytes,
+            max_history=self.max_history,
         )
         await engine.start()
         self._engine = engine
@@ -191,7 +207,9 @@ class App:
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.stop()
-            self._client = AsyncClient(self.store, clock=self._clock)
+            self._client = AsyncClient(
+                self.store, clock=self._clock, max_payload_bytes=self.max_payload_bytes
+            )
 
     async def run_worker(self) -> None:
         """Run the engine until SIGINT/SIGTERM or cancellation (what ``legato worker`` calls)."""

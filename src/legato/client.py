@@ -28,7 +28,7 @@ from legato.errors import (
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.description import RunDescription, describe_run
 from legato.model.ids import check_run_id
-from legato.model.payloads import encode
+from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit, encode
 from legato.model.runs import Outcome, continued_as
 from legato.model.workers import WorkerInfo
 from legato.storage import database_url, open_store
@@ -129,7 +129,11 @@ class AsyncClient:
     """
 
     def __init__(
-        self, database: str | Store | None = None, *, clock: TimeSource | None = None
+        self,
+        database: str | Store | None = None,
+        *,
+        clock: TimeSource | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         if isinstance(database, str) or database is None:
             self.database: str | None = database_url(database)
@@ -138,6 +142,7 @@ class AsyncClient:
             self.database = None
             self._store = database
         self._opened = False
+        self.max_payload_bytes = check_payload_limit(max_payload_bytes)
         # When signals, cancels and answers happen: the wall clock, or (in an App) the
         # engine's, so a run woken "now" is due by the clock its worker reads.
         self._time = (clock or _SystemTime()).time
@@ -172,7 +177,9 @@ class AsyncClient:
         if not isinstance(workflow, str) or not workflow:
             raise DefinitionError(f"workflow must be a non-empty name, got {workflow!r}")
         run_id = str(uuid.uuid4()) if run_id is None else check_run_id(run_id)
-        payload = encode(list(args), f"the arguments of workflow {workflow!r}")
+        payload = encode(
+            list(args), f"the arguments of workflow {workflow!r}", self.max_payload_bytes
+        )
         store = await self._open()
         conflicts = await store.write(
             [NewRun(run_id, workflow, RunStatus.PENDING.value, payload, self._time(), None, None)]
@@ -257,7 +264,7 @@ class AsyncClient:
             raise DefinitionError(
                 f"signal names are non-empty strings not starting with '__', got {name!r}"
             )
-        data = encode(payload, f"the payload of signal {name!r}")
+        data = encode(payload, f"the payload of signal {name!r}", self.max_payload_bytes)
         run, signal_id = await (await self._open()).send_signal(run_id, name, data, self._time())
         if run is None:
             raise RunNotFound(run_id)
@@ -304,7 +311,7 @@ class AsyncClient:
                 raise InvalidTaskResponse(
                     task_id, f"{error.message}" + (f" (at {where})" if where else "")
                 )
-        data = encode(response, f"the response to task {task_id!r}")
+        data = encode(response, f"the response to task {task_id!r}", self.max_payload_bytes)
         done, changed = await self._store.complete_task(task_id, data, self._time())
         if done is None:
             raise TaskNotFound(task_id)
@@ -349,8 +356,13 @@ class SyncRunHandle:
 class Client:
     """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
 
-    def __init__(self, database: str | Store | None = None) -> None:
-        self._async = AsyncClient(database)
+    def __init__(
+        self,
+        database: str | Store | None = None,
+        *,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> None:
+        self._async = AsyncClient(database, max_payload_bytes=max_payload_bytes)
         self.database = self._async.database
         self._runner = asyncio.Runner()
 

@@ -21,6 +21,7 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     │   ├── RunCancelled                  the failure recorded when a run is cancelled
     │   ├── RunFinished                   a signal or cancel for a run that has ended
     │   ├── WaitTimeout (TimeoutError)    a signal or human task did not come in time
+    │   ├── HistoryTooLong                the run's history passed its limit
     │   └── ChildFailed                   a child run did not complete (seen by the parent)
     ├── TaskError                         about one human task
     │   ├── TaskNotFound (LookupError)
@@ -235,6 +236,24 @@ class WaitTimeout(RunError, TimeoutError):
         super().__init__(f"{what} did not arrive{after}")
         self.what = what
         self.timeout_s = timeout_s
+
+
+class HistoryTooLong(RunError):
+    """A run's history passed the app's limit (``App(max_history=...)``).
+
+    Raised at the workflow's next call: a workflow that loops for ever must continue as a
+    fresh run (``legato.continue_as_new``) instead of growing one history without end.
+    """
+
+    def __init__(self, run_id: str, records: int, limit: int) -> None:
+        super().__init__(
+            f"run {run_id!r} has {records} history records, past the limit of {limit}: a "
+            "workflow that loops should call legato.continue_as_new(...) to go on in a fresh "
+            "run with an empty history (or raise App(max_history=...))",
+            run_id=run_id,
+        )
+        self.records = records
+        self.limit = limit
 
 
 class ChildFailed(RunError):

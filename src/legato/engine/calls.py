@@ -58,8 +58,8 @@ class Attempt:
         self.timeout_s = timeout_s
         self.record = record  # None: nothing to record; "result"; "result+args"
 
-    def encode(self, result: Any) -> bytes:
-        """The completion record's data."""
+    def encode(self, result: Any, limit: int) -> bytes:
+        """The completion record's data (at most ``limit`` bytes)."""
         if self.record is None:
             return b"{}"
         entry: dict[str, Any] = {"result": result}
@@ -67,7 +67,7 @@ class Attempt:
             entry["args"] = self.args
             if self.kwargs:
                 entry["kwargs"] = self.kwargs
-        return encode(entry, f"the result of step {self.label!r}")
+        return encode(entry, f"the result of step {self.label!r}", limit)
 
 
 def record_value(ex: RunExecution, kind: str) -> Any:
@@ -138,7 +138,7 @@ async def attempts(
                 number,
                 plan.timeout_s,
             )
-            data = plan.encode(result)
+            data = plan.encode(result, engine.max_payload_bytes)
         except Exception as exc:
             for hook in engine.hooks:
                 hook.after_step_attempt(ex.run_id, plan.label, number, exc)

@@ -24,6 +24,7 @@ from legato.engine.context import ContinueAsNew, current_branch
 from legato.engine.replay import CallRecord, ReplayIndex
 from legato.errors import (
     DefinitionError,
+    HistoryTooLong,
     NonDeterminismError,
     PayloadError,
     RunCancelled,
@@ -187,7 +188,14 @@ class RunExecution:
     # -- call numbering and replay ---------------------------------------------------------
 
     def next_key(self) -> str:
-        """The key of the workflow's next call (``"3"``, or ``"3.1"`` in a branch)."""
+        """The key of the workflow's next call (``"3"``, or ``"3.1"`` in a branch).
+
+        Raises ``HistoryTooLong`` once the run's history is past the engine's limit: the
+        workflow's next call fails, so a loop that never ends cannot grow one history
+        (and its replay) without bound.
+        """
+        if self.pos >= self.engine.max_history:
+            raise HistoryTooLong(self.run_id, self.pos, self.engine.max_history)
         task = asyncio.current_task()
         branch = current_branch.get() or self._main
         if branch.task is not task:
@@ -478,7 +486,11 @@ class RunExecution:
             )
             return None
         try:
-            data = encode(output, f"the result of workflow {self.workflow.name!r}")
+            data = encode(
+                output,
+                f"the result of workflow {self.workflow.name!r}",
+                self.engine.max_payload_bytes,
+            )
         except PayloadError as exc:
             return exc
         await self.end(RunStatus.COMPLETED, EventKind.RUN_COMPLETED, data=data, output=data)
@@ -493,7 +505,11 @@ class RunExecution:
             )
         try:
             self.workflow.check_arguments(args)
-            payload = encode(list(args), f"the arguments of workflow {self.workflow.name!r}")
+            payload = encode(
+                list(args),
+                f"the arguments of workflow {self.workflow.name!r}",
+                self.engine.max_payload_bytes,
+            )
         except DefinitionError as exc:
             return exc
         next_id = continued_run_id(self.run_id)

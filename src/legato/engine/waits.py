@@ -137,7 +137,7 @@ async def human_task(
                 ex.run_id,
                 task_id,
                 name,
-                encode(data, f"the data of task {name!r}"),
+                encode(data, f"the data of task {name!r}", ex.engine.max_payload_bytes),
                 assignee,
                 None if form is None else dumps(form),
                 now,
@@ -169,7 +169,11 @@ async def child(
     if record is not None and record.done:
         return _child_result(record.target or "", record.payload)
     if record is None:
-        payload = encode(list(args), f"the arguments of child workflow {workflow.name!r}")
+        payload = encode(
+            list(args),
+            f"the arguments of child workflow {workflow.name!r}",
+            ex.engine.max_payload_bytes,
+        )
         child_id = run_id or f"{ex.run_id}/{key}"
         now = ex.engine.clock.time()
         ops: list[Write] = [

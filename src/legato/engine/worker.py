@@ -33,7 +33,7 @@ from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner
 from legato.errors import RunAlreadyExists, UnknownWorkflow
 from legato.model import HistoryEvent, Run, RunStatus
-from legato.model.payloads import encode
+from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from legato.model.runs import Outcome
 from legato.observability.hooks import Hooks
 from legato.storage.base import NewRun, SetRun, Store, WorkerInfo, Write
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
 _ENGINE_GC_THRESHOLD = (50_000, 20, 100)
+
+DEFAULT_MAX_HISTORY = 20_000
+"""History records a run may hold before its next call raises ``HistoryTooLong``."""
 
 
 def new_run_id() -> str:
@@ -127,6 +130,8 @@ class Engine:
         hot_window: timedelta = timedelta(seconds=2),
         max_hot_runs: int = 1000,
         hooks: Sequence[Hooks] = (),
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        max_history: int = DEFAULT_MAX_HISTORY,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -137,6 +142,8 @@ class Engine:
         self.max_concurrent_runs = max_concurrent_runs
         self.live: dict[str, RunExecution] = {}
         self.hooks = list(hooks)
+        self.max_payload_bytes = max_payload_bytes
+        self.max_history = max_history
         self.parked_runs = 0  # live runs with at least one call waiting
         self.waiting_for_events: set[RunExecution] = set()  # checked for signals each poll
         self.max_hot_runs = max_hot_runs
@@ -221,7 +228,9 @@ class Engine:
     ) -> str:
         """Create a run and execute it here; an existing id returns the existing run."""
         workflow.check_arguments(args)
-        payload = encode(list(args), f"the arguments of workflow {workflow.name!r}")
+        payload = encode(
+            list(args), f"the arguments of workflow {workflow.name!r}", self.max_payload_bytes
+        )
         if run_id is None:
             run_id = new_run_id()
         elif not isinstance(run_id, str) or not run_id:

@@ -22,16 +22,34 @@ def dumps(value: Any) -> bytes:
     return bytes(memoryview(data)) if len(data) < 4096 else data
 
 
-def encode(value: Any, what: str) -> bytes:
+DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
+"""The default cap on one stored value (arguments, a result, a signal, an answer)."""
+
+
+def check_payload_limit(limit: object) -> int:
+    """Return ``limit`` if it is a usable ``max_payload_bytes``, else raise ``ValueError``."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1024:
+        raise ValueError(f"max_payload_bytes must be an integer of at least 1024, got {limit!r}")
+    return limit
+
+
+def encode(value: Any, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> bytes:
     """JSON-encode ``value`` or raise ``PayloadError`` naming ``what``.
 
     NaN and infinities are refused: JSON has no such numbers, and orjson would store them
-    as ``null``, silently changing the value a replay sees.
+    as ``null``, silently changing the value a replay sees. So is a value whose JSON is
+    over ``limit`` bytes: history keeps every value for ever and replay reads them all.
     """
     try:
         data = dumps(value)
     except TypeError as exc:
         raise PayloadError(f"{what} cannot be stored as JSON: {exc}") from None
+    if len(data) > limit:
+        raise PayloadError(
+            f"{what} is {_size(len(data))} as JSON, over the {_size(limit)} limit "
+            "(max_payload_bytes): keep large data elsewhere (a file or blob store) and "
+            "pass a reference to it"
+        )
     # orjson writes a non-finite float as null: only then is the value worth walking.
     if b"null" in data:
         bad = _non_finite(value)
@@ -58,3 +76,11 @@ def _non_finite(value: Any) -> float | None:
         elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
     return None
+
+
+def _size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n} bytes"
