@@ -14,7 +14,9 @@ class RunStatus(enum.StrEnum):
     """Where a run is in its life.
 
     ``pending → running → (sleeping | waiting) → completed | failed | compensating →
-    compensated | compensation_failed | cancelled | blocked``.
+    compensated | compensation_failed | cancelled | blocked``. ``blocked`` and
+    ``compensation_failed`` wait for an operator: a blocked run can be resumed (running
+    again) or cancelled (compensated from its history).
     """
 
     PENDING = "pending"
