@@ -190,7 +190,9 @@ def _print_next(descriptions: list[RunDescription], url: str) -> None:
     path = parse_database_url(url).path
     where = url if path is None else str(Path(path).absolute())
     out = console()
-    out.print(f"The runs are kept in {where}; see the refunded one with:", markup=False)
+    out.print(
+        f"The runs are kept in {where}; see the refunded one with:", markup=False, soft_wrap=True
+    )
     out.print(
         f"  legato runs show {shlex.quote(refunded.run_id)} --database {shlex.quote(url)}",
         markup=False,

@@ -42,8 +42,8 @@ def resolve_database(database: str | None) -> str:
     try:
         return database_url(database)
     except ConfigurationError as exc:
-        where = "--database" if database else f"{DATABASE_ENV} (or pass --database URL)"
-        raise fail(str(exc), hint=f"fix {where}", exit_code=USAGE) from None
+        hint = "fix --database" if database else f"fix or unset {DATABASE_ENV}"
+        raise fail(str(exc), hint=hint, exit_code=USAGE) from None
 
 
 def _origin(database: str | None) -> str:

@@ -293,7 +293,7 @@ def history_lines(run_id: str, events: list[HistoryEvent], width: int) -> list[T
     ]
     for event, row in zip(events, rows, strict=True):
         prefix = line(row)
-        summary = _data_summary(event.data, max(width - len(prefix) - 1, 30))
+        summary = _data_summary(event.data, max(width - len(prefix) - 1, 16))
         text = Text(prefix if summary else prefix.rstrip())
         if summary:
             text.append(" " + summary, style="dim" if event.kind.value.endswith("started") else "")
