@@ -4,6 +4,14 @@ Ownership works by worker: each run row names the worker executing it, and each 
 heartbeats its own row. A worker whose heartbeat is older than the lease, or whose
 process is gone from this host, is dead: its runs are released and claimed by the
 living, who resume them by replay.
+
+A worker presumed dead may only have stalled (a step that blocked the event loop, a
+SIGSTOP) and come back. Its heartbeat then finds no row: it stops the runs it held
+without writing for them, and registers again under a new id before it claims anything.
+Until then the store refuses it claims, and every ``SetRun`` it writes is guarded by the
+id it executed the run under, so it cannot move a run that was taken from it. Runs that
+still name an id with no row (written by such a worker before it noticed) are released
+by the next recovery pass of any worker.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import orjson
 from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
 from legato.engine.execution import RunExecution
-from legato.engine.journal import Journal
+from legato.engine.journal import BatchOutcome, Journal, _Batch
 from legato.engine.registry import Registry, Workflow
 from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner
@@ -39,6 +47,9 @@ from legato.observability.hooks import Hooks
 from legato.storage.base import NewRun, SetRun, Store, WorkerInfo, Write
 
 log = logging.getLogger(__name__)
+
+_executing_as: contextvars.ContextVar[str] = contextvars.ContextVar("legato_executing_as")
+"""The worker id a run's execution was launched under; set in each run task's context."""
 
 
 _DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
@@ -58,6 +69,11 @@ def new_run_id() -> str:
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     return str(uuid.UUID(int=value))
+
+
+def new_worker_id() -> str:
+    """A worker id: host, pid and a random part (a worker registering again gets a new one)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def this_host() -> str:
@@ -113,6 +129,38 @@ def is_dead_here(worker: WorkerInfo) -> bool:
     return started_at is not None and started_at > worker.started_at.timestamp() + _CLOCK_SLACK_S
 
 
+class _GuardedJournal(Journal):
+    """The engine's journal: each ``SetRun`` it takes is guarded by its writer's identity.
+
+    The identity is the worker id the run was launched under, read from the submitting
+    task's context, not the engine's current id: an execution abandoned because this
+    worker was presumed dead may still write while it unwinds, after the engine has
+    registered again under a new id. Guarded by the old id, such a write finds another
+    owner and fails (with the rest of that run's batch) instead of landing.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(
+            engine.store, engine._on_write_failed, engine._after_commit if engine.hooks else None
+        )
+        self._engine = engine
+
+    def _guard(self, op: Write) -> None:
+        if type(op) is SetRun and op.owner is None:
+            op.owner = _executing_as.get(self._engine.worker_id)
+
+    def submit_nowait(self, op: Write) -> tuple[_Batch, int]:
+        """Queue ``op``, guarded, without waiting."""
+        self._guard(op)
+        return super().submit_nowait(op)
+
+    def submit(self, *ops: Write) -> asyncio.Future[BatchOutcome]:
+        """Queue ``ops``, guarded, in one batch."""
+        for op in ops:
+            self._guard(op)
+        return super().submit(*ops)
+
+
 class Engine:
     """Runs workflows of one ``Registry`` against one ``Store``."""
 
@@ -136,11 +184,14 @@ class Engine:
         self.registry = registry
         self.store = store
         self.clock: Clock = clock or SystemClock()
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = new_worker_id()
         self.poll_interval_s = poll_interval.total_seconds()
         self.lease_s = lease.total_seconds()
         self.max_concurrent_runs = max_concurrent_runs
         self.live: dict[str, RunExecution] = {}
+        # Executions stopped because this worker was presumed dead, until their tasks end:
+        # their runs belong to others now, so they are neither released nor resumed here.
+        self._lost: dict[str, RunExecution] = {}
         self.hooks = list(hooks)
         self.max_payload_bytes = max_payload_bytes
         self.max_history = max_history
@@ -175,9 +226,7 @@ class Engine:
             self._saved_gc = gc.get_threshold()
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
         await self.store.open()
-        self.journal = Journal(
-            self.store, self._on_write_failed, self._after_commit if self.hooks else None
-        )
+        self.journal = _GuardedJournal(self)
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
         now = time.time()
@@ -207,7 +256,8 @@ class Engine:
             self._maintainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintainer
-        tasks = [e.task for e in self.live.values() if e.task is not None]
+        executions = [*self.live.values(), *self._lost.values()]
+        tasks = [e.task for e in executions if e.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -279,6 +329,7 @@ class Engine:
         # The task runs in a copy of this context: each run's calls find their own execution.
         context = contextvars.copy_context()
         context.run(current_execution.set, execution)
+        context.run(_executing_as.set, self.worker_id)
         execution.task = asyncio.get_running_loop().create_task(
             execution.drive(), name=f"legato-run-{run_id}", context=context
         )
@@ -312,6 +363,13 @@ class Engine:
 
     def forget(self, execution: RunExecution) -> None:
         """Called by an execution when its task ends."""
+        if self._lost.get(execution.run_id) is execution:
+            # Stopped when this worker was presumed dead: its run was released by the
+            # worker that presumed it, and may be someone else's now. Nothing to hand back.
+            del self._lost[execution.run_id]
+            execution.release_tasks()
+            self.note_quiet()
+            return
         if self.live.get(execution.run_id) is execution:
             del self.live[execution.run_id]
         # Break execution -> task -> context -> execution now: left to the (tuned) cyclic
@@ -437,8 +495,10 @@ class Engine:
             try:
                 now = time.time()
                 if now - self._last_heartbeat >= self.lease_s / 3:
-                    await self.store.heartbeat(self.worker_id, now)
-                    self._last_heartbeat = now
+                    if await self.store.heartbeat(self.worker_id, now):
+                        self._last_heartbeat = now
+                    else:
+                        await self._register_again()
                     await self._reap_dead_workers()
                 if self._to_release:
                     await self.journal.flush()
@@ -485,9 +545,43 @@ class Engine:
             return False
         histories = await self.store.histories([r.run_id for r in runs])
         for run in runs:
-            if run.run_id not in self.live:
+            if run.run_id in self._lost:
+                # Its stopped execution still unwinds here: resuming now would run it twice
+                # in this process. Hand it back at the next pass (no poke: that would spin
+                # until the unwinding task gets a turn); claimed again once that one ends.
+                self._to_release.append(run.run_id)
+            elif run.run_id not in self.live:
                 self._resume(run, histories[run.run_id])
         return len(runs) == limit
+
+    async def _register_again(self) -> None:
+        """The heartbeat found no row: another worker presumed this one dead.
+
+        That worker released every run this one owned, and may have claimed them. Stop
+        executing them here, writing nothing for them, and register under a new id: until
+        then the store refuses this worker claims, and a run that still names the old id
+        is an orphan that the next recovery pass releases.
+        """
+        lost = list(self.live.values())
+        old_id, self.worker_id = self.worker_id, new_worker_id()
+        log.warning(
+            "worker %s was presumed dead by another worker (its heartbeat found no row); its "
+            "runs were taken over: stopping the %d run(s) it held, without writing for "
+            "them, and registering again as %s",
+            old_id,
+            len(lost),
+            self.worker_id,
+        )
+        self.live.clear()
+        for execution in lost:
+            self._lost[execution.run_id] = execution
+            execution.abandon()
+        # Released already, by whoever removed our row. A release under the new id could
+        # let go of a run claimed again since, and executing here.
+        self._to_release.clear()
+        now = time.time()
+        await self.store.register_worker(self.worker_id, this_host(), os.getpid(), now)
+        self._last_heartbeat = now
 
     async def _reap_dead_workers(self) -> None:
         host = this_host()
@@ -504,3 +598,10 @@ class Engine:
         if dead:
             released = await self.store.remove_workers(dead)
             log.info("released %d run(s) of %d dead worker(s)", released, len(dead))
+        orphans = await self.store.release_orphaned_runs()
+        if orphans:
+            log.warning(
+                "released %d run(s) owned by a worker id that no worker row names (a worker "
+                "presumed dead wrote them before it noticed)",
+                orphans,
+            )
