@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,7 +50,7 @@ def resolve_database(database: str | None) -> str:
 def _origin(database: str | None) -> str:
     if database:
         return "that is where --database points"
-    if database_url() != DEFAULT_DATABASE_URL:
+    if os.environ.get(DATABASE_ENV):
         return f"that is where {DATABASE_ENV} points"
     return f"that is the default, ./legato.db (no --database, no {DATABASE_ENV})"
 
