@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.acceptance.cli_driver import LEGATO, Cli, Workers, sqlite_url
+from tests.acceptance.cli_driver import LEGATO, Cli, Workers, purchase, sqlite_url
 
 GATED_APP = "tests.acceptance.gated_app:app"
 WAITING_APP = "tests.acceptance.waiting_app:app"
@@ -92,6 +92,18 @@ def test_worker_serves_an_app_given_as_a_file_path(project: Cli, tmp_path: Path)
         assert project.wait_for_status("e-1")["output"] == "enrolled ada"
     finally:
         workers.stop_all()
+
+
+def test_worker_imports_a_file_inside_a_package_with_its_package(
+    cli: Cli, workers: Workers
+) -> None:
+    # app.py imports .services relatively: it works only as part of course_purchase.
+    workers.start("examples/course_purchase/app.py:app")
+
+    cli.ok(
+        "start", "purchase_course", "--input", orjson.dumps(purchase(1)).decode(), "--run-id", "f-1"
+    )
+    assert cli.wait_for_status("f-1")["status"] == "completed"
 
 
 @pytest.mark.parametrize(
