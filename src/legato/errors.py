@@ -190,7 +190,7 @@ class NonDeterminismError(RunError):
         super().__init__(
             f"run {run_id!r} is not deterministic at call #{seq}: history recorded "
             f"{recorded}, but the code asked for {requested}. The run is blocked: deploy "
-            "code that makes the same calls and resume it (legato runs resume RUN_ID), or "
+            f"code that makes the same calls and resume it (legato runs resume {run_id}), or "
             "cancel it (its completed steps are compensated).",
             run_id=run_id,
         )

@@ -246,7 +246,7 @@ def cancel(
         console().print(f"run {run_id} cancelled (no worker had started it)")
     else:
         console().print(
-            f"cancellation of run {run_id} requested: its worker stops it at the "
-            "next step and compensates the steps it completed. Follow it with "
-            f"`legato runs show {run_id}`."
+            f"cancellation of run {run_id} requested: its worker interrupts the step in "
+            "flight at its next poll and compensates the steps it completed. Follow it "
+            f"with `legato runs show {run_id}`."
         )

@@ -261,6 +261,9 @@ def worker(
         app = load_app(target)
     if database is not None:
         app.use_database(url)
+    # The process is the worker's own: the engine may tune the garbage collector for
+    # thousands of live runs (an App in someone else's process leaves it alone).
+    app.tune_gc = True
     if limit is not None:
         app.set_max_concurrent_runs(limit)
         log.info("at most %d runs in flight at once (--concurrency)", limit)

@@ -8,7 +8,7 @@ is presumed dead, and the next worker to start takes its runs over.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import typer
 from rich.table import Table
@@ -24,8 +24,6 @@ workers_app = typer.Typer(help="List the workers registered on a database.", no_
 _UNFINISHED = [s for s in RunStatus if not s.is_terminal]
 _COUNT_LIMIT = 100_000
 """Runs read per status to count owners; a count that reaches it is shown as a floor."""
-_LEASE = timedelta(seconds=15)
-"""The default lease (``App(lease=...)``): a quieter worker is presumed dead."""
 
 
 def owned_runs(client: Client) -> tuple[Counter[str], bool]:
@@ -83,7 +81,7 @@ def list_workers(database: DatabaseOption = None, as_json: JsonOption = False) -
     table.add_column("last heartbeat", no_wrap=True)
     table.add_column("runs", justify="right", no_wrap=True)
     for w in workers:
-        quiet = now - w.heartbeat_at > _LEASE
+        quiet = w.is_presumed_dead(now)
         table.add_row(
             Text(w.worker_id),
             Text(w.host),

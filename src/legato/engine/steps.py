@@ -53,6 +53,7 @@ class StepThreads:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._busy = 0
+        self._outstanding = 0  # submitted and not yet done (queued, taken, or running)
         self._lock = threading.Lock()
         self._closed = False
         self._warned_full = False
@@ -69,14 +70,16 @@ class StepThreads:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
-            waiting = self._jobs.qsize()
-            if self._busy + waiting >= len(self._threads) and len(self._threads) < self.size:
+            # Counted from submit to done: a job a thread has just taken off the queue is
+            # neither queued nor busy yet, and must still count as holding a thread.
+            self._outstanding += 1
+            if self._outstanding > len(self._threads) and len(self._threads) < self.size:
                 thread = threading.Thread(
                     target=self._serve, name=f"legato-step-{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
                 thread.start()
-            full = self._busy + waiting >= self.size
+            full = self._outstanding > self.size
         if full and not self._warned_full:
             self._warned_full = True
             log.warning(
@@ -100,6 +103,8 @@ class StepThreads:
             if job is None:
                 return
             if job.future.cancelled():  # its waiter gave up while it queued
+                with self._lock:
+                    self._outstanding -= 1
                 continue
             with self._lock:
                 self._busy += 1
@@ -114,7 +119,8 @@ class StepThreads:
             finally:
                 with self._lock:
                     self._busy -= 1
-                    if self._busy + self._jobs.qsize() < self.size:
+                    self._outstanding -= 1
+                    if self._outstanding < self.size:
                         self._warned_full = False
 
     @staticmethod
