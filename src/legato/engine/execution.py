@@ -140,6 +140,7 @@ class RunExecution:
             any(c.kind == "task" for c in index.calls.values()) if index.calls else False
         )
         self.suspending = False
+        self.abandoned = False  # stopped here for good: no more writes (see abandon)
         # Busy from being woken until it parks, starts a step attempt, or ends: the test
         # clock waits for every run to be quiet before it moves time.
         self.busy = True
@@ -360,8 +361,8 @@ class RunExecution:
     # -- cancelling ----------------------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Cancel the run: interrupt it at its next call, then compensate."""
-        if self.compensating or self.cancel_reason is not None:
+        """Cancel the run: interrupt it (a step in flight too), then compensate."""
+        if self.compensating or self.cancel_reason is not None or self.abandoned:
             return
         self.cancel_reason = RunCancelled(self.run_id)
         self.suspending = False
@@ -384,7 +385,12 @@ class RunExecution:
         self._interrupt_task()
 
     def abandon(self) -> None:
-        """Stop executing this run here (storage failed, or another worker owns it)."""
+        """Stop executing this run here (storage failed, or another worker owns it).
+
+        Not a cancel, even if one was requested too: whoever executes the run next
+        carries the cancel out; nothing more is written from here.
+        """
+        self.abandoned = True
         self.suspending = False
         self._interrupt_task()
 
@@ -462,7 +468,7 @@ class RunExecution:
             return await self._continue_as_new(cont.args_)
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if self.cancel_reason is None or task is None:
+            if self.cancel_reason is None or self.abandoned or task is None:
                 raise
             task.uncancel()
             return self.cancel_reason
