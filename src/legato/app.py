@@ -328,10 +328,23 @@ class App:
         return await self._client.get_run(run_id)
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        payloads: bool = True,
     ) -> list[Run]:
-        """Runs, newest first."""
-        return await self._client.list_runs(status=status, workflow=workflow, limit=limit)
+        """Runs, newest first; with ``payloads=False``, without their input and output."""
+        return await self._client.list_runs(
+            status=status, workflow=workflow, limit=limit, payloads=payloads
+        )
+
+    async def describe_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[RunDescription]:
+        """``describe()`` of the newest runs, without input and output (see AsyncClient)."""
+        return await self._client.describe_runs(status=status, workflow=workflow, limit=limit)
 
     async def list_workflows(self) -> list[str]:
         """Workflow names registered on this database (by this app or any other)."""

@@ -216,12 +216,37 @@ class AsyncClient:
         return await self._store.history(run_id)
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        payloads: bool = True,
     ) -> list[Run]:
-        """Runs, newest first."""
+        """Runs, newest first; with ``payloads=False``, without their input and output."""
         if status is not None:
             RunStatus(status)  # a clear ValueError for a status that does not exist
-        return await (await self._open()).list_runs(status=status, workflow=workflow, limit=limit)
+        return await (await self._open()).list_runs(
+            status=status, workflow=workflow, limit=limit, payloads=payloads
+        )
+
+    async def describe_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[RunDescription]:
+        """``describe()`` of the newest runs, in a few reads whatever their number.
+
+        The descriptions carry no ``input`` or ``output``: a listing does not load every
+        run's arguments and result (``describe(run_id)`` of one run does).
+        """
+        runs = await self.list_runs(status=status, workflow=workflow, limit=limit, payloads=False)
+        store = self._store
+        histories = await store.histories([run.run_id for run in runs]) if runs else {}
+        workers = await store.list_workers()
+        workflows = await store.list_workflows()
+        return [
+            describe_run(run, histories.get(run.run_id, []), workers=workers, workflows=workflows)
+            for run in runs
+        ]
 
     async def list_workflows(self) -> list[str]:
         """Workflow names registered on this database."""
@@ -405,10 +430,27 @@ class Client:
         return self._call(self._async.history, run_id)
 
     def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        payloads: bool = True,
     ) -> list[Run]:
-        """Runs, newest first."""
-        return self._call(self._async.list_runs, status=status, workflow=workflow, limit=limit)
+        """Runs, newest first; with ``payloads=False``, without their input and output."""
+        return self._call(
+            self._async.list_runs,
+            status=status,
+            workflow=workflow,
+            limit=limit,
+            payloads=payloads,
+        )
+
+    def describe_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[RunDescription]:
+        """``describe()`` of the newest runs, without input and output (see AsyncClient)."""
+        return self._call(self._async.describe_runs, status=status, workflow=workflow, limit=limit)
 
     def list_workflows(self) -> list[str]:
         """Workflow names registered on this database."""

@@ -652,3 +652,20 @@ async def test_register_workflows_lists_names_once_sorted(store: Store) -> None:
     await store.register_workflows(["sell", "buy"], T0)
     await store.register_workflows(["buy", "audit"], T0 + 1)
     assert await store.list_workflows() == ["audit", "buy", "sell"]
+
+
+async def test_list_runs_without_payloads_reads_no_input_or_output(store: Store) -> None:
+    await store.write([new_run("r1", args=["x" * 1000]), new_run("r2", created=T0 + 1)])
+    await store.write([set_run("r1", "completed", output="big result")])
+    full = {r.run_id: r for r in await store.list_runs()}
+    bare = {r.run_id: r for r in await store.list_runs(payloads=False)}
+    assert list(bare) == list(full) == ["r2", "r1"]
+    assert full["r1"].input == ["x" * 1000] and full["r1"].output == "big result"
+    assert (bare["r1"].input, bare["r1"].output) == (None, None)
+    for run_id, run in bare.items():
+        assert (run.status, run.workflow, run.created_at, run.error) == (
+            full[run_id].status,
+            full[run_id].workflow,
+            full[run_id].created_at,
+            full[run_id].error,
+        )

@@ -78,9 +78,7 @@ async def test_unreadable_exception_is_retried_and_names_its_step(
     assert isinstance(failed, legato.errors.RunFailed)
     assert len(attempts) == 3
     assert failed.step_name == "charge"
-    assert failed.error_type is not None and failed.error_type.endswith(
-        type(make_error()).__name__
-    )
+    assert failed.error_type is not None and failed.error_type.endswith(type(make_error()).__name__)
     assert isinstance(failed.error_message, str) and failed.error_message
     records = of_kind(await harness.running.history(handle.run_id), EventKind.STEP_FAILED)
     assert [r.attempt for r in records] == [1, 2, 3]

@@ -93,3 +93,22 @@ async def test_client_describe_of_a_run_started_before_any_worker() -> None:
     assert described.status is RunStatus.PENDING
     assert "no worker has registered workflow 'buy'" in described.next
     assert described.to_dict()["owner"] is None
+
+
+async def test_describe_runs_matches_describe_without_the_payloads() -> None:
+    store = MemoryStore()
+    async with legato.AsyncClient(store) as client:
+        for i in range(3):
+            await client.start("buy", {"id": i, "blob": "x" * 500}, run_id=f"r-{i}")
+        listed = await client.describe_runs(limit=2)
+        assert [d.run_id for d in listed] == ["r-2", "r-1"]
+        for d in listed:
+            one = await client.describe(d.run_id)
+            assert one.input == [{"id": int(d.run_id[-1]), "blob": "x" * 500}]
+            assert d.input is None
+            assert (d.status, d.next, d.steps, d.owner) == (
+                one.status,
+                one.next,
+                one.steps,
+                one.owner,
+            )

@@ -48,6 +48,7 @@ OPERATIONS = {
     "handle",
     "get_run",
     "describe",
+    "describe_runs",
     "history",
     "list_runs",
     "list_workflows",

@@ -52,11 +52,10 @@ def list_runs(
 ) -> None:
     """List runs, newest first, with the step each one is on."""
     with connect(database) as client:
-        runs = client.list_runs(
+        # A few reads for the whole page, without every run's input and output.
+        descriptions = client.describe_runs(
             status=None if status is None else status.value, workflow=workflow, limit=limit
         )
-        # describe() reads each run's history: fine for one page of runs.
-        descriptions = [client.describe(run.run_id) for run in runs]
     if as_json:
         print_json([run_summary(d) for d in descriptions])
         return

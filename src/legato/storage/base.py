@@ -140,9 +140,18 @@ class Store(Protocol):
         """The run with this id, or None."""
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        payloads: bool = True,
     ) -> list[Run]:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first, optionally filtered.
+
+        With ``payloads=False`` the runs' ``input`` and ``output`` are not read (they are
+        None): a listing of many runs need not load every run's arguments and result.
+        """
 
     async def history(self, run_id: str) -> list[HistoryEvent]:
         """A run's history in ``pos`` order (empty for unknown runs)."""

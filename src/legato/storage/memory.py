@@ -7,6 +7,7 @@ atomic on the event loop without a lock.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -253,9 +254,14 @@ class MemoryStore:
         return None if row is None else _run(row)
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        payloads: bool = True,
     ) -> list[Run]:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first, optionally filtered (without input and output if asked)."""
         rows = [
             r
             for r in self._runs.values()
@@ -263,7 +269,10 @@ class MemoryStore:
             and (workflow is None or r.workflow == workflow)
         ]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
-        return [_run(r) for r in rows[:limit]]
+        runs = [_run(r) for r in rows[:limit]]
+        if not payloads:
+            runs = [dataclasses.replace(run, input=None, output=None) for run in runs]
+        return runs
 
     async def history(self, run_id: str) -> list[HistoryEvent]:
         """A run's history in ``pos`` order."""

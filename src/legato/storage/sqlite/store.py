@@ -46,6 +46,9 @@ _RUN_COLUMNS = (
     "run_id, workflow, status, input, output, error, created_at, updated_at, "
     "deadline_at, wake_at, owner, cancel_requested, parent_run_id"
 )
+# The same columns, with NULL for the two that may be large.
+_RUN_COLUMNS_NO_PAYLOADS = _RUN_COLUMNS.replace("input, output,", "NULL, NULL,", 1)
+assert _RUN_COLUMNS_NO_PAYLOADS != _RUN_COLUMNS
 _INSERT_RUN = (
     "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, deadline_at, "
     "wake_at, owner, parent_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -501,9 +504,14 @@ class SqliteStore(SqliteConnections):
         return _run(rows[0]) if rows else None
 
     async def list_runs(
-        self, *, status: str | None = None, workflow: str | None = None, limit: int = 100
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        payloads: bool = True,
     ) -> list[Run]:
-        """Runs, newest first, optionally filtered."""
+        """Runs, newest first, optionally filtered (without input and output if asked)."""
         where, params = [], []
         if status is not None:
             where.append("status = ?")
@@ -514,8 +522,8 @@ class SqliteStore(SqliteConnections):
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = await self._read(
             self._fetch,
-            f"SELECT {_RUN_COLUMNS} FROM runs {clause} ORDER BY created_at DESC, run_id DESC "
-            "LIMIT ?",
+            f"SELECT {_RUN_COLUMNS if payloads else _RUN_COLUMNS_NO_PAYLOADS} FROM runs "
+            f"{clause} ORDER BY created_at DESC, run_id DESC LIMIT ?",
             (*params, limit),
         )
         return [_run(r) for r in rows]
