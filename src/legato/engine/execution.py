@@ -119,6 +119,10 @@ class RunExecution:
     ) -> None:
         self.engine = engine
         self.run_id = run_id
+        # The worker id this run was launched under: every run update is guarded by it,
+        # so an execution that goes on after its worker was presumed dead (and registered
+        # again under a new id) has its writes refused instead of moving a run it lost.
+        self.owner_id = engine.worker_id
         self.workflow = workflow
         self.args = args
         self.deadline_at = deadline_at
@@ -184,6 +188,7 @@ class RunExecution:
             None if error is None else dumps(error),
             now,
             None if status.is_terminal else now,
+            owner=self.owner_id,
         )
 
     # -- call numbering and replay ---------------------------------------------------------
@@ -355,6 +360,7 @@ class RunExecution:
                 release=True,
                 # Only a run waiting for an event must wake for signals that came meanwhile.
                 signal_watermark=self.signal_watermark if waiting else None,
+                owner=self.owner_id,
             )
         )
 

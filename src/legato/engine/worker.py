@@ -35,7 +35,7 @@ import orjson
 from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
 from legato.engine.execution import RunExecution
-from legato.engine.journal import BatchOutcome, Journal, _Batch
+from legato.engine.journal import Journal
 from legato.engine.registry import Registry, Workflow
 from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner
@@ -47,9 +47,6 @@ from legato.observability.hooks import Hooks
 from legato.storage.base import NewRun, SetRun, Store, WorkerInfo, Write
 
 log = logging.getLogger(__name__)
-
-_executing_as: contextvars.ContextVar[str] = contextvars.ContextVar("legato_executing_as")
-"""The worker id a run's execution was launched under; set in each run task's context."""
 
 
 _DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
@@ -129,38 +126,6 @@ def is_dead_here(worker: WorkerInfo) -> bool:
     return started_at is not None and started_at > worker.started_at.timestamp() + _CLOCK_SLACK_S
 
 
-class _GuardedJournal(Journal):
-    """The engine's journal: each ``SetRun`` it takes is guarded by its writer's identity.
-
-    The identity is the worker id the run was launched under, read from the submitting
-    task's context, not the engine's current id: an execution abandoned because this
-    worker was presumed dead may still write while it unwinds, after the engine has
-    registered again under a new id. Guarded by the old id, such a write finds another
-    owner and fails (with the rest of that run's batch) instead of landing.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        super().__init__(
-            engine.store, engine._on_write_failed, engine._after_commit if engine.hooks else None
-        )
-        self._engine = engine
-
-    def _guard(self, op: Write) -> None:
-        if type(op) is SetRun and op.owner is None:
-            op.owner = _executing_as.get(self._engine.worker_id)
-
-    def submit_nowait(self, op: Write) -> tuple[_Batch, int]:
-        """Queue ``op``, guarded, without waiting."""
-        self._guard(op)
-        return super().submit_nowait(op)
-
-    def submit(self, *ops: Write) -> asyncio.Future[BatchOutcome]:
-        """Queue ``ops``, guarded, in one batch."""
-        for op in ops:
-            self._guard(op)
-        return super().submit(*ops)
-
-
 class Engine:
     """Runs workflows of one ``Registry`` against one ``Store``."""
 
@@ -226,7 +191,9 @@ class Engine:
             self._saved_gc = gc.get_threshold()
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
         await self.store.open()
-        self.journal = _GuardedJournal(self)
+        self.journal = Journal(
+            self.store, self._on_write_failed, self._after_commit if self.hooks else None
+        )
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
         now = time.time()
@@ -329,7 +296,6 @@ class Engine:
         # The task runs in a copy of this context: each run's calls find their own execution.
         context = contextvars.copy_context()
         context.run(current_execution.set, execution)
-        context.run(_executing_as.set, self.worker_id)
         execution.task = asyncio.get_running_loop().create_task(
             execution.drive(), name=f"legato-run-{run_id}", context=context
         )
@@ -349,7 +315,9 @@ class Engine:
         if run.status is RunStatus.PENDING:
             now = self.clock.time()
             self.journal.submit_nowait(
-                SetRun(run.run_id, RunStatus.RUNNING.value, None, None, now, now)
+                SetRun(
+                    run.run_id, RunStatus.RUNNING.value, None, None, now, now, owner=self.worker_id
+                )
             )
         execution = self._launch(
             run.run_id, workflow, list(run.input), deadline, index, run.parent_run_id
