@@ -41,15 +41,18 @@ def encode(value: Any, what: str, limit: int = DEFAULT_MAX_PAYLOAD_BYTES) -> byt
     over ``limit`` bytes: history keeps every value for ever and replay reads them all.
     """
     try:
-        data = dumps(value)
+        data = orjson.dumps(value)
     except TypeError as exc:
         raise PayloadError(f"{what} cannot be stored as JSON: {exc}") from None
-    if len(data) > limit:
+    size = len(data)
+    if size > limit:
         raise PayloadError(
-            f"{what} is {_size(len(data))} as JSON, over the {_size(limit)} limit "
+            f"{what} is {_size(size)} as JSON, over the {_size(limit)} limit "
             "(max_payload_bytes): keep large data elsewhere (a file or blob store) and "
             "pass a reference to it"
         )
+    if size < 4096:
+        data = bytes(memoryview(data))  # right-sized, as dumps() does (inlined: hot path)
     # orjson writes a non-finite float as null: only then is the value worth walking.
     if b"null" in data:
         bad = _non_finite(value)
