@@ -212,19 +212,36 @@ class App:
             )
 
     async def run_worker(self) -> None:
-        """Run the engine until SIGINT/SIGTERM or cancellation (what ``legato worker`` calls)."""
+        """Run the engine until SIGINT/SIGTERM or cancellation (what ``legato worker`` calls).
+
+        Raises ``DatabaseMoved`` (after stopping) if the database file was deleted or
+        replaced while the engine ran: going on would lose every write.
+        """
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        fatal: BaseException | None = None
         try:
             async with self:
-                await stop.wait()
+                engine = self._running_engine()
+                waits = [
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(engine.fatal.wait()),
+                ]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waits:
+                        waiter.cancel()
+                fatal = engine.fatal_error
                 log.info("worker for app %r stopping: runs in flight are handed back", self.name)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
         log.info("worker for app %r stopped", self.name)
+        if fatal is not None:
+            raise fatal
 
     # -- runs ------------------------------------------------------------------------------
 

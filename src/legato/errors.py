@@ -31,6 +31,7 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     │   ├── ConcurrencyConflict           another writer changed the row first
     │   ├── MigrationRequired             the schema is older than this code
     │   ├── SchemaTooNew                  the schema is newer than this code
+    │   ├── DatabaseMoved                 the database file was deleted or replaced
     │   └── NotALegatoDatabase            the file is not a Legato database
     └── BusError                          event bus failures (reserved for the bus)
 
@@ -325,6 +326,14 @@ class SchemaTooNew(StorageError):
         )
         self.found = found
         self.supported = supported
+
+
+class DatabaseMoved(StorageError):
+    """The database file was deleted or replaced while a process had it open.
+
+    The process's writes since went to a file nobody will open again; a worker stops
+    rather than go on losing work.
+    """
 
 
 class NotALegatoDatabase(StorageError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from legato.errors import NotALegatoDatabase, SchemaTooNew, StorageError
+from legato.errors import DatabaseMoved, NotALegatoDatabase, SchemaTooNew, StorageError
 from legato.storage.base import SCHEMA_VERSION, Append, NewRun
 from legato.storage.sqlite import SqliteStore
 from legato.storage.sqlite.store import RELEASE_ORPHANED_RUNS_SQL, claim_runs_sql, due_runs_sql
@@ -182,3 +182,24 @@ async def test_releasing_orphans_scans_only_unfinished_runs(tmp_path: Path) -> N
     details = _plan(tmp_path / "plan.db", RELEASE_ORPHANED_RUNS_SQL)
     assert "USING INDEX runs_unfinished" in details, details
     assert "SCAN" not in details, details
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+async def test_a_file_deleted_or_replaced_under_the_store_is_noticed(
+    tmp_path: Path, how: str
+) -> None:
+    path = tmp_path / "runs.db"
+    store = SqliteStore(str(path))
+    await store.open()
+    try:
+        await store.check_location()  # the file it opened: nothing to say
+        if how == "deleted":
+            path.unlink()
+        else:
+            other = tmp_path / "other.db"
+            other.write_bytes(path.read_bytes())
+            other.replace(path)
+        with pytest.raises(DatabaseMoved, match=f"was {how}"):
+            await store.check_location()
+    finally:
+        await store.close()

@@ -669,3 +669,9 @@ async def test_list_runs_without_payloads_reads_no_input_or_output(store: Store)
             full[run_id].created_at,
             full[run_id].error,
         )
+
+
+async def test_check_location_of_an_open_store_passes(store: Store) -> None:
+    await store.check_location()
+    await store.write([new_run("r1")])
+    await store.check_location()

@@ -39,7 +39,7 @@ from legato.engine.journal import Journal
 from legato.engine.registry import Registry, Workflow
 from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner
-from legato.errors import RunAlreadyExists, UnknownWorkflow
+from legato.errors import DatabaseMoved, RunAlreadyExists, StorageError, UnknownWorkflow
 from legato.model import HistoryEvent, Run, RunStatus
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from legato.model.runs import Outcome
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 _DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
 _ENGINE_GC_THRESHOLD = (50_000, 20, 100)
+
+_MAX_UPKEEP_BACKOFF_S = 5.0
+"""The longest wait between upkeep passes while the database keeps failing."""
 
 DEFAULT_MAX_HISTORY = 20_000
 """History records a run may hold before its next call raises ``HistoryTooLong``."""
@@ -180,6 +183,10 @@ class Engine:
         self.tune_gc = tune_gc
         self._saved_gc: tuple[int, ...] | None = None
         self.running = False
+        # Set when the engine cannot go on (its database file was deleted or replaced):
+        # whoever runs the engine (App.run_worker) stops and raises ``fatal_error``.
+        self.fatal = asyncio.Event()
+        self.fatal_error: StorageError | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -451,16 +458,19 @@ class Engine:
                 await asyncio.wait_for(self._quiet.wait(), 0.05)
 
     async def _maintain(self) -> None:
+        wait_s = self.poll_interval_s
+        outage_since: float | None = None
         while self.running:
             self._pass_done.set()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
             # arrives as the poke does, and stop() would wait for this task forever.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.poll_interval_s):
+                async with asyncio.timeout(wait_s):
                     await self._poke.wait()
             self._poke.clear()
             self._pass_done.clear()
             try:
+                await self.store.check_location()
                 now = time.time()
                 if now - self._last_heartbeat >= self.lease_s / 3:
                     if await self.store.heartbeat(self.worker_id, now):
@@ -481,9 +491,31 @@ class Engine:
                         self.poke()
                 await self._check_signals()
                 await self._check_outcomes()
-            except Exception:
-                # The database may be briefly unavailable; keep serving and try again.
-                log.exception("worker upkeep failed; retrying at the next poll")
+            except DatabaseMoved as exc:
+                # Going on would finish runs into a file nobody will read: stop.
+                log.critical("%s; this worker stops", exc)
+                self.fatal_error = exc
+                self.fatal.set()
+                return
+            except Exception as exc:
+                # The database may be unavailable for a while (a full disk, a lock held
+                # too long): say so once, back off, and go on when it answers again.
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.error(
+                        "worker upkeep failed: %s; retrying with backoff until it succeeds",
+                        exc,
+                        exc_info=True,
+                    )
+                wait_s = min(max(wait_s * 2, self.poll_interval_s), _MAX_UPKEEP_BACKOFF_S)
+            else:
+                if outage_since is not None:
+                    log.warning(
+                        "worker upkeep works again after %.1fs of failures",
+                        time.monotonic() - outage_since,
+                    )
+                    outage_since = None
+                wait_s = self.poll_interval_s
 
     async def _check_outcomes(self) -> None:
         """Resolve waiters of runs that are not live here and have ended (elsewhere)."""

@@ -127,6 +127,13 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and threads. Safe to call twice."""
 
+    async def check_location(self) -> None:
+        """Raise ``DatabaseMoved`` if the database opened is no longer where it was opened.
+
+        A file store checks that its path still names the file it opened (not deleted or
+        replaced underneath it); a store with nothing to check returns at once.
+        """
+
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
         """Apply ``ops`` in order, in one transaction.
 

@@ -135,6 +135,9 @@ class MemoryStore:
     async def close(self) -> None:
         """Nothing to release."""
 
+    async def check_location(self) -> None:
+        """Nothing to check: the data lives in this object."""
+
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
         """Apply ``ops`` atomically: check every append and guard first, then mutate."""
         conflicts: dict[str, str] = {}

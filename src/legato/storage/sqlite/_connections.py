@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from legato.errors import NotALegatoDatabase, StorageError
+from legato.errors import DatabaseMoved, NotALegatoDatabase, StorageError
 from legato.storage.sqlite._migrate import ensure_schema
 
 T = TypeVar("T")
@@ -38,6 +38,7 @@ class SqliteConnections:
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_thread: ThreadPoolExecutor | None = None
         self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the opened file
         self._committer: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -51,9 +52,36 @@ class SqliteConnections:
         try:
             self._writer = await self._on(self._write_thread, self._connect, True)
             self._reader = await self._on(self._read_thread, self._connect, False)
+            self._identity = _file_identity(self.path)
         except BaseException:
             await self.close()
             raise
+
+    async def check_location(self) -> None:
+        """Raise ``DatabaseMoved`` if the path no longer names the file this store opened.
+
+        A file deleted or replaced under an open connection goes unnoticed by SQLite: the
+        connection keeps writing to the unlinked file, and everything written since is
+        lost when the process exits. One ``stat()``, cheap enough for every poll.
+        """
+        if self._identity is None:
+            return
+        try:
+            now = _file_identity(self.path)
+        except FileNotFoundError:
+            raise DatabaseMoved(
+                f"the database file {self.path} was deleted while this process had it open: "
+                "what was written since went to the deleted file. Stop, restore the file "
+                "from a backup if you have one, and start again"
+            ) from None
+        except OSError as exc:
+            raise StorageError(f"cannot look at the database file {self.path}: {exc}") from exc
+        if now != self._identity:
+            raise DatabaseMoved(
+                f"the database file {self.path} was replaced by another file while this "
+                "process had the old one open: what was written since went to the old file. "
+                "Stop, and start again on the file you mean to use"
+            )
 
     def _connect(self, is_writer: bool) -> sqlite3.Connection:
         directory = os.path.dirname(os.path.abspath(self.path))
@@ -189,3 +217,8 @@ class SqliteConnections:
             raise
         conn.execute("COMMIT")
         return result
+
+
+def _file_identity(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino)
