@@ -180,3 +180,10 @@ def test_client_imports_no_engine_module() -> None:
             todo.extend(_imports_of(path))
     assert "legato.model.payloads" in seen  # the walk does follow imports
     assert sorted(m for m in seen if m.startswith("legato.engine")) == []
+
+
+def test_docs_errors_md_draws_the_same_tree_as_the_errors_module() -> None:
+    docs = (Path(legato.__file__).parents[2] / "docs" / "errors.md").read_text()
+    tree = [line.strip() for line in (legato.errors.__doc__ or "").splitlines() if "──" in line]
+    assert tree
+    assert [line for line in tree if line not in docs] == []
