@@ -7,6 +7,7 @@ store that fails for a while (as a full disk or a held lock would) is ridden out
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -106,3 +107,86 @@ async def test_an_upkeep_outage_is_logged_once_and_upkeep_resumes(
             handle = await client.start("wf", run_id="later")
             assert await handle.result(timeout=10) == "done"
         assert any("works again" in r.getMessage() for r in caplog.records)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 512 KiB tmpfs of our own (the tests run as root, as CI does)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, f"these tests need root to mount a tmpfs: {done.stderr}"
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([LEGATO, *args], capture_output=True, text=True, cwd=REPO)
+
+
+def make_database(path: Path) -> None:
+    async def main() -> None:
+        app = legato.App("faults", f"sqlite:///{path}")
+
+        @app.workflow(name="wf")
+        async def wf(x: int) -> int:
+            return x
+
+        async with app:
+            await (await app.start(wf, 1, run_id="r1")).result(timeout=10)
+
+    asyncio.run(main())
+
+
+def test_read_only_media_serve_every_read_and_refuse_writes_clearly(small_disk: Path) -> None:
+    path = small_disk / "runs.db"
+    make_database(path)
+    database = f"sqlite:///{path}"
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+
+    for args in (
+        ["runs", "list"],
+        ["runs", "show", "r1"],
+        ["runs", "history", "r1"],
+        ["tasks", "list"],
+        ["workflows", "list"],
+        ["workers", "list"],
+    ):
+        done = cli(*args, "--database", database)
+        assert done.returncode == 0, (args, done.stderr)
+    assert "r1" in cli("runs", "list", "--database", database).stdout
+
+    done = cli("start", "wf", "--input", "2", "--database", database)
+    assert done.returncode == 1
+    assert f"cannot write {path}" in done.stderr
+    assert "read-only" in done.stderr
+    assert "new file" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_full_disk_is_named_and_writes_work_again_once_space_returns(
+    small_disk: Path,
+) -> None:
+    path = small_disk / "runs.db"
+    make_database(path)
+    database = f"sqlite:///{path}"
+    filler = small_disk / "filler"
+    with filler.open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:  # until the disk is full
+            f.write(b"\0" * 4096)
+
+    done = cli("start", "wf", "--input", "2", "--run-id", "r2", "--database", database)
+    assert done.returncode == 1
+    assert f"the disk holding {path} is full" in done.stderr, done.stderr
+    assert "new file" not in done.stderr and "Traceback" not in done.stderr
+    assert "r2" not in cli("runs", "list", "--database", database).stdout
+
+    filler.unlink()
+    done = cli("start", "wf", "--input", "2", "--run-id", "r2", "--database", database)
+    assert done.returncode == 0, done.stderr
+    assert "r2" in cli("runs", "list", "--database", database).stdout

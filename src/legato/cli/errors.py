@@ -102,7 +102,11 @@ _PROBLEMS: list[tuple[type[BaseException], Problem]] = [
     (errors.SchemaTooNew, Problem(FAILURE)),
     (
         errors.NotALegatoDatabase,
-        Problem(FAILURE, "point --database at a new file, or at a database Legato created"),
+        Problem(
+            FAILURE,
+            "if the file held your runs, restore it from a backup; otherwise point "
+            "--database at a new file (Legato has not changed this one)",
+        ),
     ),
     (errors.StorageError, Problem(FAILURE)),
     (errors.LegatoError, Problem(FAILURE)),

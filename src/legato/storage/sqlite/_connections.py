@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from legato.errors import DatabaseMoved, NotALegatoDatabase, StorageError
+from legato.errors import DatabaseMoved, StorageError
+from legato.storage.sqlite._errors import is_read_only, sqlite_error
 from legato.storage.sqlite._migrate import ensure_schema
 
 T = TypeVar("T")
@@ -39,6 +41,7 @@ class SqliteConnections:
         self._read_thread: ThreadPoolExecutor | None = None
         self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._identity: tuple[int, int] | None = None  # (device, inode) of the opened file
+        self._read_only: str | None = None  # why writes are refused, when opened read-only
         self._committer: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
@@ -50,7 +53,15 @@ class SqliteConnections:
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="legato-sqlite-write")
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="legato-sqlite-read")
         try:
-            self._writer = await self._on(self._write_thread, self._connect, True)
+            try:
+                self._writer = await self._on(self._write_thread, self._connect, True)
+            except StorageError as exc:
+                if not _is_read_only_file(exc, self.path):
+                    raise
+                # Read-only media (a mounted backup, a read-only volume): reads still work.
+                self._read_only = str(exc)
+                self._write_thread.shutdown(wait=False)
+                self._write_thread = None
             self._reader = await self._on(self._read_thread, self._connect, False)
             self._identity = _file_identity(self.path)
         except BaseException:
@@ -88,11 +99,9 @@ class SqliteConnections:
         if not os.path.isdir(directory):
             raise StorageError(f"cannot open {self.path}: directory {directory} does not exist")
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
+            conn = self._open_connection(is_writer)
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot open SQLite database {self.path}: {exc}") from exc
+            raise sqlite_error(exc, self.path, "opening it") from exc
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
             if is_writer:
@@ -101,13 +110,30 @@ class SqliteConnections:
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise NotALegatoDatabase(
-                f"{self.path} is not a usable SQLite database ({exc})."
-            ) from exc
+            raise sqlite_error(exc, self.path, "opening it") from exc
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _open_connection(self, is_writer: bool) -> sqlite3.Connection:
+        if self._read_only is None or is_writer:
+            return sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        uri = f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=ro"
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # Not even the WAL index can be made beside the file: read it as immutable
+            # (nobody can write it here anyway).
+            return sqlite3.connect(
+                uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False
+            )
 
     async def close(self) -> None:
         """Commit the writes already asked for, then close connections and stop the threads."""
@@ -125,11 +151,16 @@ class SqliteConnections:
 
     async def _on(self, pool: ThreadPoolExecutor | None, fn: Callable[..., T], *args: Any) -> T:
         if pool is None:
-            raise StorageError(f"the SQLite store for {self.path} is not open")
+            raise self._not_open()
         try:
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except sqlite3.Error as exc:
-            raise StorageError(f"SQLite error on {self.path}: {exc}") from exc
+            raise sqlite_error(exc, self.path, "a read or write") from exc
+
+    def _not_open(self) -> StorageError:
+        if self._read_only is not None and self._reader is not None:
+            return StorageError(f"{self._read_only} (opened read-only: nothing was written)")
+        return StorageError(f"the SQLite store for {self.path} is not open")
 
     async def _write(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._on(self._write_thread, fn, *args)
@@ -145,7 +176,7 @@ class SqliteConnections:
         a savepoint of its own (one body's error undoes only that body), for one fsync.
         """
         if self._write_thread is None:
-            raise StorageError(f"the SQLite store for {self.path} is not open")
+            raise self._not_open()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.append((body, future))
         if self._committer is None or self._committer.done():
@@ -171,7 +202,7 @@ class SqliteConnections:
                 if ok:
                     future.set_result(value)
                 elif isinstance(value, sqlite3.Error):
-                    error = StorageError(f"SQLite error on {self.path}: {value}")
+                    error = sqlite_error(value, self.path, "a write")
                     error.__cause__ = value
                     future.set_exception(error)
                 else:
@@ -222,3 +253,9 @@ class SqliteConnections:
 def _file_identity(path: str) -> tuple[int, int]:
     st = os.stat(path)
     return (st.st_dev, st.st_ino)
+
+
+def _is_read_only_file(exc: BaseException, path: str) -> bool:
+    """True if opening for writing failed because an existing file cannot be written."""
+    cause = exc.__cause__
+    return cause is not None and is_read_only(cause) and os.path.exists(path)

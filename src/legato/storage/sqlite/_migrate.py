@@ -8,6 +8,7 @@ from importlib import resources
 
 from legato.errors import NotALegatoDatabase, SchemaTooNew
 from legato.storage.base import SCHEMA_VERSION
+from legato.storage.sqlite._errors import sqlite_error
 
 APPLICATION_ID = 0x4C47544F  # "LGTO": marks the file as Legato's (PRAGMA application_id)
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -29,7 +30,7 @@ def ensure_schema(conn: sqlite3.Connection, where: str) -> None:
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.DatabaseError as exc:
-        raise NotALegatoDatabase(f"{where} is not a SQLite database ({exc}).") from exc
+        raise sqlite_error(exc, where, "opening it for writing") from exc
     try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
