@@ -626,17 +626,11 @@ class RunExecution:
             self.engine.signal_arrived(self.parent_run_id)
         decoded = None if output is None else orjson.loads(output)
         self.finish(status, decoded, error)
-        if error is None:
-            log.info("run %s (%s) %s", self.run_id, self.workflow.name, status.value)
-        else:
-            log.info(
-                "run %s (%s) %s: %s%s",
-                self.run_id,
-                self.workflow.name,
-                status.value,
-                error.get("type"),
-                f" in step {error['step']!r}" if error.get("step") else "",
-            )
+        if log.isEnabledFor(logging.INFO):  # every run ends here: build nothing when off
+            cause = "" if error is None else f": {error.get('type')}"
+            if error is not None and error.get("step"):
+                cause += f" in step {error['step']!r}"
+            log.info("run %s (%s) %s%s", self.run_id, self.workflow.name, status, cause)
 
     def finish(self, status: RunStatus, output: Any, error: dict[str, Any] | None) -> None:
         """Resolve in-process waiters with the run's outcome."""
