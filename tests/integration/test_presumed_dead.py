@@ -118,6 +118,31 @@ def pid(worker: WorkerProcess) -> int:
     return worker.process.pid
 
 
+def stop_outside_a_write(env: Env, worker: WorkerProcess) -> None:
+    """SIGSTOP ``worker`` at a moment it holds no SQLite write transaction.
+
+    SQLite has one write lock per file: a process frozen inside a write transaction keeps
+    every other writer waiting until it thaws, and no lease can take that lock from it
+    (PostgreSQL has no such limit). This test is about a worker frozen between writes, so
+    when the stop lands inside one it thaws the worker for a moment and stops it again.
+    """
+    probe = sqlite3.connect(f"file:{env.path}?mode=rw", uri=True, isolation_level=None, timeout=0.2)
+    try:
+        for _ in range(200):
+            os.kill(pid(worker), signal.SIGSTOP)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # stopped holding the lock: let it finish
+                os.kill(pid(worker), signal.SIGCONT)
+                time.sleep(0.01)
+                continue
+            probe.execute("ROLLBACK")
+            return
+        pytest.fail("could not stop the worker outside a write transaction", pytrace=False)
+    finally:
+        probe.close()
+
+
 def kill(worker: WorkerProcess) -> None:
     """SIGKILL and reap: an unreaped zombie would still look alive to the other worker."""
     assert worker.process is not None
@@ -183,7 +208,7 @@ def test_worker_stopped_past_its_lease_rejoins_and_its_death_strands_no_run(env:
         "A to hold every first run",
     )
     # When A is stopped past its lease while worker B runs
-    os.kill(pid(a), signal.SIGSTOP)
+    stop_outside_a_write(env, a)
     env.start_worker()
     # Then B presumes A dead (removes its row) and takes A's runs over
     env.wait_until(lambda: env.ids_of(a) == [], "B to remove A's row")
