@@ -243,10 +243,14 @@ class SqliteConnections:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = body(conn)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk or an I/O error while a large
+            # body spills its page cache): a second ROLLBACK would fail, and its "no
+            # transaction is active" would hide the error that says what happened.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
 
