@@ -351,14 +351,7 @@ def test_a_new_database_in_a_directory_the_user_may_not_write_is_named_a_permiss
 @pytest.mark.parametrize(
     "command",
     [
-        pytest.param(
-            ["runs", "list"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="cli/options.py require_database: Path(path).exists() raises "
-                "PermissionError (a traceback) when the user may not enter the directory",
-            ),
-        ),
+        ["runs", "list"],
         ["start", "wf", "--input", "2"],
     ],
     ids=["read", "write"],

@@ -62,8 +62,11 @@ def require_database(url: str, database: str | None) -> None:
     on a mistyped path would otherwise leave an empty database there and report "no runs".
     """
     path = parse_database_url(url).path
-    if path is None or Path(path).exists():
-        return
+    try:
+        if path is None or Path(path).exists():
+            return
+    except OSError:
+        return  # cannot even look (a directory it may not enter): opening says why
     where = Path(path).absolute()
     detail = "" if where.parent.is_dir() else f" (the directory {where.parent} does not exist)"
     raise fail(
