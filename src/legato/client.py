@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 import jsonschema
 
+from legato import lifecycle
 from legato.errors import (
     DefinitionError,
     InvalidTaskResponse,
@@ -258,7 +259,7 @@ class AsyncClient:
 
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel a run: at once if no worker has taken it, else by its worker."""
-        run = await (await self._open()).request_cancel(run_id, self._time())
+        run = await lifecycle.request_cancel(await self._open(), run_id, self._time())
         if run is None:
             raise RunNotFound(run_id)
         return run.status
@@ -269,7 +270,7 @@ class AsyncClient:
         A worker replays it again; if it still diverges, it is blocked again. Raises
         ``RunNotFound``, or ``RunError`` if the run is not blocked.
         """
-        run = await (await self._open()).resume_blocked(run_id, self._time())
+        run = await lifecycle.resume_blocked(await self._open(), run_id, self._time())
         if run is None:
             raise RunNotFound(run_id)
         if run.status is not RunStatus.RUNNING:
@@ -290,10 +291,11 @@ class AsyncClient:
                 f"signal names are non-empty strings not starting with '__', got {name!r}"
             )
         data = encode(payload, f"the payload of signal {name!r}", self.max_payload_bytes)
-        run, signal_id = await (await self._open()).send_signal(run_id, name, data, self._time())
+        store = await self._open()
+        run, sent = await lifecycle.send_signal(store, run_id, name, data, self._time())
         if run is None:
             raise RunNotFound(run_id)
-        if signal_id is None:
+        if not sent:
             raise RunFinished(run_id, run.status.value, "more signals")
 
     async def list_tasks(
@@ -337,7 +339,7 @@ class AsyncClient:
                     task_id, f"{error.message}" + (f" (at {where})" if where else "")
                 )
         data = encode(response, f"the response to task {task_id!r}", self.max_payload_bytes)
-        done, changed = await self._store.complete_task(task_id, data, self._time())
+        done, changed = await lifecycle.complete_task(self._store, task_id, data, self._time())
         if done is None:
             raise TaskNotFound(task_id)
         if not changed:

@@ -12,7 +12,7 @@ import pytest
 from legato.errors import DatabaseMoved, NotALegatoDatabase, SchemaTooNew, StorageError
 from legato.storage.base import SCHEMA_VERSION, Append, NewRun
 from legato.storage.sqlite import SqliteStore
-from legato.storage.sqlite.store import RELEASE_ORPHANED_RUNS_SQL, claim_runs_sql, due_runs_sql
+from legato.storage.sqlite.queries import RELEASE_ORPHANED_RUNS_SQL, claim_runs_sql, due_runs_sql
 
 LEGATO_APPLICATION_ID = 0x4C47544F
 T0 = 1_900_000_000.0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from legato.engine.worker import is_dead_here, process_started_at
+from legato.engine.liveness import is_dead_here, process_started_at
 from legato.storage.base import WorkerInfo
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

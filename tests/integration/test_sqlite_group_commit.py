@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from legato.errors import StorageError
-from legato.storage.base import NewRun
+from legato.storage.base import NewRun, NewSignal
 from legato.storage.sqlite import SqliteStore
 
 
@@ -41,15 +41,16 @@ async def test_concurrent_signals_share_transactions_and_keep_their_order(tmp_pa
     try:
         before = store.transactions
         # When 300 signals are sent at once
-        sent = await asyncio.gather(
+        await asyncio.gather(
             *(
-                store.send_signal(f"r{i % 10}", "go", b'{"n": %d}' % i, time.time())
+                store.write([NewSignal(f"r{i % 10}", "go", b'{"n": %d}' % i, time.time())])
                 for i in range(300)
             )
         )
         # Then each got its own id, in the order they were sent, in far fewer transactions
-        ids = [signal_id for _, signal_id in sent]
-        assert ids == sorted(ids) and len(set(ids)) == 300
+        every = [s for i in range(10) for s in await store.signals(f"r{i}")]
+        in_id_order = [s.payload["n"] for s in sorted(every, key=lambda s: s.id)]
+        assert in_id_order == list(range(300)) and len({s.id for s in every}) == 300
         assert store.transactions - before < 30
         kept = await store.signals("r3")
         assert [s.payload for s in kept] == [{"n": i} for i in range(3, 300, 10)]
@@ -95,7 +96,7 @@ async def test_a_sqlite_error_reaches_the_caller_as_storage_error(tmp_path: Path
     try:
         with pytest.raises(StorageError, match="no such table"):
             await asyncio.gather(
-                store.send_signal("r1", "go", None, time.time()),
+                store.write([NewSignal("r1", "go", None, time.time())]),
                 store._transact(lambda c: c.execute("UPDATE nowhere SET x = 1")),
             )
         assert [s.name for s in await store.signals("r1")] == ["go"]
@@ -107,7 +108,7 @@ async def test_close_commits_the_writes_already_asked_for(tmp_path: Path) -> Non
     path = tmp_path / "legato.db"
     store = await open_store(path)
     sending = [
-        asyncio.ensure_future(store.send_signal("r2", f"s{i}", None, time.time()))
+        asyncio.ensure_future(store.write([NewSignal("r2", f"s{i}", None, time.time())]))
         for i in range(50)
     ]
     await asyncio.sleep(0)  # queued, not yet committed

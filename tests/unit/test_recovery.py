@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import legato
 from legato.model import EventKind
-from legato.storage.base import Append, Write
+from legato.storage.base import Append, UpdateRun, Write
 from legato.storage.memory import MemoryStore
 from legato.testing import FakeClock
 from tests.fixtures.engine import Harness, advance, kinds, of_kind, outcome, seconds, settle_until
@@ -230,7 +230,10 @@ async def test_failing_gather_branch_compensates_the_branch_that_completed(
 
 
 class HoldingStore(MemoryStore):
-    """Holds back every batch written after a step's failed attempt until ``go`` is set."""
+    """Holds back the engine's batches written after a step's failed attempt until ``go``.
+
+    The cancel's own write (the flag) goes through: it is the client's, not the engine's.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -239,7 +242,8 @@ class HoldingStore(MemoryStore):
         self.go = asyncio.Event()
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
-        if self.armed and not self.go.is_set():
+        cancelling = any(isinstance(op, UpdateRun) and op.cancel_requested for op in ops)
+        if self.armed and not self.go.is_set() and not cancelling:
             self.holding.set()
             await self.go.wait()
         result = await super().write(ops)

@@ -19,25 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from legato.engine import calls, saga
+from legato.engine import calls, endings, saga
 from legato.engine.context import ContinueAsNew, current_branch
 from legato.engine.replay import CallRecord, ReplayIndex
 from legato.errors import (
-    DefinitionError,
     HistoryTooLong,
     NonDeterminismError,
     PayloadError,
     RunCancelled,
     StepFailed,
     WorkflowTimeout,
-    describe_exception,
 )
+from legato.lifecycle import after_release, request_cancel, signal_ops
 from legato.model import EventKind, RunStatus
-from legato.model.ids import continued_run_id
 from legato.model.payloads import dumps, encode
-from legato.model.runs import CONTINUED_AS_NEW, Outcome
+from legato.model.runs import Outcome
 from legato.model.waits import CHILD_SIGNAL_PREFIX
-from legato.storage.base import Append, CloseTasks, NewRun, NewSignal, SetRun, Write
+from legato.storage.base import Append, CloseTasks, SetRun, Write
 
 if TYPE_CHECKING:
     from legato.engine.registry import Step, Workflow
@@ -358,10 +356,11 @@ class RunExecution:
                 now,
                 wake_at,
                 release=True,
-                # Only a run waiting for an event must wake for signals that came meanwhile.
-                signal_watermark=self.signal_watermark if waiting else None,
                 owner=self.owner_id,
-            )
+            ),
+            # Due at once if a cancel came meanwhile, or (only for a run waiting for an
+            # event) a signal newer than the last one it saw.
+            *after_release(self.run_id, now, self.signal_watermark if waiting else None),
         )
 
     # -- cancelling ----------------------------------------------------------------------------
@@ -424,7 +423,7 @@ class RunExecution:
                     failure: BaseException | None = self.cancel_reason
                 else:
                     failure = await self._run_workflow()
-                if failure is None or not await self._fail(failure):
+                if failure is None or not await endings.fail(self, failure):
                     return
             await saga.compensate(self)
         except asyncio.CancelledError:
@@ -435,7 +434,7 @@ class RunExecution:
                 if self.cancel_reason is not None:
                     # Cancelled while letting go: the row must say so, or the run would
                     # sleep until its wake time and then go on as if nothing happened.
-                    await self.engine.store.request_cancel(self.run_id, self.engine.clock.time())
+                    await request_cancel(self.engine.store, self.run_id, self.engine.clock.time())
                     self.engine.poke()
                 return
             self._stopped("CancelledError")
@@ -465,13 +464,13 @@ class RunExecution:
         try:
             output = await self.workflow.fn(*self.args)
         except Blocked as blocked:
-            await self._block(blocked.error)
+            await endings.block(self, blocked.error)
             return None
         except Interrupt:
             assert self.cancel_reason is not None
             return self.cancel_reason
         except ContinueAsNew as cont:
-            return await self._continue_as_new(cont.args_)
+            return await endings.continue_as_new(self, cont.args_)
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self.cancel_reason is None or self.abandoned or task is None:
@@ -491,10 +490,11 @@ class RunExecution:
         unvisited = sorted(set(self.index.calls) - self.visited)
         if unvisited:
             first = self.index.calls[unvisited[0]]
-            await self._block(
+            await endings.block(
+                self,
                 NonDeterminismError(
                     self.run_id, unvisited[0], first.describe(), "the workflow to return"
-                )
+                ),
             )
             return None
         try:
@@ -507,87 +507,6 @@ class RunExecution:
             return exc
         await self.end(RunStatus.COMPLETED, EventKind.RUN_COMPLETED, data=data, output=data)
         return None
-
-    async def _continue_as_new(self, args: tuple[Any, ...]) -> BaseException | None:
-        """End this run and create the one that continues it, in one commit."""
-        if self.parent_run_id is not None:
-            return DefinitionError(
-                f"run {self.run_id!r} is a child run: legato.continue_as_new() is not "
-                "supported there yet (its parent waits for this run id)"
-            )
-        try:
-            self.workflow.check_arguments(args)
-            payload = encode(
-                list(args),
-                f"the arguments of workflow {self.workflow.name!r}",
-                self.engine.max_payload_bytes,
-            )
-        except DefinitionError as exc:
-            return exc
-        next_id = continued_run_id(self.run_id)
-        now = self.engine.clock.time()
-        timeout_s = self.workflow.timeout_s
-        successor = NewRun(
-            next_id,
-            self.workflow.name,
-            RunStatus.PENDING.value,
-            payload,
-            now,
-            None if timeout_s is None else now + timeout_s,
-            None,
-        )
-        output = dumps({CONTINUED_AS_NEW: next_id})
-        data = dumps({"run_id": next_id})
-        await self.end(
-            RunStatus.COMPLETED, EventKind.RUN_CONTINUED, data=data, output=output, first=successor
-        )
-        log.info("run %s (%s) continued as %s", self.run_id, self.workflow.name, next_id)
-        self.engine.poke()  # claim the successor here at once
-        return None
-
-    async def _block(self, error: NonDeterminismError) -> None:
-        details = describe_exception(error) | {
-            "seq": error.seq,
-            "recorded": error.recorded,
-            "requested": error.requested,
-        }
-        log.error("%s", error)
-        await self.end(RunStatus.BLOCKED, EventKind.RUN_BLOCKED, data=dumps(details), error=details)
-
-    async def _fail(self, failure: BaseException) -> bool:
-        """Record the failure; True if completed steps must now be compensated."""
-        error = describe_exception(failure)
-        if isinstance(failure, StepFailed):
-            error |= {
-                "type": failure.error_type,
-                "message": failure.error_message,
-                "step": failure.step_name,
-                "attempts": failure.attempts,
-            }
-        cancelled = isinstance(failure, RunCancelled)
-        if cancelled:
-            error["cancelled"] = True
-        # A child still running would work for a parent that no longer waits for it (a
-        # timeout, or a sibling branch's failure): it is cancelled and compensates itself.
-        # Children that have ended are left as they are.
-        await self.engine.cancel_children(self.index.children)
-        self.index.failure = error
-        self.compensating = True
-        record = self.record(EventKind.RUN_FAILED, None, None, 0, dumps(error))
-        if not saga.stack(self):
-            if cancelled:
-                await self.end(
-                    RunStatus.CANCELLED, EventKind.RUN_CANCELLED, error=error, first=record
-                )
-            else:
-                await self.end(RunStatus.FAILED, None, error=error, first=record)
-            return False
-        # Not awaited: the failure is already durable in the records that caused it (a
-        # final step_failed, a cancel flag, a deadline), so replay reaches it again; these
-        # commit with the first compensation's record.
-        self.engine.journal.submit_nowait(record)
-        self.engine.journal.submit_nowait(self.set_run(RunStatus.COMPENSATING, error=error))
-        return True
 
     async def end(
         self,
@@ -618,9 +537,7 @@ class RunExecution:
             payload = dumps(outcome)
             if output is not None:  # splice the already-encoded output in, not re-encode it
                 payload = payload.replace(b'"__output__"', output, 1)
-            ops.append(
-                NewSignal(self.parent_run_id, CHILD_SIGNAL_PREFIX + self.run_id, payload, now)
-            )
+            ops += signal_ops(self.parent_run_id, CHILD_SIGNAL_PREFIX + self.run_id, payload, now)
         await self.commit(*ops)
         if self.parent_run_id is not None:
             self.engine.signal_arrived(self.parent_run_id)

@@ -23,7 +23,6 @@ import gc
 import logging
 import os
 import random
-import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -36,15 +35,17 @@ from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
 from legato.engine.execution import RunExecution
 from legato.engine.journal import Journal
+from legato.engine.liveness import is_dead_here, new_worker_id, this_host
 from legato.engine.registry import Registry, Workflow
 from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner
 from legato.errors import DatabaseMoved, RunAlreadyExists, StorageError, UnknownWorkflow
+from legato.lifecycle import request_cancel
 from legato.model import HistoryEvent, Run, RunStatus
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from legato.model.runs import Outcome
 from legato.observability.hooks import Hooks
-from legato.storage.base import NewRun, SetRun, Store, WorkerInfo, Write
+from legato.storage.base import NewRun, SetRun, Store, Write
 
 log = logging.getLogger(__name__)
 
@@ -69,64 +70,6 @@ def new_run_id() -> str:
     value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
     value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
     return str(uuid.UUID(int=value))
-
-
-def new_worker_id() -> str:
-    """A worker id: host, pid and a random part (a worker registering again gets a new one)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def this_host() -> str:
-    """The host name, plus the pid namespace where there is one to tell apart.
-
-    Two containers may share a host name (host networking) while their pids are numbered
-    apart: a pid says nothing about a process in another namespace, so its worker must not
-    be judged dead by it. Only the lease decides there.
-    """
-    try:
-        namespace = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        return socket.gethostname()
-    return f"{socket.gethostname()}#pidns:{namespace}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def process_started_at(pid: int) -> float | None:
-    """When process ``pid`` started, in Unix seconds (to ~10 ms); None where /proc can't say."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat, open("/proc/uptime", "rb") as uptime:
-            # starttime (clock ticks after boot) is field 22; fields 3.. follow the ")".
-            ticks = int(stat.read().rsplit(b")", 1)[1].split()[19])
-            booted_at = time.time() - float(uptime.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return booted_at + ticks / os.sysconf("SC_CLK_TCK")
-
-
-_CLOCK_SLACK_S = 0.05
-"""How far /proc's estimate of a process's start may be off (uptime and ticks: 10 ms)."""
-
-
-def is_dead_here(worker: WorkerInfo) -> bool:
-    """True if ``worker`` ran on this host and its process is gone.
-
-    A pid that is alive may belong to a new process: a container restarted gives its
-    worker the same pid (often 1) as the one it replaced. A process that started after
-    the worker registered cannot be that worker.
-    """
-    if not _pid_alive(worker.pid):
-        return True
-    started_at = process_started_at(worker.pid)
-    return started_at is not None and started_at > worker.started_at.timestamp() + _CLOCK_SLACK_S
 
 
 class Engine:
@@ -358,13 +301,24 @@ class Engine:
             self.poke()
 
     def _on_write_failed(self, failed: dict[str, BaseException]) -> None:
+        # One line per distinct error, not per run: a full disk fails every run in flight.
+        by_error: dict[str, list[str]] = {}
         for run_id, error in failed.items():
-            log.error(
-                "run %s: its records could not be written (%s); stopping it here", run_id, error
-            )
+            by_error.setdefault(str(error), []).append(run_id)
             execution = self.live.get(run_id)
             if execution is not None:
                 execution.abandon()
+        for message, run_ids in by_error.items():
+            shown = ", ".join(run_ids[:5]) + (
+                f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else ""
+            )
+            log.error(
+                "%s: records could not be written (%s); stopping %s here, to resume "
+                "from what was committed",
+                f"run {shown}" if len(run_ids) == 1 else f"{len(run_ids)} runs ({shown})",
+                message,
+                "it" if len(run_ids) == 1 else "them",
+            )
 
     # -- outcomes, waits and signals ---------------------------------------------------------------
 
@@ -403,7 +357,7 @@ class Engine:
         now = self.clock.time()
         for child_id in child_run_ids:
             if not self.cancel_live(child_id):
-                await self.store.request_cancel(child_id, now)
+                await request_cancel(self.store, child_id, now)
         self.poke()
 
     def cancel_live(self, run_id: str) -> bool:

@@ -1,9 +1,17 @@
 """The ``Store`` port: the primitives the engine needs from a database.
 
 A store applies batches of writes atomically and answers a handful of reads. It holds
-no policy: retries, leases, ordering and compensation live in ``legato.engine``. Every
-adapter (``memory``, ``sqlite``, later ``postgres``) passes the same contract suite in
-``tests/contract``.
+no policy: what a cancel, a resume, a task answer or a signal *means* (which records to
+append, which status follows, when a run wakes) is decided in ``legato.lifecycle`` and
+``legato.engine`` and written as a batch of the primitive ops below. Retries, leases,
+ordering and compensation live there too. Every adapter (``memory``, ``sqlite``, later
+``postgres``) passes the same contract suite in ``tests/contract``.
+
+The write ops are primitives: insert unless it exists (``NewRun``, ``NewTask``), append
+at a position (``Append``), insert (``NewSignal``), and updates guarded by what the row
+holds (``SetRun``, ``UpdateRun``, ``UpdateTask``, ``CloseTasks``). A guard that fails is
+either a conflict (the whole batch raises ``ConcurrencyConflict`` and writes nothing) or,
+for an op marked ``required=False``, a condition (that op changes nothing).
 
 Times cross this port as float Unix seconds (UTC) on the write side, where the engine is
 hot, and as aware ``datetime`` on the read side, where callers want to show them.
@@ -11,6 +19,7 @@ hot, and as aware ``datetime`` on the read side, where callers want to show them
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,13 +65,10 @@ class Append:
 
 @dataclass(slots=True)
 class SetRun:
-    """Overwrite a run's mutable columns.
+    """Overwrite a run's mutable columns (the engine's hot path: one per step batch).
 
     ``wake_at`` is when the run is next due (NULL: only an event wakes it). With
-    ``release`` the owner lets go of the run. With ``signal_watermark`` set, a signal newer
-    than that id makes the run due at once: a run that parks while a signal is arriving
-    is never left waiting for it. A released run whose cancellation was requested is
-    due at once, whatever ``wake_at`` says.
+    ``release`` the owner lets go of the run. An unknown run is left alone.
 
     With ``owner`` set the write is guarded: it applies only while the run's owner is
     ``owner``. A run owned by anyone else (or by nobody, or unknown) makes the batch raise
@@ -77,13 +83,56 @@ class SetRun:
     updated_at: float
     wake_at: float | None
     release: bool = False
-    signal_watermark: int | None = None
     owner: str | None = None
+
+
+class Keep(enum.Enum):
+    """The type of ``KEEP``: "leave this column as it is"."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+"""For ``UpdateRun.wake_at``: leave the column as it is (None would clear it)."""
+
+
+@dataclass(slots=True)
+class UpdateRun:
+    """Change some of a run's columns, where the run matches every condition given.
+
+    Conditions (each left at its default asks nothing): the run's status is one of
+    ``if_status``; its owner is ``if_owner``; it has no owner (``if_unowned``); its
+    cancellation flag is ``if_cancel_requested``; a signal with an id above
+    ``if_signal_after`` exists for it; its ``wake_at`` is NULL or later than
+    ``if_wake_after``.
+
+    Changes (each left at its default changes nothing): ``status``, ``wake_at`` (None
+    clears it), ``cancel_requested``, ``clear_error`` (sets ``error`` to NULL) and
+    ``updated_at``. With no change at all the op is a pure guard.
+
+    ``required``: a run that does not match (or does not exist) makes the batch raise
+    ``ConcurrencyConflict`` and write nothing. With ``required=False`` the op then simply
+    changes nothing: a conditional write.
+    """
+
+    run_id: str
+    if_status: tuple[str, ...] | None = None
+    if_owner: str | None = None
+    if_unowned: bool = False
+    if_cancel_requested: bool | None = None
+    if_signal_after: int | None = None
+    if_wake_after: float | None = None
+    status: str | None = None
+    wake_at: float | Keep | None = KEEP
+    cancel_requested: bool | None = None
+    clear_error: bool = False
+    updated_at: float | None = None
+    required: bool = True
 
 
 @dataclass(slots=True)
 class NewSignal:
-    """Send a signal to a run, and wake it if it waits for an event."""
+    """Store a signal for a run (ids grow in the order signals are written)."""
 
     run_id: str
     name: str
@@ -115,7 +164,28 @@ class CloseTasks:
     at: float
 
 
-Write = NewRun | Append | SetRun | NewSignal | NewTask | CloseTasks
+@dataclass(slots=True)
+class UpdateTask:
+    """Set a task's status, response and completion time while its status is ``if_status``.
+
+    A task in another status, unknown, or not of run ``run_id``, makes the batch raise
+    ``ConcurrencyConflict`` and write nothing.
+    """
+
+    run_id: str
+    task_id: str
+    if_status: str
+    status: str
+    response: bytes | None
+    completed_at: float
+
+
+Write = NewRun | Append | SetRun | UpdateRun | NewSignal | NewTask | CloseTasks | UpdateTask
+
+BATCH_ORDER = """A batch is applied in the order given, with one freedom: an adapter may apply
+every ``Append`` of the batch before the other ops. Appends touch only the history
+table, which no other op reads, and a colliding append fails the whole batch wherever it
+stands, so the result is the same (tests/contract proves it on every adapter)."""
 
 
 class Store(Protocol):
@@ -135,12 +205,13 @@ class Store(Protocol):
         """
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
-        """Apply ``ops`` in order, in one transaction.
+        """Apply ``ops`` in order (see ``BATCH_ORDER``), in one transaction.
 
         Returns ``{run_id: existing_workflow}`` for every ``NewRun`` whose id already
         existed (those rows are left untouched). Raises ``ConcurrencyConflict`` if an
-        ``Append`` collides with an existing record, or a guarded ``SetRun`` finds another
-        owner; then nothing of the batch is written.
+        ``Append`` collides with an existing record, a guarded ``SetRun`` finds another
+        owner, or a required ``UpdateRun`` or an ``UpdateTask`` finds its row otherwise
+        than it asks; then nothing of the batch is written.
         """
 
     async def get_run(self, run_id: str) -> Run | None:
@@ -166,6 +237,9 @@ class Store(Protocol):
     async def histories(self, run_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
         """Histories of many runs at once (recovery loads a thousand runs in one go)."""
 
+    async def last_pos(self, run_id: str) -> int:
+        """The ``pos`` of the run's last history record (0 for none, or an unknown run)."""
+
     async def claim_runs(
         self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
     ) -> list[Run]:
@@ -185,23 +259,6 @@ class Store(Protocol):
 
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Ids of unfinished runs owned by ``worker_id`` whose cancellation was requested."""
-
-    async def request_cancel(self, run_id: str, at: float) -> Run | None:
-        """Flag the run for cancellation; cancel it outright if nobody took it yet.
-
-        A run still ``pending`` and unowned has done nothing, so it becomes ``cancelled``
-        at once (with ``cancel_requested`` and ``run_cancelled`` records). An owned run only
-        gets the flag: its owner records and carries out the cancellation. An unowned
-        waiting run is made due, so a worker picks it up and cancels it; so is a
-        ``blocked`` run (cancelling compensates it from its history, without replay).
-        Returns the run as it is afterwards, or None if there is no such run.
-        """
-
-    async def resume_blocked(self, run_id: str, at: float) -> Run | None:
-        """Make a ``blocked`` run due again (recording ``run_resumed``); None if unknown.
-
-        Returns the run as it is afterwards; a run that was not blocked is unchanged.
-        """
 
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
         """Record a worker process (or refresh it)."""
@@ -226,11 +283,6 @@ class Store(Protocol):
         never registered) and wrote the ownership afterwards, so no removal covers it.
         """
 
-    async def send_signal(
-        self, run_id: str, name: str, payload: bytes | None, at: float
-    ) -> tuple[Run | None, int | None]:
-        """Send a signal unless the run is unknown or finished; return (run, signal id)."""
-
     async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
         """A run's signals with ids above ``after_id``, in delivery order."""
 
@@ -246,15 +298,6 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[Task]:
         """Tasks, oldest first, filtered."""
-
-    async def complete_task(
-        self, task_id: str, response: bytes, at: float
-    ) -> tuple[Task | None, bool]:
-        """Complete an open task: store the response and signal its run, atomically.
-
-        Returns the task as it is afterwards and whether this call completed it (False if
-        it was not open, so a task is completed at most once).
-        """
 
     async def register_workflows(self, names: Sequence[str], at: float) -> None:
         """Record the workflow names an app serves, so clients can check names."""

@@ -8,8 +8,9 @@ atomic on the event loop without a lock.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 
@@ -17,14 +18,16 @@ from legato.errors import ConcurrencyConflict
 from legato.model import EventKind, HistoryEvent, Run, RunStatus, Signal, Task, TaskStatus
 from legato.model.ids import RunId
 from legato.model.runs import TERMINAL_STATUSES
-from legato.model.waits import TASK_SIGNAL_PREFIX
 from legato.storage.base import (
+    KEEP,
     Append,
     CloseTasks,
     NewRun,
     NewSignal,
     NewTask,
     SetRun,
+    UpdateRun,
+    UpdateTask,
     WorkerInfo,
     Write,
     to_datetime,
@@ -79,6 +82,10 @@ def _task(row: _TaskRow) -> Task:
         due_at=to_datetime(row.due_at),
         completed_at=to_datetime(row.completed_at),
     )
+
+
+def _drop_last(items: list[Signal]) -> None:
+    items.pop()
 
 
 def _loads(data: bytes | None) -> object:
@@ -139,55 +146,62 @@ class MemoryStore:
         """Nothing to check: the data lives in this object."""
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
-        """Apply ``ops`` atomically: check every append and guard first, then mutate."""
+        """Apply ``ops`` in order, atomically: on a conflict, undo what the batch did."""
+        undo: list[Callable[[], None]] = []
+        try:
+            return self._apply(ops, undo)
+        except ConcurrencyConflict:
+            for step in reversed(undo):
+                step()
+            raise
+
+    def _apply(self, ops: Sequence[Write], undo: list[Callable[[], None]]) -> dict[str, str]:
         conflicts: dict[str, str] = {}
-        batch_positions: set[tuple[str, int]] = set()
-        # Owners as the batch leaves them so far: a guard sees earlier ops of its batch.
-        owners: dict[str, str | None] = {}
+        runs = self._runs
         for op in ops:
-            if type(op) is NewRun:
-                if op.run_id not in self._runs and op.run_id not in owners:
-                    owners[op.run_id] = op.owner
-            elif type(op) is SetRun:
-                if op.owner is not None:
-                    row = self._runs.get(op.run_id)
-                    current = owners.get(op.run_id, None if row is None else row.owner)
-                    if current != op.owner:
-                        raise ConcurrencyConflict(
-                            f"run {op.run_id!r} is not owned by {op.owner!r} (owner: "
-                            f"{current!r}): another worker took it over"
-                        )
-                if op.release:
-                    owners[op.run_id] = None
-            elif type(op) is Append:
-                taken = self._positions.get(op.run_id)
-                if (taken is not None and op.pos in taken) or (
-                    op.run_id,
-                    op.pos,
-                ) in batch_positions:
+            if type(op) is Append:
+                taken = self._positions.setdefault(op.run_id, set())
+                if op.pos in taken:
                     raise ConcurrencyConflict(
                         f"history record {op.pos} of run {op.run_id!r} already exists: "
                         "another worker is executing this run"
                     )
-                batch_positions.add((op.run_id, op.pos))
-        runs = self._runs
-        for op in ops:
-            if type(op) is Append:
                 self._history.setdefault(op.run_id, []).append(op)
-                self._positions.setdefault(op.run_id, set()).add(op.pos)
+                taken.add(op.pos)
+                undo.append(partial(self._unappend, op))
             elif type(op) is SetRun:
                 row = runs.get(op.run_id)
+                if op.owner is not None and (row is None or row.owner != op.owner):
+                    raise ConcurrencyConflict(
+                        f"run {op.run_id!r} is not owned by {op.owner!r} (owner: "
+                        f"{None if row is None else row.owner!r}): another worker took it over"
+                    )
                 if row is not None:
+                    undo.append(partial(self._restore, dataclasses.replace(row)))
                     row.status, row.output, row.error = op.status, op.output, op.error
                     row.updated_at, row.wake_at = op.updated_at, op.wake_at
-                    if op.signal_watermark is not None and any(
-                        sig.id > op.signal_watermark for sig in self._signals.get(op.run_id, ())
-                    ):
-                        row.wake_at = op.updated_at
                     if op.release:
                         row.owner = None
-                        if row.cancel_requested and row.status not in _TERMINAL:
-                            row.wake_at = op.updated_at  # due now, to be cancelled
+            elif type(op) is UpdateRun:
+                row = runs.get(op.run_id)
+                if row is None or not self._matches(row, op):
+                    if op.required:
+                        raise ConcurrencyConflict(
+                            f"run {op.run_id!r} is not as the update expects "
+                            f"({'unknown' if row is None else row.status}): it moved meanwhile"
+                        )
+                    continue
+                undo.append(partial(self._restore, dataclasses.replace(row)))
+                if op.status is not None:
+                    row.status = op.status
+                if op.wake_at is not KEEP:
+                    row.wake_at = op.wake_at
+                if op.cancel_requested is not None:
+                    row.cancel_requested = op.cancel_requested
+                if op.clear_error:
+                    row.error = None
+                if op.updated_at is not None:
+                    row.updated_at = op.updated_at
             elif type(op) is NewRun:
                 existing = runs.get(op.run_id)
                 if existing is not None:
@@ -207,8 +221,16 @@ class MemoryStore:
                         op.owner,
                         parent_run_id=op.parent_run_id,
                     )
+                    undo.append(partial(self._forget_run, op.run_id))
             elif type(op) is NewSignal:
-                self._add_signal(op.run_id, op.name, op.payload, op.at)
+                self._signal_ids += 1
+                when = to_datetime(op.at)
+                assert when is not None
+                signals = self._signals.setdefault(op.run_id, [])
+                signals.append(
+                    Signal(self._signal_ids, op.run_id, op.name, _loads(op.payload), when)
+                )
+                undo.append(partial(_drop_last, signals))  # ids are not reused, as in SQL
             elif type(op) is NewTask:
                 if op.task_id not in self._tasks:
                     self._tasks[op.task_id] = _TaskRow(
@@ -223,6 +245,20 @@ class MemoryStore:
                         op.created_at,
                         op.due_at,
                     )
+                    undo.append(partial(self._forget_task, op.task_id))
+            elif type(op) is UpdateTask:
+                task = self._tasks.get(op.task_id)
+                if task is None or task.status != op.if_status or task.run_id != op.run_id:
+                    raise ConcurrencyConflict(
+                        f"task {op.task_id!r} is "
+                        f"{'unknown' if task is None else task.status}, not {op.if_status}"
+                    )
+                undo.append(partial(self._restore_task, dataclasses.replace(task)))
+                task.status, task.response, task.completed_at = (
+                    op.status,
+                    op.response,
+                    op.completed_at,
+                )
             elif type(op) is CloseTasks:
                 for task in self._tasks.values():
                     if (
@@ -230,26 +266,40 @@ class MemoryStore:
                         and task.status == TaskStatus.OPEN.value
                         and (op.task_id is None or task.task_id == op.task_id)
                     ):
+                        undo.append(partial(self._restore_task, dataclasses.replace(task)))
                         task.status, task.completed_at = op.status, op.at
+            else:
+                raise TypeError(f"not a write op: {op!r}")
         return conflicts
 
-    def _add_signal(self, run_id: str, name: str, payload: bytes | None, at: float) -> int:
-        self._signal_ids += 1
-        when = to_datetime(at)
-        assert when is not None
-        self._signals.setdefault(run_id, []).append(
-            Signal(self._signal_ids, run_id, name, _loads(payload), when)
+    def _matches(self, row: _Row, op: UpdateRun) -> bool:
+        return (
+            (op.if_status is None or row.status in op.if_status)
+            and (op.if_owner is None or row.owner == op.if_owner)
+            and (not op.if_unowned or row.owner is None)
+            and (op.if_cancel_requested is None or row.cancel_requested == op.if_cancel_requested)
+            and (
+                op.if_signal_after is None
+                or any(sig.id > op.if_signal_after for sig in self._signals.get(row.run_id, ()))
+            )
+            and (op.if_wake_after is None or row.wake_at is None or row.wake_at > op.if_wake_after)
         )
-        row = self._runs.get(run_id)
-        # Only a run parked waiting for an event, and not held by a worker, needs waking.
-        if (
-            row is not None
-            and row.owner is None
-            and row.status == RunStatus.WAITING.value
-            and (row.wake_at is None or row.wake_at > at)
-        ):
-            row.wake_at = at
-        return self._signal_ids
+
+    def _unappend(self, op: Append) -> None:
+        self._history[op.run_id].remove(op)
+        self._positions[op.run_id].discard(op.pos)
+
+    def _restore(self, saved: _Row) -> None:
+        self._runs[saved.run_id] = saved
+
+    def _restore_task(self, saved: _TaskRow) -> None:
+        self._tasks[saved.task_id] = saved
+
+    def _forget_run(self, run_id: str) -> None:
+        del self._runs[run_id]
+
+    def _forget_task(self, task_id: str) -> None:
+        del self._tasks[task_id]
 
     async def get_run(self, run_id: str) -> Run | None:
         """The run with this id, or None."""
@@ -284,6 +334,10 @@ class MemoryStore:
     async def histories(self, run_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
         """Histories of many runs at once."""
         return {rid: await self.history(rid) for rid in run_ids}
+
+    async def last_pos(self, run_id: str) -> int:
+        """The ``pos`` of the run's last history record (0 for none)."""
+        return max(self._positions.get(run_id, ()), default=0)
 
     async def claim_runs(
         self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
@@ -342,39 +396,6 @@ class MemoryStore:
             if r.owner == worker_id and r.cancel_requested and r.status not in _TERMINAL
         ]
 
-    async def request_cancel(self, run_id: str, at: float) -> Run | None:
-        """Flag the run; cancel it outright if it is pending and unowned."""
-        row = self._runs.get(run_id)
-        if row is None:
-            return None
-        if row.status in _TERMINAL and row.status != RunStatus.BLOCKED.value:
-            return _run(row)
-        if row.status == RunStatus.BLOCKED.value:
-            row.status = RunStatus.RUNNING.value  # cancelled from its history, no replay
-        row.cancel_requested = True
-        if row.owner is None:
-            row.wake_at = at  # a parked run must wake up to be cancelled
-        if row.owner is None and row.status == RunStatus.PENDING.value:
-            row.wake_at = None
-            # Only an unowned run's history is appended here; an owner records it itself.
-            row.status, row.updated_at = RunStatus.CANCELLED.value, at
-            records = self._history.setdefault(run_id, [])
-            positions = self._positions.setdefault(run_id, set())
-            for kind in (EventKind.CANCEL_REQUESTED, EventKind.RUN_CANCELLED):
-                pos = max(positions, default=0) + 1
-                records.append(Append(run_id, pos, kind.value, None, None, 0, None, at))
-                positions.add(pos)
-        return _run(row)
-
-    async def send_signal(
-        self, run_id: str, name: str, payload: bytes | None, at: float
-    ) -> tuple[Run | None, int | None]:
-        """Send a signal unless the run is unknown or finished."""
-        row = self._runs.get(run_id)
-        if row is None or row.status in _TERMINAL:
-            return (None if row is None else _run(row)), None
-        return _run(row), self._add_signal(run_id, name, payload, at)
-
     async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
         """A run's signals with ids above ``after_id``, in delivery order."""
         return [sig for sig in self._signals.get(run_id, ()) if sig.id > after_id]
@@ -403,42 +424,15 @@ class MemoryStore:
         rows.sort(key=lambda t: (t.created_at, t.task_id))
         return [_task(t) for t in rows[:limit]]
 
-    async def complete_task(
-        self, task_id: str, response: bytes, at: float
-    ) -> tuple[Task | None, bool]:
-        """Complete an open task and signal its run."""
-        row = self._tasks.get(task_id)
-        if row is None or row.status != TaskStatus.OPEN.value:
-            return (None if row is None else _task(row)), False
-        row.status, row.response, row.completed_at = TaskStatus.COMPLETED.value, response, at
-        self._add_signal(row.run_id, TASK_SIGNAL_PREFIX + task_id, response, at)
-        return _task(row), True
-
-    async def resume_blocked(self, run_id: str, at: float) -> Run | None:
-        """Make a blocked run due again, recording ``run_resumed``."""
-        row = self._runs.get(run_id)
-        if row is None:
-            return None
-        if row.status == RunStatus.BLOCKED.value:
-            row.status, row.error, row.updated_at, row.wake_at = (
-                RunStatus.RUNNING.value,
-                None,
-                at,
-                at,
-            )
-            positions = self._positions.setdefault(run_id, set())
-            pos = max(positions, default=0) + 1
-            self._history.setdefault(run_id, []).append(
-                Append(run_id, pos, EventKind.RUN_RESUMED.value, None, None, 0, None, at)
-            )
-            positions.add(pos)
-        return _run(row)
-
     async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
         """Record a worker process."""
         when = to_datetime(at)
         assert when is not None
-        self._workers[worker_id] = WorkerInfo(worker_id, host, pid, when, when)
+        known = self._workers.get(worker_id)
+        if known is None:
+            self._workers[worker_id] = WorkerInfo(worker_id, host, pid, when, when)
+        else:  # registered again: only the heartbeat moves, as in SQL
+            self._workers[worker_id] = dataclasses.replace(known, heartbeat_at=when)
 
     async def heartbeat(self, worker_id: str, at: float) -> bool:
         """Say that ``worker_id`` is alive; False if it has no row."""

@@ -1,0 +1,252 @@
+"""What a cancel, a resume, a signal and a task answer *mean*: decided here, once.
+
+The engine and the clients (``Client``, ``AsyncClient``, the CLI, later the HTTP API) call
+these functions; the store only applies the primitive writes they choose. Each operation
+reads the row, decides, and writes one batch guarded by what it read (status, owner),
+so a worker that claims or releases the run in between makes the batch conflict and
+write nothing; then the operation reads again and decides again.
+
+The wake rules live here too: a signal makes a run parked waiting for an event due at
+once, and an owner that lets go of a run (``after_release``) makes it due at once when a
+cancel or a signal arrived while it was deciding to park, so no run is left asleep with
+work waiting for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from legato.errors import ConcurrencyConflict
+from legato.model import EventKind, Run, RunStatus, Task, TaskStatus
+from legato.model.waits import TASK_SIGNAL_PREFIX
+from legato.storage.base import (
+    Append,
+    NewSignal,
+    Store,
+    UpdateRun,
+    UpdateTask,
+    Write,
+)
+
+T = TypeVar("T")
+
+UNFINISHED = tuple(s.value for s in RunStatus if not s.is_terminal)
+"""Statuses of a run that has not ended (``blocked`` counts as ended)."""
+
+_ATTEMPTS = 50
+"""Reads-and-decides per operation before giving up (each conflict means the run moved)."""
+
+
+def signal_ops(run_id: str, name: str, payload: bytes | None, at: float) -> list[Write]:
+    """Store a signal, and make the run due at once if it is parked waiting for an event.
+
+    A run held by a worker is not touched: its owner sees the signal (it polls, or its
+    ``after_release`` writes wake it if it parks meanwhile).
+    """
+    return [
+        NewSignal(run_id, name, payload, at),
+        UpdateRun(
+            run_id,
+            if_status=(RunStatus.WAITING.value,),
+            if_unowned=True,
+            if_wake_after=at,  # never postpone a run due earlier
+            wake_at=at,
+            required=False,
+        ),
+    ]
+
+
+def after_release(run_id: str, at: float, signal_watermark: int | None) -> list[Write]:
+    """The writes that follow an owner's release of a run, in the same batch.
+
+    A cancel requested while the owner was letting go makes the run due at once, to be
+    cancelled; so does, for a run that parks waiting for an event (``signal_watermark``
+    set: the last signal it has seen), a signal newer than the watermark.
+    """
+    ops: list[Write] = [
+        UpdateRun(
+            run_id,
+            if_status=UNFINISHED,
+            if_unowned=True,
+            if_cancel_requested=True,
+            wake_at=at,
+            required=False,
+        )
+    ]
+    if signal_watermark is not None:
+        ops.append(
+            UpdateRun(
+                run_id,
+                if_status=UNFINISHED,
+                if_unowned=True,
+                if_signal_after=signal_watermark,
+                wake_at=at,
+                required=False,
+            )
+        )
+    return ops
+
+
+async def _retrying(attempt: Callable[[], Awaitable[T]]) -> T:
+    for _ in range(_ATTEMPTS - 1):
+        try:
+            return await attempt()
+        except ConcurrencyConflict:
+            continue  # the run moved between our read and our write: read it again
+    return await attempt()
+
+
+async def request_cancel(store: Store, run_id: str, at: float) -> Run | None:
+    """Ask for the run to be cancelled; returns the run as it is afterwards (None: unknown).
+
+    A run still ``pending`` and unowned has done nothing, so it becomes ``cancelled`` at
+    once (with ``cancel_requested`` and ``run_cancelled`` records). An owned run only gets
+    the flag: its owner records and carries out the cancellation. An unowned run that
+    waits is made due, so a worker picks it up and cancels it; so is a ``blocked`` run,
+    which becomes ``running`` again (cancelling compensates it from its history, without
+    replay). A run that ended is left as it is.
+    """
+
+    async def attempt() -> Run | None:
+        run = await store.get_run(run_id)
+        if run is None:
+            return None
+        status = run.status
+        if status.is_terminal and status is not RunStatus.BLOCKED:
+            return run
+        ops: list[Write]
+        if status is RunStatus.BLOCKED:
+            ops = [
+                UpdateRun(
+                    run_id,
+                    if_status=(status.value,),
+                    status=RunStatus.RUNNING.value,
+                    cancel_requested=True,
+                    wake_at=at,
+                    updated_at=at,
+                )
+            ]
+        elif run.owner is not None:
+            ops = [
+                UpdateRun(
+                    run_id,
+                    if_status=UNFINISHED,
+                    if_owner=run.owner,
+                    cancel_requested=True,
+                    updated_at=at,
+                )
+            ]
+        elif status is RunStatus.PENDING:
+            # Nobody executes the run, so nobody else appends to its history.
+            pos = await store.last_pos(run_id)
+            ops = [
+                UpdateRun(
+                    run_id,
+                    if_status=(status.value,),
+                    if_unowned=True,
+                    status=RunStatus.CANCELLED.value,
+                    cancel_requested=True,
+                    wake_at=None,
+                    updated_at=at,
+                ),
+                Append(run_id, pos + 1, EventKind.CANCEL_REQUESTED.value, None, None, 0, None, at),
+                Append(run_id, pos + 2, EventKind.RUN_CANCELLED.value, None, None, 0, None, at),
+            ]
+        else:  # parked: wake it, so that a worker claims it and cancels it
+            ops = [
+                UpdateRun(
+                    run_id,
+                    if_status=(status.value,),
+                    if_unowned=True,
+                    cancel_requested=True,
+                    wake_at=at,
+                    updated_at=at,
+                )
+            ]
+        await store.write(ops)
+        return await store.get_run(run_id)
+
+    return await _retrying(attempt)
+
+
+async def resume_blocked(store: Store, run_id: str, at: float) -> Run | None:
+    """Make a ``blocked`` run due again, recording ``run_resumed``; None if unknown.
+
+    Returns the run as it is afterwards; a run that was not blocked is left as it is.
+    """
+
+    async def attempt() -> Run | None:
+        run = await store.get_run(run_id)
+        if run is None or run.status is not RunStatus.BLOCKED:
+            return run
+        pos = await store.last_pos(run_id)
+        await store.write(
+            [
+                UpdateRun(
+                    run_id,
+                    if_status=(RunStatus.BLOCKED.value,),
+                    status=RunStatus.RUNNING.value,
+                    clear_error=True,
+                    wake_at=at,
+                    updated_at=at,
+                ),
+                Append(run_id, pos + 1, EventKind.RUN_RESUMED.value, None, None, 0, None, at),
+            ]
+        )
+        return await store.get_run(run_id)
+
+    return await _retrying(attempt)
+
+
+async def send_signal(
+    store: Store, run_id: str, name: str, payload: bytes | None, at: float
+) -> tuple[Run | None, bool]:
+    """Send a signal unless the run is unknown or ended: (the run as read, whether sent)."""
+
+    async def attempt() -> tuple[Run | None, bool]:
+        run = await store.get_run(run_id)
+        if run is None or run.status.is_terminal:
+            return run, False
+        # The guard: the run has not ended since we read it.
+        guard = UpdateRun(run_id, if_status=UNFINISHED)
+        await store.write([guard, *signal_ops(run_id, name, payload, at)])
+        return run, True
+
+    return await _retrying(attempt)
+
+
+def task_signal(task_id: str) -> str:
+    """The name of the signal that carries a task's response to its run."""
+    return TASK_SIGNAL_PREFIX + task_id
+
+
+async def complete_task(
+    store: Store, task_id: str, response: bytes, at: float
+) -> tuple[Task | None, bool]:
+    """Complete an open task: store the response and signal its run, atomically.
+
+    Returns the task as it is afterwards and whether this call completed it (False if it
+    was not open, so a task is completed at most once).
+    """
+
+    async def attempt() -> tuple[Task | None, bool]:
+        task = await store.get_task(task_id)
+        if task is None or task.status is not TaskStatus.OPEN:
+            return task, False
+        await store.write(
+            [
+                UpdateTask(
+                    task.run_id,
+                    task_id,
+                    TaskStatus.OPEN.value,
+                    TaskStatus.COMPLETED.value,
+                    response,
+                    at,
+                ),
+                *signal_ops(task.run_id, task_signal(task_id), response, at),
+            ]
+        )
+        return await store.get_task(task_id), True
+
+    return await _retrying(attempt)

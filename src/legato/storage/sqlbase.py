@@ -1,0 +1,517 @@
+"""What every SQL adapter shares: op dispatch, the reads, and rows turned into models.
+
+A SQL adapter supplies two things: how to run a transaction and a read (``_transact``,
+``_select``), and its dialect's named queries (a ``SqlQueries``). This base owns the
+control flow: how a batch of ops becomes statements, which guards raise
+``ConcurrencyConflict``, how rows become ``Run``, ``HistoryEvent`` and ``Task``. No rule
+about what a status or a record means lives here (that is ``legato.lifecycle`` and the
+engine); the queries are plain SQL, one readable string each, per dialect.
+
+The connection a transaction body receives speaks DB-API: ``execute(sql, params)`` and
+``executemany(sql, rows)`` returning a cursor with ``rowcount``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from itertools import groupby
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from legato.errors import ConcurrencyConflict
+from legato.model import EventKind, HistoryEvent, Run, RunStatus, Signal, Task, TaskStatus
+from legato.model.ids import RunId
+from legato.storage.base import (
+    KEEP,
+    Append,
+    CloseTasks,
+    NewRun,
+    NewSignal,
+    NewTask,
+    SetRun,
+    UpdateRun,
+    UpdateTask,
+    WorkerInfo,
+    Write,
+    to_datetime,
+)
+
+T = TypeVar("T")
+
+RUN_COLUMNS = (
+    "run_id, workflow, status, input, output, error, created_at, updated_at, "
+    "deadline_at, wake_at, owner, cancel_requested, parent_run_id"
+)
+RUN_COLUMNS_NO_PAYLOADS = RUN_COLUMNS.replace("input, output,", "NULL, NULL,", 1)
+"""The same columns, with NULL for the two that may be large."""
+TASK_COLUMNS = (
+    "task_id, run_id, name, data, assignee, form, status, response, created_at, due_at, "
+    "completed_at"
+)
+HISTORY_COLUMNS = "run_id, pos, kind, key, name, attempt, data, at"
+CHUNK = 500
+"""Ids per ``IN (...)`` list: well under every dialect's limit on parameters."""
+
+
+class Connection(Protocol):
+    """The part of a DB-API connection the base uses."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, rows: Any, /) -> Any: ...
+
+
+class SqlQueries(Protocol):
+    """A dialect's named queries. Names ending in ``_sql`` build a query for ``n`` values."""
+
+    param: str
+    """The parameter marker (``?`` for SQLite, ``%s`` for psycopg)."""
+    insert_run: str
+    append: str
+    set_run: str
+    set_owned_run: str
+    insert_signal: str
+    insert_task: str
+    update_task: str
+    close_tasks: str
+    close_task: str
+    release_all: str
+    release_one: str
+    register_worker: str
+    heartbeat: str
+    delete_worker: str
+    release_orphaned: str
+    register_workflow: str
+    get_run: str
+    history: str
+    last_pos: str
+    cancel_requests: str
+    list_workers: str
+    signals: str
+    get_task: str
+    list_workflows: str
+
+    def existing_runs_sql(self, n: int) -> str: ...
+    def claim_runs_sql(self, n: int) -> str: ...
+    def next_due_sql(self, n: int) -> str: ...
+    def histories_sql(self, n: int) -> str: ...
+    def list_runs_sql(self, where: Sequence[str], payloads: bool) -> str: ...
+    def list_tasks_sql(self, where: Sequence[str]) -> str: ...
+
+
+def update_run_sql(op: UpdateRun, p: str) -> tuple[str, list[Any]]:
+    """The UPDATE for an ``UpdateRun`` (standard SQL), with its parameters.
+
+    Only the changes and conditions the op gives appear; ``p`` is the parameter marker.
+    """
+    sets: list[str] = []
+    params: list[Any] = []
+    if op.status is not None:
+        sets.append(f"status = {p}")
+        params.append(op.status)
+    if op.wake_at is not KEEP:
+        sets.append(f"wake_at = {p}")
+        params.append(op.wake_at)
+    if op.cancel_requested is not None:
+        sets.append(f"cancel_requested = {p}")
+        params.append(int(op.cancel_requested))
+    if op.clear_error:
+        sets.append("error = NULL")
+    if op.updated_at is not None:
+        sets.append(f"updated_at = {p}")
+        params.append(op.updated_at)
+    where = [f"run_id = {p}"]
+    params.append(op.run_id)
+    if op.if_status is not None:
+        where.append(f"status IN ({', '.join([p] * len(op.if_status))})")
+        params.extend(op.if_status)
+    if op.if_owner is not None:
+        where.append(f"owner = {p}")
+        params.append(op.if_owner)
+    if op.if_unowned:
+        where.append("owner IS NULL")
+    if op.if_cancel_requested is not None:
+        where.append(f"cancel_requested = {p}")
+        params.append(int(op.if_cancel_requested))
+    if op.if_signal_after is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM signals WHERE signals.run_id = runs.run_id "
+            f"AND signals.id > {p})"
+        )
+        params.append(op.if_signal_after)
+    if op.if_wake_after is not None:
+        where.append(f"(wake_at IS NULL OR wake_at > {p})")
+        params.append(op.if_wake_after)
+    changes = ", ".join(sets) or "run_id = run_id"  # a pure guard still counts its row
+    return f"UPDATE runs SET {changes} WHERE {' AND '.join(where)}", params
+
+
+def loads(data: bytes | None) -> Any:
+    """A JSON column's value (None stays None)."""
+    return None if data is None else orjson.loads(data)
+
+
+def run_from_row(row: Sequence[Any]) -> Run:
+    """A ``Run`` from a row of ``RUN_COLUMNS``."""
+    return Run(
+        run_id=RunId(row[0]),
+        workflow=row[1],
+        status=RunStatus(row[2]),
+        input=loads(row[3]),
+        output=loads(row[4]),
+        error=loads(row[5]),
+        created_at=to_datetime(row[6]),  # type: ignore[arg-type]  # NOT NULL column
+        updated_at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
+        deadline_at=to_datetime(row[8]),
+        wake_at=to_datetime(row[9]),
+        owner=row[10],
+        cancel_requested=bool(row[11]),
+        parent_run_id=row[12],
+    )
+
+
+def task_from_row(row: Sequence[Any]) -> Task:
+    """A ``Task`` from a row of ``TASK_COLUMNS``."""
+    return Task(
+        task_id=row[0],
+        run_id=row[1],
+        name=row[2],
+        data=loads(row[3]),
+        assignee=row[4],
+        form=loads(row[5]),
+        status=TaskStatus(row[6]),
+        response=loads(row[7]),
+        created_at=to_datetime(row[8]),  # type: ignore[arg-type]  # NOT NULL column
+        due_at=to_datetime(row[9]),
+        completed_at=to_datetime(row[10]),
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> HistoryEvent:
+    """A ``HistoryEvent`` from a row of ``HISTORY_COLUMNS``."""
+    return HistoryEvent(
+        run_id=row[0],
+        pos=row[1],
+        kind=EventKind(row[2]),
+        key=row[3],
+        name=row[4],
+        attempt=row[5],
+        data=loads(row[6]),
+        at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
+    )
+
+
+def _at(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class SqlStore:
+    """The ``Store`` methods of every SQL adapter, over ``_transact`` and ``_select``."""
+
+    queries: SqlQueries
+
+    # -- what the adapter supplies ---------------------------------------------------
+
+    async def _transact(self, body: Callable[[Any], T]) -> T:
+        """Run ``body(connection)`` in a write transaction; commit unless it raises."""
+        raise NotImplementedError
+
+    async def _select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query."""
+        raise NotImplementedError
+
+    def _is_duplicate(self, exc: BaseException) -> bool:
+        """True if ``exc`` is the dialect's unique-key violation."""
+        raise NotImplementedError
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def write(self, ops: Sequence[Write]) -> dict[str, str]:
+        """Apply ``ops`` in one transaction: every ``Append`` first, then the rest in order.
+
+        Consecutive ops of one kind go to the database as one ``executemany``.
+        """
+        return await self._transact(lambda conn: self._apply(conn, ops))
+
+    def _apply(self, conn: Connection, ops: Sequence[Write]) -> dict[str, str]:
+        q = self.queries
+        conflicts: dict[str, str] = {}
+        appends = [
+            (op.run_id, op.pos, op.kind, op.key, op.name, op.attempt, op.data, op.at)
+            for op in ops
+            if type(op) is Append
+        ]
+        if appends:
+            try:
+                conn.executemany(q.append, appends)
+            except Exception as exc:
+                if not self._is_duplicate(exc):
+                    raise
+                raise ConcurrencyConflict(
+                    f"a history record already exists ({exc}): another worker is "
+                    "executing one of these runs"
+                ) from exc
+        for kind, grouped in groupby((op for op in ops if type(op) is not Append), type):
+            group: list[Any] = list(grouped)  # ops of type ``kind``
+            if kind is SetRun:
+                self._set_runs(conn, group)
+            elif kind is NewRun:
+                self._new_runs(conn, group, conflicts)
+            elif kind is UpdateRun:
+                for op in group:
+                    self._update_run(conn, op)
+            elif kind is NewSignal:
+                conn.executemany(
+                    q.insert_signal, [(op.run_id, op.name, op.payload, op.at) for op in group]
+                )
+            elif kind is NewTask:
+                conn.executemany(
+                    q.insert_task,
+                    [
+                        (
+                            op.task_id,
+                            op.run_id,
+                            op.name,
+                            op.data,
+                            op.assignee,
+                            op.form,
+                            op.created_at,
+                            op.due_at,
+                        )
+                        for op in group
+                    ],
+                )
+            elif kind is UpdateTask:
+                for op in group:
+                    self._update_task(conn, op)
+            elif kind is CloseTasks:
+                for op in group:
+                    self._close_tasks(conn, op)
+            else:
+                raise TypeError(f"not a write op: {kind.__name__}")
+        return conflicts
+
+    def _new_runs(self, conn: Connection, ops: list[NewRun], conflicts: dict[str, str]) -> None:
+        new_runs: dict[str, NewRun] = {}
+        for op in ops:
+            if op.run_id in new_runs:
+                conflicts[op.run_id] = new_runs[op.run_id].workflow
+            else:
+                new_runs[op.run_id] = op
+        # One lookup for the group, then one executemany: far cheaper than an
+        # INSERT-and-check per run when thousands of runs start at once.
+        ids = list(new_runs)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            for run_id, workflow in conn.execute(self.queries.existing_runs_sql(len(chunk)), chunk):
+                conflicts[run_id] = workflow
+                del new_runs[run_id]
+        conn.executemany(
+            self.queries.insert_run,
+            [
+                (
+                    op.run_id,
+                    op.workflow,
+                    op.status,
+                    op.input,
+                    op.created_at,
+                    op.created_at,  # updated_at
+                    op.deadline_at,
+                    op.created_at,  # wake_at: a new run is due at once
+                    op.owner,
+                    op.parent_run_id,
+                )
+                for op in new_runs.values()
+            ],
+        )
+
+    def _set_runs(self, conn: Connection, ops: list[SetRun]) -> None:
+        q = self.queries
+        for guarded, group in groupby(ops, lambda op: op.owner is not None):
+            rows = [
+                (op.status, op.output, op.error, op.updated_at, op.wake_at, op.release, op.run_id)
+                + ((op.owner,) if guarded else ())
+                for op in group
+            ]
+            if not guarded:
+                conn.executemany(q.set_run, rows)
+                continue
+            # executemany's rowcount sums the rows each one changed: one per guarded write.
+            changed = conn.executemany(q.set_owned_run, rows).rowcount
+            if changed != len(rows):
+                raise ConcurrencyConflict(
+                    f"{len(rows) - changed} of {len(rows)} guarded run updates found "
+                    "another owner: another worker took those runs over"
+                )
+
+    def _update_run(self, conn: Connection, op: UpdateRun) -> None:
+        sql, params = update_run_sql(op, self.queries.param)
+        if conn.execute(sql, params).rowcount == 0 and op.required:
+            raise ConcurrencyConflict(
+                f"run {op.run_id!r} is not as the update expects (unknown, or its status, "
+                "owner or flags moved meanwhile)"
+            )
+
+    def _update_task(self, conn: Connection, op: UpdateTask) -> None:
+        params = (op.status, op.response, op.completed_at, op.task_id, op.run_id, op.if_status)
+        if conn.execute(self.queries.update_task, params).rowcount == 0:
+            raise ConcurrencyConflict(f"task {op.task_id!r} is unknown or not {op.if_status}")
+
+    def _close_tasks(self, conn: Connection, op: CloseTasks) -> None:
+        if op.task_id is None:
+            conn.execute(self.queries.close_tasks, (op.status, op.at, op.run_id))
+        else:
+            conn.execute(self.queries.close_task, (op.status, op.at, op.run_id, op.task_id))
+
+    # -- claims and workers ------------------------------------------------------------
+
+    async def claim_runs(
+        self, worker_id: str, now: float, limit: int, workflows: Sequence[str]
+    ) -> list[Run]:
+        """Take up to ``limit`` unfinished, unowned, due runs of ``workflows``, earliest due
+        first (nothing for a worker without a row)."""
+        if not workflows:
+            return []
+        sql = self.queries.claim_runs_sql(len(workflows))
+        params = (worker_id, now, *workflows, limit, worker_id)
+        rows = await self._transact(lambda c: c.execute(sql, params).fetchall())
+        return [run_from_row(r) for r in rows]
+
+    async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
+        """Drop ownership of the runs ``worker_id`` owns (all, or just ``run_ids``)."""
+        q = self.queries
+        if run_ids is None:
+            return await self._transact(lambda c: c.execute(q.release_all, (worker_id,)).rowcount)
+        rows = [(worker_id, rid) for rid in run_ids]
+        return await self._transact(lambda c: c.executemany(q.release_one, rows).rowcount)
+
+    async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
+        """Record a worker process (or refresh its heartbeat)."""
+        params = (worker_id, host, pid, at, at)
+        await self._transact(lambda c: c.execute(self.queries.register_worker, params))
+
+    async def heartbeat(self, worker_id: str, at: float) -> bool:
+        """Say that ``worker_id`` is alive; False if it has no row."""
+        changed: int = await self._transact(
+            lambda c: c.execute(self.queries.heartbeat, (at, worker_id)).rowcount
+        )
+        return changed > 0
+
+    async def remove_workers(self, worker_ids: Sequence[str]) -> int:
+        """Forget these workers and release their runs."""
+        q = self.queries
+
+        def body(c: Connection) -> int:
+            released = 0
+            for wid in worker_ids:
+                c.execute(q.delete_worker, (wid,))
+                released += c.execute(q.release_all, (wid,)).rowcount
+            return released
+
+        return await self._transact(body)
+
+    async def release_orphaned_runs(self) -> int:
+        """Release unfinished runs whose owner has no worker row."""
+        released: int = await self._transact(
+            lambda c: c.execute(self.queries.release_orphaned).rowcount
+        )
+        return released
+
+    async def register_workflows(self, names: Sequence[str], at: float) -> None:
+        """Record workflow names."""
+        rows = [(n, at) for n in names]
+        await self._transact(lambda c: c.executemany(self.queries.register_workflow, rows))
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> Run | None:
+        """The run with this id, or None."""
+        rows = await self._select(self.queries.get_run, (run_id,))
+        return run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        status: str | None = None,
+        workflow: str | None = None,
+        limit: int = 100,
+        payloads: bool = True,
+    ) -> list[Run]:
+        """Runs, newest first, optionally filtered (without input and output if asked)."""
+        p = self.queries.param
+        where, params = [], []
+        for column, value in (("status", status), ("workflow", workflow)):
+            if value is not None:
+                where.append(f"{column} = {p}")
+                params.append(value)
+        sql = self.queries.list_runs_sql(where, payloads)
+        return [run_from_row(r) for r in await self._select(sql, (*params, limit))]
+
+    async def history(self, run_id: str) -> list[HistoryEvent]:
+        """A run's history in ``pos`` order."""
+        return [event_from_row(r) for r in await self._select(self.queries.history, (run_id,))]
+
+    async def histories(self, run_ids: Sequence[str]) -> dict[str, list[HistoryEvent]]:
+        """Histories of many runs, fetched in chunks."""
+        result: dict[str, list[HistoryEvent]] = {rid: [] for rid in run_ids}
+        ids = list(run_ids)
+        for start in range(0, len(ids), CHUNK):
+            chunk = ids[start : start + CHUNK]
+            for row in await self._select(self.queries.histories_sql(len(chunk)), chunk):
+                result[row[0]].append(event_from_row(row))
+        return result
+
+    async def last_pos(self, run_id: str) -> int:
+        """The ``pos`` of the run's last history record (0 for none)."""
+        rows = await self._select(self.queries.last_pos, (run_id,))
+        return int(rows[0][0]) if rows else 0
+
+    async def next_due(self, workflows: Sequence[str]) -> float | None:
+        """The earliest ``wake_at`` of unowned, unfinished runs of ``workflows``."""
+        if not workflows:
+            return None
+        rows = await self._select(self.queries.next_due_sql(len(workflows)), list(workflows))
+        return rows[0][0] if rows else None
+
+    async def cancel_requests(self, worker_id: str) -> list[str]:
+        """Unfinished runs owned by ``worker_id`` whose cancellation was requested."""
+        return [r[0] for r in await self._select(self.queries.cancel_requests, (worker_id,))]
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Every registered worker."""
+        rows = await self._select(self.queries.list_workers)
+        return [WorkerInfo(r[0], r[1], r[2], _at(r[3]), _at(r[4])) for r in rows]
+
+    async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
+        """A run's signals with ids above ``after_id``, in delivery order."""
+        rows = await self._select(self.queries.signals, (run_id, after_id))
+        return [Signal(r[0], r[1], r[2], loads(r[3]), _at(r[4])) for r in rows]
+
+    async def get_task(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+        rows = await self._select(self.queries.get_task, (task_id,))
+        return task_from_row(rows[0]) if rows else None
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = "open",
+        assignee: str | None = None,
+        run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Task]:
+        """Tasks, oldest first, filtered."""
+        p = self.queries.param
+        where, params = [], []
+        for column, value in (("status", status), ("assignee", assignee), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = {p}")
+                params.append(value)
+        sql = self.queries.list_tasks_sql(where)
+        return [task_from_row(r) for r in await self._select(sql, (*params, limit))]
+
+    async def list_workflows(self) -> list[str]:
+        """Registered workflow names."""
+        return [r[0] for r in await self._select(self.queries.list_workflows)]

@@ -1,0 +1,145 @@
+"""SQLite's named queries: every statement ``SqliteStore`` runs, as plain SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from legato.model.runs import TERMINAL_STATUSES
+from legato.storage.sqlbase import (
+    HISTORY_COLUMNS,
+    RUN_COLUMNS,
+    RUN_COLUMNS_NO_PAYLOADS,
+    TASK_COLUMNS,
+)
+
+# Word for word the WHERE of the partial index runs_unfinished in schema.sql: SQLite uses
+# a partial index only when the query repeats its condition (tests/contract pins the plan).
+UNFINISHED = (
+    "status NOT IN ('completed', 'failed', 'compensated', 'compensation_failed', "
+    "'cancelled', 'blocked')"
+)
+assert {part.strip(" '()") for part in UNFINISHED[14:].split(",")} == {
+    s.value for s in TERMINAL_STATUSES
+}
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def due_runs_sql(workflows: int) -> str:
+    """The query for due runs (params: now, the workflow names, limit).
+
+    Served by the partial index ``runs_unfinished``: a poll with nothing due costs a few
+    microseconds however many runs are parked.
+    """
+    return (
+        f"SELECT run_id FROM runs WHERE owner IS NULL AND {UNFINISHED} AND wake_at <= ? "
+        f"AND workflow IN ({_marks(workflows)}) ORDER BY wake_at LIMIT ?"
+    )
+
+
+def claim_runs_sql(workflows: int) -> str:
+    """The claim (params: worker id, now, the workflow names, limit, worker id).
+
+    The due runs come from ``due_runs_sql``, through the partial index; the EXISTS makes
+    the claim take nothing, atomically, for a worker that has no row any more.
+    """
+    return (
+        f"UPDATE runs SET owner = ? WHERE run_id IN ({due_runs_sql(workflows)}) "
+        "AND EXISTS (SELECT 1 FROM workers WHERE worker_id = ?) "
+        f"RETURNING {RUN_COLUMNS}"
+    )
+
+
+# Through the partial index runs_unfinished (owner, wake_at): owned unfinished runs only,
+# so a recovery pass, every few seconds, does not scan the finished ones.
+RELEASE_ORPHANED_RUNS_SQL = (
+    f"UPDATE runs SET owner = NULL WHERE owner IS NOT NULL AND {UNFINISHED} "
+    "AND owner NOT IN (SELECT worker_id FROM workers)"
+)
+
+
+class SqliteQueries:
+    """The ``SqlQueries`` of SQLite."""
+
+    param = "?"
+    insert_run = (
+        "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, "
+        "deadline_at, wake_at, owner, parent_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    append = (
+        "INSERT INTO history (run_id, pos, kind, key, name, attempt, data, at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    set_run = (
+        "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, wake_at = ?, "
+        "owner = CASE WHEN ? THEN NULL ELSE owner END WHERE run_id = ?"
+    )
+    # A guarded SetRun: only while the run is still the writer's (the WHERE sees the old owner).
+    set_owned_run = set_run + " AND owner = ?"
+    insert_signal = "INSERT INTO signals (run_id, name, payload, sent_at) VALUES (?, ?, ?, ?)"
+    insert_task = (
+        "INSERT INTO tasks (task_id, run_id, name, data, assignee, form, status, created_at, "
+        "due_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?) ON CONFLICT (task_id) DO NOTHING"
+    )
+    update_task = (
+        "UPDATE tasks SET status = ?, response = ?, completed_at = ? "
+        "WHERE task_id = ? AND run_id = ? AND status = ?"
+    )
+    close_tasks = (
+        "UPDATE tasks SET status = ?, completed_at = ? WHERE run_id = ? AND status = 'open'"
+    )
+    close_task = close_tasks + " AND task_id = ?"
+    release_all = "UPDATE runs SET owner = NULL WHERE owner = ?"
+    release_one = "UPDATE runs SET owner = NULL WHERE owner = ? AND run_id = ?"
+    register_worker = (
+        "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
+        "DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
+    )
+    heartbeat = "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?"
+    delete_worker = "DELETE FROM workers WHERE worker_id = ?"
+    release_orphaned = RELEASE_ORPHANED_RUNS_SQL
+    register_workflow = "INSERT INTO workflows VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+    get_run = f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?"
+    history = f"SELECT {HISTORY_COLUMNS} FROM history WHERE run_id = ? ORDER BY pos"
+    last_pos = "SELECT coalesce(max(pos), 0) FROM history WHERE run_id = ?"
+    cancel_requests = (
+        f"SELECT run_id FROM runs WHERE owner = ? AND {UNFINISHED} AND cancel_requested = 1"
+    )
+    list_workers = (
+        "SELECT worker_id, host, pid, started_at, heartbeat_at FROM workers ORDER BY started_at"
+    )
+    signals = (
+        "SELECT id, run_id, name, payload, sent_at FROM signals "
+        "WHERE run_id = ? AND id > ? ORDER BY id"
+    )
+    get_task = f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?"
+    list_workflows = "SELECT name FROM workflows ORDER BY name"
+
+    def existing_runs_sql(self, n: int) -> str:
+        return f"SELECT run_id, workflow FROM runs WHERE run_id IN ({_marks(n)})"
+
+    def claim_runs_sql(self, n: int) -> str:
+        return claim_runs_sql(n)
+
+    def next_due_sql(self, n: int) -> str:
+        return (
+            f"SELECT min(wake_at) FROM runs WHERE owner IS NULL AND {UNFINISHED} "
+            f"AND workflow IN ({_marks(n)})"
+        )
+
+    def histories_sql(self, n: int) -> str:
+        return (
+            f"SELECT {HISTORY_COLUMNS} FROM history WHERE run_id IN ({_marks(n)}) "
+            "ORDER BY run_id, pos"
+        )
+
+    def list_runs_sql(self, where: Sequence[str], payloads: bool) -> str:
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        columns = RUN_COLUMNS if payloads else RUN_COLUMNS_NO_PAYLOADS
+        return f"SELECT {columns} FROM runs {clause}ORDER BY created_at DESC, run_id DESC LIMIT ?"
+
+    def list_tasks_sql(self, where: Sequence[str]) -> str:
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return f"SELECT {TASK_COLUMNS} FROM tasks {clause}ORDER BY created_at, task_id LIMIT ?"
