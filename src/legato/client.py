@@ -293,10 +293,11 @@ class AsyncClient:
         data = encode(payload, f"the payload of signal {name!r}", self.max_payload_bytes)
         store = await self._open()
         run, sent = await lifecycle.send_signal(store, run_id, name, data, self._time())
+        if sent:
+            return
         if run is None:
             raise RunNotFound(run_id)
-        if not sent:
-            raise RunFinished(run_id, run.status.value, "more signals")
+        raise RunFinished(run_id, run.status.value, "more signals")
 
     async def list_tasks(
         self,

@@ -202,16 +202,23 @@ async def resume_blocked(store: Store, run_id: str, at: float) -> Run | None:
 async def send_signal(
     store: Store, run_id: str, name: str, payload: bytes | None, at: float
 ) -> tuple[Run | None, bool]:
-    """Send a signal unless the run is unknown or ended: (the run as read, whether sent)."""
+    """Send a signal unless the run is unknown or ended.
+
+    Returns ``(None, True)`` once sent, else ``(the run as read, False)`` (None: unknown).
+    One write when the run is there to receive it: the batch is guarded by "not ended",
+    and only a refused batch costs a read, to say why.
+    """
 
     async def attempt() -> tuple[Run | None, bool]:
-        run = await store.get_run(run_id)
-        if run is None or run.status.is_terminal:
-            return run, False
-        # The guard: the run has not ended since we read it.
-        guard = UpdateRun(run_id, if_status=UNFINISHED)
-        await store.write([guard, *signal_ops(run_id, name, payload, at)])
-        return run, True
+        guard = UpdateRun(run_id, if_status=UNFINISHED)  # the run has not ended
+        try:
+            await store.write([guard, *signal_ops(run_id, name, payload, at)])
+        except ConcurrencyConflict:
+            run = await store.get_run(run_id)
+            if run is None or run.status.is_terminal:
+                return run, False
+            raise  # it moved between the two: try again
+        return None, True
 
     return await _retrying(attempt)
 

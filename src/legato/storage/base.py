@@ -132,7 +132,7 @@ class UpdateRun:
 
 @dataclass(slots=True)
 class NewSignal:
-    """Store a signal for a run (ids grow in the order signals are written)."""
+    """Store a signal for a run (its id is above every earlier signal of that run)."""
 
     run_id: str
     name: str
@@ -182,10 +182,16 @@ class UpdateTask:
 
 Write = NewRun | Append | SetRun | UpdateRun | NewSignal | NewTask | CloseTasks | UpdateTask
 
-BATCH_ORDER = """A batch is applied in the order given, with one freedom: an adapter may apply
-every ``Append`` of the batch before the other ops. Appends touch only the history
-table, which no other op reads, and a colliding append fails the whole batch wherever it
-stands, so the result is the same (tests/contract proves it on every adapter)."""
+BATCH_ORDER = """A batch is applied in the order given for each run: the ops that name one
+``run_id`` take effect in the order they stand. Two freedoms, both unobservable through
+this port (tests/contract proves it on every adapter):
+
+- every ``Append`` may be applied before the other ops: appends touch only the history
+  table, which no other op reads, and a colliding append fails the whole batch wherever
+  it stands;
+- ops of different runs may be applied in another order than given: no op reads or
+  writes another run's row, signals, tasks or history. Signal ids grow in the order of
+  each run's signals; between runs of one batch their order is not defined."""
 
 
 class Store(Protocol):

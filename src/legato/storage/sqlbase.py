@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import groupby
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import orjson
 
@@ -101,51 +101,86 @@ class SqlQueries(Protocol):
     def list_tasks_sql(self, where: Sequence[str]) -> str: ...
 
 
-def update_run_sql(op: UpdateRun, p: str) -> tuple[str, list[Any]]:
-    """The UPDATE for an ``UpdateRun`` (standard SQL), with its parameters.
+def update_run_shape(op: UpdateRun) -> tuple[Any, ...]:
+    """Which changes and conditions ``op`` gives: ops of one shape share one statement."""
+    return (
+        op.status is not None,
+        op.wake_at is not KEEP,
+        op.cancel_requested is not None,
+        op.clear_error,
+        op.updated_at is not None,
+        -1 if op.if_status is None else len(op.if_status),
+        op.if_owner is not None,
+        op.if_unowned,
+        op.if_cancel_requested is not None,
+        op.if_signal_after is not None,
+        op.if_wake_after is not None,
+        op.required,
+    )
 
-    Only the changes and conditions the op gives appear; ``p`` is the parameter marker.
+
+def update_run_sql(shape: tuple[Any, ...], p: str) -> str:
+    """The UPDATE (standard SQL) for ``UpdateRun`` ops of ``shape``; ``p`` marks a parameter.
+
+    Only the changes and conditions of the shape appear; ``update_run_params`` gives the
+    parameters in the same order.
     """
-    sets: list[str] = []
-    params: list[Any] = []
-    if op.status is not None:
-        sets.append(f"status = {p}")
-        params.append(op.status)
-    if op.wake_at is not KEEP:
-        sets.append(f"wake_at = {p}")
-        params.append(op.wake_at)
-    if op.cancel_requested is not None:
-        sets.append(f"cancel_requested = {p}")
-        params.append(int(op.cancel_requested))
-    if op.clear_error:
+    status, wake, cancel, clear, updated, statuses, owner, unowned, flag, signal, later, _ = shape
+    sets = [
+        f"{column} = {p}"
+        for column, present in (
+            ("status", status),
+            ("wake_at", wake),
+            ("cancel_requested", cancel),
+            ("updated_at", updated),
+        )
+        if present
+    ]
+    if clear:
         sets.append("error = NULL")
-    if op.updated_at is not None:
-        sets.append(f"updated_at = {p}")
-        params.append(op.updated_at)
     where = [f"run_id = {p}"]
-    params.append(op.run_id)
-    if op.if_status is not None:
-        where.append(f"status IN ({', '.join([p] * len(op.if_status))})")
-        params.extend(op.if_status)
-    if op.if_owner is not None:
+    if statuses >= 0:
+        where.append(f"status IN ({', '.join([p] * statuses)})")
+    if owner:
         where.append(f"owner = {p}")
-        params.append(op.if_owner)
-    if op.if_unowned:
+    if unowned:
         where.append("owner IS NULL")
-    if op.if_cancel_requested is not None:
+    if flag:
         where.append(f"cancel_requested = {p}")
-        params.append(int(op.if_cancel_requested))
-    if op.if_signal_after is not None:
+    if signal:
         where.append(
             "EXISTS (SELECT 1 FROM signals WHERE signals.run_id = runs.run_id "
             f"AND signals.id > {p})"
         )
+    if later:
+        where.append(f"(wake_at IS NULL OR wake_at > {p})")
+    changes = ", ".join(sets) or "run_id = run_id"  # a pure guard still counts its row
+    return f"UPDATE runs SET {changes} WHERE {' AND '.join(where)}"
+
+
+def update_run_params(op: UpdateRun) -> list[Any]:
+    """The parameters of ``op``'s statement (see ``update_run_sql``)."""
+    params: list[Any] = []
+    if op.status is not None:
+        params.append(op.status)
+    if op.wake_at is not KEEP:
+        params.append(op.wake_at)
+    if op.cancel_requested is not None:
+        params.append(int(op.cancel_requested))
+    if op.updated_at is not None:
+        params.append(op.updated_at)
+    params.append(op.run_id)
+    if op.if_status is not None:
+        params.extend(op.if_status)
+    if op.if_owner is not None:
+        params.append(op.if_owner)
+    if op.if_cancel_requested is not None:
+        params.append(int(op.if_cancel_requested))
+    if op.if_signal_after is not None:
         params.append(op.if_signal_after)
     if op.if_wake_after is not None:
-        where.append(f"(wake_at IS NULL OR wake_at > {p})")
         params.append(op.if_wake_after)
-    changes = ", ".join(sets) or "run_id = run_id"  # a pure guard still counts its row
-    return f"UPDATE runs SET {changes} WHERE {' AND '.join(where)}", params
+    return params
 
 
 def loads(data: bytes | None) -> Any:
@@ -203,6 +238,30 @@ def event_from_row(row: Sequence[Any]) -> HistoryEvent:
     )
 
 
+_NEW_RUN, _SET_RUN, _UPDATE_RUN, _NEW_SIGNAL, _NEW_TASK, _UPDATE_TASK, _CLOSE_TASKS = range(7)
+_KINDS = {
+    NewRun: _NEW_RUN,
+    SetRun: _SET_RUN,
+    UpdateRun: _UPDATE_RUN,
+    NewSignal: _NEW_SIGNAL,
+    NewTask: _NEW_TASK,
+    UpdateTask: _UPDATE_TASK,
+    CloseTasks: _CLOSE_TASKS,
+}
+
+
+def _wave_order(op: Write) -> tuple[int, Any]:
+    """How ops of one wave are grouped: by kind, then (``UpdateRun``) by shape."""
+    kind = _KINDS.get(type(op))
+    if kind is None:
+        raise TypeError(f"not a write op: {op!r}")
+    if kind == _UPDATE_RUN:
+        return kind, update_run_shape(op)  # type: ignore[arg-type]
+    if kind == _SET_RUN:
+        return kind, op.owner is not None  # type: ignore[union-attr]
+    return kind, None
+
+
 def _at(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -211,6 +270,7 @@ class SqlStore:
     """The ``Store`` methods of every SQL adapter, over ``_transact`` and ``_select``."""
 
     queries: SqlQueries
+    _update_sql: ClassVar[dict[tuple[str, tuple[Any, ...]], str]] = {}  # per marker and shape
 
     # -- what the adapter supplies ---------------------------------------------------
 
@@ -229,14 +289,16 @@ class SqlStore:
     # -- writes ----------------------------------------------------------------------
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
-        """Apply ``ops`` in one transaction: every ``Append`` first, then the rest in order.
+        """Apply ``ops`` in one transaction, in order for each run (see ``BATCH_ORDER``).
 
-        Consecutive ops of one kind go to the database as one ``executemany``.
+        Every ``Append`` goes first. The other ops are applied in waves: wave ``k`` holds
+        each run's ``k``-th op, so each run's ops keep their order; within a wave, ops of
+        one kind (and, for ``UpdateRun``, one shape) go to the database as one
+        ``executemany``: a thousand runs parking in one batch cost a handful of statements.
         """
         return await self._transact(lambda conn: self._apply(conn, ops))
 
     def _apply(self, conn: Connection, ops: Sequence[Write]) -> dict[str, str]:
-        q = self.queries
         conflicts: dict[str, str] = {}
         appends = [
             (op.run_id, op.pos, op.kind, op.key, op.name, op.attempt, op.data, op.at)
@@ -245,7 +307,7 @@ class SqlStore:
         ]
         if appends:
             try:
-                conn.executemany(q.append, appends)
+                conn.executemany(self.queries.append, appends)
             except Exception as exc:
                 if not self._is_duplicate(exc):
                     raise
@@ -253,45 +315,59 @@ class SqlStore:
                     f"a history record already exists ({exc}): another worker is "
                     "executing one of these runs"
                 ) from exc
-        for kind, grouped in groupby((op for op in ops if type(op) is not Append), type):
-            group: list[Any] = list(grouped)  # ops of type ``kind``
-            if kind is SetRun:
-                self._set_runs(conn, group)
-            elif kind is NewRun:
-                self._new_runs(conn, group, conflicts)
-            elif kind is UpdateRun:
-                for op in group:
-                    self._update_run(conn, op)
-            elif kind is NewSignal:
-                conn.executemany(
-                    q.insert_signal, [(op.run_id, op.name, op.payload, op.at) for op in group]
-                )
-            elif kind is NewTask:
-                conn.executemany(
-                    q.insert_task,
-                    [
-                        (
-                            op.task_id,
-                            op.run_id,
-                            op.name,
-                            op.data,
-                            op.assignee,
-                            op.form,
-                            op.created_at,
-                            op.due_at,
-                        )
-                        for op in group
-                    ],
-                )
-            elif kind is UpdateTask:
-                for op in group:
-                    self._update_task(conn, op)
-            elif kind is CloseTasks:
-                for op in group:
-                    self._close_tasks(conn, op)
-            else:
-                raise TypeError(f"not a write op: {kind.__name__}")
+        waves: list[list[Write]] = []
+        depth: dict[str, int] = {}
+        for op in ops:
+            if type(op) is not Append:
+                k = depth.get(op.run_id, 0)
+                depth[op.run_id] = k + 1
+                if k == len(waves):
+                    waves.append([])
+                waves[k].append(op)
+        for wave in waves:
+            wave.sort(key=_wave_order)  # stable: ops of one kind keep their order
+            for (kind, _), grouped in groupby(wave, _wave_order):
+                self._apply_group(conn, kind, list(grouped), conflicts)
         return conflicts
+
+    def _apply_group(
+        self, conn: Connection, kind: int, group: list[Any], conflicts: dict[str, str]
+    ) -> None:
+        """Apply ``group``: consecutive ops of one kind (``_KINDS``) and one shape."""
+        q = self.queries
+        if kind == _SET_RUN:
+            self._set_runs(conn, group)
+        elif kind == _NEW_RUN:
+            self._new_runs(conn, group, conflicts)
+        elif kind == _UPDATE_RUN:
+            self._update_runs(conn, group)
+        elif kind == _NEW_SIGNAL:
+            conn.executemany(
+                q.insert_signal, [(op.run_id, op.name, op.payload, op.at) for op in group]
+            )
+        elif kind == _NEW_TASK:
+            conn.executemany(
+                q.insert_task,
+                [
+                    (
+                        op.task_id,
+                        op.run_id,
+                        op.name,
+                        op.data,
+                        op.assignee,
+                        op.form,
+                        op.created_at,
+                        op.due_at,
+                    )
+                    for op in group
+                ],
+            )
+        elif kind == _UPDATE_TASK:
+            for op in group:
+                self._update_task(conn, op)
+        else:
+            for op in group:
+                self._close_tasks(conn, op)
 
     def _new_runs(self, conn: Connection, ops: list[NewRun], conflicts: dict[str, str]) -> None:
         new_runs: dict[str, NewRun] = {}
@@ -346,12 +422,18 @@ class SqlStore:
                     "another owner: another worker took those runs over"
                 )
 
-    def _update_run(self, conn: Connection, op: UpdateRun) -> None:
-        sql, params = update_run_sql(op, self.queries.param)
-        if conn.execute(sql, params).rowcount == 0 and op.required:
+    def _update_runs(self, conn: Connection, ops: list[UpdateRun]) -> None:
+        shape = update_run_shape(ops[0])
+        key = (self.queries.param, shape)
+        sql = self._update_sql.get(key)
+        if sql is None:
+            sql = self._update_sql[key] = update_run_sql(shape, self.queries.param)
+        changed = conn.executemany(sql, [update_run_params(op) for op in ops]).rowcount
+        # executemany's rowcount sums the rows each one changed: one per matching run.
+        if ops[0].required and changed != len(ops):
             raise ConcurrencyConflict(
-                f"run {op.run_id!r} is not as the update expects (unknown, or its status, "
-                "owner or flags moved meanwhile)"
+                f"{len(ops) - changed} of {len(ops)} run updates found their run otherwise "
+                "than they ask (unknown, or its status, owner or flags moved meanwhile)"
             )
 
     def _update_task(self, conn: Connection, op: UpdateTask) -> None:
