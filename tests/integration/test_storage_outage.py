@@ -165,8 +165,8 @@ def test_a_full_disk_is_named_as_such_when_a_large_write_fails(small_disk: Path)
 # -- permissions -------------------------------------------------------------------------
 
 
-def _cannot_run_as_nobody(python: str, env: dict[str, str]) -> str | None:
-    """Why user nobody cannot import this legato with ``python``; None if it can."""
+def _cannot_run_as_nobody(python: str, env: dict[str, str], expected: str) -> str | None:
+    """Why user nobody cannot import legato (from ``expected``) with ``python``; None if it can."""
     try:
         done = subprocess.run(
             [python, "-c", "import legato; print(legato.__file__)"],
@@ -182,53 +182,61 @@ def _cannot_run_as_nobody(python: str, env: dict[str, str]) -> str | None:
         return str(exc)
     if done.returncode != 0:
         return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "it exited 1"
-    if done.stdout.strip() != legato.__file__:
-        return f"it imports legato from {done.stdout.strip()}, not {legato.__file__}"
+    if done.stdout.strip() != expected:
+        return f"it imports legato from {done.stdout.strip()}, not {expected}"
     return None
 
 
 @contextlib.contextmanager
 def interpreter_seen_by_nobody(place: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """This venv's interpreter and environment, for user nobody to run.
+    """This venv's interpreter, its packages and this legato, for user nobody to run.
 
-    pyenv and uv keep the interpreter under /root (mode 700), out of nobody's reach: a
-    read-only bind mount of it under ``place``, and a venv beside it that points there and
-    at this venv's site-packages, show nobody the same files. Nothing is copied.
+    pyenv and uv keep the interpreter under /root (mode 700), and a checkout may sit in a
+    directory only root may enter (CI clones into a mktemp one): read-only bind mounts of
+    the interpreter, this venv's site-packages and legato's source under ``place``, and a
+    venv beside them that points there, show nobody the same files. Nothing is copied.
     """
     env = dict(os.environ)
-    why = _cannot_run_as_nobody(sys.executable, env)
-    if why is None:
+    if _cannot_run_as_nobody(sys.executable, env, legato.__file__) is None:
         yield sys.executable, env
         return
-    base = place / "python"
-    base.mkdir()
-    subprocess.run(["mount", "--bind", "-o", "ro", sys.base_prefix, base], check=True)
+    site = Path(sysconfig.get_path("purelib"))
+    source = Path(legato.__file__).resolve().parent.parent  # the directory holding legato/
+    mounts = {"python": Path(sys.base_prefix), "site": site, "src": source}
+    mounted: list[Path] = []
     venv = place / "venv"
     try:
+        for name, what in mounts.items():
+            point = place / name
+            point.mkdir()
+            mounted.append(point)
+            subprocess.run(["mount", "--bind", "-o", "ro", str(what), str(point)], check=True)
+        base = place / "python"
         real = Path(os.path.realpath(sys.executable)).relative_to(sys.base_prefix)
-        site = Path(sysconfig.get_path("purelib"))  # legato is installed here (editable)
         (venv / site.relative_to(sys.prefix)).parent.mkdir(parents=True)
-        (venv / site.relative_to(sys.prefix)).symlink_to(site)
+        (venv / site.relative_to(sys.prefix)).symlink_to(place / "site")
         (venv / "bin").mkdir()
         (venv / "bin" / "python").symlink_to(base / real)
         (venv / "pyvenv.cfg").write_text(
             f"home = {base / real.parent}\ninclude-system-site-packages = false\n"
         )
         env["LD_LIBRARY_PATH"] = str(base / "lib")  # its RUNPATH names the path under /root
+        env["PYTHONPATH"] = str(place / "src")  # ahead of the editable install's finder
         python = str(venv / "bin" / "python")
-        still = _cannot_run_as_nobody(python, env)
+        expected = str(place / "src" / Path(legato.__file__).resolve().relative_to(source))
+        still = _cannot_run_as_nobody(python, env, expected)
         if still is not None:
             pytest.fail(
-                f"user nobody cannot run {sys.executable} ({why}), nor through a bind mount "
-                f"of {sys.base_prefix} ({still}): these tests need the interpreter and the "
-                "legato checkout readable by others"
+                f"user nobody cannot run {sys.executable} and import this legato, even "
+                f"through bind mounts of {', '.join(map(str, mounts.values()))} ({still})"
             )
         yield python, env
     finally:
-        # Unmounted before anything is removed, and rmdir, not rmtree, on the mount point:
-        # a removal that went through the mount would delete the interpreter.
-        subprocess.run(["umount", str(base)], check=True)
-        base.rmdir()
+        # Unmounted before anything is removed, and rmdir, not rmtree, on a mount point:
+        # a removal that went through a mount would delete what it shows.
+        for point in reversed(mounted):
+            subprocess.run(["umount", str(point)], check=True)
+            point.rmdir()
         shutil.rmtree(venv, ignore_errors=True)  # symlinks and one file of ours
 
 
