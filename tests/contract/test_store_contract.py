@@ -2,79 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-import orjson
 import pytest
 
 from legato.errors import ConcurrencyConflict
-from legato.model import EventKind, RunStatus
-from legato.storage.base import Append, NewRun, SetRun, Store
-
-T0 = 1_900_000_000.0
-
-
-def at(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def new_run(
-    run_id: str,
-    *,
-    workflow: str = "wf",
-    status: str = "running",
-    created: float = T0,
-    owner: str | None = None,
-    deadline: float | None = None,
-    args: list[object] | None = None,
-) -> NewRun:
-    return NewRun(
-        run_id,
-        workflow,
-        status,
-        orjson.dumps(args if args is not None else [run_id]),
-        created,
-        deadline,
-        owner,
-    )
-
-
-def append(
-    run_id: str,
-    pos: int,
-    kind: EventKind = EventKind.STEP_STARTED,
-    *,
-    key: str | None = "1",
-    name: str | None = "a",
-    attempt: int = 1,
-    data: object = None,
-    ts: float = T0,
-) -> Append:
-    encoded = None if data is None else orjson.dumps(data)
-    return Append(run_id, pos, kind.value, key, name, attempt, encoded, ts)
-
-
-def set_run(
-    run_id: str,
-    status: str,
-    *,
-    output: object = None,
-    error: object = None,
-    ts: float = T0 + 1,
-    wake_at: float | None = None,
-    release: bool = False,
-    owner: str | None = None,
-) -> SetRun:
-    return SetRun(
-        run_id,
-        status,
-        None if output is None else orjson.dumps(output),
-        None if error is None else orjson.dumps(error),
-        ts,
-        wake_at,
-        release=release,
-        owner=owner,
-    )
+from legato.model import EventKind, Run, RunStatus
+from legato.model.runs import TERMINAL_STATUSES
+from legato.storage.base import NewRun, Store, UpdateRun
+from tests.contract.ops import T0, append, at, new_run, set_run
 
 
 async def test_opening_an_open_store_again_keeps_its_data(store: Store) -> None:
@@ -466,7 +400,7 @@ async def test_release_a_subset_of_runs(store: Store) -> None:
     await _claimable_world(store)
     await store.claim_runs("me", T0 + 50, 100, ["wf"])
     assert await store.release_runs("me", ["pending", "owned", "nope"]) == 1
-    owners = {r.run_id: r.owner for r in await store.list_runs()}
+    owners: dict[str, str | None] = {r.run_id: r.owner for r in await store.list_runs()}
     assert owners["pending"] is None
     assert owners["free"] == owners["due"] == "me"
     assert owners["owned"] == "other"
@@ -484,67 +418,13 @@ async def test_cancel_requests_lists_flagged_unfinished_runs_of_the_worker(store
             new_run("ended", owner="me"),
         ]
     )
-    for run_id in ("mine", "theirs", "ended"):
-        await store.request_cancel(run_id, T0 + 1)
+    await store.write(
+        [UpdateRun(run_id, cancel_requested=True) for run_id in ("mine", "theirs", "ended")]
+    )
     await store.write([set_run("ended", "completed")])
     assert await store.cancel_requests("me") == ["mine"]
     assert await store.cancel_requests("other") == ["theirs"]
     assert await store.cancel_requests("nobody") == []
-
-
-async def test_request_cancel_of_pending_unowned_run_cancels_it_outright(store: Store) -> None:
-    await store.write(
-        [
-            new_run("r1", status="pending"),
-            append("r1", 1, EventKind.RUN_STARTED, key=None, name=None),
-        ]
-    )
-    run = await store.request_cancel("r1", T0 + 5)
-    assert run is not None
-    assert run.status is RunStatus.CANCELLED and run.cancel_requested
-    stored = await store.get_run("r1")
-    assert stored is not None and stored.status is RunStatus.CANCELLED
-    history = await store.history("r1")
-    assert [(e.pos, e.kind) for e in history] == [
-        (1, EventKind.RUN_STARTED),
-        (2, EventKind.CANCEL_REQUESTED),
-        (3, EventKind.RUN_CANCELLED),
-    ]
-    assert history[-1].at == at(T0 + 5)
-    # A cancelled run is finished: nobody may claim it.
-    assert await store.claim_runs("me", T0 + 10, 10, ["wf"]) == []
-
-
-async def test_request_cancel_of_owned_run_only_sets_the_flag(store: Store) -> None:
-    await store.write([new_run("r1", owner="w1"), append("r1", 1)])
-    run = await store.request_cancel("r1", T0 + 5)
-    assert run is not None
-    assert run.status is RunStatus.RUNNING and run.cancel_requested
-    assert [e.pos for e in await store.history("r1")] == [1]
-    assert await store.cancel_requests("w1") == ["r1"]
-
-
-async def test_request_cancel_of_owned_pending_run_only_sets_the_flag(store: Store) -> None:
-    await store.write([new_run("r1", status="pending", owner="w1")])
-    run = await store.request_cancel("r1", T0 + 5)
-    assert run is not None
-    assert run.status is RunStatus.PENDING and run.cancel_requested
-    assert await store.history("r1") == []
-
-
-async def test_request_cancel_of_terminal_run_changes_nothing(store: Store) -> None:
-    await store.write([new_run("r1"), append("r1", 1), set_run("r1", "completed", output=1)])
-    before = await store.get_run("r1")
-    run = await store.request_cancel("r1", T0 + 5)
-    assert run == before
-    assert run is not None and run.status is RunStatus.COMPLETED and not run.cancel_requested
-    assert await store.get_run("r1") == before
-    assert [e.pos for e in await store.history("r1")] == [1]
-
-
-async def test_request_cancel_of_unknown_run_is_none(store: Store) -> None:
-    assert await store.request_cancel("nope", T0) is None
-    assert await store.get_run("nope") is None
 
 
 # -- workers and workflows ----
@@ -657,8 +537,8 @@ async def test_register_workflows_lists_names_once_sorted(store: Store) -> None:
 async def test_list_runs_without_payloads_reads_no_input_or_output(store: Store) -> None:
     await store.write([new_run("r1", args=["x" * 1000]), new_run("r2", created=T0 + 1)])
     await store.write([set_run("r1", "completed", output="big result")])
-    full = {r.run_id: r for r in await store.list_runs()}
-    bare = {r.run_id: r for r in await store.list_runs(payloads=False)}
+    full: dict[str, Run] = {r.run_id: r for r in await store.list_runs()}
+    bare: dict[str, Run] = {r.run_id: r for r in await store.list_runs(payloads=False)}
     assert list(bare) == list(full) == ["r2", "r1"]
     assert full["r1"].input == ["x" * 1000] and full["r1"].output == "big result"
     assert (bare["r1"].input, bare["r1"].output) == (None, None)
@@ -675,3 +555,138 @@ async def test_check_location_of_an_open_store_passes(store: Store) -> None:
     await store.check_location()
     await store.write([new_run("r1")])
     await store.check_location()
+
+
+async def test_close_twice_is_safe(store: Store) -> None:
+    await store.close()
+    await store.close()
+
+
+# -- due runs ----
+
+
+async def test_new_run_is_due_at_once_and_keeps_its_parent(store: Store) -> None:
+    await store.write([new_run("child", created=T0 + 3, parent="p1"), new_run("top")])
+    child, top = await store.get_run("child"), await store.get_run("top")
+    assert child is not None and top is not None
+    assert (child.wake_at, child.parent_run_id) == (at(T0 + 3), "p1")
+    assert top.parent_run_id is None
+
+
+async def test_next_due_is_the_earliest_wake_at_of_runs_that_may_be_claimed(
+    store: Store,
+) -> None:
+    await store.write([new_run("late"), new_run("early"), new_run("foreign", workflow="other")])
+    await store.write(
+        [
+            set_run("late", "sleeping", wake_at=T0 + 50),
+            set_run("early", "sleeping", wake_at=T0 + 20),
+            set_run("foreign", "sleeping", wake_at=T0 + 10),
+        ]
+    )
+    assert await store.next_due(["wf"]) == T0 + 20
+    assert await store.next_due(["wf", "other"]) == T0 + 10
+    assert await store.next_due(["other", "nobody"]) == T0 + 10
+
+
+@pytest.mark.parametrize(
+    "ignored",
+    [
+        new_run("x", owner="w1"),
+        new_run("x", workflow="other"),
+        *(new_run("x", status=s.value) for s in sorted(TERMINAL_STATUSES)),
+    ],
+    ids=lambda op: f"owner={op.owner}-workflow={op.workflow}-status={op.status}",
+)
+async def test_next_due_ignores_owned_finished_and_foreign_runs(
+    store: Store, ignored: NewRun
+) -> None:
+    await store.write([ignored, new_run("due")])  # ``ignored`` is due earlier, at T0
+    await store.write([set_run("due", "sleeping", wake_at=T0 + 20)])
+    assert await store.next_due(["wf"]) == T0 + 20
+
+
+async def test_next_due_ignores_runs_waiting_only_for_an_event(store: Store) -> None:
+    await store.write([new_run("r1")])
+    await store.write([set_run("r1", "waiting", wake_at=None)])
+    assert await store.next_due(["wf"]) is None
+
+
+async def test_next_due_with_nothing_to_claim_is_none(store: Store) -> None:
+    assert await store.next_due(["wf"]) is None
+    await store.write([new_run("r1")])
+    assert await store.next_due([]) is None
+
+
+async def test_claim_takes_the_earliest_due_first(store: Store) -> None:
+    await store.register_worker("me", "h", 1, T0)
+    await store.write([new_run("created-first", created=T0), new_run("due-first", created=T0 + 1)])
+    await store.write(
+        [
+            set_run("created-first", "sleeping", wake_at=T0 + 30),
+            set_run("due-first", "sleeping", wake_at=T0 + 10),
+        ]
+    )
+    assert [r.run_id for r in await store.claim_runs("me", T0 + 40, 1, ["wf"])] == ["due-first"]
+
+
+async def test_claim_takes_a_run_due_exactly_now_but_not_one_due_later(store: Store) -> None:
+    await store.register_worker("me", "h", 1, T0)
+    await store.write([new_run("now"), new_run("soon")])
+    await store.write(
+        [set_run("now", "sleeping", wake_at=T0 + 10), set_run("soon", "sleeping", wake_at=T0 + 11)]
+    )
+    assert [r.run_id for r in await store.claim_runs("me", T0 + 10, 10, ["wf"])] == ["now"]
+
+
+async def test_claim_leaves_a_run_that_waits_only_for_an_event(store: Store) -> None:
+    await store.register_worker("me", "h", 1, T0)
+    await store.write([new_run("r1")])
+    await store.write([set_run("r1", "waiting", wake_at=None)])
+    assert await store.claim_runs("me", T0 + 1_000_000, 10, ["wf"]) == []
+
+
+async def test_releasing_or_removing_unknown_workers_releases_nothing(store: Store) -> None:
+    await store.register_worker("w1", "h", 1, T0)
+    await store.write([new_run("r1", owner="w1")])
+    assert await store.release_runs("ghost") == 0
+    assert await store.release_runs("w1", []) == 0
+    assert await store.remove_workers(["ghost"]) == 0
+    assert await store.remove_workers([]) == 0
+    run = await store.get_run("r1")
+    assert run is not None and run.owner == "w1"
+    assert [w.worker_id for w in await store.list_workers()] == ["w1"]
+
+
+# -- last_pos ----
+
+
+async def test_last_pos_of_an_unknown_run_or_one_without_history_is_zero(store: Store) -> None:
+    await store.write([new_run("r1"), new_run("r2"), append("r2", 1)])
+    assert await store.last_pos("nope") == 0
+    assert await store.last_pos("r1") == 0
+
+
+async def test_last_pos_is_the_highest_pos_of_the_run(store: Store) -> None:
+    await store.write([new_run("r1"), new_run("r2"), append("r1", 3), append("r1", 1)])
+    await store.write([append("r1", 7), append("r2", 9)])
+    assert await store.last_pos("r1") == 7
+    assert await store.last_pos("r2") == 9
+
+
+async def test_last_pos_does_not_count_a_batch_that_conflicted(store: Store) -> None:
+    await store.write([new_run("r1"), append("r1", 1)])
+    with pytest.raises(ConcurrencyConflict):
+        await store.write([append("r1", 2), append("r1", 3), append("r1", 1)])
+    assert await store.last_pos("r1") == 1
+
+
+# -- workers ----
+
+
+async def test_registering_a_worker_again_keeps_its_start(store: Store) -> None:
+    await store.register_worker("w1", "host-a", 101, T0)
+    await store.register_worker("w1", "host-b", 202, T0 + 20)
+    [worker] = await store.list_workers()
+    assert (worker.host, worker.pid, worker.started_at) == ("host-a", 101, at(T0))
+    assert worker.heartbeat_at == at(T0 + 20)
