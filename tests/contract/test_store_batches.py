@@ -11,7 +11,6 @@ import pytest
 from legato.errors import ConcurrencyConflict
 from legato.model import RunStatus, TaskStatus
 from legato.storage.base import Store, UpdateRun, Write
-from legato.storage.sqlbase import SqlStore
 from tests.contract.ops import (
     T0,
     append,
@@ -221,16 +220,8 @@ async def test_second_update_of_one_task_in_a_batch_conflicts(store: Store) -> N
 
 
 async def test_new_task_of_an_id_that_another_run_opened_earlier_in_the_batch_is_ignored(
-    store: Store, request: pytest.FixtureRequest
+    store: Store,
 ) -> None:
-    request.applymarker(
-        pytest.mark.xfail(
-            isinstance(store, SqlStore),
-            reason="SqlStore applies ops in waves per run: r2's NewTask (wave 0) goes "
-            "before r1's (wave 1), though both name task 't'",
-            strict=True,
-        )
-    )
     # Task ids are global: the first NewTask of an id wins, whichever run it names.
     await store.write([new_run("r1"), new_run("r2")])
     await store.write(

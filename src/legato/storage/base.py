@@ -189,9 +189,10 @@ this port (tests/contract proves it on every adapter):
 - every ``Append`` may be applied before the other ops: appends touch only the history
   table, which no other op reads, and a colliding append fails the whole batch wherever
   it stands;
-- ops of different runs may be applied in another order than given: no op reads or
-  writes another run's row, signals, tasks or history. Signal ids grow in the order of
-  each run's signals; between runs of one batch their order is not defined."""
+- ops of different runs may be applied in another order than given, except ops that
+  name the same task id: no other op reads or writes another run's row, signals, tasks
+  or history. Signal ids grow in the order of each run's signals; between runs of one
+  batch their order is not defined."""
 
 
 class Store(Protocol):

@@ -230,7 +230,7 @@ class MemoryStore:
                 signals.append(
                     Signal(self._signal_ids, op.run_id, op.name, _loads(op.payload), when)
                 )
-                undo.append(partial(_drop_last, signals))  # ids are not reused, as in SQL
+                undo.append(partial(_drop_last, signals))  # its id is not given again
             elif type(op) is NewTask:
                 if op.task_id not in self._tasks:
                     self._tasks[op.task_id] = _TaskRow(

@@ -139,8 +139,10 @@ def update_run_sql(shape: tuple[Any, ...], p: str) -> str:
     if clear:
         sets.append("error = NULL")
     where = [f"run_id = {p}"]
-    if statuses >= 0:
+    if statuses > 0:
         where.append(f"status IN ({', '.join([p] * statuses)})")
+    elif statuses == 0:
+        where.append("1 = 0")  # no status matches an empty list (and IN () is not SQL)
     if owner:
         where.append(f"owner = {p}")
     if unowned:
@@ -292,7 +294,8 @@ class SqlStore:
         """Apply ``ops`` in one transaction, in order for each run (see ``BATCH_ORDER``).
 
         Every ``Append`` goes first. The other ops are applied in waves: wave ``k`` holds
-        each run's ``k``-th op, so each run's ops keep their order; within a wave, ops of
+        each run's ``k``-th op (an op on a task also comes after the earlier ops on that
+        task id), so each run's ops keep their order; within a wave, ops of
         one kind (and, for ``UpdateRun``, one shape) go to the database as one
         ``executemany``: a thousand runs parking in one batch cost a handful of statements.
         """
@@ -316,14 +319,19 @@ class SqlStore:
                     "executing one of these runs"
                 ) from exc
         waves: list[list[Write]] = []
-        depth: dict[str, int] = {}
+        depth: dict[Any, int] = {}  # run id (or task id): the wave its next op goes in
         for op in ops:
-            if type(op) is not Append:
-                k = depth.get(op.run_id, 0)
-                depth[op.run_id] = k + 1
-                if k == len(waves):
-                    waves.append([])
-                waves[k].append(op)
+            if type(op) is Append:
+                continue
+            k = depth.get(op.run_id, 0)
+            if type(op) is NewTask or type(op) is UpdateTask:
+                task = ("task", op.task_id)  # one row, whichever run names it
+                k = max(k, depth.get(task, 0))
+                depth[task] = k + 1
+            depth[op.run_id] = k + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append(op)
         for wave in waves:
             wave.sort(key=_wave_order)  # stable: ops of one kind keep their order
             for (kind, _), grouped in groupby(wave, _wave_order):
