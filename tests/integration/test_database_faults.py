@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.fixtures.disks import tmpfs
 
 import legato
 from legato.errors import StorageError
@@ -112,18 +113,8 @@ async def test_an_upkeep_outage_is_logged_once_and_upkeep_resumes(
 @pytest.fixture
 def small_disk(tmp_path: Path):
     """A 512 KiB tmpfs of our own (the tests run as root, as CI does)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, f"these tests need root to mount a tmpfs: {done.stderr}"
-    try:
+    with tmpfs(tmp_path / "disk", "512k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from tests.fixtures.disks import tmpfs
 
 import legato
 from legato.errors import StorageError
@@ -42,18 +43,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     Big enough that SQLite's WAL never reaches its first checkpoint (1000 pages) before
     the disk is filled: every commit after that must grow the WAL, so it fails.
     """
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, f"these tests need root to mount a tmpfs: {done.stderr}"
-    try:
+    with tmpfs(tmp_path / "disk", "4m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(disk: Path) -> Path:
