@@ -240,6 +240,8 @@ def event_from_row(row: Sequence[Any]) -> HistoryEvent:
     )
 
 
+_SMALL_BATCH = 8
+"""Ops in a batch below which waves cost more than they save: applied one by one."""
 _NEW_RUN, _SET_RUN, _UPDATE_RUN, _NEW_SIGNAL, _NEW_TASK, _UPDATE_TASK, _CLOSE_TASKS = range(7)
 _KINDS = {
     NewRun: _NEW_RUN,
@@ -318,6 +320,11 @@ class SqlStore:
                     f"a history record already exists ({exc}): another worker is "
                     "executing one of these runs"
                 ) from exc
+        if len(ops) <= _SMALL_BATCH:  # a signal, a cancel, an answer: just in order
+            for op in ops:
+                if type(op) is not Append:
+                    self._apply_group(conn, _wave_order(op)[0], [op], conflicts)
+            return conflicts
         waves: list[list[Write]] = []
         depth: dict[Any, int] = {}  # run id (or task id): the wave its next op goes in
         for op in ops:
