@@ -14,15 +14,11 @@ The connection a transaction body receives speaks DB-API: ``execute(sql, params)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any, ClassVar, Protocol, TypeVar
 
-import orjson
-
 from legato.errors import ConcurrencyConflict
-from legato.model import EventKind, HistoryEvent, Run, RunStatus, Signal, Task, TaskStatus
-from legato.model.ids import RunId
+from legato.model import HistoryEvent, Run, Signal, Task
 from legato.storage.base import (
     KEEP,
     Append,
@@ -35,22 +31,17 @@ from legato.storage.base import (
     UpdateTask,
     WorkerInfo,
     Write,
-    to_datetime,
+)
+from legato.storage.sqlrows import (
+    at_time,
+    event_from_row,
+    loads,
+    run_from_row,
+    task_from_row,
 )
 
 T = TypeVar("T")
 
-RUN_COLUMNS = (
-    "run_id, workflow, status, input, output, error, created_at, updated_at, "
-    "deadline_at, wake_at, owner, cancel_requested, parent_run_id"
-)
-RUN_COLUMNS_NO_PAYLOADS = RUN_COLUMNS.replace("input, output,", "NULL, NULL,", 1)
-"""The same columns, with NULL for the two that may be large."""
-TASK_COLUMNS = (
-    "task_id, run_id, name, data, assignee, form, status, response, created_at, due_at, "
-    "completed_at"
-)
-HISTORY_COLUMNS = "run_id, pos, kind, key, name, attempt, data, at"
 CHUNK = 500
 """Ids per ``IN (...)`` list: well under every dialect's limit on parameters."""
 
@@ -185,61 +176,6 @@ def update_run_params(op: UpdateRun) -> list[Any]:
     return params
 
 
-def loads(data: bytes | None) -> Any:
-    """A JSON column's value (None stays None)."""
-    return None if data is None else orjson.loads(data)
-
-
-def run_from_row(row: Sequence[Any]) -> Run:
-    """A ``Run`` from a row of ``RUN_COLUMNS``."""
-    return Run(
-        run_id=RunId(row[0]),
-        workflow=row[1],
-        status=RunStatus(row[2]),
-        input=loads(row[3]),
-        output=loads(row[4]),
-        error=loads(row[5]),
-        created_at=to_datetime(row[6]),  # type: ignore[arg-type]  # NOT NULL column
-        updated_at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
-        deadline_at=to_datetime(row[8]),
-        wake_at=to_datetime(row[9]),
-        owner=row[10],
-        cancel_requested=bool(row[11]),
-        parent_run_id=row[12],
-    )
-
-
-def task_from_row(row: Sequence[Any]) -> Task:
-    """A ``Task`` from a row of ``TASK_COLUMNS``."""
-    return Task(
-        task_id=row[0],
-        run_id=row[1],
-        name=row[2],
-        data=loads(row[3]),
-        assignee=row[4],
-        form=loads(row[5]),
-        status=TaskStatus(row[6]),
-        response=loads(row[7]),
-        created_at=to_datetime(row[8]),  # type: ignore[arg-type]  # NOT NULL column
-        due_at=to_datetime(row[9]),
-        completed_at=to_datetime(row[10]),
-    )
-
-
-def event_from_row(row: Sequence[Any]) -> HistoryEvent:
-    """A ``HistoryEvent`` from a row of ``HISTORY_COLUMNS``."""
-    return HistoryEvent(
-        run_id=row[0],
-        pos=row[1],
-        kind=EventKind(row[2]),
-        key=row[3],
-        name=row[4],
-        attempt=row[5],
-        data=loads(row[6]),
-        at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
-    )
-
-
 _SMALL_BATCH = 8
 """Ops in a batch below which waves cost more than they save: applied one by one."""
 _NEW_RUN, _SET_RUN, _UPDATE_RUN, _NEW_SIGNAL, _NEW_TASK, _UPDATE_TASK, _CLOSE_TASKS = range(7)
@@ -264,10 +200,6 @@ def _wave_order(op: Write) -> tuple[int, Any]:
     if kind == _SET_RUN:
         return kind, op.owner is not None  # type: ignore[union-attr]
     return kind, None
-
-
-def _at(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
 
 
 class SqlStore:
@@ -323,7 +255,7 @@ class SqlStore:
         if len(ops) <= _SMALL_BATCH:  # a signal, a cancel, an answer: just in order
             for op in ops:
                 if type(op) is not Append:
-                    self._apply_group(conn, _wave_order(op)[0], [op], conflicts)
+                    self._apply_group(conn, _KINDS[type(op)], [op], conflicts)
             return conflicts
         waves: list[list[Write]] = []
         depth: dict[Any, int] = {}  # run id (or task id): the wave its next op goes in
@@ -579,12 +511,12 @@ class SqlStore:
     async def list_workers(self) -> list[WorkerInfo]:
         """Every registered worker."""
         rows = await self._select(self.queries.list_workers)
-        return [WorkerInfo(r[0], r[1], r[2], _at(r[3]), _at(r[4])) for r in rows]
+        return [WorkerInfo(r[0], r[1], r[2], at_time(r[3]), at_time(r[4])) for r in rows]
 
     async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
         """A run's signals with ids above ``after_id``, in delivery order."""
         rows = await self._select(self.queries.signals, (run_id, after_id))
-        return [Signal(r[0], r[1], r[2], loads(r[3]), _at(r[4])) for r in rows]
+        return [Signal(r[0], r[1], r[2], loads(r[3]), at_time(r[4])) for r in rows]
 
     async def get_task(self, task_id: str) -> Task | None:
         """The task with this id, or None."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from legato.model.runs import TERMINAL_STATUSES
-from legato.storage.sqlbase import (
+from legato.storage.sqlrows import (
     HISTORY_COLUMNS,
     RUN_COLUMNS,
     RUN_COLUMNS_NO_PAYLOADS,

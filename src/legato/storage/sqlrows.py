@@ -1,0 +1,88 @@
+"""How SQL rows become models: the column lists every SQL adapter selects, and converters.
+
+Shared by ``sqlbase`` (the reads) and each dialect's named queries (the column lists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from legato.model import EventKind, HistoryEvent, Run, RunStatus, Task, TaskStatus
+from legato.model.ids import RunId
+from legato.storage.base import to_datetime
+
+RUN_COLUMNS = (
+    "run_id, workflow, status, input, output, error, created_at, updated_at, "
+    "deadline_at, wake_at, owner, cancel_requested, parent_run_id"
+)
+RUN_COLUMNS_NO_PAYLOADS = RUN_COLUMNS.replace("input, output,", "NULL, NULL,", 1)
+"""The same columns, with NULL for the two that may be large."""
+TASK_COLUMNS = (
+    "task_id, run_id, name, data, assignee, form, status, response, created_at, due_at, "
+    "completed_at"
+)
+HISTORY_COLUMNS = "run_id, pos, kind, key, name, attempt, data, at"
+
+
+def loads(data: bytes | None) -> Any:
+    """A JSON column's value (None stays None)."""
+    return None if data is None else orjson.loads(data)
+
+
+def run_from_row(row: Sequence[Any]) -> Run:
+    """A ``Run`` from a row of ``RUN_COLUMNS``."""
+    return Run(
+        run_id=RunId(row[0]),
+        workflow=row[1],
+        status=RunStatus(row[2]),
+        input=loads(row[3]),
+        output=loads(row[4]),
+        error=loads(row[5]),
+        created_at=to_datetime(row[6]),  # type: ignore[arg-type]  # NOT NULL column
+        updated_at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
+        deadline_at=to_datetime(row[8]),
+        wake_at=to_datetime(row[9]),
+        owner=row[10],
+        cancel_requested=bool(row[11]),
+        parent_run_id=row[12],
+    )
+
+
+def task_from_row(row: Sequence[Any]) -> Task:
+    """A ``Task`` from a row of ``TASK_COLUMNS``."""
+    return Task(
+        task_id=row[0],
+        run_id=row[1],
+        name=row[2],
+        data=loads(row[3]),
+        assignee=row[4],
+        form=loads(row[5]),
+        status=TaskStatus(row[6]),
+        response=loads(row[7]),
+        created_at=to_datetime(row[8]),  # type: ignore[arg-type]  # NOT NULL column
+        due_at=to_datetime(row[9]),
+        completed_at=to_datetime(row[10]),
+    )
+
+
+def event_from_row(row: Sequence[Any]) -> HistoryEvent:
+    """A ``HistoryEvent`` from a row of ``HISTORY_COLUMNS``."""
+    return HistoryEvent(
+        run_id=row[0],
+        pos=row[1],
+        kind=EventKind(row[2]),
+        key=row[3],
+        name=row[4],
+        attempt=row[5],
+        data=loads(row[6]),
+        at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
+    )
+
+
+def at_time(ts: float) -> datetime:
+    """A NOT NULL time column as an aware datetime."""
+    return datetime.fromtimestamp(ts, UTC)
