@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from legato.errors import ConcurrencyConflict
-from legato.model import EventKind, Run, RunStatus, Task, TaskStatus
+from legato.model import Run, RunStatus, Task, TaskStatus, records
 from legato.model.waits import TASK_SIGNAL_PREFIX
 from legato.storage.base import (
     Append,
@@ -150,8 +150,8 @@ async def request_cancel(store: Store, run_id: str, at: float) -> Run | None:
                     wake_at=None,
                     updated_at=at,
                 ),
-                Append(run_id, pos + 1, EventKind.CANCEL_REQUESTED.value, None, None, 0, None, at),
-                Append(run_id, pos + 2, EventKind.RUN_CANCELLED.value, None, None, 0, None, at),
+                Append(run_id, pos + 1, *records.CancelRequested().stored(), at),
+                Append(run_id, pos + 2, *records.RunCancelled().stored(), at),
             ]
         else:  # parked: wake it, so that a worker claims it and cancels it
             ops = [
@@ -191,7 +191,7 @@ async def resume_blocked(store: Store, run_id: str, at: float) -> Run | None:
                     wake_at=at,
                     updated_at=at,
                 ),
-                Append(run_id, pos + 1, EventKind.RUN_RESUMED.value, None, None, 0, None, at),
+                Append(run_id, pos + 1, *records.RunResumed().stored(), at),
             ]
         )
         return await store.get_run(run_id)

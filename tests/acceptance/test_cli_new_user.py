@@ -292,7 +292,7 @@ def test_history_is_one_line_per_record_at_80_columns(demo_database: Cli) -> Non
     assert "#2 create_enrollment" in failed
     assert "CourseFull: course" in failed  # the data, cut to the width left
     wide = run(demo_database, "runs", "history", run_id, columns=200).stdout
-    assert "CourseFull: course rust-301 is full, attempts=1" in wide
+    assert "CourseFull: course rust-301 is full; gave up after 1 attempt" in wide
 
 
 def test_history_json_has_the_raw_records(demo_database: Cli) -> None:

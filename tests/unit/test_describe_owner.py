@@ -34,8 +34,13 @@ def worker(heartbeat_ago: float, worker_id: str = "w-1") -> WorkerInfo:
 
 
 def record(pos: int, kind: EventKind, attempt: int = 1) -> HistoryEvent:
+    data = (
+        {"result": "ok", "started_at": NOW.timestamp()}
+        if kind is EventKind.STEP_COMPLETED
+        else None
+    )
     return HistoryEvent(
-        run_id="r-1", pos=pos, kind=kind, key="1", name="charge", attempt=attempt, data={}, at=NOW
+        run_id="r-1", pos=pos, kind=kind, key="1", name="charge", attempt=attempt, data=data, at=NOW
     )
 
 

@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from legato.model import HistoryEvent, RunStatus, Task, TaskStatus
+from legato.model import HistoryEvent, RunStatus, Task, TaskStatus, records
 from legato.model.description import RunDescription
 
 _STATUS_STYLES = {
@@ -236,28 +236,65 @@ def description_view(
     return Panel(Group(*parts), title=f"run {d.run_id}", title_align="left", expand=False)
 
 
-_NOISE = frozenset({"started_at"})
-"""Data keys left out of the one-line summary (the record's own time is shown)."""
+def _clock(ts: float, day: datetime) -> str:
+    """A ``data`` time (Unix seconds) in local time, with its date if not ``day``'s."""
+    when = datetime.fromtimestamp(ts).astimezone()
+    return when.strftime("%H:%M:%S" if when.date() == day.date() else "%Y-%m-%d %H:%M:%S")
 
 
-def _data_summary(data: Any, limit: int) -> str:
-    """A record's data in a few words: an error as ``Type: message``, then ``key=value``."""
-    if data is None:
-        return ""
-    if not isinstance(data, dict):
-        text = _json_line(data, limit)
-    else:
-        fields = dict(data)
-        if isinstance(fields.get("error"), dict):
-            # An error nested under "error" reads like one recorded at the top.
-            fields = {**fields.pop("error"), **fields}
-        parts = []
-        if "type" in fields and "message" in fields:
-            kind = str(fields.pop("type")).rpartition(".")[2]
-            parts.append(f"{kind}: {fields.pop('message')}")
-        parts += [f"{k}={_json_line(v, 60)}" for k, v in fields.items() if k not in _NOISE]
-        text = ", ".join(parts)
-    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+def _error(type_: str, message: str) -> str:
+    return f"{type_.rpartition('.')[2]}: {message}"
+
+
+def record_summary(record: records.Record, at: datetime) -> str:
+    """A typed history record in a few words (the CLI's one-line view of its data)."""
+    match record:
+        case records.AttemptFailed():
+            text = _error(record.type, record.message)
+            if record.final or record.retry_at is None:
+                plural = "" if record.attempts == 1 else "s"
+                return f"{text}; gave up after {record.attempts} attempt{plural}"
+            return (
+                f"{text}; retry at {_clock(record.retry_at, at)} "
+                f"(attempt {record.attempt + 1} of {record.max_attempts})"
+            )
+        case records.RunFailed():
+            text = _error(record.type, record.message)
+            if record.step is not None:
+                text += f"; in step {record.step} after {record.attempts} attempt(s)"
+            return text + ("; cancelled" if record.cancelled else "")
+        case records.RunBlocked():
+            return (
+                f"replay diverged at #{record.seq}: history holds {record.recorded}, "
+                f"the code asks for {record.requested}"
+            )
+        case records.StepCompleted():
+            compensable = "" if record.args is None else " (compensable)"
+            return f"-> {_json_line(record.result)}{compensable}"
+        case records.RunCompleted():
+            return f"-> {_json_line(record.output)}"
+        case records.Value():
+            return f"= {_json_line(record.value)}"
+        case records.TimerStarted():
+            return f"until {_clock(record.wake_at, at)}"
+        case records.WaitStarted():
+            return (
+                "no timeout"
+                if record.timeout_at is None
+                else f"until {_clock(record.timeout_at, at)}"
+            )
+        case records.TaskCreated():
+            until = "" if record.timeout_at is None else f" until {_clock(record.timeout_at, at)}"
+            return f"task {record.task_id}{until}"
+        case records.ChildStarted():
+            return f"run {record.child_run_id}"
+        case records.SignalReceived():
+            return f"signal {record.signal_id}: {_json_line(record.payload)}"
+        case records.RunContinued():
+            return f"as run {record.run_id}"
+        case records.UnknownRecord():
+            return "" if record.raw is None else _json_line(record.raw)
+    return ""
 
 
 def history_lines(run_id: str, events: list[HistoryEvent], width: int) -> list[Text]:
@@ -271,7 +308,7 @@ def history_lines(run_id: str, events: list[HistoryEvent], width: int) -> list[T
         (
             str(e.pos),
             e.at.astimezone().strftime("%H:%M:%S"),
-            e.kind.value,
+            str(e.kind),
             " ".join(p for p in (f"#{e.key}" if e.key else "", e.name or "") if p),
             *([str(e.attempt) if e.attempt else ""] if retried else []),
         )
@@ -293,10 +330,13 @@ def history_lines(run_id: str, events: list[HistoryEvent], width: int) -> list[T
     ]
     for event, row in zip(events, rows, strict=True):
         prefix = line(row)
-        summary = _data_summary(event.data, max(width - len(prefix) - 1, 16))
+        limit = max(width - len(prefix) - 1, 16)
+        summary = record_summary(event.record, event.at)
+        if len(summary) > limit:
+            summary = summary[: limit - 1] + "…"
         text = Text(prefix if summary else prefix.rstrip())
         if summary:
-            text.append(" " + summary, style="dim" if event.kind.value.endswith("started") else "")
+            text.append(" " + summary, style="dim" if str(event.kind).endswith("started") else "")
         lines.append(text)
     return lines
 
@@ -306,7 +346,7 @@ def history_json(events: list[HistoryEvent]) -> list[dict[str, Any]]:
     return [
         {
             "pos": e.pos,
-            "kind": e.kind.value,
+            "kind": str(e.kind),
             "key": e.key,
             "name": e.name,
             "attempt": e.attempt,

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from legato.errors import PayloadError, StepFailed, describe_exception
-from legato.model import EventKind
-from legato.model.payloads import dumps, encode
+from legato.model import records
+from legato.model.payloads import encode
+from legato.model.records import Record
 from legato.model.retry import Retry
 
 if TYPE_CHECKING:
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
 class GaveUp(Exception):
     """An attempt loop ran out of attempts (or met a non-retryable error)."""
 
-    error: dict[str, Any]
-    attempts: int
+    failure: records.AttemptFailed  # the final failure, as recorded
     cause: BaseException
 
 
@@ -58,16 +58,21 @@ class Attempt:
         self.timeout_s = timeout_s
         self.record = record  # None: nothing to record; "result"; "result+args"
 
-    def encode(self, result: Any, limit: int) -> bytes:
-        """The completion record's data (at most ``limit`` bytes)."""
+    def completion(
+        self, key: str, name: str, number: int, result: Any, started_at: float, limit: int
+    ) -> tuple[Record, bytes]:
+        """The record of attempt ``number`` returning ``result``, and its encoded data
+        (at most ``limit`` bytes, else ``PayloadError``)."""
         if self.record is None:
-            return b"{}"
-        entry: dict[str, Any] = {"result": result}
+            done: Record = records.CompensationCompleted(key, name, number, started_at)
+            return done, done.stored()[4] or b"{}"
         if self.record == "result+args":
-            entry["args"] = self.args
-            if self.kwargs:
-                entry["kwargs"] = self.kwargs
-        return encode(entry, f"the result of step {self.label!r}", limit)
+            step = records.StepCompleted(
+                key, name, number, result, list(self.args), self.kwargs or None, started_at
+            )
+        else:
+            step = records.StepCompleted(key, name, number, result, started_at=started_at)
+        return step, encode(step.data(), f"the result of step {self.label!r}", limit)
 
 
 def record_value(ex: RunExecution, kind: str) -> Any:
@@ -85,9 +90,7 @@ def record_value(ex: RunExecution, kind: str) -> Any:
         value = ex.engine.rng.random()
     # Not awaited here; but before a step can see the value, its record must be durable
     # (attempts() waits for it), or a crash would replay a new value under the same key.
-    ex.engine.journal.submit_nowait(
-        ex.record(EventKind.VALUE, key, kind, 0, dumps({"value": value}))
-    )
+    ex.engine.journal.submit_nowait(ex.record(records.Value(key, kind, value)))
     ex.values_unsaved = True
     return value
 
@@ -98,16 +101,17 @@ async def attempts(
     key: str,
     name: str,
     policy: Retry,
-    failed: int,
+    failures: int,
     retry_at: float | None,
-    started_kind: EventKind,
-    failed_kind: EventKind,
+    started: type[records.StepStarted | records.CompensationStarted],
+    failed: type[records.StepFailed | records.CompensationFailed],
     plan: Attempt,
     interruptible: bool,
-) -> tuple[bytes, int, float]:
+) -> tuple[Record, bytes]:
     """Try ``plan`` until it succeeds; record every failure with its next retry time.
 
-    Returns ``(data, attempt number, started_at)``; raises ``GaveUp`` when out of tries.
+    Returns the completion record and its encoded data; raises ``GaveUp`` when out of
+    tries.
     A pending retry waits as a park, so a long backoff evicts the run. An
     ``interruptible`` loop (a step's, not a compensation's) stops between attempts when
     the run is cancelled.
@@ -116,9 +120,9 @@ async def attempts(
     while True:
         if retry_at is not None and retry_at > engine.clock.time():
             await ex.park(key, retry_at, waiting=False, retry=True)
-        number = failed + 1
-        started = ex.record(started_kind, key, name, number, None)
-        ticket = engine.journal.submit_nowait(started)
+        number = failures + 1
+        start = ex.record(started(key, name, number))
+        ticket = engine.journal.submit_nowait(start)
         if ex.values_unsaved:
             ex.values_unsaved = False
             await ex.commit()  # the batch holding the values (and this start) commits first
@@ -138,25 +142,33 @@ async def attempts(
                 number,
                 plan.timeout_s,
             )
-            data = plan.encode(result, engine.max_payload_bytes)
+            done = plan.completion(key, name, number, result, start.at, engine.max_payload_bytes)
         except Exception as exc:
             for hook in engine.hooks:
                 hook.after_step_attempt(ex.run_id, plan.label, number, exc)
-            failed = number
-            error = describe_exception(exc) | {"attempts": number}
+            failures = number
+            error = describe_exception(exc)
             retryable = policy.is_retryable(exc) and not isinstance(exc, PayloadError)
             if retryable and number < policy.max_attempts:
                 delay = policy.delay(number, engine.rng.random()).total_seconds()
                 retry_at = engine.clock.time() + delay
-                error["retry_at"] = retry_at
-                error["max_attempts"] = policy.max_attempts
-                await ex.commit(ex.record(failed_kind, key, name, number, dumps(error)))
+                retrying = failed(
+                    key,
+                    name,
+                    number,
+                    error["type"],
+                    error["message"],
+                    number,
+                    retry_at=retry_at,
+                    max_attempts=policy.max_attempts,
+                )
+                await ex.commit(ex.record(retrying))
                 if interruptible:
                     ex.check_interrupt()
                 continue
-            error["final"] = True
-            await ex.commit(ex.record(failed_kind, key, name, number, dumps(error)))
-            raise GaveUp(error, number, exc) from exc
+            final = failed(key, name, number, error["type"], error["message"], number, final=True)
+            await ex.commit(ex.record(final))
+            raise GaveUp(final, exc) from exc
         finally:
             ex.in_flight -= 1
             ex.busy = True
@@ -165,8 +177,8 @@ async def attempts(
             hook.after_step_attempt(ex.run_id, plan.label, number, None)
         # A fast attempt's start record never reaches the database: the completion,
         # carrying started_at, says it all.
-        engine.journal.retract(ticket, started)
-        return data, number, started.at
+        engine.journal.retract(ticket, start)
+        return done
 
 
 def override(
@@ -190,7 +202,7 @@ async def call_step(
     key = ex.next_key()
     name = step.name
     record = ex.replayed(key, "step", name)
-    failed, retry_at = 0, None
+    failures, retry_at = 0, None
     if record is not None:
         if record.completed_pos is not None:
             if step.compensation is not None:
@@ -201,12 +213,12 @@ async def call_step(
         if record.final_error is not None:
             raise StepFailed(
                 name,
-                record.final_error["type"],
-                record.final_error["message"],
+                record.final_error.type,
+                record.final_error.message,
                 record.failed_attempts,
                 run_id=ex.run_id,
             )
-        failed, retry_at = record.failed_attempts, record.retry_at
+        failures, retry_at = record.failed_attempts, record.retry_at
 
     compensable = step.compensation is not None
     plan = Attempt(
@@ -220,30 +232,25 @@ async def call_step(
         "result+args" if compensable else "result",
     )
     try:
-        data, number, started_at = await attempts(
+        done, data = await attempts(
             ex,
             key=key,
             name=name,
             policy=step.retry,
-            failed=failed,
+            failures=failures,
             retry_at=retry_at,
-            started_kind=EventKind.STEP_STARTED,
-            failed_kind=EventKind.STEP_FAILED,
+            started=records.StepStarted,
+            failed=records.StepFailed,
             plan=plan,
             interruptible=True,
         )
     except GaveUp as gave_up:
         ex.check_interrupt()
+        failure = gave_up.failure
         raise StepFailed(
-            name,
-            gave_up.error["type"],
-            gave_up.error["message"],
-            gave_up.attempts,
-            run_id=ex.run_id,
+            name, failure.type, failure.message, failure.attempts, run_id=ex.run_id
         ) from gave_up.cause
-    # started_at rides in the completion record: splice it in rather than re-encode.
-    data = data[:-1] + b',"started_at":' + repr(started_at).encode() + b"}"  # JSON == repr
-    op = ex.record(EventKind.STEP_COMPLETED, key, name, number, data)
+    op = ex.record(done, data)
     decoded = orjson.loads(data)  # the workflow sees exactly what replay will
     if compensable:
         # On the stack before the commit is awaited: if the run is cancelled while

@@ -18,7 +18,7 @@ from legato.errors import (
     StepFailed,
     describe_exception,
 )
-from legato.model import EventKind, RunStatus
+from legato.model import RunStatus, records
 from legato.model.ids import continued_run_id
 from legato.model.payloads import dumps, encode
 from legato.model.runs import CONTINUED_AS_NEW
@@ -59,48 +59,43 @@ async def continue_as_new(ex: RunExecution, args: tuple[Any, ...]) -> BaseExcept
         None,
     )
     output = dumps({CONTINUED_AS_NEW: next_id})
-    data = dumps({"run_id": next_id})
-    await ex.end(
-        RunStatus.COMPLETED, EventKind.RUN_CONTINUED, data=data, output=output, first=successor
-    )
+    await ex.end(RunStatus.COMPLETED, records.RunContinued(next_id), output=output, first=successor)
     log.info("run %s (%s) continued as %s", ex.run_id, ex.workflow.name, next_id)
     ex.engine.poke()  # claim the successor here at once
     return None
 
 
 async def block(ex: RunExecution, error: NonDeterminismError) -> None:
-    details = describe_exception(error) | {
-        "seq": error.seq,
-        "recorded": error.recorded,
-        "requested": error.requested,
-    }
+    described = describe_exception(error)
+    record = records.RunBlocked(
+        described["type"], described["message"], error.seq, error.recorded, error.requested
+    )
     log.error("%s", error)
-    await ex.end(RunStatus.BLOCKED, EventKind.RUN_BLOCKED, data=dumps(details), error=details)
+    await ex.end(RunStatus.BLOCKED, record, error=record.data())
 
 
 async def fail(ex: RunExecution, failure: BaseException) -> bool:
     """Record the failure; True if completed steps must now be compensated."""
-    error = describe_exception(failure)
     if isinstance(failure, StepFailed):
-        error |= {
-            "type": failure.error_type,
-            "message": failure.error_message,
-            "step": failure.step_name,
-            "attempts": failure.attempts,
-        }
-    cancelled = isinstance(failure, RunCancelled)
-    if cancelled:
-        error["cancelled"] = True
+        # The step's own error, not StepFailed: what went wrong, in which step.
+        failed = records.RunFailed(
+            failure.error_type, failure.error_message, failure.step_name, failure.attempts
+        )
+    else:
+        described = describe_exception(failure)
+        cancelled = isinstance(failure, RunCancelled)
+        failed = records.RunFailed(described["type"], described["message"], cancelled=cancelled)
+    error = failed.data()
     # A child still running would work for a parent that no longer waits for it (a
     # timeout, or a sibling branch's failure): it is cancelled and compensates itself.
     # Children that have ended are left as they are.
     await ex.engine.cancel_children(ex.index.children)
-    ex.index.failure = error
+    ex.index.failure = failed
     ex.compensating = True
-    record = ex.record(EventKind.RUN_FAILED, None, None, 0, dumps(error))
+    record = ex.record(failed)
     if not saga.stack(ex):
-        if cancelled:
-            await ex.end(RunStatus.CANCELLED, EventKind.RUN_CANCELLED, error=error, first=record)
+        if failed.cancelled:
+            await ex.end(RunStatus.CANCELLED, records.RunCancelled(), error=error, first=record)
         else:
             await ex.end(RunStatus.FAILED, None, error=error, first=record)
         return False

@@ -21,7 +21,6 @@ import orjson
 
 from legato.engine import calls, endings, saga
 from legato.engine.context import ContinueAsNew, current_branch
-from legato.engine.replay import CallRecord, ReplayIndex
 from legato.errors import (
     HistoryTooLong,
     NonDeterminismError,
@@ -31,8 +30,10 @@ from legato.errors import (
     WorkflowTimeout,
 )
 from legato.lifecycle import after_release, request_cancel, signal_ops
-from legato.model import EventKind, RunStatus
+from legato.model import RunStatus, records
+from legato.model.index import CallRecord, HistoryIndex
 from legato.model.payloads import dumps, encode
+from legato.model.records import Record
 from legato.model.runs import Outcome
 from legato.model.waits import CHILD_SIGNAL_PREFIX
 from legato.storage.base import Append, CloseTasks, SetRun, Write
@@ -58,10 +59,6 @@ class Blocked(BaseException):
     def __init__(self, error: NonDeterminismError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-# Plain strings for the hot path: reading ``EventKind.X.value`` goes through a property.
-KIND = {kind: str(kind.value) for kind in EventKind}
 
 
 @dataclass(slots=True)
@@ -112,7 +109,7 @@ class RunExecution:
         workflow: Workflow[..., Any],
         args: list[Any],
         deadline_at: float | None,
-        index: ReplayIndex,
+        index: HistoryIndex,
         parent_run_id: str | None = None,
     ) -> None:
         self.engine = engine
@@ -154,13 +151,18 @@ class RunExecution:
 
     # -- records -----------------------------------------------------------------------
 
-    def record(
-        self, kind: EventKind, key: str | None, name: str | None, attempt: int, data: bytes | None
-    ) -> Append:
-        """A history record for this run, with the next position."""
+    def record(self, record: Record, data: bytes | None = None) -> Append:
+        """The write of ``record`` to this run's history, at the next position.
+
+        ``data``, when given, is ``record.data()`` already encoded (and size-checked).
+        """
         self.pos += 1
+        if data is None:
+            kind, key, name, attempt, data = record.stored()
+        else:
+            kind, key, name, attempt = record.KIND.value, record.key, record.name, record.attempt
         return Append(
-            self.run_id, self.pos, KIND[kind], key, name, attempt, data, self.engine.clock.time()
+            self.run_id, self.pos, kind, key, name, attempt, data, self.engine.clock.time()
         )
 
     async def commit(self, *ops: Write) -> None:
@@ -346,7 +348,8 @@ class RunExecution:
         assert self._evict_to is not None
         status, wake_at, waiting = self._evict_to
         now = self.engine.clock.time()
-        error = self.index.failure if self.compensating else None
+        failure = self.index.failure if self.compensating else None
+        error = None if failure is None else failure.data()
         await self.commit(
             SetRun(
                 self.run_id,
@@ -371,9 +374,9 @@ class RunExecution:
             return
         self.cancel_reason = RunCancelled(self.run_id)
         self.suspending = False
-        self.engine.journal.submit_nowait(
-            self.record(EventKind.CANCEL_REQUESTED, None, None, 0, None)
-        )
+        if not self.index.cancel_requested:  # once: a recovered run may hold it already
+            self.index.cancel_requested = True
+            self.engine.journal.submit_nowait(self.record(records.CancelRequested()))
         # A step in flight is interrupted too (CancelledError at its await; a sync step's
         # thread is abandoned): it never completed, so it is not compensated. Before the
         # driver starts, cancelling its task would kill it before its first line; drive()
@@ -505,13 +508,13 @@ class RunExecution:
             )
         except PayloadError as exc:
             return exc
-        await self.end(RunStatus.COMPLETED, EventKind.RUN_COMPLETED, data=data, output=data)
+        await self.end(RunStatus.COMPLETED, records.RunCompleted(output), data=data, output=data)
         return None
 
     async def end(
         self,
         status: RunStatus,
-        kind: EventKind | None,
+        record: Record | None,
         *,
         data: bytes | None = None,
         output: bytes | None = None,
@@ -520,8 +523,8 @@ class RunExecution:
     ) -> None:
         """Commit the run's end (with what it owes others), then tell in-process waiters."""
         ops: list[Write] = [] if first is None else [first]
-        if kind is not None:
-            ops.append(self.record(kind, None, None, 0, data))
+        if record is not None:
+            ops.append(self.record(record, data))
         end = self.set_run(status, output=output, error=error)
         end.release = True  # nobody executes an ended run; an operator action may revive it
         ops.append(end)

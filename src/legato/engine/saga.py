@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from legato.engine.calls import Attempt, GaveUp, attempts
-from legato.engine.replay import CompensationRecord
-from legato.model import EventKind, RunStatus
-from legato.model.payloads import dumps
+from legato.model import RunStatus, records
+from legato.model.index import CompensationRecord
 
 if TYPE_CHECKING:
     from legato.engine.execution import Completed, RunExecution
@@ -45,39 +44,40 @@ async def compensate(ex: RunExecution) -> None:
         error = await _compensate_one(ex, entry, record)
         if error is not None:
             details = {
-                "type": error["type"],
-                "message": error["message"],
+                "type": error.type,
+                "message": error.message,
                 "step": entry.name,
                 "compensation": True,
-                "attempts": error.get("attempts"),
-                "cause": failure,
+                "attempts": error.attempts,
+                "cause": failure.data(),
             }
             await ex.end(RunStatus.COMPENSATION_FAILED, None, error=details)
             return
-    if failure.get("cancelled"):
-        await ex.end(RunStatus.CANCELLED, EventKind.RUN_CANCELLED, error=failure)
+    if failure.cancelled:
+        await ex.end(RunStatus.CANCELLED, records.RunCancelled(), error=failure.data())
     else:
-        await ex.end(RunStatus.COMPENSATED, EventKind.RUN_COMPENSATED, error=failure)
+        await ex.end(RunStatus.COMPENSATED, records.RunCompensated(), error=failure.data())
 
 
 async def _compensate_one(
     ex: RunExecution, entry: Completed, record: CompensationRecord
-) -> dict[str, Any] | None:
-    """Run one compensation with its retries; return the final error, or None."""
+) -> records.AttemptFailed | None:
+    """Run one compensation with its retries; return its final failure, or None."""
     step = ex.engine.registry.steps.get(entry.name)
     compensation = step.compensation if step is not None else None
     if compensation is None:
-        error = {
-            "type": "legato.errors.DefinitionError",
-            "attempts": 0,
-            "final": True,
-            "message": f"step {entry.name!r} has no compensation registered in this "
-            "app any more; deploy it, then retry the compensation",
-        }
-        await ex.commit(
-            ex.record(EventKind.COMPENSATION_FAILED, entry.key, entry.name, 0, dumps(error))
+        missing = records.CompensationFailed(
+            entry.key,
+            entry.name,
+            0,
+            "legato.errors.DefinitionError",
+            f"step {entry.name!r} has no compensation registered in this app any more; "
+            "deploy it, then retry the compensation",
+            0,
+            final=True,
         )
-        return error
+        await ex.commit(ex.record(missing))
+        return missing
     step_key = f"{ex.run_id}:{entry.key}:compensate"
     failed = record.failed_attempts
 
@@ -93,27 +93,19 @@ async def _compensate_one(
     )
 
     try:
-        _, number, started_at = await attempts(
+        done, data = await attempts(
             ex,
             key=entry.key,
             name=entry.name,
             policy=compensation.retry,
-            failed=failed,
+            failures=failed,
             retry_at=record.retry_at,
-            started_kind=EventKind.COMPENSATION_STARTED,
-            failed_kind=EventKind.COMPENSATION_FAILED,
+            started=records.CompensationStarted,
+            failed=records.CompensationFailed,
             plan=plan,
             interruptible=False,
         )
     except GaveUp as gave_up:
-        return gave_up.error
-    await ex.commit(
-        ex.record(
-            EventKind.COMPENSATION_COMPLETED,
-            entry.key,
-            entry.name,
-            number,
-            dumps({"started_at": started_at}),
-        )
-    )
+        return gave_up.failure
+    await ex.commit(ex.record(done, data))
     return None

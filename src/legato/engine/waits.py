@@ -19,7 +19,7 @@ from legato.errors import (
     RunError,
     WaitTimeout,
 )
-from legato.model import EventKind, RunStatus
+from legato.model import RunStatus, records
 from legato.model.payloads import dumps, encode
 from legato.model.waits import CHILD_SIGNAL_PREFIX, TASK_SIGNAL_PREFIX
 from legato.storage.base import CloseTasks, NewRun, NewSignal, NewTask, Write
@@ -58,7 +58,7 @@ async def sleep_until(ex: RunExecution, when: float) -> None:
     key = ex.next_key()
     record = ex.replayed(key, "timer", None)
     if record is None:
-        await ex.commit(ex.record(EventKind.TIMER_STARTED, key, None, 0, dumps({"wake_at": when})))
+        await ex.commit(ex.record(records.TimerStarted(key, when)))
     elif record.done:
         return
     else:
@@ -66,7 +66,7 @@ async def sleep_until(ex: RunExecution, when: float) -> None:
         when = record.wake_at
     while ex.engine.clock.time() < when:
         await ex.park(key, when, waiting=False)
-    ex.engine.journal.submit_nowait(ex.record(EventKind.TIMER_FIRED, key, None, 0, None))
+    ex.engine.journal.submit_nowait(ex.record(records.TimerFired(key)))
     ex.check_interrupt()
 
 
@@ -86,9 +86,7 @@ async def wait_for_signal(ex: RunExecution, name: str, timeout: timedelta | None
         return record.payload
     if record is None:
         timeout_at = None if timeout_s is None else ex.engine.clock.time() + timeout_s
-        await ex.commit(
-            ex.record(EventKind.WAIT_STARTED, key, name, 0, dumps({"timeout_at": timeout_at}))
-        )
+        await ex.commit(ex.record(records.WaitStarted(key, name, timeout_at)))
     else:
         timeout_at = record.wake_at
     return await _await_signal(ex, key, name, name, timeout_at, timeout_s, what=f"signal {name!r}")
@@ -126,13 +124,7 @@ async def human_task(
         now = ex.engine.clock.time()
         timeout_at = None if timeout_s is None else now + timeout_s
         await ex.commit(
-            ex.record(
-                EventKind.TASK_CREATED,
-                key,
-                name,
-                0,
-                dumps({"task_id": task_id, "timeout_at": timeout_at}),
-            ),
+            ex.record(records.TaskCreated(key, name, task_id, timeout_at)),
             NewTask(
                 ex.run_id,
                 task_id,
@@ -176,11 +168,7 @@ async def child(
         )
         child_id = run_id or f"{ex.run_id}/{key}"
         now = ex.engine.clock.time()
-        ops: list[Write] = [
-            ex.record(
-                EventKind.CHILD_STARTED, key, workflow.name, 0, dumps({"child_run_id": child_id})
-            )
-        ]
+        ops: list[Write] = [ex.record(records.ChildStarted(key, workflow.name, child_id))]
         existing = await ex.engine.store.get_run(child_id)
         if existing is None:
             deadline = None if workflow.timeout_s is None else now + workflow.timeout_s
@@ -265,19 +253,11 @@ async def _await_signal(
         for sig in arrived:
             if sig.name == signal and sig.id not in ex.index.consumed_signals:
                 ex.index.consumed_signals.add(sig.id)
-                await ex.commit(
-                    ex.record(
-                        EventKind.SIGNAL_RECEIVED,
-                        key,
-                        name,
-                        0,
-                        dumps({"signal_id": sig.id, "payload": sig.payload}),
-                    )
-                )
+                await ex.commit(ex.record(records.SignalReceived(key, name, sig.id, sig.payload)))
                 ex.check_interrupt()
                 return sig.payload
         if timeout_at is not None and engine.clock.time() >= timeout_at:
-            ops: list[Any] = [ex.record(EventKind.WAIT_TIMED_OUT, key, name, 0, None)]
+            ops: list[Any] = [ex.record(records.WaitTimedOut(key, name))]
             if task_id is not None:
                 ops.append(CloseTasks(ex.run_id, task_id, "expired", engine.clock.time()))
             await ex.commit(*ops)

@@ -37,11 +37,11 @@ from legato.engine.execution import RunExecution
 from legato.engine.journal import Journal
 from legato.engine.liveness import is_dead_here, new_worker_id, this_host
 from legato.engine.registry import Registry, Workflow
-from legato.engine.replay import ReplayIndex
 from legato.engine.steps import StepRunner
 from legato.errors import DatabaseMoved, RunAlreadyExists, StorageError, UnknownWorkflow
 from legato.lifecycle import request_cancel
 from legato.model import HistoryEvent, Run, RunStatus
+from legato.model.index import HistoryIndex
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from legato.model.runs import Outcome
 from legato.observability.hooks import Hooks
@@ -229,7 +229,7 @@ class Engine:
                 raise RunAlreadyExists(run_id, existing, workflow.name)
             return run_id
         # The workflow sees its arguments as replay will: through JSON.
-        self._launch(run_id, workflow, orjson.loads(payload), deadline, ReplayIndex())
+        self._launch(run_id, workflow, orjson.loads(payload), deadline, HistoryIndex())
         return run_id
 
     def _launch(
@@ -238,7 +238,7 @@ class Engine:
         workflow: Workflow[..., Any],
         args: list[Any],
         deadline_at: float | None,
-        index: ReplayIndex,
+        index: HistoryIndex,
         parent_run_id: str | None = None,
     ) -> RunExecution:
         execution = RunExecution(self, run_id, workflow, args, deadline_at, index, parent_run_id)
@@ -253,7 +253,7 @@ class Engine:
 
     def _resume(self, run: Run, history: list[HistoryEvent]) -> None:
         workflow = self.registry.workflows[run.workflow]  # claims only take our workflows
-        index = ReplayIndex.build(history)
+        index = HistoryIndex.build(history)
         if run.deadline_at is not None:
             deadline: float | None = run.deadline_at.timestamp()
         elif workflow.timeout_s is not None:

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from legato.model.history import EventKind, HistoryEvent
+from legato.model.history import HistoryEvent
+from legato.model.index import HistoryIndex
 from legato.model.runs import Run, RunStatus, continued_as
 from legato.model.workers import DEFAULT_LEASE, WorkerInfo
 
@@ -94,100 +95,38 @@ def describe_run(
     """
     now = now or datetime.now(UTC)
     owner = _ownership(run, workers, now, lease)
+    index = HistoryIndex.build(history)
     steps: dict[str, dict[str, Any]] = {}
-    open_starts: set[str] = set()
-    last_error: dict[str, Any] | None = run.error
-    for event in history:
-        key = event.key
-        if event.kind in (EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
-            assert key is not None
-            step = steps.setdefault(
-                key,
-                {
-                    "key": key,
-                    "name": event.name,
-                    "status": "running",
-                    "attempts": 0,
-                    "compensable": False,
-                },
-            )
-            # Every execution is an attempt, including one a crash cut short: it left a
-            # start with no end, and the engine started the step again. A completion
-            # whose start record was folded into it (one commit) is one attempt too.
-            if event.kind is EventKind.STEP_STARTED:
-                step["attempts"] += 1
-                open_starts.add(key)
-            elif key in open_starts:
-                open_starts.discard(key)
-            else:
-                step["attempts"] += 1
-            if event.kind is EventKind.STEP_STARTED:
-                step["status"] = "running"
-                step["retry_at"] = None
-            elif event.kind is EventKind.STEP_COMPLETED:
-                step["status"] = "completed"
-                step["compensable"] = "args" in (event.data or {})
-                step["retry_at"] = None
-            else:
-                data = event.data or {}
-                step["error"] = {"type": data.get("type"), "message": data.get("message")}
-                last_error = {**step["error"], "step": event.name, "attempt": event.attempt}
-                if data.get("final"):
-                    step["status"] = "failed"
-                    step["retry_at"] = None
-                else:
-                    step["status"] = "retrying"
-                    step["retry_at"] = datetime.fromtimestamp(data["retry_at"], UTC)
-        elif (
-            event.kind
-            in (
-                EventKind.COMPENSATION_STARTED,
-                EventKind.COMPENSATION_COMPLETED,
-                EventKind.COMPENSATION_FAILED,
-            )
-            and key in steps
-        ):
-            step = steps[key]
-            if event.kind is EventKind.COMPENSATION_STARTED:
-                step["compensation"] = "running"
-            elif event.kind is EventKind.COMPENSATION_COMPLETED:
-                step["compensation"] = "completed"
-            else:
-                data = event.data or {}
-                step["compensation"] = "failed" if data.get("final") else "retrying"
-                last_error = {
-                    "type": data.get("type"),
-                    "message": data.get("message"),
-                    "step": event.name,
-                    "compensation": True,
-                    "attempt": event.attempt,
-                }
-
+    for key, call in index.calls.items():
+        if call.kind != "step":
+            continue
+        comp = index.compensations.get(key)
+        steps[key] = {
+            "key": key,
+            "name": call.name,
+            "status": call.state,
+            "attempts": call.executions,
+            "compensable": call.args is not None,
+            "compensation": None if comp is None else comp.state,
+            "error": call.error,
+            "retry_at": datetime.fromtimestamp(call.retry_at, UTC)
+            if call.state == "retrying" and call.retry_at is not None
+            else None,
+        }
+    last_error = index.last_error or run.error
     if run.error is not None and run.status.is_terminal:
         # The outcome's own error (the divergence, the failure that ended the run, the
         # compensation that gave up) outranks whatever a retried step said last.
         last_error = run.error
-    waits: dict[str, dict[str, Any]] = {}
-    for event in history:
-        if event.kind in (
-            EventKind.TIMER_STARTED,
-            EventKind.WAIT_STARTED,
-            EventKind.TASK_CREATED,
-            EventKind.CHILD_STARTED,
-        ):
-            data = event.data or {}
-            waits[event.key or ""] = {
-                "kind": event.kind,
-                "name": event.name,
-                "until": data.get("wake_at") or data.get("timeout_at"),
-                "target": data.get("task_id") or data.get("child_run_id"),
-            }
-        elif event.kind in (
-            EventKind.TIMER_FIRED,
-            EventKind.SIGNAL_RECEIVED,
-            EventKind.WAIT_TIMED_OUT,
-        ):
-            waits.pop(event.key or "", None)
+    waits = [
+        {
+            "kind": call.kind,
+            "name": call.name,
+            "until": call.wake_at,
+            "target": call.target,
+        }
+        for call in index.open_waits()
+    ]
     if run.status.is_terminal and run.status is not RunStatus.BLOCKED:
         # A start with no end in a finished run: the attempt was cut short (cancelled,
         # timed out) and never completed.
@@ -233,7 +172,7 @@ def describe_run(
             pending,
             done,
             last_error,
-            list(waits.values()),
+            waits,
             owner,
             workers,
             workflows,
@@ -329,12 +268,12 @@ def _waiting_for(wait: dict[str, Any]) -> str:
         else f" until {datetime.fromtimestamp(until, UTC).isoformat(timespec='seconds')}"
     )
     kind = wait["kind"]
-    if kind is EventKind.TIMER_STARTED:
+    if kind == "timer":
         return f"sleep{when}, then continue"
-    if kind is EventKind.WAIT_STARTED:
+    if kind == "signal":
         after = ", then raise WaitTimeout in the workflow" if until is not None else ""
         return f"wait for signal {wait['name']!r}{when}{after}"
-    if kind is EventKind.TASK_CREATED:
+    if kind == "task":
         return (
             f"wait for a person to complete task {wait['target']} ({wait['name']!r}){when}"
             " — legato tasks complete ID --data JSON"

@@ -15,7 +15,8 @@ from functools import partial
 import orjson
 
 from legato.errors import ConcurrencyConflict
-from legato.model import EventKind, HistoryEvent, Run, RunStatus, Signal, Task, TaskStatus
+from legato.model import HistoryEvent, Run, RunStatus, Signal, Task, TaskStatus
+from legato.model.history import kind_of
 from legato.model.ids import RunId
 from legato.model.runs import TERMINAL_STATUSES
 from legato.storage.base import (
@@ -114,7 +115,7 @@ def _event(op: Append) -> HistoryEvent:
     return HistoryEvent(
         run_id=op.run_id,
         pos=op.pos,
-        kind=EventKind(op.kind),
+        kind=kind_of(op.kind),
         key=op.key,
         name=op.name,
         attempt=op.attempt,

@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from legato.model import EventKind, HistoryEvent, Run, RunStatus, Task, TaskStatus
+from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
+from legato.model.history import kind_of
 from legato.model.ids import RunId
 from legato.storage.base import to_datetime
 
@@ -74,7 +75,7 @@ def event_from_row(row: Sequence[Any]) -> HistoryEvent:
     return HistoryEvent(
         run_id=row[0],
         pos=row[1],
-        kind=EventKind(row[2]),
+        kind=kind_of(row[2]),
         key=row[3],
         name=row[4],
         attempt=row[5],
