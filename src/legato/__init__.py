@@ -20,7 +20,16 @@ from legato.engine.context import (
     uuid,
     wait_for_signal,
 )
-from legato.model import EventKind, HistoryEvent, Retry, Run, RunStatus, Task, TaskStatus
+from legato.model import (
+    EventKind,
+    HistoryEvent,
+    Retry,
+    Run,
+    RunStatus,
+    Task,
+    TaskStatus,
+    records,
+)
 from legato.model.description import Ownership, RunDescription, StepSummary
 from legato.model.workers import WorkerInfo
 
@@ -49,6 +58,7 @@ __all__ = [
     "human_task",
     "now",
     "random",
+    "records",
     "run_id",
     "sleep",
     "sleep_until",

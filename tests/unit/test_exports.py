@@ -33,6 +33,7 @@ EXPECTED_ALL = [
     "human_task",
     "now",
     "random",
+    "records",
     "run_id",
     "sleep",
     "sleep_until",

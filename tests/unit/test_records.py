@@ -10,7 +10,7 @@ does not know is shown, not refused.
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -43,6 +43,8 @@ def test_every_kind_has_one_record_class() -> None:
 def test_each_record_class_has_the_fields_its_section_documents() -> None:
     doc = sections()
     for kind, cls in records.RECORDS.items():
+        assert f"`legato.records.{cls.__name__}`" in doc[kind], kind
+        assert getattr(legato.records, cls.__name__) is cls
         if kind in PAYLOAD_KINDS:
             continue  # run_completed's data is the workflow's own value
         assert set(cls.DATA) == documented_fields(doc[kind]), kind
@@ -54,7 +56,7 @@ async def test_records_of_the_previous_release_read_back_and_encode_the_same(
     # Given the database the previous release wrote (every kind of call, parked)
     database = tmp_path / "v1.db"
     shutil.copy(V1_DATABASE, database)
-    store = SqliteStore(database)
+    store = SqliteStore(str(database))
     await store.open()
     try:
         events = [e for run in await store.list_runs() for e in await store.history(run.run_id)]
@@ -114,7 +116,7 @@ async def test_a_kind_written_by_a_newer_version_is_shown_and_skipped(
     async with app:
         await app.start(hello, run_id="h-1")
         assert await app.result("h-1", timeout=10) == "hi"
-    store = SqliteStore(tmp_path / "newer.db")
+    store = SqliteStore(str(tmp_path / "newer.db"))
     await store.open()
     try:
         pos = await store.last_pos("h-1")
@@ -161,7 +163,7 @@ async def test_a_recovered_run_that_recorded_its_cancel_records_it_once(
     def define(app: legato.App) -> None:
         @app.workflow(name="slow")
         async def slow() -> None:
-            await legato.sleep(3600)
+            await legato.sleep(timedelta(hours=1))
 
     await harness.start(define)
     await outcome(harness.running.handle("s-1"))

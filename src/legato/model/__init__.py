@@ -1,5 +1,6 @@
 """Plain data: what a run, a history record and a retry policy *are*. No I/O, no asyncio."""
 
+from legato.model import records
 from legato.model.history import EventKind, HistoryEvent
 from legato.model.ids import RunId
 from legato.model.retry import Retry
@@ -16,4 +17,5 @@ __all__ = [
     "Signal",
     "Task",
     "TaskStatus",
+    "records",
 ]
