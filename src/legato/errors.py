@@ -344,18 +344,28 @@ class BusError(LegatoError):
     """An event bus operation failed."""
 
 
+MAX_ERROR_MESSAGE = 16 * 1024
+"""Characters of an exception's message that history keeps (the rest is cut, and said)."""
+
+
 def describe_exception(exc: BaseException) -> dict[str, Any]:
     """Return the JSON-able summary of ``exc`` stored in history: type and message.
 
     Never raises: an exception whose ``__str__`` (and ``__repr__``) raises, or returns
     something that is not a string, is recorded by its type with a placeholder message,
-    so the retry policy and the workflow's ``except StepFailed`` still apply to it.
+    so the retry policy and the workflow's ``except StepFailed`` still apply to it. A
+    message longer than ``MAX_ERROR_MESSAGE`` characters is cut there: every attempt
+    records its error, and history keeps them all.
     """
     cls = type(exc)
     module = getattr(cls, "__module__", None) or "builtins"
     name = getattr(cls, "__qualname__", None) or cls.__name__
     qualified = name if module in ("builtins", "__main__") else f"{module}.{name}"
-    return {"type": qualified, "message": _message_of(exc, qualified)}
+    message = _message_of(exc, qualified)
+    if len(message) > MAX_ERROR_MESSAGE:
+        cut = len(message) - MAX_ERROR_MESSAGE
+        message = f"{message[:MAX_ERROR_MESSAGE]}… [{cut} more characters not recorded]"
+    return {"type": qualified, "message": message}
 
 
 def _message_of(exc: BaseException, qualified: str) -> str:

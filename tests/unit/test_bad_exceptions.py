@@ -94,3 +94,23 @@ async def test_workflow_can_catch_an_unreadable_step_failure(
     await advance(clock, seconds(10))
     assert await outcome(handle) == "caught charge"
     assert len(attempts) == 3
+
+
+async def test_a_huge_error_message_is_recorded_cut_with_what_was_cut(
+    harness: Harness, clock: FakeClock
+) -> None:
+    # Given a step whose error message is a megabyte long, failing three times
+    huge = "x" * 1_000_000
+    defs = await harness.start(flaky(lambda: ValueError(huge), []))
+    handle = await harness.running.start(defs.wf)
+    await advance(clock, seconds(10))
+    failed = await outcome(handle)
+
+    # Then each record keeps the first MAX_ERROR_MESSAGE characters, and says how much
+    # it left out; the run's error is the same cut message
+    limit = legato.errors.MAX_ERROR_MESSAGE
+    cut = f"{'x' * limit}… [{1_000_000 - limit} more characters not recorded]"
+    history = await harness.running.history(handle.run_id)
+    assert [r.data["message"] for r in of_kind(history, EventKind.STEP_FAILED)] == [cut] * 3
+    assert failed.error_message == cut
+    assert (await harness.running.get_run(handle.run_id)).error["message"] == cut
