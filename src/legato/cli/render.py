@@ -242,6 +242,10 @@ def _clock(ts: float, day: datetime) -> str:
     return when.strftime("%H:%M:%S" if when.date() == day.date() else "%Y-%m-%d %H:%M:%S")
 
 
+def _until(ts: float | None, at: datetime) -> str:
+    return "" if ts is None else f"until {_clock(ts, at)}"
+
+
 def _error(type_: str, message: str) -> str:
     return f"{type_.rpartition('.')[2]}: {message}"
 
@@ -276,16 +280,11 @@ def record_summary(record: records.Record, at: datetime) -> str:
         case records.Value():
             return f"= {_json_line(record.value)}"
         case records.TimerStarted():
-            return f"until {_clock(record.wake_at, at)}"
+            return _until(record.wake_at, at)
         case records.WaitStarted():
-            return (
-                "no timeout"
-                if record.timeout_at is None
-                else f"until {_clock(record.timeout_at, at)}"
-            )
+            return _until(record.timeout_at, at) or "no timeout"
         case records.TaskCreated():
-            until = "" if record.timeout_at is None else f" until {_clock(record.timeout_at, at)}"
-            return f"task {record.task_id}{until}"
+            return f"task {record.task_id} {_until(record.timeout_at, at)}".rstrip()
         case records.ChildStarted():
             return f"run {record.child_run_id}"
         case records.SignalReceived():

@@ -160,7 +160,7 @@ class RunExecution:
         if data is None:
             kind, key, name, attempt, data = record.stored()
         else:
-            kind, key, name, attempt = record.KIND.value, record.key, record.name, record.attempt
+            kind, key, name, attempt = record.KIND_VALUE, record.key, record.name, record.attempt
         return Append(
             self.run_id, self.pos, kind, key, name, attempt, data, self.engine.clock.time()
         )

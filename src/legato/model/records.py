@@ -33,6 +33,7 @@ class Record:
     __slots__ = ()
 
     KIND: ClassVar[EventKind]
+    KIND_VALUE: ClassVar[str]  # KIND's string (an enum's .value is a property: hot path)
     DATA: ClassVar[tuple[str, ...]] = ()  # the data fields, in stored order
     OPTIONAL: ClassVar[frozenset[str]] = frozenset()  # left out of data when unset
     FIELDS: ClassVar[tuple[tuple[str, bool, bool], ...]] = ()  # (name, envelope?, required?)
@@ -57,13 +58,12 @@ class Record:
 
     def stored(self) -> tuple[str, str | None, str | None, int, bytes | None]:
         """The history columns after ``run_id`` and ``pos``: kind, key, name, attempt, data."""
-        data = self.data()
         return (
-            self.KIND.value,
+            self.KIND_VALUE,
             self.key,
             self.name,
             self.attempt,
-            None if data is None and not self.DATA else dumps(data),
+            dumps(self.data()) if self.DATA else None,
         )
 
     @classmethod
@@ -94,6 +94,7 @@ def _kind(kind: EventKind, *, optional: tuple[str, ...] = ()) -> Any:
     def wrap(cls: type[Record]) -> type[Record]:
         cls = dataclass(frozen=True, slots=True)(cls)
         cls.KIND = kind
+        cls.KIND_VALUE = str(kind.value)
         names = [f.name for f in fields(cls)]  # type: ignore[arg-type]  # a dataclass now
         cls.DATA = tuple(n for n in names if n not in _ENVELOPE)
         cls.OPTIONAL = frozenset(optional)
@@ -134,31 +135,10 @@ class StepCompleted(Record):
     started_at: float | None = None  # Unix seconds; always written, optional to read
 
 
+@dataclass(frozen=True, slots=True)
 class AttemptFailed(Record):
     """What a failed attempt records, for a step or a compensation. Exactly one of
     ``retry_at`` (with ``max_attempts``) and ``final`` is set."""
-
-    __slots__ = ()
-
-    key: str
-    name: str
-    attempt: int
-    type: str
-    message: str
-    attempts: int
-    retry_at: float | None
-    max_attempts: int | None
-    final: bool
-
-    @property
-    def error(self) -> dict[str, Any]:
-        """``{type, message}``: the error, as describe() and the CLI show it."""
-        return {"type": self.type, "message": self.message}
-
-
-@_kind(EventKind.STEP_FAILED, optional=("retry_at", "max_attempts", "final"))
-class StepFailed(AttemptFailed):
-    """Attempt ``attempt`` of step ``name`` raised."""
 
     key: str
     name: str
@@ -169,6 +149,16 @@ class StepFailed(AttemptFailed):
     retry_at: float | None = None
     max_attempts: int | None = None
     final: bool = False
+
+    @property
+    def error(self) -> dict[str, Any]:
+        """``{type, message}``: the error, as describe() and the CLI show it."""
+        return {"type": self.type, "message": self.message}
+
+
+@_kind(EventKind.STEP_FAILED, optional=("retry_at", "max_attempts", "final"))
+class StepFailed(AttemptFailed):
+    """Attempt ``attempt`` of step ``name`` raised."""
 
 
 @_kind(EventKind.VALUE)
@@ -279,16 +269,6 @@ class CompensationCompleted(Record):
 class CompensationFailed(AttemptFailed):
     """An attempt of the compensation of step ``name`` raised (attempt 0: it is no longer
     registered)."""
-
-    key: str
-    name: str
-    attempt: int
-    type: str
-    message: str
-    attempts: int
-    retry_at: float | None = None
-    max_attempts: int | None = None
-    final: bool = False
 
 
 # -- waits ---------------------------------------------------------------------------------
