@@ -437,6 +437,16 @@ async def test_registered_workers_are_listed(store: Store) -> None:
     assert set(workers) == {"w1", "w2"}
     w1 = workers["w1"]
     assert (w1.host, w1.pid, w1.started_at, w1.heartbeat_at) == ("host-a", 101, at(T0), at(T0))
+    assert w1.workflows == ()
+
+
+async def test_a_worker_is_listed_with_the_workflows_it_serves(store: Store) -> None:
+    await store.register_worker("w1", "h", 1, T0, ["buy", "ship"])
+    await store.register_worker("w1", "h", 1, T0 + 5, ["other"])  # again: heartbeat only
+    assert await store.heartbeat("w1", T0 + 9)
+    [worker] = await store.list_workers()
+    assert worker.workflows == ("buy", "ship")
+    assert worker.heartbeat_at == at(T0 + 9)
 
 
 async def test_heartbeat_moves_only_that_workers_heartbeat(store: Store) -> None:

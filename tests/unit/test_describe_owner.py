@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import legato
@@ -117,3 +118,61 @@ async def test_describe_runs_matches_describe_without_the_payloads() -> None:
                 one.steps,
                 one.owner,
             )
+
+
+def serving(heartbeat_ago: float, worker_id: str, *workflows: str) -> WorkerInfo:
+    return dataclasses.replace(worker(heartbeat_ago, worker_id), workflows=tuple(workflows))
+
+
+def pending_next(workers: list[WorkerInfo]) -> str:
+    return describe_run(
+        run(RunStatus.PENDING, owner=None), [], workers=workers, workflows=["buy", "ship"], now=NOW
+    ).next
+
+
+def test_a_pending_run_no_live_worker_serves_says_so_and_what_they_serve() -> None:
+    # Live workers serve other workflows; the one that served "buy" is presumed dead
+    workers = [
+        serving(1, "w-1", "ship"),
+        serving(2, "w-2", "ship", "bill"),
+        serving(90, "w-3", "buy"),
+    ]
+    text = pending_next(workers)
+    assert "no live worker serves workflow 'buy'" in text
+    assert "the 2 running serve bill, ship" in text
+
+
+def test_a_pending_run_a_live_worker_serves_is_waiting_for_it() -> None:
+    text = pending_next([serving(1, "w-1", "ship"), serving(1, "w-2", "buy")])
+    assert "a live worker serves its workflow" in text
+    assert "no live worker" not in text
+
+
+def test_workers_of_an_older_version_are_assumed_to_serve_it() -> None:
+    # (registered before workers recorded their workflows: not known, so not refuted)
+    old = worker(1, "w-1")
+    assert old.workflows is None
+    assert "no live worker" not in pending_next([old])
+
+
+async def test_a_run_started_for_a_workflow_the_running_app_does_not_serve() -> None:
+    # Given an app (a worker) serving "ship" only, and "buy" registered once by another
+    store = MemoryStore()
+    await store.register_workflows(["buy"], NOW.timestamp())
+    app = legato.App("shop", store)
+
+    @app.workflow(name="ship")
+    async def ship() -> None:
+        return None
+
+    async with app, legato.AsyncClient(store) as client:
+        # When a client starts a "buy" run
+        handle = await client.start("buy", {"id": 1})
+        described = await handle.describe()
+        [me] = await store.list_workers()
+        [me] = await store.list_workers()
+
+    # Then it waits, and describe() says no live worker serves its workflow
+    assert described.status is RunStatus.PENDING
+    assert "no live worker serves workflow 'buy' (the 1 running serve ship)" in described.next
+    assert me.workflows == ("ship",)

@@ -39,8 +39,10 @@ class RecordingStore(MemoryStore):
         self.calls.append(("heartbeat", worker_id, alive))
         return alive
 
-    async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
-        await super().register_worker(worker_id, host, pid, at)
+    async def register_worker(
+        self, worker_id: str, host: str, pid: int, at: float, workflows: Sequence[str] = ()
+    ) -> None:
+        await super().register_worker(worker_id, host, pid, at, workflows)
         self.calls.append(("register_worker", worker_id, None))
 
     async def claim_runs(

@@ -48,7 +48,8 @@ def _age(at: datetime, now: datetime) -> str:
 
 @workers_app.command("list")
 def list_workers(database: DatabaseOption = None, as_json: JsonOption = False) -> None:
-    """List workers: id, host, pid, when started, last heartbeat, runs owned."""
+    """List workers: id, host, pid, when started, last heartbeat, runs owned (--json: and
+    the workflows each serves)."""
     with connect(database) as client:
         workers = client.list_workers()
         counts, complete = owned_runs(client)
@@ -62,6 +63,7 @@ def list_workers(database: DatabaseOption = None, as_json: JsonOption = False) -
                     "pid": w.pid,
                     "started_at": w.started_at,
                     "heartbeat_at": w.heartbeat_at,
+                    "workflows": None if w.workflows is None else list(w.workflows),
                     "runs": counts[w.worker_id],
                 }
                 for w in workers

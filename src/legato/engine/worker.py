@@ -147,7 +147,9 @@ class Engine:
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
         now = time.time()
-        await self.store.register_worker(self.worker_id, this_host(), os.getpid(), now)
+        await self.store.register_worker(
+            self.worker_id, this_host(), os.getpid(), now, list(self.registry.workflows)
+        )
         await self.store.register_workflows(list(self.registry.workflows), now)
         self._last_heartbeat = now
         self.running = True
@@ -534,7 +536,9 @@ class Engine:
         # let go of a run claimed again since, and executing here.
         self._to_release.clear()
         now = time.time()
-        await self.store.register_worker(self.worker_id, this_host(), os.getpid(), now)
+        await self.store.register_worker(
+            self.worker_id, this_host(), os.getpid(), now, list(self.registry.workflows)
+        )
         self._last_heartbeat = now
 
     async def _reap_dead_workers(self) -> None:

@@ -328,9 +328,19 @@ def _waiting_for_a_worker(
             f"waiting for a worker: no worker has registered workflow {workflow!r} on this "
             "database yet; the run starts when one serving it runs (legato worker MODULE:APP)"
         )
-    if workers is not None and all(w.is_presumed_dead(now, lease) for w in workers):
+    if workers is None:
+        return "waiting for a worker to pick the run up (is `legato worker` running?)"
+    live = [w for w in workers if not w.is_presumed_dead(now, lease)]
+    if not live:
         return (
             f"waiting for a worker: no live worker serves workflow {workflow!r} (none is "
             "running on this database); start one with legato worker MODULE:APP"
         )
-    return "waiting for a worker to pick the run up (is `legato worker` running?)"
+    if all(w.workflows is not None and workflow not in w.workflows for w in live):
+        served = sorted({name for w in live for name in w.workflows or ()})
+        return (
+            f"waiting for a worker: no live worker serves workflow {workflow!r} (the "
+            f"{len(live)} running serve {', '.join(served) or 'nothing'}); start one whose "
+            "app registers it with legato worker MODULE:APP"
+        )
+    return "waiting for a worker to pick the run up: a live worker serves its workflow"

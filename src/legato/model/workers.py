@@ -18,6 +18,9 @@ class WorkerInfo:
     pid: int
     started_at: datetime
     heartbeat_at: datetime
+    # The workflow names it serves; None for a worker registered by a version that did
+    # not record them.
+    workflows: tuple[str, ...] | None = None
 
     def is_presumed_dead(self, now: datetime, lease: timedelta = DEFAULT_LEASE) -> bool:
         """True when its last heartbeat is older than ``lease``: others take its runs."""

@@ -28,7 +28,7 @@ from typing import Protocol
 from legato.model import HistoryEvent, Run, Signal, Task
 from legato.model.workers import WorkerInfo as WorkerInfo  # re-exported: adapters build it
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
@@ -267,8 +267,11 @@ class Store(Protocol):
     async def cancel_requests(self, worker_id: str) -> list[str]:
         """Ids of unfinished runs owned by ``worker_id`` whose cancellation was requested."""
 
-    async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
-        """Record a worker process (or refresh it)."""
+    async def register_worker(
+        self, worker_id: str, host: str, pid: int, at: float, workflows: Sequence[str] = ()
+    ) -> None:
+        """Record a worker process and the workflow names it serves (registered again:
+        only its heartbeat moves)."""
 
     async def heartbeat(self, worker_id: str, at: float) -> bool:
         """Say that ``worker_id`` is alive; False if it has no row (nothing is written then).

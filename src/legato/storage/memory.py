@@ -425,13 +425,17 @@ class MemoryStore:
         rows.sort(key=lambda t: (t.created_at, t.task_id))
         return [_task(t) for t in rows[:limit]]
 
-    async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
-        """Record a worker process."""
+    async def register_worker(
+        self, worker_id: str, host: str, pid: int, at: float, workflows: Sequence[str] = ()
+    ) -> None:
+        """Record a worker process and what it serves."""
         when = to_datetime(at)
         assert when is not None
         known = self._workers.get(worker_id)
         if known is None:
-            self._workers[worker_id] = WorkerInfo(worker_id, host, pid, when, when)
+            self._workers[worker_id] = WorkerInfo(
+                worker_id, host, pid, when, when, tuple(workflows)
+            )
         else:  # registered again: only the heartbeat moves, as in SQL
             self._workers[worker_id] = dataclasses.replace(known, heartbeat_at=when)
 
@@ -442,9 +446,7 @@ class MemoryStore:
         assert when is not None
         if info is None:
             return False
-        self._workers[worker_id] = WorkerInfo(
-            info.worker_id, info.host, info.pid, info.started_at, when
-        )
+        self._workers[worker_id] = dataclasses.replace(info, heartbeat_at=when)
         return True
 
     async def list_workers(self) -> list[WorkerInfo]:

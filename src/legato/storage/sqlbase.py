@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from legato.errors import ConcurrencyConflict
 from legato.model import HistoryEvent, Run, Signal, Task
+from legato.model.payloads import dumps
 from legato.storage.base import (
     KEEP,
     Append,
@@ -38,6 +39,7 @@ from legato.storage.sqlrows import (
     loads,
     run_from_row,
     task_from_row,
+    worker_from_row,
 )
 
 T = TypeVar("T")
@@ -416,9 +418,11 @@ class SqlStore:
         rows = [(worker_id, rid) for rid in run_ids]
         return await self._transact(lambda c: c.executemany(q.release_one, rows).rowcount)
 
-    async def register_worker(self, worker_id: str, host: str, pid: int, at: float) -> None:
-        """Record a worker process (or refresh its heartbeat)."""
-        params = (worker_id, host, pid, at, at)
+    async def register_worker(
+        self, worker_id: str, host: str, pid: int, at: float, workflows: Sequence[str] = ()
+    ) -> None:
+        """Record a worker process and what it serves (or refresh its heartbeat)."""
+        params = (worker_id, host, pid, at, at, dumps(list(workflows)))
         await self._transact(lambda c: c.execute(self.queries.register_worker, params))
 
     async def heartbeat(self, worker_id: str, at: float) -> bool:
@@ -511,7 +515,7 @@ class SqlStore:
     async def list_workers(self) -> list[WorkerInfo]:
         """Every registered worker."""
         rows = await self._select(self.queries.list_workers)
-        return [WorkerInfo(r[0], r[1], r[2], at_time(r[3]), at_time(r[4])) for r in rows]
+        return [worker_from_row(r) for r in rows]
 
     async def signals(self, run_id: str, after_id: int = 0) -> list[Signal]:
         """A run's signals with ids above ``after_id``, in delivery order."""

@@ -14,6 +14,7 @@ import orjson
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.history import kind_of
 from legato.model.ids import RunId
+from legato.model.workers import WorkerInfo
 from legato.storage.base import to_datetime
 
 RUN_COLUMNS = (
@@ -81,6 +82,19 @@ def event_from_row(row: Sequence[Any]) -> HistoryEvent:
         attempt=row[5],
         data=loads(row[6]),
         at=to_datetime(row[7]),  # type: ignore[arg-type]  # NOT NULL column
+    )
+
+
+def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
+    """A ``WorkerInfo`` from ``worker_id, host, pid, started_at, heartbeat_at, workflows``."""
+    workflows = loads(row[5])
+    return WorkerInfo(
+        row[0],
+        row[1],
+        row[2],
+        at_time(row[3]),
+        at_time(row[4]),
+        None if workflows is None else tuple(workflows),
     )
 
 

@@ -94,7 +94,8 @@ class SqliteQueries:
     release_all = "UPDATE runs SET owner = NULL WHERE owner = ?"
     release_one = "UPDATE runs SET owner = NULL WHERE owner = ? AND run_id = ?"
     register_worker = (
-        "INSERT INTO workers VALUES (?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
+        "INSERT INTO workers (worker_id, host, pid, started_at, heartbeat_at, workflows) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
         "DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
     )
     heartbeat = "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?"
@@ -108,7 +109,8 @@ class SqliteQueries:
         f"SELECT run_id FROM runs WHERE owner = ? AND {UNFINISHED} AND cancel_requested = 1"
     )
     list_workers = (
-        "SELECT worker_id, host, pid, started_at, heartbeat_at FROM workers ORDER BY started_at"
+        "SELECT worker_id, host, pid, started_at, heartbeat_at, workflows FROM workers "
+        "ORDER BY started_at"
     )
     signals = (
         "SELECT id, run_id, name, payload, sent_at FROM signals "

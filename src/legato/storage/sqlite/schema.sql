@@ -45,7 +45,8 @@ CREATE TABLE workers (
     host         TEXT NOT NULL,
     pid          INTEGER NOT NULL,
     started_at   REAL NOT NULL,
-    heartbeat_at REAL NOT NULL
+    heartbeat_at REAL NOT NULL,
+    workflows    BLOB                           -- JSON list of the workflow names it serves
 );
 
 -- Workflow names registered by apps on this database, so clients can check a name.
