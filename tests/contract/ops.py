@@ -79,6 +79,7 @@ def set_run(
     wake_at: float | None = None,
     release: bool = False,
     owner: str | None = None,
+    error_pos: int | None = None,
 ) -> SetRun:
     return SetRun(
         run_id,
@@ -89,6 +90,7 @@ def set_run(
         wake_at,
         release=release,
         owner=owner,
+        error_pos=error_pos,
     )
 
 

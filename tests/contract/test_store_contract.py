@@ -236,6 +236,51 @@ async def test_guarded_set_run_after_a_release_in_its_batch_conflicts(store: Sto
     assert run is not None and (run.status, run.owner) == (RunStatus.RUNNING, "w1")
 
 
+FAILURE = {"type": "ValueError", "message": "no", "step": "pay", "attempts": 1}
+
+
+async def failed_by_reference(store: Store) -> None:
+    """r1 failed; its row names its run_failed record (pos 2) instead of copying it."""
+    await store.write(
+        [
+            new_run("r1", owner="w1"),
+            append("r1", 1),
+            append("r1", 2, EventKind.RUN_FAILED, key=None, name=None, attempt=0, data=FAILURE),
+            set_run("r1", "compensating", wake_at=T0, owner="w1", error_pos=2),
+        ]
+    )
+
+
+async def test_an_error_by_reference_reads_as_its_records_data(store: Store) -> None:
+    await failed_by_reference(store)
+    run = await store.get_run("r1")
+    assert run is not None and run.error == FAILURE
+    [listed] = await store.list_runs()
+    [light] = await store.list_runs(payloads=False)
+    assert listed.error == light.error == FAILURE
+    await store.release_runs("w1")
+    await store.register_worker("w2", "h", 2, T0)
+    [claimed] = await store.claim_runs("w2", T0 + 5, 10, ["wf"])
+    assert claimed.error == FAILURE
+
+
+async def test_an_inline_error_outranks_a_reference_and_clear_error_clears_both(
+    store: Store,
+) -> None:
+    await failed_by_reference(store)
+    inline = {"type": "Other", "message": "composite"}
+    await store.write([set_run("r1", "blocked", error=inline, error_pos=2)])
+    assert (await store.get_run("r1")).error == inline  # type: ignore[union-attr]
+    await store.write([set_run("r1", "blocked", error_pos=2)])
+    await store.write([UpdateRun("r1", if_status=("blocked",), status="running", clear_error=True)])
+    assert (await store.get_run("r1")).error is None  # type: ignore[union-attr]
+
+
+async def test_a_reference_to_no_record_reads_as_no_error(store: Store) -> None:
+    await store.write([new_run("r1"), set_run("r1", "failed", error_pos=9)])
+    assert (await store.get_run("r1")).error is None  # type: ignore[union-attr]
+
+
 # -- reads ----
 
 

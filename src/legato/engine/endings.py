@@ -71,7 +71,8 @@ async def block(ex: RunExecution, error: NonDeterminismError) -> None:
         described["type"], described["message"], error.seq, error.recorded, error.requested
     )
     log.error("%s", error)
-    await ex.end(RunStatus.BLOCKED, record, error=record.data())
+    blocked = ex.record(record)
+    await ex.end(RunStatus.BLOCKED, None, error=record.data(), error_pos=blocked.pos, first=blocked)
 
 
 async def fail(ex: RunExecution, failure: BaseException) -> bool:
@@ -90,18 +91,26 @@ async def fail(ex: RunExecution, failure: BaseException) -> bool:
     # timeout, or a sibling branch's failure): it is cancelled and compensates itself.
     # Children that have ended are left as they are.
     await ex.engine.cancel_children(ex.index.children)
-    ex.index.failure = failed
-    ex.compensating = True
     record = ex.record(failed)
+    ex.index.failure, ex.index.failure_pos = failed, record.pos
+    ex.compensating = True
     if not saga.stack(ex):
         if failed.cancelled:
-            await ex.end(RunStatus.CANCELLED, records.RunCancelled(), error=error, first=record)
+            await ex.end(
+                RunStatus.CANCELLED,
+                records.RunCancelled(),
+                error=error,
+                error_pos=record.pos,
+                first=record,
+            )
         else:
-            await ex.end(RunStatus.FAILED, None, error=error, first=record)
+            await ex.end(RunStatus.FAILED, None, error=error, error_pos=record.pos, first=record)
         return False
     # Not awaited: the failure is already durable in the records that caused it (a
     # final step_failed, a cancel flag, a deadline), so replay reaches it again; these
     # commit with the first compensation's record.
     ex.engine.journal.submit_nowait(record)
-    ex.engine.journal.submit_nowait(ex.set_run(RunStatus.COMPENSATING, error=error))
+    ex.engine.journal.submit_nowait(
+        ex.set_run(RunStatus.COMPENSATING, error=error, error_pos=record.pos)
+    )
     return True

@@ -177,18 +177,28 @@ class RunExecution:
             self.recheck_eviction()
 
     def set_run(
-        self, status: RunStatus, *, output: bytes | None = None, error: dict[str, Any] | None = None
+        self,
+        status: RunStatus,
+        *,
+        output: bytes | None = None,
+        error: dict[str, Any] | None = None,
+        error_pos: int | None = None,
     ) -> SetRun:
-        """Overwrite the run's row; an active run is due now, a finished one never."""
+        """Overwrite the run's row; an active run is due now, a finished one never.
+
+        The run's error is ``error_pos`` (the position of the record whose data it is:
+        stored once), else ``error`` itself.
+        """
         now = self.engine.clock.time()
         return SetRun(
             self.run_id,
             str(status.value),
             output,
-            None if error is None else dumps(error),
+            None if error is None or error_pos is not None else dumps(error),
             now,
             None if status.is_terminal else now,
             owner=self.owner_id,
+            error_pos=error_pos,
         )
 
     # -- call numbering and replay ---------------------------------------------------------
@@ -348,18 +358,20 @@ class RunExecution:
         assert self._evict_to is not None
         status, wake_at, waiting = self._evict_to
         now = self.engine.clock.time()
-        failure = self.index.failure if self.compensating else None
-        error = None if failure is None else failure.data()
+        # While compensating, the run's error is its run_failed record (by reference).
+        failure_pos = self.index.failure_pos if self.compensating else None
+        failure = self.index.failure if self.compensating and failure_pos is None else None
         await self.commit(
             SetRun(
                 self.run_id,
                 status.value,
                 None,
-                None if error is None else dumps(error),
+                None if failure is None else dumps(failure.data()),
                 now,
                 wake_at,
                 release=True,
                 owner=self.owner_id,
+                error_pos=failure_pos,
             ),
             # Due at once if a cancel came meanwhile, or (only for a run waiting for an
             # event) a signal newer than the last one it saw.
@@ -519,13 +531,17 @@ class RunExecution:
         data: bytes | None = None,
         output: bytes | None = None,
         error: dict[str, Any] | None = None,
+        error_pos: int | None = None,
         first: Write | None = None,
     ) -> None:
-        """Commit the run's end (with what it owes others), then tell in-process waiters."""
+        """Commit the run's end (with what it owes others), then tell in-process waiters.
+
+        ``error`` is the run's error; ``error_pos``, when given, the record that holds it.
+        """
         ops: list[Write] = [] if first is None else [first]
         if record is not None:
             ops.append(self.record(record, data))
-        end = self.set_run(status, output=output, error=error)
+        end = self.set_run(status, output=output, error=error, error_pos=error_pos)
         end.release = True  # nobody executes an ended run; an operator action may revive it
         ops.append(end)
         now = self.engine.clock.time()

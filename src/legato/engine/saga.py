@@ -53,10 +53,13 @@ async def compensate(ex: RunExecution) -> None:
             }
             await ex.end(RunStatus.COMPENSATION_FAILED, None, error=details)
             return
-    if failure.cancelled:
-        await ex.end(RunStatus.CANCELLED, records.RunCancelled(), error=failure.data())
-    else:
-        await ex.end(RunStatus.COMPENSATED, records.RunCompensated(), error=failure.data())
+    # The run's error stays its run_failed record (by reference, when its position is known).
+    status, last = (
+        (RunStatus.CANCELLED, records.RunCancelled())
+        if failure.cancelled
+        else (RunStatus.COMPENSATED, records.RunCompensated())
+    )
+    await ex.end(status, last, error=failure.data(), error_pos=ex.index.failure_pos)
 
 
 async def _compensate_one(

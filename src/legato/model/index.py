@@ -90,6 +90,7 @@ class HistoryIndex:
     compensations: dict[str, CompensationRecord] = field(default_factory=dict)
     completed_order: list[str] = field(default_factory=list)  # step keys in completion order
     failure: RunFailed | None = None
+    failure_pos: int | None = None  # the position of the run_failed record
     last_pos: int = 0
     consumed_signals: set[int] = field(default_factory=set)
     children: list[str] = field(default_factory=list)  # child run ids, started order
@@ -176,6 +177,7 @@ class HistoryIndex:
                 self.cancel_requested = True
             case RunFailed():
                 self.failure = record
+                self.failure_pos = pos
 
     def _step(self, key: str, name: str) -> CallRecord:
         call = self.calls.get(key)

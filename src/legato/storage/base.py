@@ -28,7 +28,7 @@ from typing import Protocol
 from legato.model import HistoryEvent, Run, Signal, Task
 from legato.model.workers import WorkerInfo as WorkerInfo  # re-exported: adapters build it
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
@@ -84,6 +84,10 @@ class SetRun:
     wake_at: float | None
     release: bool = False
     owner: str | None = None
+    # The run's error by reference: the position of the record (of this run's history)
+    # whose data is the error, so it is stored once. Reads give that data as ``error``
+    # when ``error`` is NULL.
+    error_pos: int | None = None
 
 
 class Keep(enum.Enum):

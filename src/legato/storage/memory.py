@@ -52,6 +52,7 @@ class _Row:
     owner: str | None
     cancel_requested: bool = False
     parent_run_id: str | None = None
+    error_pos: int | None = None
 
 
 @dataclass(slots=True)
@@ -93,14 +94,18 @@ def _loads(data: bytes | None) -> object:
     return None if data is None else orjson.loads(data)
 
 
-def _run(row: _Row) -> Run:
+def _run(row: _Row, history: list[Append] | None = None) -> Run:
+    """The ``Run`` of ``row``; ``history`` (its records) gives an error by reference."""
+    error = row.error
+    if error is None and row.error_pos is not None and history:
+        error = next((op.data for op in history if op.pos == row.error_pos), None)
     return Run(
         run_id=RunId(row.run_id),
         workflow=row.workflow,
         status=RunStatus(row.status),
         input=orjson.loads(row.input),
         output=_loads(row.output),
-        error=_loads(row.error),  # type: ignore[arg-type]  # a JSON object when set
+        error=_loads(error),  # type: ignore[arg-type]  # a JSON object when set
         created_at=to_datetime(row.created_at),  # type: ignore[arg-type]  # never None
         updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]  # never None
         deadline_at=to_datetime(row.deadline_at),
@@ -180,6 +185,7 @@ class MemoryStore:
                 if row is not None:
                     undo.append(partial(self._restore, dataclasses.replace(row)))
                     row.status, row.output, row.error = op.status, op.output, op.error
+                    row.error_pos = op.error_pos
                     row.updated_at, row.wake_at = op.updated_at, op.wake_at
                     if op.release:
                         row.owner = None
@@ -200,7 +206,7 @@ class MemoryStore:
                 if op.cancel_requested is not None:
                     row.cancel_requested = op.cancel_requested
                 if op.clear_error:
-                    row.error = None
+                    row.error = row.error_pos = None
                 if op.updated_at is not None:
                     row.updated_at = op.updated_at
             elif type(op) is NewRun:
@@ -305,7 +311,7 @@ class MemoryStore:
     async def get_run(self, run_id: str) -> Run | None:
         """The run with this id, or None."""
         row = self._runs.get(run_id)
-        return None if row is None else _run(row)
+        return None if row is None else _run(row, self._history.get(run_id))
 
     async def list_runs(
         self,
@@ -323,7 +329,7 @@ class MemoryStore:
             and (workflow is None or r.workflow == workflow)
         ]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
-        runs = [_run(r) for r in rows[:limit]]
+        runs = [_run(r, self._history.get(r.run_id)) for r in rows[:limit]]
         if not payloads:
             runs = [dataclasses.replace(run, input=None, output=None) for run in runs]
         return runs
@@ -362,7 +368,7 @@ class MemoryStore:
         due.sort(key=lambda r: (r.wake_at or 0.0, r.created_at))
         for row in due[:limit]:
             row.owner = worker_id
-        return [_run(r) for r in due[:limit]]
+        return [_run(r, self._history.get(r.run_id)) for r in due[:limit]]
 
     async def next_due(self, workflows: Sequence[str]) -> float | None:
         """The earliest ``wake_at`` of unowned, unfinished runs of ``workflows``."""

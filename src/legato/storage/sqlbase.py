@@ -130,7 +130,7 @@ def update_run_sql(shape: tuple[Any, ...], p: str) -> str:
         if present
     ]
     if clear:
-        sets.append("error = NULL")
+        sets.append("error = NULL, error_pos = NULL")
     where = [f"run_id = {p}"]
     if statuses > 0:
         where.append(f"status IN ({', '.join([p] * statuses)})")
@@ -356,7 +356,16 @@ class SqlStore:
         q = self.queries
         for guarded, group in groupby(ops, lambda op: op.owner is not None):
             rows = [
-                (op.status, op.output, op.error, op.updated_at, op.wake_at, op.release, op.run_id)
+                (
+                    op.status,
+                    op.output,
+                    op.error,
+                    op.error_pos,
+                    op.updated_at,
+                    op.wake_at,
+                    op.release,
+                    op.run_id,
+                )
                 + ((op.owner,) if guarded else ())
                 for op in group
             ]

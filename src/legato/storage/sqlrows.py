@@ -18,8 +18,11 @@ from legato.model.workers import WorkerInfo
 from legato.storage.base import to_datetime
 
 RUN_COLUMNS = (
-    "run_id, workflow, status, input, output, error, created_at, updated_at, "
-    "deadline_at, wake_at, owner, cancel_requested, parent_run_id"
+    "run_id, workflow, status, input, output, "
+    # The error inline, or the data of the history record error_pos names.
+    "COALESCE(error, (SELECT h.data FROM history h WHERE h.run_id = runs.run_id "
+    "AND h.pos = runs.error_pos)), "
+    "created_at, updated_at, deadline_at, wake_at, owner, cancel_requested, parent_run_id"
 )
 RUN_COLUMNS_NO_PAYLOADS = RUN_COLUMNS.replace("input, output,", "NULL, NULL,", 1)
 """The same columns, with NULL for the two that may be large."""

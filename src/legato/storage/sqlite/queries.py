@@ -73,7 +73,8 @@ class SqliteQueries:
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     )
     set_run = (
-        "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?, wake_at = ?, "
+        "UPDATE runs SET status = ?, output = ?, error = ?, error_pos = ?, updated_at = ?, "
+        "wake_at = ?, "
         "owner = CASE WHEN ? THEN NULL ELSE owner END WHERE run_id = ?"
     )
     # A guarded SetRun: only while the run is still the writer's (the WHERE sees the old owner).

@@ -9,14 +9,15 @@ CREATE TABLE runs (
     status           TEXT NOT NULL,
     input            BLOB NOT NULL,             -- JSON list of positional arguments
     output           BLOB,                      -- JSON result once completed
-    error            BLOB,                      -- JSON {type, message, step} once failed
+    error            BLOB,                      -- JSON error no single record holds (see error_pos)
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL,
     deadline_at      REAL,                      -- workflow timeout, if any
     wake_at          REAL,                      -- due from this time; NULL: waits for an event
     owner            TEXT,                      -- worker executing the run, NULL if none
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    parent_run_id    TEXT                       -- the run that started this one as a child
+    parent_run_id    TEXT,                      -- the run that started this one as a child
+    error_pos        INTEGER                    -- history record whose data is the error
 ) WITHOUT ROWID;
 
 CREATE INDEX runs_by_created ON runs (created_at);
