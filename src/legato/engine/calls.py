@@ -12,7 +12,7 @@ import orjson
 
 from legato.errors import PayloadError, StepFailed, describe_exception
 from legato.model import records
-from legato.model.payloads import encode
+from legato.model.payloads import dumps, encode
 from legato.model.records import Record
 from legato.model.retry import Retry
 
@@ -65,7 +65,7 @@ class Attempt:
         (at most ``limit`` bytes, else ``PayloadError``)."""
         if self.record is None:
             done: Record = records.CompensationCompleted(key, name, number, started_at)
-            return done, done.stored()[4] or b"{}"
+            return done, dumps(done.data())
         if self.record == "result+args":
             step = records.StepCompleted(
                 key, name, number, result, list(self.args), self.kwargs or None, started_at
