@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import legato
+import legato.testing
 from legato.model import EventKind
 from legato.storage.memory import MemoryStore
 from tests.fixtures.engine import Harness, of_kind, outcome, settle_until
@@ -252,3 +253,34 @@ def test_blocking_client_refuses_an_empty_run_id(tmp_path) -> None:
         with pytest.raises(legato.errors.DefinitionError, match="run_id must be"):
             client.start("wf", run_id="")
         assert client.list_runs() == []
+
+
+# -- bounded in-process starts ----
+
+
+async def test_starts_past_max_concurrent_runs_wait_pending_and_all_finish(
+    memory_store: MemoryStore, clock: legato.testing.FakeClock
+) -> None:
+    # Given an app that holds at most 2 runs in flight, and steps that block on a gate
+    calls: Counter[str] = Counter()
+    gate = asyncio.Event()
+    app = legato.App("shop", memory_store, clock=clock, max_concurrent_runs=2)
+    defs = shop(calls, gate)(app)
+    async with app:
+        engine = app._engine
+        assert engine is not None
+        # When five runs are started in this process
+        for i in range(5):
+            await app.start(defs.buy, {"id": i}, run_id=f"b-{i}")
+        await settle_until(lambda: calls["pay"] == 2)
+
+        # Then two run here, and three wait pending with no owner (nothing holds them)
+        assert sorted(engine.live) == ["b-0", "b-1"]
+        waiting = [await memory_store.get_run(f"b-{i}") for i in range(2, 5)]
+        assert [(r.status.value, r.owner) for r in waiting if r] == [("pending", None)] * 3
+
+        # And once the gate opens every run finishes here, each paid once
+        gate.set()
+        results = [await outcome(app.handle(f"b-{i}")) for i in range(5)]
+    assert results == [f"paid {i}" for i in range(5)]
+    assert calls["pay"] == 5

@@ -123,6 +123,9 @@ class Engine:
         self._pass_done.set()
         self._last_heartbeat = 0.0
         self._to_release: list[str] = []
+        # Due runs were left for later for want of room (max_concurrent_runs): claim them
+        # as soon as enough live runs here end or park, not at the next poll.
+        self._room_wanted = False
         self.tune_gc = tune_gc
         self._saved_gc: tuple[int, ...] | None = None
         self.running = False
@@ -211,16 +214,20 @@ class Engine:
             return run_id
         now = self.clock.time()
         deadline = None if workflow.timeout_s is None else now + workflow.timeout_s
+        # Past max_concurrent_runs a new run is not launched here but created pending, for
+        # this worker (or another) to claim when it has room: live runs, and the memory
+        # they hold, stay bounded however fast runs are started.
+        full = len(self.live) >= self.max_concurrent_runs
         outcome = await self.journal.commit(
             [
                 NewRun(
                     run_id,
                     workflow.name,
-                    RunStatus.RUNNING.value,
+                    (RunStatus.PENDING if full else RunStatus.RUNNING).value,
                     payload,
                     now,
                     deadline,
-                    self.worker_id,
+                    None if full else self.worker_id,
                 )
             ],
             run_id,
@@ -229,6 +236,9 @@ class Engine:
         if existing is not None:
             if existing != workflow.name:
                 raise RunAlreadyExists(run_id, existing, workflow.name)
+            return run_id
+        if full:
+            self._room_wanted = True
             return run_id
         # The workflow sees its arguments as replay will: through JSON.
         self._launch(run_id, workflow, orjson.loads(payload), deadline, HistoryIndex())
@@ -292,6 +302,9 @@ class Engine:
             return
         if self.live.get(execution.run_id) is execution:
             del self.live[execution.run_id]
+            if self._room_wanted and len(self.live) <= self.max_concurrent_runs * 0.9:
+                self._room_wanted = False  # a tenth of the room is free: claim what waits
+                self.poke()
         # Break execution -> task -> context -> execution now: left to the (tuned) cyclic
         # collector, 100k evicted runs kept ~85 MB of garbage alive.
         execution.release_tasks()
@@ -492,6 +505,7 @@ class Engine:
         """Claim and resume due runs; True if there may be more to claim at once."""
         room = self.max_concurrent_runs - len(self.live)
         if room <= 0:
+            self._room_wanted = True
             return False
         limit = min(room, 1000)
         runs = await self.store.claim_runs(
