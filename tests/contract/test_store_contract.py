@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from legato.errors import ConcurrencyConflict
@@ -485,13 +487,18 @@ async def test_registered_workers_are_listed(store: Store) -> None:
     assert w1.workflows == ()
 
 
-async def test_a_worker_is_listed_with_the_workflows_it_serves(store: Store) -> None:
-    await store.register_worker("w1", "h", 1, T0, ["buy", "ship"])
-    await store.register_worker("w1", "h", 1, T0 + 5, ["other"])  # again: heartbeat only
+async def test_a_worker_is_listed_with_the_workflows_it_serves_and_its_lease(
+    store: Store,
+) -> None:
+    await store.register_worker("w1", "h", 1, T0, ["buy", "ship"], 60.0)
+    await store.register_worker("w1", "h", 1, T0 + 5, ["other"], 5.0)  # again: heartbeat only
     assert await store.heartbeat("w1", T0 + 9)
-    [worker] = await store.list_workers()
-    assert worker.workflows == ("buy", "ship")
-    assert worker.heartbeat_at == at(T0 + 9)
+    await store.register_worker("w2", "h", 2, T0)
+    workers = {w.worker_id: w for w in await store.list_workers()}
+    assert workers["w1"].workflows == ("buy", "ship")
+    assert workers["w1"].lease == timedelta(seconds=60)
+    assert workers["w1"].heartbeat_at == at(T0 + 9)
+    assert workers["w2"].lease is None
 
 
 async def test_heartbeat_moves_only_that_workers_heartbeat(store: Store) -> None:

@@ -176,3 +176,15 @@ async def test_a_run_started_for_a_workflow_the_running_app_does_not_serve() -> 
     assert described.status is RunStatus.PENDING
     assert "no live worker serves workflow 'buy' (the 1 running serve ship)" in described.next
     assert me.workflows == ("ship",)
+
+
+def test_a_worker_is_presumed_dead_by_its_own_lease() -> None:
+    # A worker with a 60 s lease, silent for 20 s: alive, though past the default 15 s
+    patient = dataclasses.replace(worker(20), lease=timedelta(seconds=60))
+    owner = describe_run(run(), [], workers=[patient], now=NOW).owner
+    assert owner is not None and not owner.presumed_dead
+    # and silent for 70 s: presumed dead, and the note names its lease
+    gone = dataclasses.replace(worker(70), lease=timedelta(seconds=60))
+    owner = describe_run(run(), [], workers=[gone], now=NOW).owner
+    assert owner is not None and owner.presumed_dead
+    assert "past its 60s lease" in owner.note

@@ -40,9 +40,15 @@ class RecordingStore(MemoryStore):
         return alive
 
     async def register_worker(
-        self, worker_id: str, host: str, pid: int, at: float, workflows: Sequence[str] = ()
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        at: float,
+        workflows: Sequence[str] = (),
+        lease_s: float | None = None,
     ) -> None:
-        await super().register_worker(worker_id, host, pid, at, workflows)
+        await super().register_worker(worker_id, host, pid, at, workflows, lease_s)
         self.calls.append(("register_worker", worker_id, None))
 
     async def claim_runs(
@@ -236,3 +242,25 @@ async def test_runs_left_under_an_id_no_worker_row_names_are_released_by_recover
     async with app:
         # Then the run is released and finished, though no worker row named its owner
         assert await app.handle("orphan").result(timeout=5) == 60
+
+
+@pytest.mark.parametrize(("silent_for", "released"), [(20.0, False), (70.0, True)])
+async def test_a_silent_worker_is_presumed_dead_by_its_own_lease(
+    store: RecordingStore, clock: FakeClock, silent_for: float, released: bool
+) -> None:
+    # Given a worker with a 60 s lease that owns a run and has been silent a while
+    now = time.time()
+    await store.register_worker("patient", "elsewhere", 1, now - silent_for, ["held"], 60.0)
+    await store.write([NewRun("p-1", "held", "running", b"[1]", now, None, "patient")])
+
+    # When a worker with a 15 s lease starts (and looks for dead workers)
+    app = legato.App("test", store, clock=clock, lease=timedelta(seconds=15))
+    define(app, asyncio.Event(), [])
+    async with app:
+        await clock.settle()
+        workers = {w.worker_id for w in await store.list_workers()}
+        run = await store.get_run("p-1")
+
+    # Then the patient worker is presumed dead only past its own lease
+    assert ("patient" not in workers) is released
+    assert run is not None and (run.owner != "patient") is released

@@ -64,6 +64,7 @@ def list_workers(database: DatabaseOption = None, as_json: JsonOption = False) -
                     "started_at": w.started_at,
                     "heartbeat_at": w.heartbeat_at,
                     "workflows": None if w.workflows is None else list(w.workflows),
+                    "lease_s": None if w.lease is None else w.lease.total_seconds(),
                     "runs": counts[w.worker_id],
                 }
                 for w in workers

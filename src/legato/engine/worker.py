@@ -151,7 +151,12 @@ class Engine:
         self.journal.start()
         now = time.time()
         await self.store.register_worker(
-            self.worker_id, this_host(), os.getpid(), now, list(self.registry.workflows)
+            self.worker_id,
+            this_host(),
+            os.getpid(),
+            now,
+            list(self.registry.workflows),
+            self.lease_s,
         )
         await self.store.register_workflows(list(self.registry.workflows), now)
         self._last_heartbeat = now
@@ -551,7 +556,12 @@ class Engine:
         self._to_release.clear()
         now = time.time()
         await self.store.register_worker(
-            self.worker_id, this_host(), os.getpid(), now, list(self.registry.workflows)
+            self.worker_id,
+            this_host(),
+            os.getpid(),
+            now,
+            list(self.registry.workflows),
+            self.lease_s,
         )
         self._last_heartbeat = now
 
@@ -563,7 +573,9 @@ class Engine:
             for w in await self.store.list_workers()
             if w.worker_id != self.worker_id
             and (
-                now - w.heartbeat_at.timestamp() > self.lease_s
+                # By its own lease (it heartbeats for that), else by ours.
+                now - w.heartbeat_at.timestamp()
+                > w.lease_or(timedelta(seconds=self.lease_s)).total_seconds()
                 or (w.host == host and is_dead_here(w))
             )
         ]

@@ -305,7 +305,8 @@ def _ownership(
     if worker.is_presumed_dead(now, lease):
         note = (
             f"its worker {worker.worker_id} on {worker.host} (pid {worker.pid}) last "
-            f"heartbeat {ago:.0f}s ago, past the {lease.total_seconds():.0f}s lease: presumed "
+            f"heartbeat {ago:.0f}s ago, past its {worker.lease_or(lease).total_seconds():.0f}s "
+            "lease: presumed "
             "dead, so another worker takes the run over at its next poll"
         )
         return Ownership(worker.worker_id, worker.host, worker.pid, worker.heartbeat_at, True, note)

@@ -18,10 +18,16 @@ class WorkerInfo:
     pid: int
     started_at: datetime
     heartbeat_at: datetime
-    # The workflow names it serves; None for a worker registered by a version that did
+    # What it serves and its lease; None for a worker registered by a version that did
     # not record them.
     workflows: tuple[str, ...] | None = None
+    lease: timedelta | None = None
+
+    def lease_or(self, default: timedelta = DEFAULT_LEASE) -> timedelta:
+        """Its own lease, or ``default`` when it did not record one."""
+        return default if self.lease is None else self.lease
 
     def is_presumed_dead(self, now: datetime, lease: timedelta = DEFAULT_LEASE) -> bool:
-        """True when its last heartbeat is older than ``lease``: others take its runs."""
-        return now - self.heartbeat_at > lease
+        """True when its last heartbeat is older than its lease (``lease`` if it recorded
+        none): others then take its runs."""
+        return now - self.heartbeat_at > self.lease_or(lease)

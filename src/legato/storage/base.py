@@ -272,10 +272,16 @@ class Store(Protocol):
         """Ids of unfinished runs owned by ``worker_id`` whose cancellation was requested."""
 
     async def register_worker(
-        self, worker_id: str, host: str, pid: int, at: float, workflows: Sequence[str] = ()
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        at: float,
+        workflows: Sequence[str] = (),
+        lease_s: float | None = None,
     ) -> None:
-        """Record a worker process and the workflow names it serves (registered again:
-        only its heartbeat moves)."""
+        """Record a worker process, the workflow names it serves and its lease (registered
+        again: only its heartbeat moves)."""
 
     async def heartbeat(self, worker_id: str, at: float) -> bool:
         """Say that ``worker_id`` is alive; False if it has no row (nothing is written then).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import orjson
@@ -432,15 +433,22 @@ class MemoryStore:
         return [_task(t) for t in rows[:limit]]
 
     async def register_worker(
-        self, worker_id: str, host: str, pid: int, at: float, workflows: Sequence[str] = ()
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        at: float,
+        workflows: Sequence[str] = (),
+        lease_s: float | None = None,
     ) -> None:
         """Record a worker process and what it serves."""
         when = to_datetime(at)
         assert when is not None
         known = self._workers.get(worker_id)
         if known is None:
+            lease = None if lease_s is None else timedelta(seconds=lease_s)
             self._workers[worker_id] = WorkerInfo(
-                worker_id, host, pid, when, when, tuple(workflows)
+                worker_id, host, pid, when, when, tuple(workflows), lease
             )
         else:  # registered again: only the heartbeat moves, as in SQL
             self._workers[worker_id] = dataclasses.replace(known, heartbeat_at=when)

@@ -428,10 +428,16 @@ class SqlStore:
         return await self._transact(lambda c: c.executemany(q.release_one, rows).rowcount)
 
     async def register_worker(
-        self, worker_id: str, host: str, pid: int, at: float, workflows: Sequence[str] = ()
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        at: float,
+        workflows: Sequence[str] = (),
+        lease_s: float | None = None,
     ) -> None:
         """Record a worker process and what it serves (or refresh its heartbeat)."""
-        params = (worker_id, host, pid, at, at, dumps(list(workflows)))
+        params = (worker_id, host, pid, at, at, dumps(list(workflows)), lease_s)
         await self._transact(lambda c: c.execute(self.queries.register_worker, params))
 
     async def heartbeat(self, worker_id: str, at: float) -> bool:

@@ -6,7 +6,7 @@ Shared by ``sqlbase`` (the reads) and each dialect's named queries (the column l
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -89,7 +89,8 @@ def event_from_row(row: Sequence[Any]) -> HistoryEvent:
 
 
 def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
-    """A ``WorkerInfo`` from ``worker_id, host, pid, started_at, heartbeat_at, workflows``."""
+    """A ``WorkerInfo`` from ``worker_id, host, pid, started_at, heartbeat_at, workflows,
+    lease_s``."""
     workflows = loads(row[5])
     return WorkerInfo(
         row[0],
@@ -98,6 +99,7 @@ def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
         at_time(row[3]),
         at_time(row[4]),
         None if workflows is None else tuple(workflows),
+        None if row[6] is None else timedelta(seconds=row[6]),
     )
 
 

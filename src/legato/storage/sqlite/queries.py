@@ -95,8 +95,8 @@ class SqliteQueries:
     release_all = "UPDATE runs SET owner = NULL WHERE owner = ?"
     release_one = "UPDATE runs SET owner = NULL WHERE owner = ? AND run_id = ?"
     register_worker = (
-        "INSERT INTO workers (worker_id, host, pid, started_at, heartbeat_at, workflows) "
-        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
+        "INSERT INTO workers (worker_id, host, pid, started_at, heartbeat_at, workflows, "
+        "lease_s) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (worker_id) "
         "DO UPDATE SET heartbeat_at = excluded.heartbeat_at"
     )
     heartbeat = "UPDATE workers SET heartbeat_at = ? WHERE worker_id = ?"
@@ -110,7 +110,7 @@ class SqliteQueries:
         f"SELECT run_id FROM runs WHERE owner = ? AND {UNFINISHED} AND cancel_requested = 1"
     )
     list_workers = (
-        "SELECT worker_id, host, pid, started_at, heartbeat_at, workflows FROM workers "
+        "SELECT worker_id, host, pid, started_at, heartbeat_at, workflows, lease_s FROM workers "
         "ORDER BY started_at"
     )
     signals = (

@@ -47,7 +47,8 @@ CREATE TABLE workers (
     pid          INTEGER NOT NULL,
     started_at   REAL NOT NULL,
     heartbeat_at REAL NOT NULL,
-    workflows    BLOB                           -- JSON list of the workflow names it serves
+    workflows    BLOB,                          -- JSON list of the workflow names it serves
+    lease_s      REAL                           -- silent this long, it is presumed dead
 );
 
 -- Workflow names registered by apps on this database, so clients can check a name.
