@@ -14,7 +14,7 @@ newer one) reads as ``UnknownRecord``: shown as it is, skipped by replay and des
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, Self, dataclass_transform
 
 from legato.model.history import EventKind, HistoryEvent
@@ -36,7 +36,8 @@ class Record:
     KIND_VALUE: ClassVar[str]  # KIND's string (an enum's .value is a property: hot path)
     DATA: ClassVar[tuple[str, ...]] = ()  # the data fields, in stored order
     OPTIONAL: ClassVar[frozenset[str]] = frozenset()  # left out of data when unset
-    FIELDS: ClassVar[tuple[tuple[str, bool, bool], ...]] = ()  # (name, envelope?, required?)
+    # Every field in order: (name, envelope?, required?, default when absent).
+    FIELDS: ClassVar[tuple[tuple[str, bool, bool, Any], ...]] = ()
 
     # Declared only: a kind that has none of them gets a class attribute (None, 0).
     key: str | None
@@ -70,19 +71,21 @@ class Record:
     def from_event(cls, event: HistoryEvent) -> Self:
         """The typed record of ``event`` (its kind must be this class's)."""
         data = event.data if isinstance(event.data, dict) else {}
-        values: dict[str, Any] = {}
-        for name, envelope, required in cls.FIELDS:
+        values: list[Any] = []  # positional, in field order: replay parses every record
+        for name, envelope, required, default in cls.FIELDS:
             if envelope:
-                values[name] = getattr(event, name)
+                values.append(getattr(event, name))
             elif name in data:
-                values[name] = data[name]
+                values.append(data[name])
             elif required:
                 raise ValueError(
                     f"history record {event.pos} of run {event.run_id!r} ({event.kind}) "
                     f"has no {name!r} field in its data: the database is damaged or was "
                     "not written by Legato"
                 )
-        return cls(**values)
+            else:
+                values.append(default)
+        return cls(*values)
 
 
 RECORDS: dict[str, type[Record]] = {}
@@ -95,10 +98,19 @@ def _kind(kind: EventKind, *, optional: tuple[str, ...] = ()) -> Any:
         cls = dataclass(frozen=True, slots=True)(cls)
         cls.KIND = kind
         cls.KIND_VALUE = str(kind.value)
-        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]  # a dataclass now
+        every = fields(cls)  # type: ignore[arg-type]  # a dataclass now
+        names = [f.name for f in every]
         cls.DATA = tuple(n for n in names if n not in _ENVELOPE)
         cls.OPTIONAL = frozenset(optional)
-        cls.FIELDS = tuple((n, n in _ENVELOPE, n not in optional) for n in names)
+        cls.FIELDS = tuple(
+            (
+                f.name,
+                f.name in _ENVELOPE,
+                f.name not in optional,
+                None if f.default is MISSING else f.default,
+            )
+            for f in every
+        )
         for field, unset in (("key", None), ("name", None), ("attempt", 0)):
             if field not in names:
                 setattr(cls, field, unset)
