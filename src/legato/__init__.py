@@ -31,6 +31,7 @@ from legato.model import (
     records,
 )
 from legato.model.description import Ownership, RunDescription, StepSummary
+from legato.model.events import Event
 from legato.model.workers import WorkerInfo
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "App",
     "AsyncClient",
     "Client",
+    "Event",
     "EventKind",
     "HistoryEvent",
     "Ownership",

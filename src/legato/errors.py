@@ -33,7 +33,9 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     │   ├── SchemaTooNew                  the schema is newer than this code
     │   ├── DatabaseMoved                 the database file was deleted or replaced
     │   └── NotALegatoDatabase            the file is not a Legato database
-    └── BusError                          event bus failures (reserved for the bus)
+    └── BusError                          about events and subscriptions
+        ├── InvalidEvent (ValueError)     not a valid CloudEvents 1.0 event
+        └── InvalidPattern (ValueError)   a subscription pattern that does not parse
 
 Errors carry data (``run_id``, ``step_name``, ``attempt``) and their message says what
 happened and what to do next. Engine control flow (suspending or cancelling a workflow)
@@ -341,7 +343,16 @@ class NotALegatoDatabase(StorageError):
 
 
 class BusError(LegatoError):
-    """An event bus operation failed."""
+    """About events and subscriptions."""
+
+
+class InvalidEvent(BusError, ValueError):
+    """Not a valid CloudEvents 1.0 event: a required attribute missing or empty, a bad
+    attribute name or value, a ``time`` that is not RFC 3339, data that is not JSON."""
+
+
+class InvalidPattern(BusError, ValueError):
+    """A subscription pattern that does not parse (the message says where)."""
 
 
 MAX_ERROR_MESSAGE = 16 * 1024

@@ -14,6 +14,7 @@ EXPECTED_ALL = [
     "App",
     "AsyncClient",
     "Client",
+    "Event",
     "EventKind",
     "HistoryEvent",
     "Ownership",
