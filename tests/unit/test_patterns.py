@@ -4,7 +4,7 @@ Tested here: type patterns with ``*`` wildcards; every EventBridge content-filte
 (exact values, prefix, suffix, equals-ignore-case, wildcard, anything-but in all its forms,
 numeric with one and two bounds, exists, cidr), positive and negative; arrays in the event,
 nested objects, ``$or`` at the top level and nested beside sibling keys; numbers versus
-strings and null; that every malformed pattern raises PatternError naming where the problem
+strings and null; that every malformed pattern raises InvalidPattern naming where the problem
 is; and that matching never raises, whatever shape the event has.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from legato.errors import InvalidPattern
-from legato.model.patterns import Pattern, PatternError, compile_pattern
+from legato.errors import BusError, InvalidPattern
+from legato.model.patterns import Pattern, compile_pattern
 
 
 def ev(type_: str = "order.placed", **data: Any) -> dict[str, Any]:
@@ -412,18 +412,18 @@ BAD: list[tuple[object, str]] = [
 
 @pytest.mark.parametrize(("pattern", "message"), BAD, ids=[str(i) for i in range(len(BAD))])
 def test_malformed_patterns_name_the_problem(pattern: Any, message: str) -> None:
-    with pytest.raises(PatternError) as caught:
+    with pytest.raises(InvalidPattern) as caught:
         compile_pattern(pattern)
     assert message in str(caught.value)
     assert isinstance(caught.value, ValueError)
-    assert isinstance(caught.value, InvalidPattern)
+    assert isinstance(caught.value, BusError)
 
 
 def test_too_deep_is_refused() -> None:
     pattern: dict[str, Any] = {"leaf": ["x"]}
     for _ in range(40):
         pattern = {"a": pattern}
-    with pytest.raises(PatternError, match="nested deeper than"):
+    with pytest.raises(InvalidPattern, match="nested deeper than"):
         compile_pattern(pattern)
 
 

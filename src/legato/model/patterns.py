@@ -34,14 +34,10 @@ from typing import Any, Final, TypeGuard
 
 from legato.errors import InvalidPattern
 
-__all__ = ["Pattern", "PatternError", "compile_pattern"]
+__all__ = ["Pattern", "compile_pattern"]
 
 MAX_DEPTH: Final = 32
 """Deepest nesting of objects (and ``$or``) a content filter may have."""
-
-
-class PatternError(InvalidPattern):
-    """A pattern that does not parse; the message names the path inside the pattern."""
 
 
 # --------------------------------------------------------------------------- event values
@@ -258,8 +254,8 @@ def _where(path: str) -> str:
     return path or "(top level)"
 
 
-def _fail(path: str, message: str) -> PatternError:
-    return PatternError(f"{_where(path)}: {message}")
+def _fail(path: str, message: str) -> InvalidPattern:
+    return InvalidPattern(f"{_where(path)}: {message}")
 
 
 def _join(path: str, key: str) -> str:
@@ -513,10 +509,10 @@ def _plain(value: object) -> Any:
 
 def _compile_type(pattern: str) -> Callable[[Mapping[str, Any]], bool]:
     if not pattern:
-        raise PatternError("type pattern must not be empty")
+        raise InvalidPattern("type pattern must not be empty")
     for i, char in enumerate(pattern):
         if not " " <= char <= "~":
-            raise PatternError(
+            raise InvalidPattern(
                 f"type pattern {pattern!r}: character {char!r} at {i} is not printable ASCII"
             )
     parts = pattern.split("*")
@@ -588,7 +584,7 @@ class Pattern:
                 return node.match(event)
 
         else:
-            raise PatternError(
+            raise InvalidPattern(
                 f"a pattern is a type string or a content-filter dict, got "
                 f"{type(source).__name__} {source!r}"
             )
@@ -621,7 +617,7 @@ class Pattern:
 
 
 def compile_pattern(pattern: str | Mapping[str, Any]) -> Pattern:
-    """Validate ``pattern`` fully and compile it; :class:`PatternError` says what is wrong where.
+    """Validate ``pattern`` fully and compile it; :class:`InvalidPattern` says what is wrong where.
 
     A type string compiles to a check of the event's ``type``; a content filter (any mapping,
     copied as plain dicts and lists) to a tree of matchers. Matching never raises.
