@@ -150,14 +150,7 @@ class Engine:
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
         now = time.time()
-        await self.store.register_worker(
-            self.worker_id,
-            this_host(),
-            os.getpid(),
-            now,
-            list(self.registry.workflows),
-            self.lease_s,
-        )
+        await self._register(now)
         await self.store.register_workflows(list(self.registry.workflows), now)
         self._last_heartbeat = now
         self.running = True
@@ -555,6 +548,11 @@ class Engine:
         # let go of a run claimed again since, and executing here.
         self._to_release.clear()
         now = time.time()
+        await self._register(now)
+        self._last_heartbeat = now
+
+    async def _register(self, now: float) -> None:
+        """Register this worker (again): who it is, what it serves, its lease."""
         await self.store.register_worker(
             self.worker_id,
             this_host(),
@@ -563,7 +561,6 @@ class Engine:
             list(self.registry.workflows),
             self.lease_s,
         )
-        self._last_heartbeat = now
 
     async def _reap_dead_workers(self) -> None:
         host = this_host()

@@ -55,21 +55,11 @@ def _is_number(value: object) -> TypeGuard[int | float]:
 
 def _leaves(value: object) -> Iterator[object]:
     """The leaf values of a field: arrays flattened (however deep), objects skipped."""
-    if value is _MISSING or isinstance(value, Mapping):
+    if value is _MISSING:
         return
-    if not isinstance(value, list | tuple):
-        yield value
-        return
-    stack: list[Iterator[object]] = [iter(value)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list | tuple):
-                stack.append(iter(item))
-                break
-            if not isinstance(item, Mapping):
-                yield item
-        else:
-            stack.pop()
+    for item in _elements(value):
+        if not isinstance(item, Mapping):
+            yield item
 
 
 def _elements(value: object) -> Iterator[object]:
