@@ -149,26 +149,27 @@ async def attempts(
             failures = number
             error = describe_exception(exc)
             retryable = policy.is_retryable(exc) and not isinstance(exc, PayloadError)
-            if retryable and number < policy.max_attempts:
+            again = retryable and number < policy.max_attempts
+            if again:
                 delay = policy.delay(number, engine.rng.random()).total_seconds()
                 retry_at = engine.clock.time() + delay
-                retrying = failed(
-                    key,
-                    name,
-                    number,
-                    error["type"],
-                    error["message"],
-                    number,
-                    retry_at=retry_at,
-                    max_attempts=policy.max_attempts,
-                )
-                await ex.commit(ex.record(retrying))
-                if interruptible:
-                    ex.check_interrupt()
-                continue
-            final = failed(key, name, number, error["type"], error["message"], number, final=True)
-            await ex.commit(ex.record(final))
-            raise GaveUp(final, exc) from exc
+            failure = failed(
+                key,
+                name,
+                number,
+                error["type"],
+                error["message"],
+                number,
+                retry_at=retry_at if again else None,
+                max_attempts=policy.max_attempts if again else None,
+                final=not again,
+            )
+            await ex.commit(ex.record(failure))
+            if not again:
+                raise GaveUp(failure, exc) from exc
+            if interruptible:
+                ex.check_interrupt()
+            continue
         finally:
             ex.in_flight -= 1
             ex.busy = True

@@ -358,20 +358,18 @@ class RunExecution:
         assert self._evict_to is not None
         status, wake_at, waiting = self._evict_to
         now = self.engine.clock.time()
-        # While compensating, the run's error is its run_failed record (by reference).
-        failure_pos = self.index.failure_pos if self.compensating else None
-        failure = self.index.failure if self.compensating and failure_pos is None else None
         await self.commit(
             SetRun(
                 self.run_id,
                 status.value,
                 None,
-                None if failure is None else dumps(failure.data()),
+                None,
                 now,
                 wake_at,
                 release=True,
                 owner=self.owner_id,
-                error_pos=failure_pos,
+                # While compensating, the run's error is its run_failed record.
+                error_pos=self.index.failure_pos if self.compensating else None,
             ),
             # Due at once if a cancel came meanwhile, or (only for a run waiting for an
             # event) a signal newer than the last one it saw.

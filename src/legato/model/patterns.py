@@ -27,212 +27,33 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeGuard
+from typing import Any, Final
 
 from legato.errors import InvalidPattern
+from legato.model.matchers import (
+    Leaf,
+    ListNode,
+    Node,
+    ObjectNode,
+    any_of,
+    cidr,
+    equals_ignore_case,
+    exact,
+    is_number,
+    negated,
+    numeric,
+    prefix,
+    star_regex,
+    suffix,
+    wildcard,
+)
 
 __all__ = ["Pattern", "compile_pattern"]
 
 MAX_DEPTH: Final = 32
 """Deepest nesting of objects (and ``$or``) a content filter may have."""
-
-
-# --------------------------------------------------------------------------- event values
-
-_MISSING: Final = object()
-"""Stands for a field the event does not have."""
-
-_Leaf = Callable[[object], bool]
-"""A matcher of one leaf value (a scalar of the event; never a list or an object)."""
-
-
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _leaves(value: object) -> Iterator[object]:
-    """The leaf values of a field: arrays flattened (however deep), objects skipped."""
-    if value is _MISSING:
-        return
-    for item in _elements(value):
-        if not isinstance(item, Mapping):
-            yield item
-
-
-def _elements(value: object) -> Iterator[object]:
-    """What an object pattern is applied to: each array element (flattened), or the value."""
-    if not isinstance(value, list | tuple):
-        yield value
-        return
-    stack: list[Iterator[object]] = [iter(value)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list | tuple):
-                stack.append(iter(item))
-                break
-            yield item
-        else:
-            stack.pop()
-
-
-# --------------------------------------------------------------------------- compiled nodes
-
-
-class _Node:
-    """A compiled piece of a content filter, applied to one field's value (or ``_MISSING``)."""
-
-    __slots__ = ()
-
-    def match(self, value: object) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-
-class _ListNode(_Node):
-    """A list of matchers: the field matches when any leaf matches any matcher (OR)."""
-
-    __slots__ = ("exists", "leaf")
-
-    def __init__(self, leaf: _Leaf | None, exists: frozenset[bool]) -> None:
-        self.leaf = leaf
-        self.exists = exists  # {True}: "exists": true is listed; {False}: false; both: both
-
-    def match(self, value: object) -> bool:
-        leaf = self.leaf
-        if not self.exists:
-            if leaf is None:  # pragma: no cover - compile never builds this
-                return False
-            return any(leaf(v) for v in _leaves(value))
-        present = False
-        for v in _leaves(value):
-            if leaf is not None and leaf(v):
-                return True
-            present = True
-        return present in self.exists
-
-
-class _ObjectNode(_Node):
-    """An object: every field must match (AND), and one of the ``$or`` alternatives if any."""
-
-    __slots__ = ("alternatives", "fields")
-
-    def __init__(
-        self, fields: tuple[tuple[str, _Node], ...], alternatives: tuple[_ObjectNode, ...]
-    ) -> None:
-        self.fields = fields
-        self.alternatives = alternatives
-
-    def match(self, value: object) -> bool:
-        if isinstance(value, list | tuple):
-            elements = list(_elements(value))
-            if elements:
-                return any(self._match_one(e) for e in elements)
-            return self._match_one(_MISSING)
-        return self._match_one(value)
-
-    def _match_one(self, value: object) -> bool:
-        obj = value if isinstance(value, Mapping) else None
-        for name, node in self.fields:
-            if not node.match(_MISSING if obj is None else obj.get(name, _MISSING)):
-                return False
-        return not self.alternatives or any(alt._match_one(value) for alt in self.alternatives)
-
-
-# --------------------------------------------------------------------------- leaf matchers
-
-
-def _any_of(leaves: list[_Leaf]) -> _Leaf:
-    if len(leaves) == 1:
-        return leaves[0]
-    matchers = tuple(leaves)
-    return lambda v: any(m(v) for m in matchers)
-
-
-def _exact(values: list[object]) -> _Leaf:
-    """Exact values: strings by equality, numbers numerically, booleans and null by identity."""
-    strings = frozenset(v for v in values if isinstance(v, str))
-    numbers = frozenset(v for v in values if _is_number(v))  # 5 and 5.0 are one member
-    bools = frozenset(v for v in values if isinstance(v, bool))
-    null = any(v is None for v in values)
-
-    def exact(v: object) -> bool:
-        if isinstance(v, str):
-            return v in strings
-        if isinstance(v, bool):
-            return v in bools
-        if isinstance(v, int | float):
-            return v in numbers
-        return v is None and null
-
-    return exact
-
-
-def _prefix(s: str, ignore_case: bool = False) -> _Leaf:
-    if ignore_case:
-        folded = s.casefold()
-        return lambda v: isinstance(v, str) and v.casefold().startswith(folded)
-    return lambda v: isinstance(v, str) and v.startswith(s)
-
-
-def _suffix(s: str, ignore_case: bool = False) -> _Leaf:
-    if ignore_case:
-        folded = s.casefold()
-        return lambda v: isinstance(v, str) and v.casefold().endswith(folded)
-    return lambda v: isinstance(v, str) and v.endswith(s)
-
-
-def _equals_ignore_case(s: str) -> _Leaf:
-    folded = s.casefold()
-    return lambda v: isinstance(v, str) and v.casefold() == folded
-
-
-def _star_regex(parts: list[str], ignore_case: bool = False) -> re.Pattern[str]:
-    flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
-    return re.compile(".*".join(re.escape(p) for p in parts), flags)
-
-
-def _wildcard(parts: list[str]) -> _Leaf:
-    """``parts``: the literal text between the ``*``s."""
-    if len(parts) == 1:
-        literal = parts[0]
-        return lambda v: isinstance(v, str) and v == literal
-    regex = _star_regex(parts)
-    return lambda v: isinstance(v, str) and regex.fullmatch(v) is not None
-
-
-def _numeric(lower: tuple[float, bool] | None, upper: tuple[float, bool] | None) -> _Leaf:
-    """Bounds as (number, inclusive)."""
-
-    def numeric(v: object) -> bool:
-        if not _is_number(v):
-            return False
-        x = v
-        if lower is not None and not (x >= lower[0] if lower[1] else x > lower[0]):
-            return False
-        return upper is None or (x <= upper[0] if upper[1] else x < upper[0])
-
-    return numeric
-
-
-def _cidr(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> _Leaf:
-    def cidr(v: object) -> bool:
-        if not isinstance(v, str):
-            return False
-        try:
-            address = ipaddress.ip_address(v)
-        except ValueError:
-            return False
-        return address.version == network.version and address in network
-
-    return cidr
-
-
-def _not(leaf: _Leaf, strings_only: bool) -> _Leaf:
-    if strings_only:
-        return lambda v: isinstance(v, str) and not leaf(v)
-    return lambda v: not leaf(v)
 
 
 # --------------------------------------------------------------------------- compiling
@@ -253,7 +74,7 @@ def _join(path: str, key: str) -> str:
 
 
 def _check_number(path: str, what: str, value: object) -> float:
-    if not _is_number(value):
+    if not is_number(value):
         raise _fail(path, f"{what} must be a number, got {value!r}")
     number = float(value)
     if not math.isfinite(number):
@@ -296,7 +117,7 @@ def _wildcard_parts(path: str, name: str, text: str) -> list[str]:
     return parts
 
 
-def _compile_string_matcher(path: str, name: str, value: object, label: str = "") -> _Leaf:
+def _compile_string_matcher(path: str, name: str, value: object, label: str = "") -> Leaf:
     """prefix / suffix (optionally ``{"equals-ignore-case": s}``), equals-ignore-case, wildcard.
 
     ``label`` names the matcher in messages (``name`` unless given).
@@ -309,18 +130,18 @@ def _compile_string_matcher(path: str, name: str, value: object, label: str = ""
                 f"{label} takes a string or {{'equals-ignore-case': string}}, got {value!r}",
             )
         text = _check_string(path, f"{label} equals-ignore-case", value["equals-ignore-case"])
-        return _prefix(text, True) if name == "prefix" else _suffix(text, True)
+        return prefix(text, True) if name == "prefix" else suffix(text, True)
     text = _check_string(path, label, value)
     if name == "prefix":
-        return _prefix(text)
+        return prefix(text)
     if name == "suffix":
-        return _suffix(text)
+        return suffix(text)
     if name == "equals-ignore-case":
-        return _equals_ignore_case(text)
-    return _wildcard(_wildcard_parts(path, label, text))
+        return equals_ignore_case(text)
+    return wildcard(_wildcard_parts(path, label, text))
 
 
-def _compile_anything_but(path: str, value: object) -> _Leaf:
+def _compile_anything_but(path: str, value: object) -> Leaf:
     if isinstance(value, Mapping):
         if len(value) != 1:
             raise _fail(path, f"anything-but takes one matcher, got {value!r}")
@@ -333,7 +154,7 @@ def _compile_anything_but(path: str, value: object) -> _Leaf:
             )
         if isinstance(inner, Mapping):
             raise _fail(path, f"anything-but {name} needs a string, got {inner!r}")
-        return _not(_compile_string_matcher(path, name, inner, f"anything-but {name}"), True)
+        return negated(_compile_string_matcher(path, name, inner, f"anything-but {name}"), True)
     values = list(value) if isinstance(value, list | tuple) else [value]
     if not values:
         raise _fail(path, "anything-but needs at least one value, got []")
@@ -344,10 +165,10 @@ def _compile_anything_but(path: str, value: object) -> _Leaf:
             raise _fail(
                 path, f"anything-but values must be strings, numbers, booleans or null; got {v!r}"
             )
-    return _not(_exact(values), False)
+    return negated(exact(values), False)
 
 
-def _compile_numeric(path: str, value: object) -> _Leaf:
+def _compile_numeric(path: str, value: object) -> Leaf:
     usage = "numeric needs an operator and a number, or two of each"
     if not isinstance(value, list | tuple) or len(value) not in (2, 4):
         raise _fail(path, f"{usage}, got {_shown(value)}")
@@ -374,23 +195,23 @@ def _compile_numeric(path: str, value: object) -> _Leaf:
                 raise _fail(path, f"numeric has two upper bounds, got {_shown(value)}")
             upper = (n, op == "<=")
     if equal is not None:
-        return _numeric((equal, True), (equal, True))
+        return numeric((equal, True), (equal, True))
     if (
         lower is not None
         and upper is not None
         and (lower[0] > upper[0] or (lower[0] == upper[0] and not (lower[1] and upper[1])))
     ):
         raise _fail(path, f"numeric range matches no number, got {_shown(value)}")
-    return _numeric(lower, upper)
+    return numeric(lower, upper)
 
 
-def _compile_cidr(path: str, value: object) -> _Leaf:
+def _compile_cidr(path: str, value: object) -> Leaf:
     text = _check_string(path, "cidr", value)
     try:
         network = ipaddress.ip_network(text, strict=False)
     except ValueError as exc:
         raise _fail(path, f"cidr {text!r} is not an IP network: {exc}") from None
-    return _cidr(network)
+    return cidr(network)
 
 
 def _shown(value: object) -> str:
@@ -410,11 +231,11 @@ _MATCHERS: Final = (
 )
 
 
-def _compile_list(path: str, items: list[object] | tuple[object, ...]) -> _ListNode:
+def _compile_list(path: str, items: list[object] | tuple[object, ...]) -> ListNode:
     if not items:
         raise _fail(path, "a list of matchers must not be empty")
-    exact: list[object] = []
-    leaves: list[_Leaf] = []
+    literals: list[object] = []
+    matchers: list[Leaf] = []
     exists: set[bool] = set()
     for item in items:
         if isinstance(item, Mapping):
@@ -424,13 +245,13 @@ def _compile_list(path: str, items: list[object] | tuple[object, ...]) -> _ListN
                 )
             ((name, value),) = item.items()
             if name in _STRING_MATCHERS:
-                leaves.append(_compile_string_matcher(path, name, value))
+                matchers.append(_compile_string_matcher(path, name, value))
             elif name == "anything-but":
-                leaves.append(_compile_anything_but(path, value))
+                matchers.append(_compile_anything_but(path, value))
             elif name == "numeric":
-                leaves.append(_compile_numeric(path, value))
+                matchers.append(_compile_numeric(path, value))
             elif name == "cidr":
-                leaves.append(_compile_cidr(path, value))
+                matchers.append(_compile_cidr(path, value))
             elif name == "exists":
                 if not isinstance(value, bool):
                     raise _fail(path, f"exists needs true or false, got {value!r}")
@@ -440,28 +261,28 @@ def _compile_list(path: str, items: list[object] | tuple[object, ...]) -> _ListN
         elif isinstance(item, list | tuple):
             raise _fail(path, f"a list of matchers cannot hold a list, got {_shown(item)}")
         elif item is None or isinstance(item, str | bool):
-            exact.append(item)
+            literals.append(item)
         elif isinstance(item, int | float):
             _check_number(path, "an exact value", item)
-            exact.append(item)
+            literals.append(item)
         else:
             raise _fail(
                 path,
                 f"a matcher must be a string, number, boolean, null or matcher object; "
                 f"got {item!r}",
             )
-    if exact:
-        leaves.insert(0, _exact(exact))
-    return _ListNode(_any_of(leaves) if leaves else None, frozenset(exists))
+    if literals:
+        matchers.insert(0, exact(literals))
+    return ListNode(any_of(matchers) if matchers else None, frozenset(exists))
 
 
-def _compile_object(path: str, pattern: Mapping[Any, Any], depth: int) -> _ObjectNode:
+def _compile_object(path: str, pattern: Mapping[Any, Any], depth: int) -> ObjectNode:
     if depth > MAX_DEPTH:
         raise _fail(path, f"nested deeper than {MAX_DEPTH} levels")
     if not pattern:
         raise _fail(path, "an object in a pattern must not be empty")
-    fields: list[tuple[str, _Node]] = []
-    alternatives: list[_ObjectNode] = []
+    fields: list[tuple[str, Node]] = []
+    alternatives: list[ObjectNode] = []
     for key, value in pattern.items():
         if not isinstance(key, str):
             raise _fail(path, f"keys must be strings, got {key!r}")
@@ -482,7 +303,7 @@ def _compile_object(path: str, pattern: Mapping[Any, Any], depth: int) -> _Objec
             raise _fail(
                 where, f"a value to match must be inside a list, e.g. [{value!r}], got {value!r}"
             )
-    return _ObjectNode(tuple(fields), tuple(alternatives))
+    return ObjectNode(tuple(fields), tuple(alternatives))
 
 
 def _plain(value: object) -> Any:
@@ -533,7 +354,7 @@ def _compile_type(pattern: str) -> Callable[[Mapping[str, Any]], bool]:
             )
 
         return two
-    regex = _star_regex(parts)
+    regex = star_regex(parts)
 
     def many(e: Mapping[str, Any]) -> bool:
         t = event_type(e)

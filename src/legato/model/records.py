@@ -20,9 +20,6 @@ from typing import Any, ClassVar, Self, dataclass_transform
 from legato.model.history import EventKind, HistoryEvent
 from legato.model.payloads import dumps
 
-HISTORY_FORMAT = 1
-"""The version of the stored history format this release reads and writes."""
-
 _ENVELOPE = frozenset({"key", "name", "attempt"})
 
 
@@ -363,11 +360,6 @@ class UnknownRecord(Record):
 
     def stored(self) -> tuple[str, str | None, str | None, int, bytes | None]:
         return (self.kind, self.key, self.name, self.attempt, dumps(self.raw))
-
-
-WaitOpened = TimerStarted | WaitStarted | TaskCreated | ChildStarted
-"""The records that open a wait (ended by ``timer_fired``, ``signal_received`` or
-``wait_timed_out`` at the same key)."""
 
 
 def record_of(event: HistoryEvent) -> Record:
