@@ -80,7 +80,18 @@ def test_normalization_ignores_comments_and_layout_only() -> None:
 
 def test_schema_sql_defines_the_tables_legato_uses() -> None:
     tables = {name for kind, name, _, _ in schema_from_schema_sql() if kind == "table"}
-    assert tables == {"runs", "history", "workers", "workflows", "signals", "tasks"}
+    assert tables == {
+        "runs",
+        "history",
+        "workers",
+        "workflows",
+        "signals",
+        "tasks",
+        "events",
+        "subscriptions",
+        "registry",
+        "deliveries",
+    }
 
 
 def test_migrations_applied_in_order_produce_schema_sql() -> None:

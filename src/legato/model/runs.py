@@ -70,6 +70,14 @@ class Run:
     owner: str | None = None
     cancel_requested: bool = False
     parent_run_id: str | None = None
+    correlation_id: str | None = None  # stored; see ``correlation``
+
+    @property
+    def correlation(self) -> str:
+        """The business transaction this run belongs to: the events it publishes carry it
+        as ``correlationid``. A run started by an event has the event's; a child has its
+        parent's; any other run is its own (its run id)."""
+        return self.correlation_id or self.run_id
 
 
 CONTINUED_AS_NEW = "__legato_continued_as_new__"

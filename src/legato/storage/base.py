@@ -26,9 +26,15 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from legato.model import HistoryEvent, Run, Signal, Task
+from legato.model.deliveries import (
+    ClaimedDelivery,
+    Delivery,
+    StoredEvent,
+    SubscriptionInfo,
+)
 from legato.model.workers import WorkerInfo as WorkerInfo  # re-exported: adapters build it
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
@@ -47,6 +53,7 @@ class NewRun:
     deadline_at: float | None
     owner: str | None
     parent_run_id: str | None = None
+    correlation_id: str | None = None  # None: the run's own id
 
 
 @dataclass(slots=True)
@@ -184,7 +191,113 @@ class UpdateTask:
     completed_at: float
 
 
-Write = NewRun | Append | SetRun | UpdateRun | NewSignal | NewTask | CloseTasks | UpdateTask
+@dataclass(slots=True)
+class NewDelivery:
+    """One subscription's delivery of a ``NewEvent``: part of that op, not an op itself.
+
+    ``owner`` set: the delivery is claimed by that worker as it is written (the publisher
+    serves the subscription and delivers it at once).
+    """
+
+    subscription: str
+    due_at: float
+    ordering_key: str | None = None
+    owner: str | None = None
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """Insert an event into the log unless one with its ``(source, event_id)`` exists, and
+    with it its ``deliveries``; a duplicate writes nothing, its deliveries neither.
+
+    ``run_id`` is the run that published it ("" for a publish outside any run): the
+    batch key, as for every op. ``registry`` guards the fan-out: the version of the
+    subscription registry the deliveries were chosen from. If the registry has another
+    version when the batch applies, the batch raises ``ConcurrencyConflict`` and writes
+    nothing (the publisher reads the registry again and chooses again).
+
+    ``seq`` is an output: ``write`` sets it to the event's position in the log, and
+    leaves it None for a duplicate.
+    """
+
+    run_id: str
+    source: str
+    event_id: str
+    type: str
+    subject: str | None
+    correlation_id: str | None
+    causation_id: str | None
+    event: bytes  # the CloudEvent in structured JSON
+    recorded_at: float
+    deliveries: tuple[NewDelivery, ...] = ()
+    call_key: str | None = None  # the run's call (or step) that published it
+    reply_types: bytes | None = None  # JSON list: a request awaiting these reply types
+    registry: int | None = None
+    seq: int | None = None
+
+
+@dataclass(slots=True)
+class UpdateDelivery:
+    """Change one delivery (subscription, event ``seq``) while it matches the conditions.
+
+    Conditions: its owner is ``if_owner`` (a worker settles only what it still holds); its
+    status is ``if_status``. Changes: ``status``, ``attempts``, ``due_at``, ``error``
+    (None clears it), and the owner is let go. ``run_id`` is the batch key ("").
+
+    ``required``: a delivery that does not match (or does not exist) makes the batch raise
+    ``ConcurrencyConflict`` and write nothing; with ``required=False`` the op then changes
+    nothing.
+    """
+
+    run_id: str
+    subscription: str
+    seq: int
+    status: str
+    attempts: int
+    due_at: float | None
+    error: bytes | None
+    at: float
+    if_owner: str | None = None
+    if_status: str | None = None
+    required: bool = True
+
+
+@dataclass(slots=True)
+class ReplayDelivery:
+    """Deliver event ``seq`` to ``subscription`` again, marked as a replay: a new pending
+    delivery, or one that was done or dead made pending again (attempts from 0). A
+    delivery still pending is left alone."""
+
+    run_id: str
+    subscription: str
+    seq: int
+    at: float
+    ordering_key: str | None = None
+
+
+@dataclass(slots=True)
+class NewSubscription:
+    """A subscription as ``register_subscriptions`` records it (``pattern`` is JSON)."""
+
+    name: str
+    kind: str
+    pattern: bytes
+    ordered_by: str | None
+
+
+Write = (
+    NewRun
+    | Append
+    | SetRun
+    | UpdateRun
+    | NewSignal
+    | NewTask
+    | CloseTasks
+    | UpdateTask
+    | NewEvent
+    | UpdateDelivery
+    | ReplayDelivery
+)
 
 BATCH_ORDER = """A batch is applied in the order given for each run: the ops that name one
 ``run_id`` take effect in the order they stand. Two freedoms, both unobservable through
@@ -196,7 +309,12 @@ this port (tests/contract proves it on every adapter):
 - ops of different runs may be applied in another order than given, except ops that
   name the same task id: no other op reads or writes another run's row, signals, tasks
   or history. Signal ids grow in the order of each run's signals; between runs of one
-  batch their order is not defined."""
+  batch their order is not defined;
+- the bus ops (``NewEvent``, ``UpdateDelivery``, ``ReplayDelivery``) may be applied in
+  another order than the run ops beside them, except that ops naming the same delivery
+  (subscription and event ``seq``) keep their order: they touch only the event log and
+  the deliveries, which no run op reads, and every ``NewEvent`` guard is checked before
+  anything of the batch is applied."""
 
 
 class Store(Protocol):
@@ -324,6 +442,71 @@ class Store(Protocol):
 
     async def list_workflows(self) -> list[str]:
         """Workflow names registered by any app on this database."""
+
+    # -- the event bus -------------------------------------------------------------------
+
+    async def register_subscriptions(
+        self, subscriptions: Sequence[NewSubscription], at: float
+    ) -> int:
+        """Record subscriptions (new, or changed: kind, pattern, ordering); return the
+        registry's version afterwards. The version moves only if something changed."""
+
+    async def subscriptions(self) -> tuple[int, list[SubscriptionInfo]]:
+        """The registry's version and every registered subscription, by name."""
+
+    async def claim_deliveries(
+        self, worker_id: str, now: float, limit: int, subscriptions: Sequence[str]
+    ) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` pending, unowned, due deliveries of ``subscriptions``,
+        earliest due first; of an ordering key only the oldest pending delivery (none while
+        an older one of that key is pending, in flight or waiting for a retry).
+
+        Nothing is claimed for a ``worker_id`` without a worker row (as ``claim_runs``).
+        """
+
+    async def next_delivery_due(self, subscriptions: Sequence[str]) -> float | None:
+        """The earliest ``due_at`` of pending, unowned deliveries of ``subscriptions``."""
+
+    async def release_deliveries(self, worker_id: str) -> int:
+        """Drop ownership of every delivery ``worker_id`` holds; count them."""
+
+    async def get_event(self, seq: int) -> StoredEvent | None:
+        """The event at ``seq`` in the log, or None."""
+
+    async def find_events(self, event_id: str) -> list[StoredEvent]:
+        """Events with this id (from any source), oldest first."""
+
+    async def list_events(
+        self,
+        *,
+        type: str | None = None,
+        correlation_id: str | None = None,
+        run_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        unrouted: bool = False,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[StoredEvent]:
+        """Events in log order after ``after_seq``, filtered (recorded in ``[since, until)``;
+        ``unrouted``: only those no subscription matched)."""
+
+    async def deliveries(self, seq: int) -> list[Delivery]:
+        """Every subscription's delivery of event ``seq``, by subscription."""
+
+    async def list_deliveries(
+        self,
+        *,
+        status: str | None = None,
+        subscription: str | None = None,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Deliveries in event order after ``after_seq``, filtered."""
+
+    async def prune_events(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` events recorded before ``before`` that have no pending
+        delivery, with their deliveries; return how many events went."""
 
 
 def to_datetime(ts: float | None) -> datetime | None:

@@ -34,6 +34,7 @@ from legato.storage.base import (
     Write,
     to_datetime,
 )
+from legato.storage.memorybus import MemoryBus
 
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
@@ -54,6 +55,7 @@ class _Row:
     cancel_requested: bool = False
     parent_run_id: str | None = None
     error_pos: int | None = None
+    correlation_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -114,6 +116,7 @@ def _run(row: _Row, history: list[Append] | None = None) -> Run:
         owner=row.owner,
         cancel_requested=row.cancel_requested,
         parent_run_id=row.parent_run_id,
+        correlation_id=row.correlation_id,
     )
 
 
@@ -130,10 +133,11 @@ def _event(op: Append) -> HistoryEvent:
     )
 
 
-class MemoryStore:
+class MemoryStore(MemoryBus):
     """Keeps everything in dicts; lost when the process ends."""
 
     def __init__(self) -> None:
+        self._init_bus()
         self._runs: dict[str, _Row] = {}
         self._history: dict[str, list[Append]] = {}
         self._positions: dict[str, set[int]] = {}
@@ -165,6 +169,7 @@ class MemoryStore:
     def _apply(self, ops: Sequence[Write], undo: list[Callable[[], None]]) -> dict[str, str]:
         conflicts: dict[str, str] = {}
         runs = self._runs
+        self._check_registry(ops)
         for op in ops:
             if type(op) is Append:
                 taken = self._positions.setdefault(op.run_id, set())
@@ -228,6 +233,7 @@ class MemoryStore:
                         op.created_at,
                         op.owner,
                         parent_run_id=op.parent_run_id,
+                        correlation_id=op.correlation_id,
                     )
                     undo.append(partial(self._forget_run, op.run_id))
             elif type(op) is NewSignal:
@@ -277,7 +283,7 @@ class MemoryStore:
                         undo.append(partial(self._restore_task, dataclasses.replace(task)))
                         task.status, task.completed_at = op.status, op.at
             else:
-                raise TypeError(f"not a write op: {op!r}")
+                self._apply_bus(op, undo)
         return conflicts
 
     def _matches(self, row: _Row, op: UpdateRun) -> bool:
@@ -473,10 +479,12 @@ class MemoryStore:
         for wid in worker_ids:
             self._workers.pop(wid, None)
             count += await self.release_runs(wid)
+            await self.release_deliveries(wid)
         return count
 
     async def release_orphaned_runs(self) -> int:
-        """Release unfinished runs whose owner has no worker row."""
+        """Release unfinished runs (and deliveries) whose owner has no worker row."""
+        self._release_orphaned_deliveries()
         count = 0
         for row in self._runs.values():
             if (

@@ -24,14 +24,24 @@ from legato.storage.base import (
     KEEP,
     Append,
     CloseTasks,
+    NewEvent,
     NewRun,
     NewSignal,
     NewTask,
+    ReplayDelivery,
     SetRun,
+    UpdateDelivery,
     UpdateRun,
     UpdateTask,
     WorkerInfo,
     Write,
+)
+from legato.storage.sqlbus import (
+    SqlBus,
+    apply_delivery_updates,
+    apply_new_events,
+    apply_replays,
+    check_registry,
 )
 from legato.storage.sqlrows import (
     at_time,
@@ -85,6 +95,22 @@ class SqlQueries(Protocol):
     signals: str
     get_task: str
     list_workflows: str
+    # the event bus (storage/sqlbus.py)
+    registry_version: str
+    bump_registry: str
+    subscription_rows: str
+    upsert_subscription: str
+    insert_event: str
+    insert_delivery: str
+    replay_delivery: str
+    release_deliveries: str
+    release_orphaned_deliveries: str
+    get_event: str
+    find_events: str
+    deliveries_of: str
+    prunable_events: str
+    delete_event: str
+    delete_deliveries: str
 
     def existing_runs_sql(self, n: int) -> str: ...
     def claim_runs_sql(self, n: int) -> str: ...
@@ -92,6 +118,11 @@ class SqlQueries(Protocol):
     def histories_sql(self, n: int) -> str: ...
     def list_runs_sql(self, where: Sequence[str], payloads: bool) -> str: ...
     def list_tasks_sql(self, where: Sequence[str]) -> str: ...
+    def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str: ...
+    def claim_deliveries_sql(self, n: int) -> str: ...
+    def next_delivery_due_sql(self, n: int) -> str: ...
+    def list_events_sql(self, where: Sequence[str]) -> str: ...
+    def list_deliveries_sql(self, where: Sequence[str]) -> str: ...
 
 
 def update_run_shape(op: UpdateRun) -> tuple[Any, ...]:
@@ -180,7 +211,18 @@ def update_run_params(op: UpdateRun) -> list[Any]:
 
 _SMALL_BATCH = 8
 """Ops in a batch below which waves cost more than they save: applied one by one."""
-_NEW_RUN, _SET_RUN, _UPDATE_RUN, _NEW_SIGNAL, _NEW_TASK, _UPDATE_TASK, _CLOSE_TASKS = range(7)
+(
+    _NEW_RUN,
+    _SET_RUN,
+    _UPDATE_RUN,
+    _NEW_SIGNAL,
+    _NEW_TASK,
+    _UPDATE_TASK,
+    _CLOSE_TASKS,
+    _NEW_EVENT,
+    _UPDATE_DELIVERY,
+    _REPLAY_DELIVERY,
+) = range(10)
 _KINDS = {
     NewRun: _NEW_RUN,
     SetRun: _SET_RUN,
@@ -189,6 +231,9 @@ _KINDS = {
     NewTask: _NEW_TASK,
     UpdateTask: _UPDATE_TASK,
     CloseTasks: _CLOSE_TASKS,
+    NewEvent: _NEW_EVENT,
+    UpdateDelivery: _UPDATE_DELIVERY,
+    ReplayDelivery: _REPLAY_DELIVERY,
 }
 
 
@@ -201,10 +246,22 @@ def _wave_order(op: Write) -> tuple[int, Any]:
         return kind, update_run_shape(op)  # type: ignore[arg-type]
     if kind == _SET_RUN:
         return kind, op.owner is not None  # type: ignore[union-attr]
+    if kind == _UPDATE_DELIVERY:
+        return kind, (op.if_owner is not None, op.if_status is not None, op.required)  # type: ignore[union-attr]
     return kind, None
 
 
-class SqlStore:
+def _order_key(op: Write) -> Any:
+    """Which ops must keep their order: a run's, a task's, a delivery's, an event's."""
+    kind = type(op)
+    if kind is UpdateDelivery or kind is ReplayDelivery:
+        return ("delivery", op.subscription, op.seq)  # type: ignore[union-attr]
+    if kind is NewEvent:
+        return ("event", op.source, op.event_id)  # type: ignore[union-attr]
+    return op.run_id
+
+
+class SqlStore(SqlBus):
     """The ``Store`` methods of every SQL adapter, over ``_transact`` and ``_select``."""
 
     queries: SqlQueries
@@ -239,6 +296,7 @@ class SqlStore:
 
     def _apply(self, conn: Connection, ops: Sequence[Write]) -> dict[str, str]:
         conflicts: dict[str, str] = {}
+        check_registry(conn, self.queries, ops)
         appends = [
             (op.run_id, op.pos, op.kind, op.key, op.name, op.attempt, op.data, op.at)
             for op in ops
@@ -264,12 +322,13 @@ class SqlStore:
         for op in ops:
             if type(op) is Append:
                 continue
-            k = depth.get(op.run_id, 0)
+            key = _order_key(op)
+            k = depth.get(key, 0)
             if type(op) is NewTask or type(op) is UpdateTask:
                 task = ("task", op.task_id)  # one row, whichever run names it
                 k = max(k, depth.get(task, 0))
                 depth[task] = k + 1
-            depth[op.run_id] = k + 1
+            depth[key] = k + 1
             if k == len(waves):
                 waves.append([])
             waves[k].append(op)
@@ -314,6 +373,12 @@ class SqlStore:
         elif kind == _UPDATE_TASK:
             for op in group:
                 self._update_task(conn, op)
+        elif kind == _NEW_EVENT:
+            apply_new_events(conn, q, group)
+        elif kind == _UPDATE_DELIVERY:
+            apply_delivery_updates(conn, q, group)
+        elif kind == _REPLAY_DELIVERY:
+            apply_replays(conn, q, group)
         else:
             for op in group:
                 self._close_tasks(conn, op)
@@ -347,6 +412,7 @@ class SqlStore:
                     op.created_at,  # wake_at: a new run is due at once
                     op.owner,
                     op.parent_run_id,
+                    op.correlation_id,
                 )
                 for op in new_runs.values()
             ],
@@ -448,7 +514,7 @@ class SqlStore:
         return changed > 0
 
     async def remove_workers(self, worker_ids: Sequence[str]) -> int:
-        """Forget these workers and release their runs."""
+        """Forget these workers and release their runs (and deliveries); count the runs."""
         q = self.queries
 
         def body(c: Connection) -> int:
@@ -456,16 +522,22 @@ class SqlStore:
             for wid in worker_ids:
                 c.execute(q.delete_worker, (wid,))
                 released += c.execute(q.release_all, (wid,)).rowcount
+                c.execute(q.release_deliveries, (wid,))
             return released
 
         return await self._transact(body)
 
     async def release_orphaned_runs(self) -> int:
-        """Release unfinished runs whose owner has no worker row."""
-        released: int = await self._transact(
-            lambda c: c.execute(self.queries.release_orphaned).rowcount
-        )
-        return released
+        """Release unfinished runs (and deliveries) whose owner has no worker row; count
+        the runs."""
+        q = self.queries
+
+        def body(c: Connection) -> int:
+            c.execute(q.release_orphaned_deliveries)
+            released: int = c.execute(q.release_orphaned).rowcount
+            return released
+
+        return await self._transact(body)
 
     async def register_workflows(self, names: Sequence[str], at: float) -> None:
         """Record workflow names."""

@@ -12,6 +12,8 @@ from typing import Any
 import orjson
 
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
+from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
+from legato.model.events import Event
 from legato.model.history import kind_of
 from legato.model.ids import RunId
 from legato.model.workers import WorkerInfo
@@ -22,7 +24,8 @@ RUN_COLUMNS = (
     # The error inline, or the data of the history record error_pos names.
     "COALESCE(error, (SELECT h.data FROM history h WHERE h.run_id = runs.run_id "
     "AND h.pos = runs.error_pos)), "
-    "created_at, updated_at, deadline_at, wake_at, owner, cancel_requested, parent_run_id"
+    "created_at, updated_at, deadline_at, wake_at, owner, cancel_requested, parent_run_id, "
+    "correlation_id"
 )
 RUN_COLUMNS_NO_PAYLOADS = RUN_COLUMNS.replace("input, output,", "NULL, NULL,", 1)
 """The same columns, with NULL for the two that may be large."""
@@ -31,6 +34,10 @@ TASK_COLUMNS = (
     "completed_at"
 )
 HISTORY_COLUMNS = "run_id, pos, kind, key, name, attempt, data, at"
+EVENT_COLUMNS = "seq, event, recorded_at, routed, run_id, call_key, reply_types"
+DELIVERY_COLUMNS = (
+    "subscription, seq, status, attempts, due_at, updated_at, error, owner, ordering_key, replay"
+)
 
 
 def loads(data: bytes | None) -> Any:
@@ -54,6 +61,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
         owner=row[10],
         cancel_requested=bool(row[11]),
         parent_run_id=row[12],
+        correlation_id=row[13],
     )
 
 
@@ -106,3 +114,33 @@ def worker_from_row(row: Sequence[Any]) -> WorkerInfo:
 def at_time(ts: float) -> datetime:
     """A NOT NULL time column as an aware datetime."""
     return datetime.fromtimestamp(ts, UTC)
+
+
+def stored_event_from_row(row: Sequence[Any]) -> StoredEvent:
+    """A ``StoredEvent`` from a row of ``EVENT_COLUMNS``."""
+    replies = loads(row[6])
+    return StoredEvent(
+        seq=row[0],
+        event=Event.from_stored(row[1]),
+        recorded_at=at_time(row[2]),
+        routed=row[3],
+        run_id=row[4],
+        call_key=row[5],
+        reply_types=None if replies is None else tuple(replies),
+    )
+
+
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    """A ``Delivery`` from a row of ``DELIVERY_COLUMNS``."""
+    return Delivery(
+        subscription=row[0],
+        seq=row[1],
+        status=DeliveryStatus(row[2]),
+        attempts=row[3],
+        due_at=to_datetime(row[4]),
+        updated_at=at_time(row[5]),
+        error=loads(row[6]),
+        owner=row[7],
+        ordering_key=row[8],
+        replay=bool(row[9]),
+    )

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from legato.model.runs import TERMINAL_STATUSES
 from legato.storage.sqlrows import (
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
     HISTORY_COLUMNS,
     RUN_COLUMNS,
     RUN_COLUMNS_NO_PAYLOADS,
@@ -66,7 +68,8 @@ class SqliteQueries:
     param = "?"
     insert_run = (
         "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, "
-        "deadline_at, wake_at, owner, parent_run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "deadline_at, wake_at, owner, parent_run_id, correlation_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     append = (
         "INSERT INTO history (run_id, pos, kind, key, name, attempt, data, at) "
@@ -119,6 +122,96 @@ class SqliteQueries:
     )
     get_task = f"SELECT {TASK_COLUMNS} FROM tasks WHERE task_id = ?"
     list_workflows = "SELECT name FROM workflows ORDER BY name"
+
+    # -- the event bus -------------------------------------------------------------------
+    registry_version = "SELECT version FROM registry WHERE id = 1"
+    bump_registry = "UPDATE registry SET version = version + 1 WHERE id = 1"
+    subscription_rows = (
+        "SELECT name, kind, pattern, ordered_by, registered_at FROM subscriptions ORDER BY name"
+    )
+    upsert_subscription = (
+        "INSERT INTO subscriptions (name, kind, pattern, ordered_by, registered_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, "
+        "pattern = excluded.pattern, ordered_by = excluded.ordered_by, "
+        "registered_at = excluded.registered_at"
+    )
+    insert_event = (
+        "INSERT INTO events (source, event_id, type, subject, correlation_id, causation_id, "
+        "run_id, call_key, reply_types, routed, recorded_at, event) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq"
+    )
+    insert_delivery = (
+        "INSERT INTO deliveries (subscription, seq, status, attempts, due_at, ordering_key, "
+        "owner, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)"
+    )
+    replay_delivery = (
+        "INSERT INTO deliveries (subscription, seq, status, attempts, due_at, ordering_key, "
+        "replay, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, 1, ?) "
+        "ON CONFLICT (subscription, seq) DO UPDATE SET status = 'pending', attempts = 0, "
+        "due_at = excluded.due_at, owner = NULL, error = NULL, replay = 1, "
+        "updated_at = excluded.updated_at WHERE deliveries.status != 'pending'"
+    )
+    release_deliveries = "UPDATE deliveries SET owner = NULL WHERE owner = ?"
+    release_orphaned_deliveries = (
+        "UPDATE deliveries SET owner = NULL WHERE owner IS NOT NULL "
+        "AND owner NOT IN (SELECT worker_id FROM workers)"
+    )
+    get_event = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?"
+    find_events = f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ? ORDER BY seq"
+    deliveries_of = f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE seq = ? ORDER BY subscription"
+    # Events older than the cutoff with nothing left to deliver, oldest first.
+    prunable_events = (
+        "SELECT seq FROM events WHERE recorded_at < ? AND NOT EXISTS (SELECT 1 FROM "
+        "deliveries d WHERE d.seq = events.seq AND d.status = 'pending') "
+        "ORDER BY recorded_at LIMIT ?"
+    )
+    delete_event = "DELETE FROM events WHERE seq = ?"
+    delete_deliveries = "DELETE FROM deliveries WHERE seq = ?"
+
+    def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str:
+        sql = (
+            "UPDATE deliveries SET status = ?, attempts = ?, due_at = ?, error = ?, "
+            "updated_at = ?, owner = NULL WHERE subscription = ? AND seq = ?"
+        )
+        if if_owner:
+            sql += " AND owner = ?"
+        if if_status:
+            sql += " AND status = ?"
+        return sql
+
+    def claim_deliveries_sql(self, n: int) -> str:
+        # The due, free deliveries through the partial index deliveries_due (its WHERE
+        # repeated word for word); of an ordered key only the oldest pending one, so a
+        # key's events go one at a time, in order, while other keys go at once.
+        return (
+            "UPDATE deliveries SET owner = ? WHERE (subscription, seq) IN ("
+            "SELECT subscription, seq FROM deliveries d WHERE status = 'pending' AND "
+            "owner IS NULL AND due_at <= ? "
+            f"AND subscription IN ({_marks(n)}) AND (ordering_key IS NULL OR NOT EXISTS ("
+            "SELECT 1 FROM deliveries e WHERE e.subscription = d.subscription AND "
+            "e.ordering_key = d.ordering_key AND e.status = 'pending' "
+            "AND e.ordering_key IS NOT NULL AND e.seq < d.seq)) ORDER BY due_at LIMIT ?) "
+            "AND EXISTS (SELECT 1 FROM workers WHERE worker_id = ?) "
+            "RETURNING subscription, seq, attempts, replay, "
+            "(SELECT event FROM events WHERE events.seq = deliveries.seq)"
+        )
+
+    def next_delivery_due_sql(self, n: int) -> str:
+        return (
+            "SELECT min(due_at) FROM deliveries WHERE status = 'pending' AND owner IS NULL "
+            f"AND subscription IN ({_marks(n)})"
+        )
+
+    def list_events_sql(self, where: Sequence[str]) -> str:
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return f"SELECT {EVENT_COLUMNS} FROM events {clause}ORDER BY seq LIMIT ?"
+
+    def list_deliveries_sql(self, where: Sequence[str]) -> str:
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        return (
+            f"SELECT {DELIVERY_COLUMNS} FROM deliveries {clause}ORDER BY seq, subscription LIMIT ?"
+        )
 
     def existing_runs_sql(self, n: int) -> str:
         return f"SELECT run_id, workflow FROM runs WHERE run_id IN ({_marks(n)})"

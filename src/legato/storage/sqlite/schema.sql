@@ -17,7 +17,8 @@ CREATE TABLE runs (
     owner            TEXT,                      -- worker executing the run, NULL if none
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     parent_run_id    TEXT,                      -- the run that started this one as a child
-    error_pos        INTEGER                    -- history record whose data is the error
+    error_pos        INTEGER,                   -- history record whose data is the error
+    correlation_id   TEXT                       -- the business transaction; NULL: run_id
 ) WITHOUT ROWID;
 
 CREATE INDEX runs_by_created ON runs (created_at);
@@ -84,3 +85,70 @@ CREATE TABLE tasks (
 );
 
 CREATE INDEX tasks_by_status ON tasks (status, assignee, created_at);
+
+-- The event log: every published event, kept until pruned (events prune).
+CREATE TABLE events (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,  -- position in this database's log
+    source         TEXT NOT NULL,
+    event_id       TEXT NOT NULL,
+    type           TEXT NOT NULL,
+    subject        TEXT,
+    correlation_id TEXT,
+    causation_id   TEXT,                      -- the id of the event that caused this one
+    run_id         TEXT,                      -- the run that published it, if any
+    call_key       TEXT,                      -- the run's call (or step) that published it
+    reply_types    BLOB,                      -- JSON list: a request awaiting these replies
+    routed         INTEGER NOT NULL,          -- deliveries made at publish; 0: unrouted
+    recorded_at    REAL NOT NULL,
+    event          BLOB NOT NULL,             -- the CloudEvent, structured JSON
+    UNIQUE (source, event_id)                 -- de-duplication: a second publish is a no-op
+);
+
+CREATE INDEX events_by_type ON events (type, seq);
+CREATE INDEX events_by_correlation ON events (correlation_id, seq);
+CREATE INDEX events_by_id ON events (event_id);    -- replies find their request by its id
+CREATE INDEX events_by_run ON events (run_id, seq) WHERE run_id IS NOT NULL;
+CREATE INDEX events_unrouted ON events (seq) WHERE routed = 0;
+CREATE INDEX events_by_recorded ON events (recorded_at);
+
+-- Subscriptions registered by apps on this database: publishers route by these.
+CREATE TABLE subscriptions (
+    name          TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,              -- handler | trigger
+    pattern       BLOB NOT NULL,              -- JSON: a type pattern or a content filter
+    ordered_by    TEXT,                       -- FIFO per this key ("subject", "data.x")
+    registered_at REAL NOT NULL
+);
+
+-- One row: the version of the subscriptions, moved by every change to them. A publish
+-- names the version it routed by, and conflicts if it moved meanwhile.
+CREATE TABLE registry (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+
+INSERT INTO registry (id, version) VALUES (1, 0);
+
+-- One row per (subscription, event): delivery rows, never a "position > last seen" cursor.
+CREATE TABLE deliveries (
+    subscription TEXT NOT NULL,
+    seq          INTEGER NOT NULL,            -- events.seq
+    status       TEXT NOT NULL,               -- pending | done | dead
+    attempts     INTEGER NOT NULL DEFAULT 0,  -- handler calls that ended
+    due_at       REAL,                        -- pending: due from this time
+    ordering_key TEXT,                        -- FIFO per key when the subscription is ordered
+    owner        TEXT,                        -- the worker delivering it now
+    error        BLOB,                        -- JSON: the last failure
+    replay       INTEGER NOT NULL DEFAULT 0,  -- delivered again by events replay
+    updated_at   REAL NOT NULL,
+    PRIMARY KEY (subscription, seq)
+) WITHOUT ROWID;
+
+-- Claims scan only what is due and free; FIFO keys look only at pending rows of their key.
+CREATE INDEX deliveries_due ON deliveries (due_at) WHERE status = 'pending' AND owner IS NULL;
+CREATE INDEX deliveries_by_key ON deliveries (subscription, ordering_key, seq)
+    WHERE status = 'pending' AND ordering_key IS NOT NULL;
+CREATE INDEX deliveries_by_event ON deliveries (seq);
+CREATE INDEX deliveries_by_status ON deliveries (status, subscription, seq)
+    WHERE status != 'done';
+CREATE INDEX deliveries_owned ON deliveries (owner) WHERE owner IS NOT NULL;
