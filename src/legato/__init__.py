@@ -6,13 +6,17 @@ everything else reacts to the facts it publishes.
 
 from legato import errors
 from legato.app import App
+from legato.bus.subscriptions import DeliveryInfo, delivery
 from legato.client import AsyncClient, Client, RunHandle, SyncRunHandle
 from legato.engine.context import (
     child,
     continue_as_new,
     human_task,
     now,
+    publish,
     random,
+    reply,
+    request,
     run_id,
     sleep,
     sleep_until,
@@ -40,6 +44,7 @@ __all__ = [
     "App",
     "AsyncClient",
     "Client",
+    "DeliveryInfo",
     "Event",
     "EventKind",
     "HistoryEvent",
@@ -56,11 +61,15 @@ __all__ = [
     "WorkerInfo",
     "child",
     "continue_as_new",
+    "delivery",
     "errors",
     "human_task",
     "now",
+    "publish",
     "random",
     "records",
+    "reply",
+    "request",
     "run_id",
     "sleep",
     "sleep_until",

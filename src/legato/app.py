@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
+from legato.bus.publishing import build_event
+from legato.bus.subscriptions import handler_subscription, trigger_subscription
 from legato.client import AsyncClient, RunHandle, poll_outcome
+from legato.engine import publishing
 from legato.engine.clock import Clock
 from legato.engine.registry import Registry, Step, Workflow
 from legato.engine.worker import DEFAULT_MAX_HISTORY, Engine
 from legato.errors import NotRunning, RunNotFound
 from legato.model import HistoryEvent, Retry, Run, RunStatus, Task
+from legato.model.deliveries import Delivery, StoredEvent, SubscriptionInfo
 from legato.model.description import RunDescription
+from legato.model.events import Event
 from legato.model.ids import check_run_id
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit
 from legato.model.runs import Outcome
@@ -101,8 +106,14 @@ class App:
         else:
             self.database = None
             self.store = database
-        self._client = AsyncClient(
-            self.store, clock=self._clock, max_payload_bytes=self.max_payload_bytes
+        self._client = self._new_client()
+
+    def _new_client(self) -> AsyncClient:
+        return AsyncClient(
+            self.store,
+            clock=self._clock,
+            max_payload_bytes=self.max_payload_bytes,
+            source=f"/{self.name}",
         )
 
     def set_max_concurrent_runs(self, limit: int) -> None:
@@ -119,21 +130,70 @@ class App:
     def workflow(self, fn: Callable[P, Awaitable[R]]) -> Workflow[P, R]: ...
     @overload
     def workflow(
-        self, *, name: str | None = None, timeout: timedelta | None = None
+        self,
+        *,
+        name: str | None = None,
+        timeout: timedelta | None = None,
+        on: str | Mapping[str, Any] | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]: ...
 
     def workflow(
-        self, fn: Any = None, *, name: str | None = None, timeout: timedelta | None = None
+        self,
+        fn: Any = None,
+        *,
+        name: str | None = None,
+        timeout: timedelta | None = None,
+        on: str | Mapping[str, Any] | None = None,
     ) -> Any:
         """Register an ``async def`` as a workflow: ``@app.workflow`` or
-        ``@app.workflow(name=..., timeout=timedelta(...))``."""
+        ``@app.workflow(name=..., timeout=timedelta(...), on=pattern)``.
+
+        With ``on`` (a pattern, as for ``@app.on``) every matching event starts one run,
+        idempotently per event: its id is derived from the event, it gets the event (a
+        ``legato.Event``) as its argument, and its correlation id is the event's.
+        """
 
         def register(f: Callable[..., Any]) -> Workflow[..., Any]:
+            subscription = None
             workflow: Workflow[..., Any] = Workflow(f, name=name, timeout=timeout)
+            if on is not None:
+                subscription = trigger_subscription(workflow.name, on)
+                workflow.trigger = subscription.pattern
             self.registry.add_workflow(workflow)
+            if subscription is not None:
+                self.registry.add_subscription(subscription)
             return workflow
 
         return register(fn) if fn is not None else register
+
+    def on(
+        self,
+        pattern: str | Mapping[str, Any],
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        ordered_by: str | None = None,
+        timeout: timedelta | None = None,
+    ) -> Callable[[Callable[[Event], Any]], Callable[[Event], Any]]:
+        """Subscribe a ``def`` or ``async def`` taking a ``legato.Event`` to the events that
+        match ``pattern``: a type (``"purchase.*"``) or an EventBridge-style content filter.
+
+        The subscription (``name``: the function's name unless given) is durable: every
+        matching event committed after it was registered is delivered at least once, with
+        ``retry`` (5 attempts by default) and then a dead letter. With ``ordered_by`` (an
+        attribute, ``"subject"``, or a data path, ``"data.order_id"``) events of one key
+        are delivered one at a time, in order; different keys at once.
+        """
+
+        def register(fn: Callable[[Event], Any]) -> Callable[[Event], Any]:
+            self.registry.add_subscription(
+                handler_subscription(
+                    fn, pattern, name=name, retry=retry, ordered_by=ordered_by, timeout=timeout
+                )
+            )
+            return fn
+
+        return register
 
     @overload
     def step(self, fn: Callable[P, R]) -> Step[P, R]: ...
@@ -198,6 +258,7 @@ class App:
             step_threads=self._step_threads,
             max_payload_bytes=self.max_payload_bytes,
             max_history=self.max_history,
+            name=self.name,
         )
         await engine.start()
         self._engine = engine
@@ -207,9 +268,7 @@ class App:
         engine, self._engine = self._engine, None
         if engine is not None:
             await engine.stop()
-            self._client = AsyncClient(
-                self.store, clock=self._clock, max_payload_bytes=self.max_payload_bytes
-            )
+            self._client = self._new_client()
 
     async def run_worker(self) -> None:
         """Run the engine until SIGINT/SIGTERM or cancellation (what ``legato worker`` calls).
@@ -378,3 +437,164 @@ class App:
     async def history(self, run_id: str) -> list[HistoryEvent]:
         """The run's raw history."""
         return await self._client.history(run_id)
+
+    # -- events ----------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        type: str,
+        data: Any = None,
+        *,
+        subject: str | None = None,
+        key: str | None = None,
+        id: str | None = None,
+        source: str | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+        time: datetime | None = None,
+        extensions: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Publish an event and return it as stored (see ``AsyncClient.publish``).
+
+        While the engine runs here the event joins its next group commit, and deliveries
+        to this app's own subscriptions start straight after it, with no claim.
+        """
+        engine = self._engine
+        if engine is None or not engine.running:
+            return await self._client.publish(
+                type,
+                data,
+                subject=subject,
+                key=key,
+                id=id,
+                source=source,
+                correlationid=correlationid,
+                causationid=causationid,
+                time=time,
+                extensions=extensions,
+            )
+        event = build_event(
+            type,
+            data,
+            source=source or f"/{self.name}",
+            id=id,
+            subject=subject,
+            key=key,
+            time=time,
+            correlationid=correlationid,
+            causationid=causationid,
+            extensions=extensions,
+            recorded_at=engine.clock.time(),
+        )
+        return await publishing.direct(engine, event)
+
+    async def publish_event(self, event: Event) -> Event:
+        """Publish a ready-made ``legato.Event`` as it is."""
+        engine = self._engine
+        if engine is None or not engine.running:
+            return await self._client.publish_event(event)
+        return await publishing.direct(engine, event)
+
+    def publish_in_transaction(
+        self,
+        conn: Any,
+        type: str,
+        data: Any = None,
+        *,
+        subject: str | None = None,
+        key: str | None = None,
+        id: str | None = None,
+        source: str | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+    ) -> Event:
+        """Publish with ``conn``, your own ``sqlite3.Connection`` to this app's database, in
+        the transaction it has open: the event commits when you commit, and not if you
+        roll back (see ``AsyncClient.publish_in_transaction``)."""
+        return self._client.publish_in_transaction(
+            conn,
+            type,
+            data,
+            subject=subject,
+            key=key,
+            id=id,
+            source=source,
+            correlationid=correlationid,
+            causationid=causationid,
+        )
+
+    async def list_events(
+        self,
+        *,
+        type: str | None = None,
+        correlation_id: str | None = None,
+        run_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        unrouted: bool = False,
+        after_seq: int = 0,
+        limit: int = 100,
+    ) -> list[StoredEvent]:
+        """Events in log order, filtered (see ``AsyncClient.list_events``)."""
+        return await self._client.list_events(
+            type=type,
+            correlation_id=correlation_id,
+            run_id=run_id,
+            since=since,
+            until=until,
+            unrouted=unrouted,
+            after_seq=after_seq,
+            limit=limit,
+        )
+
+    async def get_event(self, event_id: str, source: str | None = None) -> StoredEvent:
+        """The stored event with this id; raises ``EventNotFound``."""
+        return await self._client.get_event(event_id, source)
+
+    async def deliveries(self, event_id: str, source: str | None = None) -> list[Delivery]:
+        """Every subscription's delivery of the event: attempts, last error, status."""
+        return await self._client.deliveries(event_id, source)
+
+    async def list_subscriptions(self) -> list[SubscriptionInfo]:
+        """Subscriptions registered on this database (by this app or any other)."""
+        return await self._client.list_subscriptions()
+
+    async def list_dead_letters(
+        self, *, subscription: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        """Deliveries that ran out of attempts, oldest event first."""
+        return await self._client.list_dead_letters(subscription=subscription, limit=limit)
+
+    async def redrive(
+        self,
+        event_id: str | None = None,
+        *,
+        subscription: str | None = None,
+        source: str | None = None,
+        rate: float | None = None,
+    ) -> int:
+        """Deliver dead letters again (see ``AsyncClient.redrive``)."""
+        count = await self._client.redrive(
+            event_id, subscription=subscription, source=source, rate=rate
+        )
+        if self._engine is not None:
+            self._engine.poke()
+        return count
+
+    async def replay(
+        self,
+        subscription: str,
+        *,
+        since: datetime,
+        until: datetime | None = None,
+        type: str | None = None,
+    ) -> int:
+        """Deliver archived events again to one subscription (see ``AsyncClient.replay``)."""
+        count = await self._client.replay(subscription, since=since, until=until, type=type)
+        if self._engine is not None:
+            self._engine.poke()
+        return count
+
+    async def prune_events(self, older_than: timedelta) -> int:
+        """Delete old, fully delivered events (see ``AsyncClient.prune_events``)."""
+        return await self._client.prune_events(older_than)

@@ -15,6 +15,8 @@ from typing import Any, Protocol, TypeVar
 import jsonschema
 
 from legato import lifecycle
+from legato.bus.clients import CLIENT_SOURCE, AsyncBusClient, BusClient
+from legato.bus.publishing import Router
 from legato.errors import (
     DefinitionError,
     InvalidTaskResponse,
@@ -28,6 +30,7 @@ from legato.errors import (
 )
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.description import RunDescription, describe_run
+from legato.model.events import stored_arguments
 from legato.model.ids import check_run_id
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit, encode
 from legato.model.runs import Outcome, continued_as
@@ -122,8 +125,9 @@ async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outc
         delay = min(delay * 2, 0.5)
 
 
-class AsyncClient:
-    """Start, cancel and inspect runs on a database, with no engine in this process.
+class AsyncClient(AsyncBusClient):
+    """Start, cancel and inspect runs, and publish and inspect events, on a database, with
+    no engine in this process.
 
     >>> async with legato.AsyncClient("sqlite:///legato.db") as client:  # doctest: +SKIP
     ...     run = await client.start("purchase_course", {"id": "p-1"}, run_id="p-1")
@@ -135,7 +139,10 @@ class AsyncClient:
         *,
         clock: TimeSource | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        source: str = CLIENT_SOURCE,
     ) -> None:
+        self._router = Router()
+        self._source = source
         if isinstance(database, str) or database is None:
             self.database: str | None = database_url(database)
             self._store: Store = open_store(self.database)
@@ -179,7 +186,9 @@ class AsyncClient:
             raise DefinitionError(f"workflow must be a non-empty name, got {workflow!r}")
         run_id = str(uuid.uuid4()) if run_id is None else check_run_id(run_id)
         payload = encode(
-            list(args), f"the arguments of workflow {workflow!r}", self.max_payload_bytes
+            stored_arguments(args),
+            f"the arguments of workflow {workflow!r}",
+            self.max_payload_bytes,
         )
         store = await self._open()
         conflicts = await store.write(
@@ -381,16 +390,19 @@ class SyncRunHandle:
         return f"<SyncRunHandle {self.run_id!r}>"
 
 
-class Client:
+class Client(BusClient):
     """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
+
+    _async: AsyncClient
 
     def __init__(
         self,
         database: str | Store | None = None,
         *,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        source: str = CLIENT_SOURCE,
     ) -> None:
-        self._async = AsyncClient(database, max_payload_bytes=max_payload_bytes)
+        self._async = AsyncClient(database, max_payload_bytes=max_payload_bytes, source=source)
         self.database = self._async.database
         self._runner = asyncio.Runner()
 

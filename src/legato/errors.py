@@ -35,7 +35,9 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     │   └── NotALegatoDatabase            the file is not a Legato database
     └── BusError                          about events and subscriptions
         ├── InvalidEvent (ValueError)     not a valid CloudEvents 1.0 event
-        └── InvalidPattern (ValueError)   a subscription pattern that does not parse
+        ├── InvalidPattern (ValueError)   a subscription pattern that does not parse
+        ├── EventNotFound (LookupError)   no event of that id in the log
+        └── UnknownSubscription (LookupError)  no subscription of that name is registered
 
 Errors carry data (``run_id``, ``step_name``, ``attempt``) and their message says what
 happened and what to do next. Engine control flow (suspending or cancelling a workflow)
@@ -353,6 +355,28 @@ class InvalidEvent(BusError, ValueError):
 
 class InvalidPattern(BusError, ValueError):
     """A subscription pattern that does not parse (the message says where)."""
+
+
+class EventNotFound(BusError, LookupError):
+    """No event with this id (and source, if given) is in the log."""
+
+    def __init__(self, event_id: str, source: str | None = None) -> None:
+        where = "" if source is None else f" from source {source!r}"
+        super().__init__(
+            f"no event {event_id!r}{where} in the log (legato events list shows what is there)"
+        )
+        self.event_id = event_id
+        self.source = source
+
+
+class UnknownSubscription(BusError, LookupError):
+    """No subscription of this name is registered on the database."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        shown = ", ".join(known) if known else "none yet: start a worker that defines @app.on"
+        super().__init__(f"no subscription named {name!r} is registered (registered: {shown})")
+        self.name = name
+        self.known = known
 
 
 MAX_ERROR_MESSAGE = 16 * 1024

@@ -48,6 +48,7 @@ def new_event(
         event.to_json().encode(),
         ts,
         tuple(NewDelivery(s, due, key, owner) for s in to),
+        published_by=run_id or None,
         call_key="3" if run_id else None,
         reply_types=None if replies is None else orjson.dumps(replies),
         registry=registry,

@@ -14,6 +14,7 @@ EXPECTED_ALL = [
     "App",
     "AsyncClient",
     "Client",
+    "DeliveryInfo",
     "Event",
     "EventKind",
     "HistoryEvent",
@@ -30,11 +31,15 @@ EXPECTED_ALL = [
     "WorkerInfo",
     "child",
     "continue_as_new",
+    "delivery",
     "errors",
     "human_task",
     "now",
+    "publish",
     "random",
     "records",
+    "reply",
+    "request",
     "run_id",
     "sleep",
     "sleep_until",
@@ -62,7 +67,22 @@ OPERATIONS = {
     "get_task",
     "complete_task",
     "result",
+    "publish",
+    "publish_event",
+    "publish_in_transaction",
+    "list_events",
+    "get_event",
+    "deliveries",
+    "list_subscriptions",
+    "list_dead_letters",
+    "redrive",
+    "replay",
+    "prune_events",
 }
+
+# Synchronous on every surface: a handle is made, not fetched; publish_in_transaction
+# runs on the caller's own (blocking) database connection, inside its transaction.
+SYNC_EVERYWHERE = {"handle", "publish_in_transaction"}
 
 
 def test_all_is_pinned() -> None:
@@ -115,7 +135,7 @@ def test_client_and_async_client_expose_the_same_methods() -> None:
 
 
 def test_async_client_methods_are_coroutines_where_client_blocks() -> None:
-    for name in _public_methods(legato.AsyncClient) - {"handle"}:
+    for name in _public_methods(legato.AsyncClient) - SYNC_EVERYWHERE:
         assert inspect.iscoroutinefunction(getattr(legato.AsyncClient, name)), name
         assert not inspect.iscoroutinefunction(getattr(legato.Client, name)), name
 

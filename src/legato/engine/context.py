@@ -7,18 +7,25 @@ functions read them, so user code needs no handle on the engine.
 from __future__ import annotations
 
 import uuid as _uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from legato.engine import waits
+from legato.bus.consumer import current_handler
+from legato.engine import publishing, waits
 from legato.errors import OutsideWorkflow
+from legato.model.events import Event
 
 if TYPE_CHECKING:
     from legato.engine.execution import RunExecution
 
 current_execution: ContextVar[RunExecution | None] = ContextVar("legato_execution", default=None)
 current_step_key: ContextVar[str | None] = ContextVar("legato_step_key", default=None)
+# Events published so far by the step attempt running (their ids count from it).
+current_step_publishes: ContextVar[list[int] | None] = ContextVar(
+    "legato_step_publishes", default=None
+)
 
 
 def _execution(what: str) -> RunExecution:
@@ -128,6 +135,87 @@ def continue_as_new(*args: Any) -> NoReturn:
     """
     _execution("continue_as_new")
     raise ContinueAsNew(args)
+
+
+async def publish(
+    type: str, data: Any = None, *, subject: str | None = None, key: str | None = None
+) -> Event:
+    """Publish an event and return it as stored; ``key`` is its ``partitionkey``.
+
+    In workflow code it is a durable call: the event commits with the run's record of
+    it, and replay returns it without publishing again. In a step or an ``@app.on``
+    handler it commits before this returns, with an id derived from the step call (or
+    the delivery), so a retry publishes the same event, which the log de-duplicates.
+    The event carries the run's correlation id (in a handler: the handled event's, and
+    its id as ``causationid``).
+    """
+    execution = current_execution.get()
+    step = current_step_key.get()
+    if execution is not None and step is None:
+        return await publishing.from_workflow(execution, type, data, subject, key)
+    if execution is not None and step is not None:
+        counter = current_step_publishes.get()
+        if counter is None:  # pragma: no cover - every step attempt sets one
+            counter = [0]
+        counter[0] += 1
+        return await publishing.from_step(execution, step, counter[0], type, data, subject, key)
+    scope = current_handler.get()
+    if scope is not None:
+        return await publishing.from_handler(scope, type, data, subject, key)
+    raise OutsideWorkflow(
+        "legato.publish() is for workflow code, steps and @app.on handlers; elsewhere use "
+        "app.publish() or legato.AsyncClient(...).publish()"
+    )
+
+
+async def request(
+    type: str,
+    data: Any = None,
+    *,
+    reply: str | Sequence[str],
+    timeout: timedelta | None = None,
+    subject: str | None = None,
+    key: str | None = None,
+) -> Event:
+    """Publish a command event and wait, durably, for its reply (workflow code only).
+
+    The reply is the first event of a type in ``reply`` whose ``causationid`` is this
+    request's id (``legato.reply`` sets it). The run may be evicted while it waits and is
+    resumed by replay; a reply that arrives before the run waits is kept. Raises
+    ``legato.errors.WaitTimeout`` after ``timeout``.
+    """
+    types = publishing.check_reply_types(reply)
+    execution = _execution("request")
+    return await publishing.from_workflow(
+        execution, type, data, subject, key, reply=types, timeout=timeout
+    )
+
+
+async def reply(
+    request_event: Event,
+    type: str,
+    data: Any = None,
+    *,
+    subject: str | None = None,
+    key: str | None = None,
+) -> Event:
+    """Answer ``request_event`` (a ``legato.request``): publish ``type`` with its
+    correlation id and its id as ``causationid`` (from a handler or workflow code)."""
+    publishing.reply_attributes(request_event)  # checks it is an event
+    execution = current_execution.get()
+    if execution is not None and current_step_key.get() is None:
+        return await publishing.from_workflow(
+            execution, type, data, subject, key, causation=request_event
+        )
+    scope = current_handler.get()
+    if scope is not None:
+        return await publishing.from_handler(
+            scope, type, data, subject, key, causation=request_event
+        )
+    raise OutsideWorkflow(
+        "legato.reply() is for @app.on handlers and workflow code; elsewhere publish with "
+        "app.publish(type, data, causationid=request.id, correlationid=request.correlationid)"
+    )
 
 
 def run_id() -> str:

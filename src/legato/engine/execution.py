@@ -111,6 +111,7 @@ class RunExecution:
         deadline_at: float | None,
         index: HistoryIndex,
         parent_run_id: str | None = None,
+        correlation_id: str | None = None,
     ) -> None:
         self.engine = engine
         self.run_id = run_id
@@ -123,6 +124,7 @@ class RunExecution:
         self.deadline_at = deadline_at
         self.index = index
         self.parent_run_id = parent_run_id
+        self.correlation_id = correlation_id or run_id
         self.pos = index.last_pos
         self.visited: set[str] = set()
         self.completed: list[Completed] = []
@@ -475,7 +477,7 @@ class RunExecution:
         if self.deadline_at is not None:
             timer = self.engine.clock.call_at(self.deadline_at, self._expire)
         try:
-            output = await self.workflow.fn(*self.args)
+            output = await self.workflow.fn(*self.workflow.call_arguments(self.args))
         except Blocked as blocked:
             await endings.block(self, blocked.error)
             return None

@@ -8,8 +8,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from legato.bus.subscriptions import Subscription
 from legato.engine.context import current_execution, current_step_key
 from legato.errors import DefinitionError, UnknownWorkflow
+from legato.model.events import Event
+from legato.model.patterns import Pattern
 from legato.model.retry import Retry
 
 P = ParamSpec("P")
@@ -126,10 +129,19 @@ class Step(Generic[P, R]):
 
 
 class Workflow(Generic[P, R]):
-    """A workflow: an ``async def`` whose calls to steps are checkpointed."""
+    """A workflow: an ``async def`` whose calls to steps are checkpointed.
+
+    With ``trigger`` (``@app.workflow(on=...)``) each matching event starts a run, which
+    gets the event (a ``legato.Event``) as its first argument.
+    """
 
     def __init__(
-        self, fn: Callable[P, Any], *, name: str | None, timeout: timedelta | None
+        self,
+        fn: Callable[P, Any],
+        *,
+        name: str | None,
+        timeout: timedelta | None,
+        trigger: Pattern | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise DefinitionError(
@@ -139,8 +151,16 @@ class Workflow(Generic[P, R]):
         self.fn = fn
         self.name = name or fn.__qualname__
         self.timeout_s = _seconds(timeout, f"timeout of workflow {self.name!r}")
+        self.trigger = trigger
         self._arity = _Arity(fn)
         functools.update_wrapper(self, fn)
+
+    def call_arguments(self, args: list[Any]) -> list[Any]:
+        """The arguments the function gets from the stored ones (JSON): a triggered
+        workflow's event becomes a ``legato.Event`` again."""
+        if self.trigger is not None and args and isinstance(args[0], dict):
+            return [Event.from_dict(args[0]), *args[1:]]
+        return args
 
     def check_arguments(self, args: tuple[Any, ...]) -> None:
         """Raise ``DefinitionError`` if ``args`` do not fit the workflow's signature."""
@@ -154,11 +174,20 @@ class Workflow(Generic[P, R]):
 
 
 class Registry:
-    """The workflows and steps one app serves, by name."""
+    """The workflows, steps and subscriptions one app serves, by name."""
 
     def __init__(self) -> None:
         self.workflows: dict[str, Workflow[..., Any]] = {}
         self.steps: dict[str, Step[..., Any]] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+
+    def add_subscription(self, subscription: Subscription) -> None:
+        if subscription.name in self.subscriptions:
+            raise DefinitionError(
+                f"a subscription named {subscription.name!r} is already registered: give "
+                "@app.on(name=...) another name"
+            )
+        self.subscriptions[subscription.name] = subscription
 
     def add_workflow(self, workflow: Workflow[..., Any]) -> None:
         if workflow.name in self.workflows:

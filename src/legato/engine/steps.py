@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from legato.engine.clock import Clock, TimerHandle
-from legato.engine.context import current_step_key
+from legato.engine.context import current_step_key, current_step_publishes
 from legato.errors import StepTimeout
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,7 @@ class StepRunner:
     ) -> Any:
         """Run ``fn`` once with ``legato.step_key()`` set; raise ``StepTimeout`` on timeout."""
         token = current_step_key.set(step_key)
+        publishes = current_step_publishes.set([0])
         try:
             if is_async:
                 if timeout_s is None:
@@ -183,6 +184,7 @@ class StepRunner:
             deadline.future = self.threads.submit(call, deadline.arm)
             return await self._with_timeout(deadline, name, attempt)
         finally:
+            current_step_publishes.reset(publishes)
             current_step_key.reset(token)
 
     async def _with_timeout(self, deadline: _Deadline, name: str, attempt: int) -> Any:

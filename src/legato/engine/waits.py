@@ -89,7 +89,7 @@ async def wait_for_signal(ex: RunExecution, name: str, timeout: timedelta | None
         await ex.commit(ex.record(records.WaitStarted(key, name, timeout_at)))
     else:
         timeout_at = record.wake_at
-    return await _await_signal(ex, key, name, name, timeout_at, timeout_s, what=f"signal {name!r}")
+    return await await_signal(ex, key, name, name, timeout_at, timeout_s, what=f"signal {name!r}")
 
 
 async def human_task(
@@ -138,7 +138,7 @@ async def human_task(
         )
     else:
         timeout_at = record.wake_at
-    return await _await_signal(
+    return await await_signal(
         ex,
         key,
         name,
@@ -182,6 +182,7 @@ async def child(
                     deadline,
                     None,
                     parent_run_id=ex.run_id,
+                    correlation_id=ex.correlation_id,
                 )
             )
         elif existing.workflow != workflow.name:
@@ -214,7 +215,7 @@ async def child(
         ex.engine.poke()  # claim the child now, not at the next poll
     else:
         child_id = record.target or ""
-    outcome = await _await_signal(
+    outcome = await await_signal(
         ex,
         key,
         workflow.name,
@@ -233,7 +234,7 @@ def _child_result(child_id: str, outcome: dict[str, Any]) -> Any:
     raise ChildFailed(child_id, outcome["status"], error.get("type"), error.get("message"))
 
 
-async def _await_signal(
+async def await_signal(
     ex: RunExecution,
     key: str,
     name: str,

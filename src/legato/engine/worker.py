@@ -31,6 +31,8 @@ from typing import Any
 
 import orjson
 
+from legato.bus.consumer import Consumer
+from legato.bus.publishing import Router
 from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
 from legato.engine.execution import RunExecution
@@ -41,6 +43,7 @@ from legato.engine.steps import StepRunner
 from legato.errors import DatabaseMoved, RunAlreadyExists, StorageError, UnknownWorkflow
 from legato.lifecycle import request_cancel
 from legato.model import HistoryEvent, Run, RunStatus
+from legato.model.events import stored_arguments
 from legato.model.index import HistoryIndex
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from legato.model.runs import Outcome
@@ -91,7 +94,9 @@ class Engine:
         hooks: Sequence[Hooks] = (),
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_history: int = DEFAULT_MAX_HISTORY,
+        name: str = "legato",
     ) -> None:
+        self.name = name  # the app's: the source of the events its runs publish
         self.registry = registry
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -116,6 +121,8 @@ class Engine:
         self._step_threads = step_threads
         self.journal: Journal
         self.steps: StepRunner
+        self.router = Router()
+        self.consumer = Consumer(self, registry.subscriptions)
         self._maintainer: asyncio.Task[None] | None = None
         self._poke = asyncio.Event()
         self._pass_done = asyncio.Event()
@@ -152,10 +159,18 @@ class Engine:
         now = time.time()
         await self._register(now)
         await self.store.register_workflows(list(self.registry.workflows), now)
+        subscriptions = [s.stored for s in self.registry.subscriptions.values()]
+        if subscriptions:
+            await self.store.register_subscriptions(subscriptions, now)
+        await self.router.refresh(self.store)
+        self.consumer = Consumer(self, self.registry.subscriptions)
+        self.consumer.start()
         self._last_heartbeat = now
         self.running = True
         await self._reap_dead_workers()
         while await self._claim():
+            pass
+        while await self.consumer.claim():
             pass
         self._maintainer = asyncio.get_running_loop().create_task(
             self._maintain(), name="legato-maintainer"
@@ -181,6 +196,7 @@ class Engine:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.consumer.stop()
         await self.journal.stop()
         self.steps.shutdown()
         try:
@@ -194,12 +210,18 @@ class Engine:
     # -- starting and launching runs ---------------------------------------------------------------
 
     async def start_run(
-        self, workflow: Workflow[..., Any], args: tuple[Any, ...], run_id: str | None
+        self,
+        workflow: Workflow[..., Any],
+        args: tuple[Any, ...],
+        run_id: str | None,
+        correlation_id: str | None = None,
     ) -> str:
         """Create a run and execute it here; an existing id returns the existing run."""
         workflow.check_arguments(args)
         payload = encode(
-            list(args), f"the arguments of workflow {workflow.name!r}", self.max_payload_bytes
+            stored_arguments(args),
+            f"the arguments of workflow {workflow.name!r}",
+            self.max_payload_bytes,
         )
         if run_id is None:
             run_id = new_run_id()
@@ -226,6 +248,7 @@ class Engine:
                     now,
                     deadline,
                     None if full else self.worker_id,
+                    correlation_id=correlation_id,
                 )
             ],
             run_id,
@@ -239,7 +262,14 @@ class Engine:
             self._room_wanted = True
             return run_id
         # The workflow sees its arguments as replay will: through JSON.
-        self._launch(run_id, workflow, orjson.loads(payload), deadline, HistoryIndex())
+        self._launch(
+            run_id,
+            workflow,
+            orjson.loads(payload),
+            deadline,
+            HistoryIndex(),
+            correlation_id=correlation_id,
+        )
         return run_id
 
     def _launch(
@@ -250,8 +280,11 @@ class Engine:
         deadline_at: float | None,
         index: HistoryIndex,
         parent_run_id: str | None = None,
+        correlation_id: str | None = None,
     ) -> RunExecution:
-        execution = RunExecution(self, run_id, workflow, args, deadline_at, index, parent_run_id)
+        execution = RunExecution(
+            self, run_id, workflow, args, deadline_at, index, parent_run_id, correlation_id
+        )
         self.live[run_id] = execution
         # The task runs in a copy of this context: each run's calls find their own execution.
         context = contextvars.copy_context()
@@ -280,7 +313,13 @@ class Engine:
                 )
             )
         execution = self._launch(
-            run.run_id, workflow, list(run.input), deadline, index, run.parent_run_id
+            run.run_id,
+            workflow,
+            list(run.input),
+            deadline,
+            index,
+            run.parent_run_id,
+            run.correlation_id,
         )
         if run.cancel_requested or index.cancel_requested:
             execution.cancel()
@@ -317,6 +356,9 @@ class Engine:
         # One line per distinct error, not per run: a full disk fails every run in flight.
         by_error: dict[str, list[str]] = {}
         for run_id, error in failed.items():
+            if run_id.startswith("\x00"):
+                continue  # a publish or a settle of its own: its caller hears of it
+
             by_error.setdefault(str(error), []).append(run_id)
             execution = self.live.get(run_id)
             if execution is not None:
@@ -403,6 +445,7 @@ class Engine:
         return (
             self.journal.is_idle
             and self._pass_done.is_set()
+            and self.consumer.is_idle
             and not any(ex.busy for ex in self.live.values())
         )
 
@@ -411,8 +454,11 @@ class Engine:
         self._quiet.set()
 
     async def next_wake(self) -> float | None:
-        """When the earliest parked run in the database is due (used by FakeClock)."""
-        return await self.store.next_due(list(self.registry.workflows))
+        """When the earliest parked run or pending delivery is due (used by FakeClock)."""
+        runs = await self.store.next_due(list(self.registry.workflows))
+        deliveries = await self.consumer.next_due()
+        due = [t for t in (runs, deliveries) if t is not None]
+        return min(due) if due else None
 
     async def wait_idle(self) -> None:
         """Wait for the upkeep pass and the journal, and a little for a busy run to quiet."""
@@ -451,6 +497,9 @@ class Engine:
                     await self.store.release_runs(self.worker_id, released)
                     del self._to_release[: len(released)]  # only once the release is durable
                 while await self._claim():
+                    pass
+                await self.router.refresh(self.store)
+                while await self.consumer.claim():
                     pass
                 for run_id in await self.store.cancel_requests(self.worker_id):
                     if not self.cancel_live(run_id) and run_id not in self._to_release:

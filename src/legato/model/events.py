@@ -317,3 +317,8 @@ def parse_time(value: object, name: str = "time") -> datetime:
         return datetime.fromisoformat(f"{day}T{clock}{fraction}{offset}")
     except ValueError as exc:
         raise InvalidEvent(f"{name} is not a valid time: {value!r} ({exc})") from None
+
+
+def stored_arguments(args: Iterable[Any]) -> list[Any]:
+    """A run's arguments as stored: a ``legato.Event`` as its structured JSON."""
+    return [a.to_dict() if isinstance(a, Event) else a for a in args]

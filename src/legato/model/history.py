@@ -38,6 +38,7 @@ class EventKind(enum.StrEnum):
     TASK_CREATED = "task_created"  # data.task_id (then waits like a signal)
     CHILD_STARTED = "child_started"  # data.child_run_id (then waits for its outcome)
     RUN_CONTINUED = "run_continued"  # data.run_id: legato.continue_as_new started it
+    EVENT_PUBLISHED = "event_published"  # name: the type; legato.publish / legato.request
 
 
 def kind_of(value: str) -> EventKind | str:

@@ -19,6 +19,7 @@ from legato.model.records import (
     CompensationCompleted,
     CompensationFailed,
     CompensationStarted,
+    EventPublished,
     RunFailed,
     SignalReceived,
     StepCompleted,
@@ -33,12 +34,23 @@ from legato.model.records import (
     record_of,
 )
 
+_CALLS = {
+    "signal": "wait_for_signal",
+    "task": "human_task",
+    "child": "child",
+    "publish": "publish",
+    "request": "request",
+}
+_WAITS = frozenset({"timer", "signal", "task", "child", "request"})
+
 
 @dataclass(slots=True)
 class CallRecord:
     """Everything history holds about one call key."""
 
-    kind: str  # "step", "timer", "signal", "task", "child", or a value: "now", "uuid", "random"
+    # "step", "timer", "signal", "task", "child", "publish", "request", or a recorded value:
+    # "now", "uuid", "random"
+    kind: str
     name: str | None
     # steps:
     failed_attempts: int = 0  # the highest failed attempt number recorded
@@ -59,14 +71,15 @@ class CallRecord:
     done: bool = False  # fired / received / timed out
     timed_out: bool = False
     payload: Any = None  # the signal's payload (task response, child outcome)
-    target: str | None = None  # task id or child run id
+    target: str | None = None  # task id, child run id, or published event id
+    published: EventPublished | None = None  # publish and request: the record
 
     def describe(self) -> str:
         """How this call reads in a non-determinism message."""
         if self.kind == "step":
             return f"step {self.name!r}"
-        if self.kind in ("signal", "task", "child"):
-            what = {"signal": "wait_for_signal", "task": "human_task", "child": "child"}
+        if self.kind in _CALLS:
+            what = _CALLS
             return f"legato.{what[self.kind]}({self.name!r})"
         return f"legato.{self.kind}()"
 
@@ -150,6 +163,16 @@ class HistoryIndex:
             case ChildStarted(key=key, name=name, child_run_id=child):
                 calls[key] = CallRecord("child", name, target=child)
                 self.children.append(child)
+            case EventPublished(key=key, name=name):
+                is_request = record.reply is not None
+                calls[key] = CallRecord(
+                    "request" if is_request else "publish",
+                    name,
+                    wake_at=record.timeout_at,
+                    done=not is_request,
+                    target=record.event_id,
+                    published=record,
+                )
             case TimerFired(key=key) | WaitTimedOut(key=key) | SignalReceived(key=key):
                 wait = calls.get(key)
                 if wait is None:  # consumed at once, without waiting first
@@ -205,8 +228,4 @@ class HistoryIndex:
 
     def open_waits(self) -> list[CallRecord]:
         """The waits not yet over (a timer not fired, a wait not received nor timed out)."""
-        return [
-            call
-            for call in self.calls.values()
-            if call.kind in ("timer", "signal", "task", "child") and not call.done
-        ]
+        return [call for call in self.calls.values() if call.kind in _WAITS and not call.done]

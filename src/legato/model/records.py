@@ -345,6 +345,25 @@ class ChildStarted(Record):
     child_run_id: str
 
 
+# -- events --------------------------------------------------------------------------------
+
+
+@_kind(EventKind.EVENT_PUBLISHED, optional=("reply", "timeout_at"))
+class EventPublished(Record):
+    """``legato.publish``: event ``event_id`` of type ``name`` from ``source`` was written to
+    the log at ``time`` (Unix seconds), with the run's other writes. For ``legato.request``
+    ``reply`` holds the reply types awaited, until ``timeout_at`` if not None; the reply
+    then arrives as ``signal_received`` (or the wait ends ``wait_timed_out``) at ``key``."""
+
+    key: str
+    name: str
+    event_id: str
+    source: str
+    time: float
+    reply: list[str] | None = None
+    timeout_at: float | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownRecord(Record):
     """A record of a kind this version does not know (a newer one wrote it)."""

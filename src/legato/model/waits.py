@@ -50,3 +50,7 @@ TASK_SIGNAL_PREFIX = "__task__:"
 
 CHILD_SIGNAL_PREFIX = "__child__:"
 """A child run's outcome reaches its parent as a signal named prefix + child run id."""
+
+REPLY_SIGNAL_PREFIX = "__reply__:"
+"""A reply to ``legato.request`` reaches its run as a signal named prefix + request id;
+its payload is the reply event's structured JSON."""

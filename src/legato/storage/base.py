@@ -210,8 +210,10 @@ class NewEvent:
     """Insert an event into the log unless one with its ``(source, event_id)`` exists, and
     with it its ``deliveries``; a duplicate writes nothing, its deliveries neither.
 
-    ``run_id`` is the run that published it ("" for a publish outside any run): the
-    batch key, as for every op. ``registry`` guards the fan-out: the version of the
+    ``run_id`` is the batch key, as for every op: the run that published it, or a key of
+    the publish's own. ``published_by`` is the run that published it (None: an outside
+    publisher) and ``call_key`` the call (or step) that did. ``registry`` guards the
+    fan-out: the version of the
     subscription registry the deliveries were chosen from. If the registry has another
     version when the batch applies, the batch raises ``ConcurrencyConflict`` and writes
     nothing (the publisher reads the registry again and chooses again).
@@ -230,7 +232,8 @@ class NewEvent:
     event: bytes  # the CloudEvent in structured JSON
     recorded_at: float
     deliveries: tuple[NewDelivery, ...] = ()
-    call_key: str | None = None  # the run's call (or step) that published it
+    published_by: str | None = None
+    call_key: str | None = None
     reply_types: bytes | None = None  # JSON list: a request awaiting these reply types
     registry: int | None = None
     seq: int | None = None
@@ -453,6 +456,9 @@ class Store(Protocol):
 
     async def subscriptions(self) -> tuple[int, list[SubscriptionInfo]]:
         """The registry's version and every registered subscription, by name."""
+
+    async def registry_version(self) -> int:
+        """The registry's version alone (a publisher checks it is still current)."""
 
     async def claim_deliveries(
         self, worker_id: str, now: float, limit: int, subscriptions: Sequence[str]

@@ -66,7 +66,7 @@ def _stored(row: _EventRow) -> StoredEvent:
         Event.from_stored(op.event),
         when,
         len(op.deliveries),
-        op.run_id or None,
+        op.published_by,
         op.call_key,
         replies,
     )
@@ -223,6 +223,10 @@ class MemoryBus:
             )
         return self._registry_version, out
 
+    async def registry_version(self) -> int:
+        """The registry's version."""
+        return self._registry_version
+
     def _is_head(self, row: _DeliveryRow) -> bool:
         if row.ordering_key is None:
             return True
@@ -321,7 +325,7 @@ class MemoryBus:
                 seq > after_seq
                 and (type is None or op.type == type)
                 and (correlation_id is None or op.correlation_id == correlation_id)
-                and (run_id is None or op.run_id == run_id)
+                and (run_id is None or op.published_by == run_id)
                 and (since is None or op.recorded_at >= since)
                 and (until is None or op.recorded_at < until)
                 and (not unrouted or not op.deliveries)

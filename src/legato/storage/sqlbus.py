@@ -53,7 +53,7 @@ def apply_new_events(conn: Any, queries: Any, ops: Sequence[NewEvent]) -> None:
                 op.subject,
                 op.correlation_id,
                 op.causation_id,
-                op.run_id or None,
+                op.published_by,
                 op.call_key,
                 op.reply_types,
                 len(op.deliveries),
@@ -162,6 +162,11 @@ class SqlBus:
             for r in rows
         ]
 
+    async def registry_version(self) -> int:
+        """The registry's version."""
+        rows = await self._select(self.queries.registry_version)
+        return int(rows[0][0])
+
     async def claim_deliveries(
         self, worker_id: str, now: float, limit: int, subscriptions: Sequence[str]
     ) -> list[ClaimedDelivery]:
@@ -266,3 +271,49 @@ class SqlBus:
             return len(seqs)
 
         return await self._transact(body)
+
+
+class InTransaction:
+    """The bus's reads and writes on a caller's own connection, inside its transaction.
+
+    ``publish_in_transaction`` writes the event with the caller's connection, so the
+    caller's row and the event commit (or roll back) together when the caller says.
+    Nothing here commits.
+    """
+
+    def __init__(self, store: Any, conn: Any) -> None:
+        self._store = store
+        self._conn = conn
+        self._q = store.queries
+
+    def registry_version(self) -> int:
+        """The registry's version, as this transaction sees it."""
+        return int(self._conn.execute(self._q.registry_version).fetchone()[0])
+
+    def subscriptions(self) -> tuple[int, list[SubscriptionInfo]]:
+        """The registry, as this transaction sees it."""
+        version = self.registry_version()
+        rows = self._conn.execute(self._q.subscription_rows).fetchall()
+        return version, [
+            SubscriptionInfo(r[0], SubscriptionKind(r[1]), loads(r[2]), r[3], at_time(r[4]))
+            for r in rows
+        ]
+
+    def find_events(self, event_id: str) -> list[StoredEvent]:
+        """Events with this id, as this transaction sees them."""
+        rows = self._conn.execute(self._q.find_events, (event_id,)).fetchall()
+        return [stored_event_from_row(r) for r in rows]
+
+    def write(self, ops: Sequence[Write]) -> None:
+        """Apply ``ops`` in the caller's transaction, in a savepoint of their own: if one
+        fails (``ConcurrencyConflict`` when the registry moved) none of them is written,
+        and the caller's own writes stand."""
+        conn = self._conn
+        conn.execute("SAVEPOINT legato_publish")
+        try:
+            self._store._apply(conn, ops)
+        except BaseException:
+            conn.execute("ROLLBACK TO legato_publish")
+            raise
+        finally:
+            conn.execute("RELEASE legato_publish")

@@ -1,0 +1,77 @@
+"""``publish_in_transaction``: the transactional outbox on the caller's own connection.
+
+A service that keeps its own tables in the same database writes its row and the event in
+one commit: it passes the connection its transaction runs on, Legato writes the event
+and its deliveries there (in a savepoint), and the caller commits, or rolls back, both.
+An event is delivered if and only if that transaction committed.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from legato.bus.publishing import (
+    Router,
+    encode_event,
+    event_key,
+    new_event_op,
+    reply_ops,
+)
+from legato.errors import ConcurrencyConflict, ConfigurationError
+from legato.model.deliveries import StoredEvent, SubscriptionInfo
+from legato.model.events import Event
+from legato.storage.base import Store, Write
+
+_ROUTE_ATTEMPTS = 20
+
+
+class Transaction(Protocol):
+    """What a SQL store offers on a caller's connection (``SqliteStore.in_transaction``)."""
+
+    def registry_version(self) -> int: ...
+    def subscriptions(self) -> tuple[int, list[SubscriptionInfo]]: ...
+    def find_events(self, event_id: str) -> list[StoredEvent]: ...
+    def write(self, ops: list[Write]) -> None: ...
+
+
+def open_transaction(store: Store, conn: object) -> Transaction:
+    """The store's bus on ``conn``; ``ConfigurationError`` for a store that has none."""
+    in_transaction = getattr(store, "in_transaction", None)
+    if in_transaction is None:
+        raise ConfigurationError(
+            f"publish_in_transaction needs a SQL database (sqlite:///...), not "
+            f"{type(store).__name__}: there is no transaction of yours to join"
+        )
+    transaction: Transaction = in_transaction(conn)
+    return transaction
+
+
+def publish_in_transaction(
+    store: Store, router: Router, conn: object, event: Event, *, at: float, limit: int
+) -> Event:
+    """Write ``event`` and its deliveries with ``conn``, in its open transaction; return the
+    event as stored (the earlier one, for a duplicate ``source`` and ``id``)."""
+    tx = open_transaction(store, conn)
+    obj, payload = encode_event(event, limit)
+    requests = tx.find_events(event.causationid) if event.causationid else []
+    for _ in range(_ROUTE_ATTEMPTS):
+        if tx.registry_version() != router.version:
+            router.load(*tx.subscriptions())
+        op = new_event_op(event, obj, payload, router, at, batch_key=event_key(event))
+        try:
+            tx.write([op, *reply_ops(event, obj, requests, at)])
+        except ConcurrencyConflict:
+            continue
+        if op.seq is None:
+            return _original(tx, event)
+        return event
+    raise ConcurrencyConflict(
+        f"event {event.id!r} could not be published: the subscriptions kept changing"
+    )
+
+
+def _original(tx: Transaction, event: Event) -> Event:
+    for stored in tx.find_events(event.id):
+        if stored.event.source == event.source:
+            return stored.event
+    return event
