@@ -34,7 +34,7 @@ from legato.model import (
     TaskStatus,
     records,
 )
-from legato.model.description import Ownership, RunDescription, StepSummary
+from legato.model.description import Ownership, PublishedEvent, RunDescription, StepSummary
 from legato.model.events import Event
 from legato.model.workers import WorkerInfo
 
@@ -49,6 +49,7 @@ __all__ = [
     "EventKind",
     "HistoryEvent",
     "Ownership",
+    "PublishedEvent",
     "Retry",
     "Run",
     "RunDescription",

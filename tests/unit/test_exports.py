@@ -19,6 +19,7 @@ EXPECTED_ALL = [
     "EventKind",
     "HistoryEvent",
     "Ownership",
+    "PublishedEvent",
     "Retry",
     "Run",
     "RunDescription",

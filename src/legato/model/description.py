@@ -28,6 +28,19 @@ class StepSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishedEvent:
+    """An event the run published (``legato.publish``) or a request it made
+    (``legato.request``: ``awaiting`` the reply types, ``replied`` once one came)."""
+
+    key: str
+    type: str
+    event_id: str
+    awaiting: list[str] | None = None
+    replied: bool = False
+    timed_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Ownership:
     """Which worker holds a run, and whether it is still there to carry it on."""
 
@@ -60,6 +73,7 @@ class RunDescription:
     steps: list[StepSummary] = field(default_factory=list)
     output: Any = None
     input: Any = None
+    published: list[PublishedEvent] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (datetimes as ISO strings)."""
@@ -118,12 +132,25 @@ def describe_run(
         # The outcome's own error (the divergence, the failure that ended the run, the
         # compensation that gave up) outranks whatever a retried step said last.
         last_error = run.error
+    published = [
+        PublishedEvent(
+            key,
+            call.name or "",
+            call.target or "",
+            None if call.kind == "publish" else list(call.published.reply or ()),
+            call.kind == "request" and call.done and not call.timed_out,
+            call.timed_out,
+        )
+        for key, call in index.calls.items()
+        if call.kind in ("publish", "request") and call.published is not None
+    ]
     waits = [
         {
             "kind": call.kind,
             "name": call.name,
             "until": call.wake_at,
             "target": call.target,
+            "reply": None if call.published is None else call.published.reply,
         }
         for call in index.open_waits()
     ]
@@ -184,6 +211,7 @@ def describe_run(
         steps=summaries,
         output=run.output,
         input=run.input,
+        published=published,
     )
 
 
@@ -277,6 +305,13 @@ def _waiting_for(wait: dict[str, Any]) -> str:
         return (
             f"wait for a person to complete task {wait['target']} ({wait['name']!r}){when}"
             " — legato tasks complete ID --data JSON"
+        )
+    if kind == "request":
+        after = ", then raise WaitTimeout in the workflow" if until is not None else ""
+        replies = " or ".join(wait["reply"] or ())
+        return (
+            f"wait for a reply ({replies}) to request {wait['target']!r} "
+            f"({wait['name']}){when}{after}"
         )
     return f"wait for child run {wait['target']!r} ({wait['name']}) to end"
 
