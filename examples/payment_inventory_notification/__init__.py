@@ -1,0 +1,1 @@
+"""Payment, inventory, notification: the same flow as an orchestrated saga and as a choreography."""

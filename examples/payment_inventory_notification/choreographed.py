@@ -1,0 +1,98 @@
+"""The flow as a choreography: no workflow, each service reacts to the events it cares for.
+
+    order.placed       -> payments.authorize   publishes payment.authorized
+    payment.authorized -> inventory.reserve    publishes inventory.reserved or inventory.failed
+    inventory.failed   -> payments.refund      publishes payment.refunded
+    inventory.reserved -> notifications.send   tells the customer the order is confirmed
+    payment.refunded   -> notifications.send   tells the customer the order is canceled
+
+Each ``@app.on`` handler is a durable subscription: every matching event is delivered at
+least once, retried, and dead-lettered when it keeps failing. Nobody owns the sequence:
+the recovery plan (refund when the inventory fails) is the refund handler's subscription
+to ``inventory.failed``, and the state of an order is the chain of events with its
+correlation id.
+
+Serve it with ``legato worker examples.payment_inventory_notification.choreographed:app``
+and place orders with ``place_order(app, order)`` (an ``order.placed`` event), or run
+``main.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import legato
+
+from .services import OutOfStock, Shop
+
+
+def define(app: legato.App, shop: Shop) -> legato.App:
+    """Register the payment, inventory and notification services' handlers on ``app``."""
+
+    # Every handler passes legato.delivery().idempotency_key to its service: it is the same
+    # on every retry and redelivery of this event to this subscription, so each effect
+    # happens once although a handler may run more than once. A handler's publish has an
+    # id derived from the delivery, so a retried handler publishes the same event once.
+
+    @app.on("order.placed", name="payments.authorize")
+    async def authorize_payment(event: legato.Event) -> None:
+        order = event.data
+        payment_id = await shop.payments.authorize(
+            order["id"], order["amount_cents"], idempotency_key=legato.delivery().idempotency_key
+        )
+        await legato.publish(
+            "payment.authorized", {**order, "payment_id": payment_id}, subject=order["id"]
+        )
+
+    @app.on("payment.authorized", name="inventory.reserve")
+    async def reserve_inventory(event: legato.Event) -> None:
+        order = event.data
+        try:
+            reservation_id = await shop.inventory.reserve(order["id"], order["item"])
+        except OutOfStock as exc:
+            # Not an error of this handler: a business outcome others must react to.
+            await legato.publish(
+                "inventory.failed", {**order, "reason": str(exc)}, subject=order["id"]
+            )
+            return
+        await legato.publish(
+            "inventory.reserved", {**order, "reservation_id": reservation_id}, subject=order["id"]
+        )
+
+    @app.on("inventory.failed", name="payments.refund")
+    async def refund_payment(event: legato.Event) -> None:
+        order = event.data
+        await shop.payments.refund(order["payment_id"])
+        await legato.publish("payment.refunded", order, subject=order["id"])
+
+    @app.on({"type": ["inventory.reserved", "payment.refunded"]}, name="notifications.send")
+    async def notify_customer(event: legato.Event) -> None:
+        order = event.data
+        if event.type == "inventory.reserved":
+            text = f"order {order['id']} confirmed: {order['item']} reserved"
+        else:
+            text = (
+                f"order {order['id']} canceled ({order['reason']}); "
+                f"payment {order['payment_id']} refunded"
+            )
+        await shop.notifications.send(
+            order["id"], order["customer"], text, idempotency_key=legato.delivery().idempotency_key
+        )
+
+    return app
+
+
+async def place_order(app: legato.App, order: dict[str, Any], correlation_id: str) -> legato.Event:
+    """What the storefront does: publish ``order.placed``; the services take it from there.
+
+    ``correlation_id`` ties every event of this order together (``legato flows show``);
+    each handler's publish carries it on, with the handled event's id as causation id.
+    """
+    return await app.publish(
+        "order.placed", order, subject=order["id"], correlationid=correlation_id
+    )
+
+
+# The services the handlers talk to, and the app a worker serves.
+shop = Shop()
+app = define(legato.App("choreographed_shop"), shop)
