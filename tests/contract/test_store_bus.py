@@ -283,6 +283,14 @@ async def test_next_delivery_due_is_the_earliest_free_pending_one(store: Store) 
     assert await store.next_delivery_due([]) is None
 
 
+async def test_next_delivery_due_skips_deliveries_waiting_behind_their_key(
+    store: Store, worker: str
+) -> None:
+    await publish(store, new_event("a1", to=("s",), key="k", due=T0 + 50))
+    await publish(store, new_event("a2", to=("s",), key="k", due=T0))
+    assert await store.next_delivery_due(["s"]) == T0 + 50
+
+
 async def test_a_removed_worker_lets_go_of_its_deliveries(store: Store, worker: str) -> None:
     [seq] = await publish(store, new_event("e1", to=("a", "b")))
     await store.claim_deliveries("w1", T0, 1, ["a"])

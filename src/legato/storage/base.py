@@ -471,7 +471,8 @@ class Store(Protocol):
         """
 
     async def next_delivery_due(self, subscriptions: Sequence[str]) -> float | None:
-        """The earliest ``due_at`` of pending, unowned deliveries of ``subscriptions``."""
+        """The earliest ``due_at`` of the deliveries ``claim_deliveries`` could take once
+        due: pending, unowned, and not behind an older pending one of their key."""
 
     async def release_deliveries(self, worker_id: str) -> int:
         """Drop ownership of every delivery ``worker_id`` holds; count them."""

@@ -278,6 +278,7 @@ class MemoryBus:
                 and r.owner is None
                 and r.subscription in served
                 and r.due_at is not None
+                and self._is_head(r)
             ),
             default=None,
         )

@@ -62,6 +62,15 @@ RELEASE_ORPHANED_RUNS_SQL = (
 )
 
 
+# A delivery that may go now as far as its key goes: unordered, or the oldest pending
+# delivery of its key (of ``deliveries d``), served by the index deliveries_by_key.
+_HEAD_OF_KEY = (
+    "d.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e WHERE "
+    "e.subscription = d.subscription AND e.ordering_key = d.ordering_key AND "
+    "e.status = 'pending' AND e.ordering_key IS NOT NULL AND e.seq < d.seq)"
+)
+
+
 class SqliteQueries:
     """The ``SqlQueries`` of SQLite."""
 
@@ -188,10 +197,7 @@ class SqliteQueries:
             "UPDATE deliveries SET owner = ? WHERE (subscription, seq) IN ("
             "SELECT subscription, seq FROM deliveries d WHERE status = 'pending' AND "
             "owner IS NULL AND due_at <= ? "
-            f"AND subscription IN ({_marks(n)}) AND (ordering_key IS NULL OR NOT EXISTS ("
-            "SELECT 1 FROM deliveries e WHERE e.subscription = d.subscription AND "
-            "e.ordering_key = d.ordering_key AND e.status = 'pending' "
-            "AND e.ordering_key IS NOT NULL AND e.seq < d.seq)) ORDER BY due_at LIMIT ?) "
+            f"AND subscription IN ({_marks(n)}) AND ({_HEAD_OF_KEY}) ORDER BY due_at LIMIT ?) "
             "AND EXISTS (SELECT 1 FROM workers WHERE worker_id = ?) "
             "RETURNING subscription, seq, attempts, replay, "
             "(SELECT event FROM events WHERE events.seq = deliveries.seq)"
@@ -199,8 +205,8 @@ class SqliteQueries:
 
     def next_delivery_due_sql(self, n: int) -> str:
         return (
-            "SELECT min(due_at) FROM deliveries WHERE status = 'pending' AND owner IS NULL "
-            f"AND subscription IN ({_marks(n)})"
+            "SELECT min(due_at) FROM deliveries d WHERE status = 'pending' AND owner IS NULL "
+            f"AND subscription IN ({_marks(n)}) AND ({_HEAD_OF_KEY})"
         )
 
     def list_events_sql(self, where: Sequence[str]) -> str:

@@ -1,0 +1,183 @@
+"""``legato deadletters ...``: deliveries that ran out of attempts, through ``legato.Client``.
+
+A delivery whose handler failed on every attempt its retry policy allows is kept as a
+dead letter, with its last error and traceback. After fixing the handler, ``redrive``
+makes them pending again, from the first attempt, for a worker serving the subscription.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from legato.cli.options import DatabaseOption, JsonOption, connect
+from legato.cli.render import console, print_json, print_table, when, whole_column
+from legato.cli.render_bus import delivery_json, error_text
+from legato.client import Client
+from legato.model.deliveries import Delivery, StoredEvent
+
+deadletters_app = typer.Typer(help="List and redrive dead letters.", no_args_is_help=True)
+
+_RATE = re.compile(r"(\d+(?:\.\d+)?|\.\d+)\s*(?:/\s*(s|m|h))?")
+_PER_SECOND = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str) -> float:
+    """Deliveries per second from ``10``, ``10/s``, ``30/m`` or ``600/h``; a usage error
+    otherwise."""
+    match = _RATE.fullmatch(text.strip().lower())
+    rate = 0.0 if match is None else float(match[1]) / _PER_SECOND[match[2] or "s"]
+    if rate <= 0:
+        raise typer.BadParameter(
+            f"not a rate: {text!r}; give a positive number per second (10 or 10/s), "
+            "per minute (30/m) or per hour (600/h)",
+            param_hint="--rate",
+        )
+    return rate
+
+
+def _events_of(client: Client, dead: list[Delivery]) -> dict[int, StoredEvent]:
+    """The events the dead letters are deliveries of, by seq."""
+    found: dict[int, StoredEvent] = {}
+    for seq in sorted({d.seq for d in dead}):
+        page = client.list_events(after_seq=seq - 1, limit=1)
+        if page and page[0].seq == seq:
+            found[seq] = page[0]
+    return found
+
+
+def dead_letter_json(delivery: Delivery, stored: StoredEvent | None) -> dict[str, Any]:
+    """A dead letter as JSON: the delivery, and which event it was (id, source, type)."""
+    event = None if stored is None else stored.event
+    return delivery_json(delivery, stored) | {
+        "event_id": None if event is None else event.id,
+        "source": None if event is None else event.source,
+        "type": None if event is None else event.type,
+    }
+
+
+def dead_letters_table(dead: list[Delivery], events: dict[int, StoredEvent]) -> Table:
+    """Dead letters as a table: subscription, event, attempts, when, last error."""
+    ids = [events[d.seq].event.id if d.seq in events else str(d.seq) for d in dead]
+    table = Table()
+    whole_column(table, "subscription", [d.subscription for d in dead])
+    whole_column(table, "event id", ids)
+    table.add_column("type", no_wrap=True)
+    table.add_column("attempts", justify="right")
+    table.add_column("died", no_wrap=True)
+    table.add_column("last error", overflow="fold")
+    for d, event_id in zip(dead, ids, strict=True):
+        stored = events.get(d.seq)
+        table.add_row(
+            Text(d.subscription),  # Text, not str: names and ids are data, never Rich markup
+            Text(event_id),
+            Text("?" if stored is None else stored.event.type),
+            str(d.attempts),
+            when(d.updated_at, short=True),
+            error_text(d.error),
+        )
+    return table
+
+
+@deadletters_app.command("list")
+def list_dead_letters(
+    subscription: Annotated[
+        str | None,
+        typer.Option("--subscription", "-s", help="Only dead letters of this subscription."),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", "-n", min=1, max=10_000, help="At most this many, oldest event first."
+        ),
+    ] = 100,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List dead letters, oldest event first, with their last error."""
+    with connect(database) as client:
+        dead = client.list_dead_letters(subscription=subscription, limit=limit)
+        events = _events_of(client, dead)
+    if as_json:
+        print_json([dead_letter_json(d, events.get(d.seq)) for d in dead])
+        return
+    if not dead:
+        of = "" if subscription is None else f" for {subscription}"
+        console().print(f"no dead letters{of}", markup=False)
+        return
+    print_table(dead_letters_table(dead, events))
+    out = console()
+    if len(dead) == limit:
+        out.print(f"the {limit} oldest dead letters shown; --limit N shows more", style="dim")
+    out.print(
+        "see one with `legato events show EVENT_ID`; after fixing its handler, "
+        "`legato deadletters redrive EVENT_ID` or `--subscription NAME` delivers them again",
+        style="dim",
+    )
+
+
+@deadletters_app.command("redrive")
+def redrive(
+    event_id: Annotated[
+        str | None,
+        typer.Argument(metavar="[EVENT_ID]", help="Redrive this event's dead letters."),
+    ] = None,
+    subscription: Annotated[
+        str | None,
+        typer.Option(
+            "--subscription",
+            "-s",
+            help="Redrive this subscription's dead letters (with EVENT_ID: only its one).",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="The event's source, when several sources used its id."),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate", metavar="N/s", help="At most N dead letters a second (10, 10/s, 30/m)."
+        ),
+    ] = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make dead letters pending again: a worker delivers them from the first attempt."""
+    if event_id is None and subscription is None:
+        raise typer.BadParameter(
+            "say which dead letters: an EVENT_ID, or --subscription NAME for all of its",
+            param_hint="EVENT_ID / --subscription",
+        )
+    per_second = None if rate is None else parse_rate(rate)
+    with connect(database) as client:
+        count = client.redrive(event_id, subscription=subscription, source=source, rate=per_second)
+    if as_json:
+        print_json({"event_id": event_id, "subscription": subscription, "redriven": count})
+        return
+    what = " and ".join(
+        part
+        for part in (
+            None if event_id is None else f"event {event_id}",
+            None if subscription is None else f"subscription {subscription}",
+        )
+        if part
+    )
+    if count == 0:
+        console().print(f"no dead letters for {what}; nothing to redrive", markup=False)
+        return
+    follow = (
+        f"legato events show {shlex.quote(event_id)}"
+        if event_id is not None
+        else "legato deadletters list"
+    )
+    console().print(
+        f"{count} dead letter(s) for {what} made pending again: a worker serving the "
+        f"subscription delivers them from the first attempt. Follow with `{follow}`.",
+        markup=False,
+    )
