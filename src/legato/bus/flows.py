@@ -61,11 +61,14 @@ class EventNode:
 
     ``caused``: events whose ``causationid`` is this event's id and that no run or
     handler delivery of the flow claims (published by an outside client, say).
+    ``reply_to``: the id of the request of the flow this event answers (its cause, a
+    ``legato.request`` awaiting this event's type), which went to the requesting run.
     """
 
     stored: StoredEvent
     deliveries: tuple[DeliveryNode, ...] = ()
     caused: tuple[EventNode, ...] = ()
+    reply_to: str | None = None
 
 
 FlowNode = EventNode | RunNode
@@ -163,6 +166,7 @@ class _Layout:
     rank: dict[_Key, tuple[int, int]]
     stored: dict[_Key, StoredEvent]
     delivery: dict[_Key, Delivery]
+    reply_to: dict[_Key, str]
 
     def place(self, key: _Key) -> tuple[tuple[int, int], _Key]:
         return self.rank[key], key
@@ -185,12 +189,15 @@ def _lay_out(
     by_id: dict[str, StoredEvent] = {}
     for stored in ordered:
         by_id.setdefault(stored.event.id, stored)
-    layout = _Layout({}, {}, {}, {})
+    layout = _Layout({}, {}, {}, {}, {})
     for stored in ordered:
         key = ("event", stored.seq, "")
         layout.parent[key] = _event_parent(stored, by_id, deliveries)
         layout.rank[key] = (1, stored.seq)
         layout.stored[key] = stored
+        cause = by_id.get(stored.event.causationid or "")
+        if cause is not None and stored.event.type in (cause.reply_types or ()):
+            layout.reply_to[key] = cause.event.id
         for i, delivery in enumerate(deliveries.get(stored.seq, ())):
             sub = ("delivery", stored.seq, delivery.subscription)
             layout.parent[sub], layout.rank[sub], layout.delivery[sub] = key, (0, i), delivery
@@ -237,7 +244,9 @@ def build_flow(
         kind, _, name = key
         if kind == "event":
             delivered = tuple(n for n in inside if isinstance(n, DeliveryNode))
-            built[key] = EventNode(layout.stored[key], delivered, published)
+            built[key] = EventNode(
+                layout.stored[key], delivered, published, layout.reply_to.get(key)
+            )
         elif kind == "delivery":
             run = next((n for n in inside if isinstance(n, RunNode)), None)
             built[key] = DeliveryNode(layout.delivery[key], run, published)

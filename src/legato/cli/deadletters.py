@@ -125,7 +125,7 @@ def list_dead_letters(
 def redrive(
     event_id: Annotated[
         str | None,
-        typer.Argument(metavar="[EVENT_ID]", help="Redrive this event's dead letters."),
+        typer.Argument(metavar="EVENT_ID", help="Redrive this event's dead letters."),
     ] = None,
     subscription: Annotated[
         str | None,
@@ -176,6 +176,8 @@ def redrive(
         if event_id is not None
         else "legato deadletters list"
     )
+    if event_id is not None and source is not None:
+        follow += f" --source {shlex.quote(source)}"
     console().print(
         f"{count} dead letter(s) for {what} made pending again: a worker serving the "
         f"subscription delivers them from the first attempt. Follow with `{follow}`.",

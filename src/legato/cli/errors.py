@@ -6,11 +6,12 @@ stderr, a hint about what to do, and an exit code, instead of a traceback:
 
 - exit 2: the command line asked for something impossible (unknown workflow, bad JSON,
   arguments that do not serialize, a database URL Legato cannot use, a task response
-  that does not match the task's form). Click's own usage errors (a bad ``--status``
-  value, a missing argument) exit 2 as well.
-- exit 1: the request was fine but could not be done (no such run or task, the database
-  failed, the awaited run did not complete, a signal to a run that has ended, a task
-  that is no longer open).
+  that does not match the task's form, an event that is not a valid CloudEvent, a
+  subscription nobody registered). Click's own usage errors (a bad ``--status`` value,
+  a missing argument) exit 2 as well.
+- exit 1: the request was fine but could not be done (no such run, task or event, the
+  database failed, the awaited run did not complete, a signal to a run that has ended,
+  a task that is no longer open).
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ _PROBLEMS: list[tuple[type[BaseException], Problem]] = [
     ),
     (errors.TaskClosed, Problem(FAILURE, "see it with `legato tasks show TASK_ID`")),
     (errors.RunError, Problem(FAILURE, "see the run with `legato runs show RUN_ID`")),
+    (errors.InvalidEvent, Problem(USAGE, "fix the event; nothing was published")),
+    (
+        errors.UnknownSubscription,
+        Problem(USAGE, "a worker registers its app's subscriptions; nothing was changed"),
+    ),
+    (
+        errors.EventNotFound,
+        Problem(FAILURE, "check the id (and --source), and --database / LEGATO_DATABASE_URL"),
+    ),
     (errors.SchemaTooNew, Problem(FAILURE)),
     (
         errors.NotALegatoDatabase,

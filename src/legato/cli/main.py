@@ -13,7 +13,18 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import legato
-from legato.cli import demo, runs, signals, tasks, worker, workers, workflows
+from legato.cli import (
+    deadletters,
+    demo,
+    events,
+    flows,
+    runs,
+    signals,
+    tasks,
+    worker,
+    workers,
+    workflows,
+)
 from legato.cli.errors import LegatoGroup
 from legato.cli.worker import load_app as load_app  # legato.testing.crash imports it here
 
@@ -27,6 +38,9 @@ cli.add_typer(runs.runs_app, name="runs")
 cli.add_typer(workflows.workflows_app, name="workflows")
 cli.add_typer(tasks.tasks_app, name="tasks")
 cli.add_typer(workers.workers_app, name="workers")
+cli.add_typer(events.events_app, name="events")
+cli.add_typer(deadletters.deadletters_app, name="deadletters")
+cli.add_typer(flows.flows_app, name="flows")
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)

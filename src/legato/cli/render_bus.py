@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -65,13 +66,30 @@ def status_text(status: DeliveryStatus) -> Text:
     return Text(status.value, style=_DELIVERY_STYLES.get(status, ""))
 
 
-def error_text(error: dict[str, Any] | None) -> Text:
-    """A delivery's last error in one line: ``Type: message (attempt n)``."""
+def error_line(error: Mapping[str, Any] | None) -> str:
+    """A delivery's last error in one line, ``Type: message (attempt n)``; empty if none."""
     if not error:
-        return Text(_NONE)
+        return ""
     kind = str(error.get("type") or "error").rpartition(".")[2]
     attempt = f" (attempt {error['attempt']})" if error.get("attempt") else ""
-    return Text(f"{kind}: {error.get('message', '')}{attempt}", style="red")
+    return f"{kind}: {error.get('message', '')}{attempt}"
+
+
+def error_text(error: Mapping[str, Any] | None) -> Text:
+    """``error_line`` in red, or a dash."""
+    return Text(error_line(error), style="red") if error else Text(_NONE)
+
+
+def outcome(delivery: Delivery) -> str:
+    """A delivery's outcome in a few words: ``done after 1 attempt``, ``dead after 3
+    attempts``, ``pending, 2 attempts failed``; ``(replay)`` for a replayed one."""
+    d = delivery
+    plural = "" if d.attempts == 1 else "s"
+    replay = " (replay)" if d.replay else ""
+    if d.status is DeliveryStatus.PENDING:
+        tried = f", {d.attempts} attempt{plural} failed" if d.attempts else ""
+        return f"pending{tried}{replay}"
+    return f"{d.status.value} after {d.attempts} attempt{plural}{replay}"
 
 
 def published_by(stored: StoredEvent) -> str:

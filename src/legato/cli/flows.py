@@ -1,0 +1,366 @@
+"""``legato flows show``: everything that happened for one correlation id, as a tree.
+
+The flow is read through ``legato.Client`` (the correlation id's events, each one's
+deliveries, the runs they name) and laid out by ``legato.bus.flows.build_flow``; here it
+is drawn as a Rich tree, as JSON, or as a Mermaid ``flowchart`` (``--mermaid``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.text import Text
+from rich.tree import Tree
+
+from legato.bus.flows import (
+    DeliveryNode,
+    EventNode,
+    Flow,
+    RunNode,
+    build_flow,
+    runs_to_read,
+)
+from legato.cli.errors import fail
+from legato.cli.options import DatabaseOption, JsonOption, connect
+from legato.cli.render import console, print_json, status_text, when
+from legato.cli.render_bus import (
+    delivery_json,
+    error_line,
+    outcome,
+    published_by,
+    stored_event_json,
+)
+from legato.cli.render_bus import (
+    status_text as delivery_status_text,
+)
+from legato.client import Client
+from legato.errors import RunNotFound
+from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
+from legato.model.runs import Run, RunStatus
+
+flows_app = typer.Typer(
+    help="Show what happened for a correlation id: events, deliveries, runs.",
+    no_args_is_help=True,
+)
+
+_PAGE = 1000
+_Node = EventNode | DeliveryNode | RunNode
+
+
+def read_flow(client: Client, correlation_id: str) -> Flow:
+    """The flow of ``correlation_id``: every page of its events, their deliveries, and
+    the runs they name (those still stored)."""
+    events: list[StoredEvent] = []
+    while True:
+        after = events[-1].seq if events else 0
+        page = client.list_events(correlation_id=correlation_id, after_seq=after, limit=_PAGE)
+        events += page
+        if len(page) < _PAGE:
+            break
+    deliveries: dict[int, list[Delivery]] = {
+        s.seq: client.deliveries(s.event.id, s.event.source) for s in events
+    }
+    runs: dict[str, Run] = {}
+    for run_id in runs_to_read(events, deliveries):
+        try:
+            runs[run_id] = client.get_run(run_id)
+        except RunNotFound:
+            pass  # shown without a status: not created yet, or gone
+    return build_flow(correlation_id, events, deliveries, runs)
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+
+def node_json(node: _Node) -> dict[str, Any]:
+    """One node of the flow and everything under it, as JSON."""
+    if isinstance(node, EventNode):
+        return (
+            {"kind": "event"}
+            | stored_event_json(node.stored)
+            | {
+                "deliveries": [node_json(d) for d in node.deliveries],
+                "caused": [node_json(e) for e in node.caused],
+            }
+        )
+    if isinstance(node, DeliveryNode):
+        out = delivery_json(node.delivery)
+        out.pop("run_id")
+        return (
+            {"kind": "delivery"}
+            | out
+            | {
+                "run": None if node.run is None else node_json(node.run),
+                "published": [node_json(e) for e in node.published],
+            }
+        )
+    return {
+        "kind": "run",
+        "run_id": node.run_id,
+        "workflow": node.workflow,
+        "status": None if node.status is None else node.status.value,
+        "published": [node_json(e) for e in node.published],
+    }
+
+
+def flow_json(flow: Flow) -> dict[str, Any]:
+    """The flow as JSON: counts, and the tree from its roots."""
+    return {
+        "correlation_id": flow.correlation_id,
+        "events": len(flow.events),
+        "runs": len(flow.runs),
+        "dead": len(flow.deliveries(DeliveryStatus.DEAD)),
+        "pending": len(flow.deliveries(DeliveryStatus.PENDING)),
+        "roots": [node_json(n) for n in flow.roots],
+    }
+
+
+# -- the tree ------------------------------------------------------------------------------
+
+
+def _event_label(node: EventNode, under_run: bool) -> Text:
+    s = node.stored
+    text = Text("event ", style="bold")
+    text.append(s.event.type, style="bold cyan")
+    text.append(f"  {s.event.id}")
+    by = f"call {s.call_key}" if under_run and s.call_key else f"from {published_by(s)}"
+    text.append(f"  ({by}; seq {s.seq}, {when(s.recorded_at, short=True)})", style="dim")
+    if s.reply_types:
+        text.append(f"  awaits {', '.join(s.reply_types)}", style="magenta")
+    if node.reply_to is not None:
+        text.append(f"  reply to {node.reply_to}", style="magenta")
+    elif s.routed == 0:
+        text.append("  unrouted", style="yellow")
+    return text
+
+
+def _delivery_label(node: DeliveryNode) -> Text:
+    d = node.delivery
+    text = Text("→ ", style="dim")
+    text.append(d.subscription, style="bold")
+    text.append("  ")
+    words = outcome(d)
+    text.append(words, style=delivery_status_text(d.status).style)
+    if d.status is DeliveryStatus.PENDING and d.due_at is not None:
+        text.append(f", due {when(d.due_at, short=True)}", style="yellow")
+    if d.error and d.status is not DeliveryStatus.DONE:
+        text.append(f"  {error_line(d.error)}", style="red")
+    return text
+
+
+def _run_label(node: RunNode) -> Text:
+    text = Text("run ", style="bold")
+    text.append(node.run_id, style="bold")
+    text.append(f"  {node.workflow or '?'}  ")
+    if node.status is None:
+        text.append("not found", style="dim")
+    else:
+        text.append_text(status_text(node.status))
+    return text
+
+
+def flow_tree(flow: Flow) -> Tree:
+    """The flow as a Rich tree: runs, the events they published, each subscriber's
+    delivery, and the runs those started."""
+    dead = len(flow.deliveries(DeliveryStatus.DEAD))
+    pending = len(flow.deliveries(DeliveryStatus.PENDING))
+    title = Text(f"flow {flow.correlation_id}", style="bold")
+    title.append(f": {len(flow.events)} event(s), {len(flow.runs)} run(s)")
+    if dead:
+        title.append(f", {dead} dead letter(s)", style="bold red")
+    if pending:
+        title.append(f", {pending} pending", style="yellow")
+    tree = Tree(title)
+    # Built with a stack, not recursion: a flow can be deeper than Python's stack.
+    stack: list[tuple[_Node, Tree, bool]] = [(n, tree, False) for n in reversed(flow.roots)]
+    while stack:
+        node, above, under_run = stack.pop()
+        inner: list[_Node]
+        if isinstance(node, EventNode):
+            branch = above.add(_event_label(node, under_run))
+            inner = [*node.deliveries, *node.caused]
+        elif isinstance(node, DeliveryNode):
+            branch = above.add(_delivery_label(node))
+            inner = [*([node.run] if node.run is not None else []), *node.published]
+        else:
+            branch = above.add(_run_label(node))
+            inner = list(node.published)
+        is_run = isinstance(node, RunNode)
+        stack.extend((n, branch, is_run) for n in reversed(inner))
+    return tree
+
+
+@flows_app.command("show")
+def show(
+    correlation_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="CORRELATION_ID",
+            help="The flow's correlation id: the first event's id, or the id of the run "
+            "that began it.",
+        ),
+    ],
+    mermaid: Annotated[
+        bool, typer.Option("--mermaid", help="Print a Mermaid flowchart instead of a tree.")
+    ] = False,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the causation tree of a flow: who published each event, how each subscriber's
+    delivery went, the runs they started and what those published."""
+    if mermaid and as_json:
+        raise typer.BadParameter("give --json or --mermaid, not both", param_hint="--mermaid")
+    with connect(database) as client:
+        flow = read_flow(client, correlation_id)
+    if not flow.roots:
+        raise fail(
+            f"no events with correlation id {correlation_id!r}",
+            hint="see the correlation ids in `legato events list --json`; a run's events "
+            "carry its run id unless an event started it",
+        )
+    if as_json:
+        try:
+            print_json(flow_json(flow))
+        except (orjson.JSONEncodeError, RecursionError):
+            raise fail(
+                "the flow is nested too deeply to print as JSON",
+                hint="see it as a tree (without --json) or with --mermaid",
+            ) from None
+    elif mermaid:
+        typer.echo(to_mermaid(flow), nl=False)
+    else:
+        console().print(flow_tree(flow))
+
+
+# -- Mermaid -------------------------------------------------------------------------------
+
+_CLASSES = {
+    "event": "fill:#eef3ff,stroke:#5b7bd5",
+    "run": "fill:#eefbea,stroke:#3c9a3c",
+    "done": "fill:#ffffff,stroke:#999999",
+    "pending": "fill:#fff6d6,stroke:#c79100,stroke-dasharray:4 3",
+    "dead": "fill:#ffe0e0,stroke:#cc0000,stroke-width:2px",
+    "failed": "fill:#ffe0e0,stroke:#cc0000",
+}
+_FAILED = frozenset(
+    {RunStatus.FAILED, RunStatus.COMPENSATION_FAILED, RunStatus.BLOCKED, RunStatus.COMPENSATED}
+)
+# Mermaid reads these in a quoted label as markup; its entity codes show them as they are.
+_ESCAPES = str.maketrans(
+    {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;"}
+)
+_LINE = 80
+
+
+def escape_label(text: str) -> str:
+    """``text`` as one line of a quoted Mermaid label: entity codes for the characters
+    Mermaid would read as markup, whitespace runs as one space, cut at 80 characters."""
+    line = " ".join(text.split())
+    if len(line) > _LINE:
+        line = line[: _LINE - 1] + "…"
+    return line.translate(_ESCAPES)
+
+
+def _label(*lines: str) -> str:
+    return '"' + "<br/>".join(escape_label(line) for line in lines if line) + '"'
+
+
+def to_mermaid(flow: Flow) -> str:
+    """The flow as a Mermaid ``flowchart``: events, deliveries (one node per subscriber
+    of an event, styled ``done``, ``pending`` or ``dead``) and runs.
+
+    Node ids are made here (``ev<seq>``, ``ev<seq>_d<n>``, ``run<n>``), never taken from
+    the data, so no id or name can break the chart; label text is escaped.
+    """
+    chart = _Chart()
+    stack = [_Drawn(node, None, "") for node in reversed(flow.roots)]
+    while stack:
+        drawn = stack.pop()
+        node_id, inner = chart.draw(drawn.node)
+        chart.connect(drawn.above, node_id, drawn.edge)
+        stack.extend(_Drawn(n, node_id, edge) for n, edge in reversed(inner))
+    # A reply goes back to the run that asked: drawn as a dotted edge to its request.
+    first_seq = {
+        e.stored.event.id: e.stored.seq for e in sorted(flow.events, key=_seq, reverse=True)
+    }
+    for node_id, request in chart.replies:
+        if request in first_seq:
+            chart.edges.append(f"    {node_id} -.->|reply to| ev{first_seq[request]}")
+    return chart.text(flow.correlation_id)
+
+
+def _seq(node: EventNode) -> int:
+    return node.stored.seq
+
+
+@dataclass(frozen=True, slots=True)
+class _Drawn:
+    node: _Node
+    above: str | None  # the parent's node id
+    edge: str  # the label of the edge from it
+
+
+@dataclass(slots=True)
+class _Chart:
+    nodes: list[str] = field(default_factory=list)
+    edges: list[str] = field(default_factory=list)
+    classes: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in _CLASSES})
+    runs: int = 0
+    delivery_ids: dict[int, str] = field(default_factory=dict)  # id(node) → its node id
+    replies: list[tuple[str, str]] = field(default_factory=list)  # (node id, request id)
+
+    def draw(self, node: _Node) -> tuple[str, list[tuple[_Node, str]]]:
+        """Add ``node``; return its id and what goes under it (with edge labels)."""
+        if isinstance(node, EventNode):
+            stored = node.stored
+            node_id = f"ev{stored.seq}"
+            for i, delivery in enumerate(node.deliveries, 1):
+                self.delivery_ids[id(delivery)] = f"{node_id}_d{i}"
+            awaits = "awaits " + ", ".join(stored.reply_types) if stored.reply_types else ""
+            label = _label(
+                stored.event.type,
+                f"id {stored.event.id}",
+                f"from {published_by(stored)}",
+                awaits,
+                f"reply to {node.reply_to}" if node.reply_to is not None else "",
+                "unrouted" if stored.routed == 0 and node.reply_to is None else "",
+            )
+            if node.reply_to is not None:
+                self.replies.append((node_id, node.reply_to))
+            self._add(f"{node_id}[{label}]", node_id, "event")
+            return node_id, [
+                *((d, "") for d in node.deliveries),
+                *((e, "caused") for e in node.caused),
+            ]
+        if isinstance(node, DeliveryNode):
+            node_id = self.delivery_ids.pop(id(node))
+            d = node.delivery
+            label = _label(d.subscription, outcome(d), error_line(d.error))
+            self._add(f"{node_id}{{{{{label}}}}}", node_id, d.status.value)
+            inner: list[tuple[_Node, str]] = [] if node.run is None else [(node.run, "started")]
+            return node_id, [*inner, *((e, "published") for e in node.published)]
+        self.runs += 1
+        node_id = f"run{self.runs}"
+        state = "not found" if node.status is None else node.status.value
+        label = _label(f"run {node.run_id}", f"{node.workflow or '?'}: {state}")
+        self._add(f"{node_id}([{label}])", node_id, "failed" if node.status in _FAILED else "run")
+        return node_id, [(e, "published") for e in node.published]
+
+    def _add(self, line: str, node_id: str, style: str) -> None:
+        self.nodes.append(f"    {line}")
+        self.classes[style].append(node_id)
+
+    def connect(self, above: str | None, node_id: str, edge: str) -> None:
+        if above is not None:
+            arrow = f"-->|{edge}|" if edge else "-->"
+            self.edges.append(f"    {above} {arrow} {node_id}")
+
+    def text(self, correlation_id: str) -> str:
+        lines = [f"%% flow of correlation id {escape_label(correlation_id)}", "flowchart TD"]
+        lines += self.nodes + self.edges
+        lines += [f"    classDef {name} {style}" for name, style in _CLASSES.items()]
+        lines += [f"    class {','.join(ids)} {name}" for name, ids in self.classes.items() if ids]
+        return "\n".join(lines) + "\n"
