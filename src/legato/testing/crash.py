@@ -7,7 +7,8 @@
 
 Points: ``after_step:NAME`` (a step's completion is durable), ``after_compensation:NAME``,
 ``before_timer`` (a sleep's timer is durable, not yet fired), ``after_signal:NAME`` (a
-signal's consumption is durable), ``after_start`` (a run's first record is durable).
+signal's consumption is durable), ``after_start`` (a run's first record is durable),
+``after_delivery:SUBSCRIPTION`` (a delivery to that subscription is recorded as done).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 from legato.model import EventKind
 from legato.observability.hooks import Hooks
-from legato.storage.base import Append, Write
+from legato.storage.base import Append, UpdateDelivery, Write
 
 _POINTS = {
     "after_step": EventKind.STEP_COMPLETED.value,
@@ -30,6 +31,7 @@ _POINTS = {
     "before_timer": EventKind.TIMER_STARTED.value,
     "after_signal": EventKind.SIGNAL_RECEIVED.value,
     "after_start": None,
+    "after_delivery": "delivery",
 }
 
 
@@ -46,6 +48,14 @@ class CrashAt(Hooks):
     def after_commit(self, writes: Sequence[Write]) -> None:
         """Die, the hard way, if this batch holds the point."""
         for op in writes:
+            if self.kind == "delivery":
+                if (
+                    isinstance(op, UpdateDelivery)
+                    and op.status == "done"
+                    and (self.name is None or op.subscription == self.name)
+                ):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                continue
             if (
                 isinstance(op, Append)
                 and (self.kind is None or op.kind == self.kind)
