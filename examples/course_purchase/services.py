@@ -1,9 +1,10 @@
-"""Fake payment and enrollment services that remember what they did.
+"""Fake services that remember what they did: payments, enrollments, and the observers.
 
 Real services live elsewhere; these stand in for them so the example runs anywhere and
 can *show* its effects: who was charged, with which idempotency key, what was refunded,
-who was enrolled. Both keep their state in memory, so what they saw belongs to the
-process that executed the steps (the worker, or ``legato demo`` / ``main.py``).
+who was enrolled, who got a receipt, what was counted, whose recommendations were
+refreshed. All keep their state in memory, so what they saw belongs to the process that
+executed the steps and handlers (the worker, or ``legato demo`` / ``main.py``).
 """
 
 from __future__ import annotations
@@ -104,3 +105,101 @@ class Enrollments:
         """True when ``learner`` holds a seat in ``course``."""
         with self._lock:
             return (learner, course) in self.enrolled
+
+
+# -- The observers: they react to ``purchase.completed`` and never block the purchase ------
+#
+# Delivery is at least once: a handler may run again for an event it already handled (its
+# answer was lost, the worker crashed before the delivery was settled). Each fake shows one
+# way to live with that: the mailer sends once per idempotency key, analytics counts each
+# event once, and a recommendations refresh is harmless to repeat.
+
+
+class RecommendationsUnavailable(Exception):
+    """The recommendations service did not answer (the subscription retries)."""
+
+
+@dataclass
+class Email:
+    """One email as the mailer sent it."""
+
+    to: str
+    subject: str
+    idempotency_key: str
+
+
+@dataclass
+class Mailer:
+    """A mail service that sends at most one email per idempotency key."""
+
+    sent: list[Email] = field(default_factory=list)
+    send_calls: int = 0
+
+    async def send(self, to: str, subject: str, *, idempotency_key: str) -> None:
+        """Send ``subject`` to ``to``, unless an email with this key went already."""
+        await asyncio.sleep(0)  # a real mailer is a network call
+        self.send_calls += 1
+        if any(email.idempotency_key == idempotency_key for email in self.sent):
+            return
+        self.sent.append(Email(to, subject, idempotency_key))
+
+    def sent_to(self, learner: str) -> list[Email]:
+        """The emails ``learner`` received."""
+        return [email for email in self.sent if email.to == learner]
+
+
+class Analytics:
+    """Counts conversions per course, each event once (by its id).
+
+    ``record_conversion`` is plain blocking code, as an analytics SDK often is: Legato runs
+    a ``def`` handler in a worker thread, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self.conversions: dict[str, int] = {}  # by course
+        self.revenue_cents = 0
+        self._counted: set[str] = set()  # event ids already counted
+        self._lock = threading.Lock()
+
+    def record_conversion(self, event_id: str, course: str, amount_cents: int) -> None:
+        """Count one sale of ``course``; the same event counted again changes nothing."""
+        with self._lock:
+            if event_id in self._counted:
+                return
+            self._counted.add(event_id)
+            self.conversions[course] = self.conversions.get(course, 0) + 1
+            self.revenue_cents += amount_cents
+
+    def has_counted(self, event_id: str) -> bool:
+        """True when the conversion announced by ``event_id`` was counted."""
+        with self._lock:
+            return event_id in self._counted
+
+
+@dataclass
+class Recommendations:
+    """Recomputes a learner's course recommendations; doing it twice is harmless.
+
+    ``fail_next_calls(n)`` makes the next ``n`` refreshes raise
+    ``RecommendationsUnavailable``, as a service that is briefly down does: the
+    subscription retries, long after the purchase completed.
+    """
+
+    refreshed: list[str] = field(default_factory=list)  # learners, one entry per refresh
+    failures: list[str] = field(default_factory=list)  # why each failed call failed
+    refresh_calls: int = 0
+    _failures: int = 0
+
+    def fail_next_calls(self, count: int) -> None:
+        """Let the next ``count`` refreshes fail."""
+        self._failures = count
+
+    async def refresh(self, learner: str, bought: str) -> None:
+        """Recompute ``learner``'s recommendations now that they bought ``bought``."""
+        await asyncio.sleep(0)
+        self.refresh_calls += 1
+        if self._failures > 0:
+            self._failures -= 1
+            self.failures.append(f"unavailable while refreshing {learner} after {bought}")
+            raise RecommendationsUnavailable(self.failures[-1])
+        self.refreshed.append(learner)

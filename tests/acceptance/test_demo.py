@@ -32,6 +32,22 @@ def test_demo_shows_completed_and_compensated_runs(cli: Cli) -> None:
     assert elapsed < 10, f"legato demo took {elapsed:.1f}s"
 
 
+def test_demo_shows_each_subscriber_reacting_and_the_refunded_purchase_publishing_nothing(
+    cli: Cli,
+) -> None:
+    out = cli.ok("demo")
+
+    assert "purchase.completed" in out
+    rows = {line.split("│")[2].strip(): line for line in out.splitlines() if line.count("│") == 5}
+    assert "done (1 attempt)" in rows["send_receipt"]
+    assert "done (1 attempt)" in rows["record_conversion"]
+    # Its first call failed: retried on its own, after the purchase had completed.
+    assert "done (2 attempts)" in rows["refresh_recommendations"]
+    assert "refresh_recommendations failed once and was retried" in out
+    assert "when purchase-p-1001 had already completed" in out
+    assert "purchase-p-1002 published nothing" in out
+
+
 def test_demo_json_shows_refund_and_a_single_charge_per_purchase(cli: Cli) -> None:
     report = cli.json("demo")
 
@@ -51,6 +67,40 @@ def test_demo_json_shows_refund_and_a_single_charge_per_purchase(cli: Cli) -> No
     assert services["p-1001"]["enrolled"] is True
     assert [p["refunded"] for p in services["p-1002"]["payments"]] == [True]
     assert services["p-1002"]["enrolled"] is False
+
+
+def test_demo_json_lists_the_deliveries_of_purchase_completed_and_no_event_for_the_refund(
+    cli: Cli,
+) -> None:
+    report = cli.json("demo")
+
+    reactions = {r["run_id"]: r["events"] for r in report["reactions"]}
+    [completed] = reactions["purchase-p-1001"]
+    assert completed["type"] == "purchase.completed"
+    assert completed["subject"] == "p-1001"
+    deliveries = {d["subscription"]: d for d in completed["deliveries"]}
+    assert {name: (d["status"], d["attempts"]) for name, d in deliveries.items()} == {
+        "send_receipt": ("done", 1),
+        "record_conversion": ("done", 1),
+        "refresh_recommendations": ("done", 2),
+    }
+    # The refunded purchase never reached the publish: no event, so no reaction.
+    assert reactions["purchase-p-1002"] == []
+    runs = {run["run_id"]: run for run in report["runs"]}
+    assert [p["type"] for p in runs["purchase-p-1001"]["published"]] == ["purchase.completed"]
+    assert runs["purchase-p-1002"]["published"] == []
+
+
+def test_demo_json_shows_what_the_observers_saw_one_email_and_one_conversion(cli: Cli) -> None:
+    observers = cli.json("demo")["observers"]
+
+    # One receipt, keyed by the delivery's idempotency key; one conversion counted.
+    [receipt] = observers["receipts"]
+    assert receipt["to"] == "ada"
+    assert receipt["idempotency_key"].startswith("send_receipt:")
+    assert observers["conversions"] == {"python-101": 1}
+    assert observers["recommendations"]["refreshed"] == ["ada"]
+    assert observers["recommendations"]["calls"] == 2
 
 
 def test_demo_does_not_touch_the_configured_database(cli: Cli, tmp_path: Path) -> None:

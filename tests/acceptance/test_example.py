@@ -12,19 +12,23 @@ import orjson
 from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
 
 
-def test_example_script_runs_both_paths_in_its_working_directory(tmp_path: Path) -> None:
+def run_example(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python examples/course_purchase/main.py`` in ``cwd``, without LEGATO_DATABASE_URL."""
     env = {k: v for k, v in os.environ.items() if k != "LEGATO_DATABASE_URL"}
     script = REPO_ROOT / "examples" / "course_purchase" / "main.py"
-
-    result = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(script)],
-        cwd=tmp_path,
+        cwd=cwd,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_example_script_runs_both_paths_in_its_working_directory(tmp_path: Path) -> None:
+    result = run_example(tmp_path)
 
     assert result.returncode == 0, result.stderr
     assert "completed -> {'payment_id': 'pay-0001'}" in result.stdout
@@ -35,3 +39,26 @@ def test_example_script_runs_both_paths_in_its_working_directory(tmp_path: Path)
         Cli(sqlite_url(tmp_path / "course_purchase.db")).ok("runs", "list", "--json")
     )
     assert sorted(r["status"] for r in runs) == ["compensated", "completed"]
+
+
+def test_example_script_prints_the_reactions_to_the_completed_purchase_only(
+    tmp_path: Path,
+) -> None:
+    result = run_example(tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    completed = next(i for i, line in enumerate(lines) if "published purchase.completed" in line)
+    deliveries = {
+        line.split(":")[0].removeprefix("  -> "): line
+        for line in lines[completed + 1 : completed + 4]
+    }
+    assert sorted(deliveries) == ["record_conversion", "refresh_recommendations", "send_receipt"]
+    assert "done (1 attempt)" in deliveries["send_receipt"]
+    # The recommendations service failed its first call; the delivery retried on its own.
+    assert "done (2 attempts)" in deliveries["refresh_recommendations"]
+    # The refunded purchase never reached the publish: nothing to react to.
+    assert any(
+        line.startswith("purchase-p-1002-") and "published nothing" in line for line in lines
+    )
+    assert "receipts sent: 1 (to ada), conversions: {'python-101': 1}" in result.stdout

@@ -3,7 +3,10 @@
 The demo runs ``examples/course_purchase`` with the engine in this process, on a new
 SQLite file in a temporary directory, then shows each run as ``legato runs show`` would:
 status, steps, compensations, and for the failed one what failed and what happens next.
-The file is kept, and the demo ends with the command that shows the refunded run from it.
+Then the reactions, read from the event log and its deliveries: what each subscriber did
+with the ``purchase.completed`` the completed run published (one retries, after the run
+ended), and that the refunded run published nothing. The file is kept, and the demo ends
+with the command that shows the refunded run from it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import shlex
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
@@ -36,11 +40,68 @@ from legato.cli.render import (
     whole_column,
 )
 from legato.model import RunStatus
+from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
 from legato.model.description import RunDescription
 from legato.storage import DATABASE_ENV, parse_database_url
 
 EXAMPLE_PACKAGE = "course_purchase"
 """The name the example is imported under (it shows in recorded error types)."""
+
+REACTIONS_TIMEOUT_S = 10.0
+"""How long the demo waits for the subscribers' deliveries to settle (they take < 1 s)."""
+_POLL_S = 0.05
+
+_DELIVERY_STYLES = {
+    DeliveryStatus.DONE: "green",
+    DeliveryStatus.PENDING: "cyan",
+    DeliveryStatus.DEAD: "bold red",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reaction:
+    """One event a run published, and each subscription's delivery of it."""
+
+    published: StoredEvent
+    deliveries: list[Delivery]
+
+    def seconds_to_settle(self, delivery: Delivery) -> float:
+        """From the event's commit to the delivery's last change (its settle, once done)."""
+        return (delivery.updated_at - self.published.recorded_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``--json`` form: the event's identity, then each delivery."""
+        event = self.published.event
+        return {
+            "id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "recorded_at": self.published.recorded_at,
+            "deliveries": [
+                {
+                    "subscription": d.subscription,
+                    "status": d.status.value,
+                    "attempts": d.attempts,
+                    "updated_at": d.updated_at,
+                    "seconds_after_published": round(self.seconds_to_settle(d), 3),
+                    "error": None if d.error is None else _without_traceback(d.error),
+                }
+                for d in self.deliveries
+            ],
+        }
+
+
+def _without_traceback(error: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in error.items() if k != "traceback"}
+
+
+@dataclass(slots=True)
+class Story:
+    """What the demo ran: each run's description, and the reactions to what it published."""
+
+    descriptions: list[RunDescription]
+    reactions: dict[str, list[Reaction]] = field(default_factory=dict)  # by run id
 
 
 def find_example() -> Path | None:
@@ -72,14 +133,18 @@ def load_example(directory: Path) -> ModuleType:
     return importlib.import_module(f"{EXAMPLE_PACKAGE}.app")
 
 
-async def run_story(example: ModuleType, database: str, suffix: str) -> list[RunDescription]:
-    """Run both purchases with the engine in this process; describe the runs."""
+async def run_story(example: ModuleType, database: str, suffix: str) -> Story:
+    """Run both purchases with the engine in this process; describe the runs, then wait
+    for the subscribers to finish with what the runs published."""
     app: legato.App = example.app
     app.use_database(database)
     # The gateway takes the first charge but loses its answer: the retry reuses the
     # step key, so the learner is charged once. The demo shows that below.
     example.payments.lose_next_responses(1)
-    descriptions = []
+    # The recommendations service fails its first call: that delivery retries on its own,
+    # after the purchase completed.
+    example.recommendations.fail_next_calls(1)
+    story = Story([])
     async with app:
         for purchase in (example.HAPPY_PURCHASE, example.COURSE_FULL_PURCHASE):
             run = await app.start(
@@ -89,8 +154,37 @@ async def run_story(example: ModuleType, database: str, suffix: str) -> list[Run
                 await run.result(timeout=30)
             except legato.errors.RunFailed:
                 pass  # the description below says how it ended
-            descriptions.append(await run.describe())
-    return descriptions
+            story.descriptions.append(await run.describe())
+        story.reactions = await settled_reactions(app, [d.run_id for d in story.descriptions])
+    return story
+
+
+async def settled_reactions(
+    app: legato.App, run_ids: list[str], timeout_s: float = REACTIONS_TIMEOUT_S
+) -> dict[str, list[Reaction]]:
+    """The events each run published, with their deliveries once none is pending.
+
+    A run never waits for its subscribers; the demo does, to show what each did. After
+    ``timeout_s`` it returns them as they are (a pending one shows as pending).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        reactions: dict[str, list[Reaction]] = {}
+        for run_id in run_ids:
+            reactions[run_id] = [
+                Reaction(stored, await app.deliveries(stored.event.id, stored.event.source))
+                for stored in await app.list_events(run_id=run_id)
+            ]
+        is_settled = all(
+            d.status is not DeliveryStatus.PENDING
+            for run_reactions in reactions.values()
+            for reaction in run_reactions
+            for d in reaction.deliveries
+        )
+        if is_settled or loop.time() >= deadline:
+            return reactions
+        await asyncio.sleep(_POLL_S)
 
 
 def _effects(example: ModuleType) -> list[dict[str, Any]]:
@@ -117,6 +211,24 @@ def _effects(example: ModuleType) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _observers(example: ModuleType) -> dict[str, Any]:
+    """What the fake mailer, analytics and recommendations services saw."""
+    return {
+        "receipts": [
+            {"to": e.to, "subject": e.subject, "idempotency_key": e.idempotency_key}
+            for e in example.mailer.sent
+        ],
+        "mailer_calls": example.mailer.send_calls,
+        "conversions": dict(example.analytics.conversions),
+        "revenue_cents": example.analytics.revenue_cents,
+        "recommendations": {
+            "refreshed": list(example.recommendations.refreshed),
+            "calls": example.recommendations.refresh_calls,
+            "failures": list(example.recommendations.failures),
+        },
+    }
 
 
 def _answer(d: RunDescription) -> Text:
@@ -182,6 +294,81 @@ def _print_tables(
     )
 
 
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+def _delivery_text(d: Delivery) -> Text:
+    """``done (2 attempts)``, coloured by the delivery's status."""
+    text = Text(d.status.value, style=_DELIVERY_STYLES.get(d.status, ""))
+    return text.append(f" ({d.attempts} attempt{'' if d.attempts == 1 else 's'})")
+
+
+def _print_reactions(story: Story, observers: dict[str, Any]) -> None:
+    """What each subscriber did with what each run published, then what they saw."""
+    out = console()
+    rows: list[tuple[str, str, Text, str]] = []  # (run and event, subscriber, delivery, after)
+    retried: list[str] = []
+    ended = {d.run_id: d.updated_at for d in story.descriptions}
+    for run_id, reactions in story.reactions.items():
+        if not reactions:
+            rows.append((f"{run_id}\nnothing", "—", Text("—"), "—"))
+        for reaction in reactions:
+            event = reaction.published.event
+            where = f"{run_id}\n{event.type}"
+            if not reaction.deliveries:
+                rows.append((where, "nobody subscribed", Text("—"), "—"))
+            for d in reaction.deliveries:
+                seconds = reaction.seconds_to_settle(d)
+                rows.append((where, d.subscription, _delivery_text(d), f"{seconds:.2f}s"))
+                where = ""  # one event's deliveries read as one group
+                if d.attempts > 1 and d.status is DeliveryStatus.DONE:
+                    late = d.updated_at > ended[run_id]
+                    retried.append(
+                        f"{d.subscription} failed {_times(d.attempts - 1)} and was retried: "
+                        f"done {seconds:.2f}s after {event.type}"
+                        + (f", when {run_id} had already completed." if late else ".")
+                    )
+
+    table = Table(
+        title="Reactions: what each subscriber did with what the runs published",
+        title_justify="left",
+    )
+    whole_column(table, "run → event", [line for r in rows for line in r[0].splitlines()])
+    whole_column(table, "subscriber", [r[1] for r in rows])
+    table.add_column("delivery", no_wrap=True)
+    table.add_column("after", justify="right", no_wrap=True)
+    for where, subscriber, delivery, after in rows:
+        table.add_row(Text(where), Text(subscriber), delivery, after)
+    out.print()
+    print_table(table)
+    out.print(
+        "after: from the event's commit to the delivery's settle. The runs never wait "
+        "for their subscribers, so none can block or fail a purchase.",
+        markup=False,
+    )
+    for line in retried:
+        out.print(line, markup=False)
+    for run_id, reactions in story.reactions.items():
+        if not reactions:
+            out.print(
+                f"{run_id} published nothing: a refunded purchase sends no receipt, counts "
+                "no conversion and refreshes no recommendations.",
+                markup=False,
+            )
+    receipts = observers["receipts"]
+    recommendations = observers["recommendations"]
+    conversions = ", ".join(f"{c}: {n}" for c, n in observers["conversions"].items())
+    out.print(
+        f"The observers saw: {len(receipts)} receipt(s) emailed "
+        f"(to {', '.join(r['to'] for r in receipts) or 'nobody'}); conversions counted: "
+        f"{conversions or 'none'}; recommendations refreshed for "
+        f"{', '.join(recommendations['refreshed']) or 'nobody'} in "
+        f"{recommendations['calls']} call(s), {len(recommendations['failures'])} failed.",
+        markup=False,
+    )
+
+
 def _print_next(descriptions: list[RunDescription], url: str) -> None:
     """Where the runs are kept, and the exact command that tells the refund's story."""
     refunded = next(
@@ -238,18 +425,27 @@ def demo(
         # A new directory each time: the file outlives the demo, for `legato runs show`.
         url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='legato-demo-')) / 'demo.db'}"
         suffix = ""
-    descriptions = asyncio.run(run_story(example, url, suffix))
+    story = asyncio.run(run_story(example, url, suffix))
     effects = _effects(example)
+    observers = _observers(example)
     gateway_calls: int = example.payments.authorize_calls
     if as_json:
         print_json(
             {
                 "database": url,
-                "runs": [d.to_dict() for d in descriptions],
+                "runs": [d.to_dict() for d in story.descriptions],
                 "services": effects,
                 "gateway_calls": gateway_calls,
+                "reactions": [
+                    {"run_id": run_id, "events": [r.to_dict() for r in reactions]}
+                    for run_id, reactions in story.reactions.items()
+                ],
+                "observers": observers,
             }
         )
         return
-    _print_tables(descriptions, effects, gateway_calls)
-    _print_next(descriptions, url)
+    _print_tables(story.descriptions, effects, gateway_calls)
+    _print_reactions(story, observers)
+    out = console()
+    out.print()
+    _print_next(story.descriptions, url)
