@@ -233,7 +233,27 @@ def description_view(
     parts: list[RenderableType] = [facts]
     if d.steps:
         parts += [Text(""), steps]
+    if d.published:
+        parts += [Text(""), published_table(d)]
     return Panel(Group(*parts), title=f"run {d.run_id}", title_align="left", expand=False)
+
+
+def published_table(description: RunDescription) -> Table:
+    """The events a run published and the requests it made, with the replies awaited."""
+    table = Table(show_edge=False, box=None, padding=(0, 2), header_style="bold dim")
+    for column in ("#", "published", "event id", "reply"):
+        table.add_column(column)
+    for p in description.published:
+        if p.awaiting is None:
+            reply = Text(_NONE)
+        elif p.replied:
+            reply = Text("replied", style="green")
+        elif p.timed_out:
+            reply = Text("timed out", style="yellow")
+        else:
+            reply = Text(f"awaits {', '.join(p.awaiting)}", style="magenta")
+        table.add_row(p.key, Text(p.type), Text(p.event_id), reply)
+    return table
 
 
 def _clock(ts: float, day: datetime) -> str:
