@@ -1,7 +1,7 @@
 """A test app for ``legato events``, ``legato deadletters`` and ``legato flows``.
 
 Subscribers of ``order.*`` events that succeed, die or stay pending; a trigger workflow;
-a request answered by another trigger. Tests publish with the CLI and let ``deliver``
+a request answered (or not) by another trigger. Tests publish with the CLI and let ``deliver``
 run the app in this process, on the same SQLite file, on a ``FakeClock`` started at the
 real time: every due delivery is handled and retries happen when the clock is advanced,
 with no sleeping. Then the CLI reads what happened.
@@ -66,6 +66,9 @@ def make_app(database: str, clock: FakeClock | None = None) -> legato.App:
 
     @app.workflow(name="stock", on="stock.check")
     async def stock(event: legato.Event) -> str:
+        """Answers every stock check but those of the sku ``unknown``: they go unanswered."""
+        if event.data["sku"] == "unknown":
+            return "ignored"
         await legato.reply(event, "stock.ok", {"sku": event.data["sku"], "left": 3})
         return "answered"
 
@@ -117,6 +120,15 @@ def deliver(
         asyncio.run(_deliver(database, start or datetime.now(UTC), advance, then))
     finally:
         HEALTHY.clear()
+
+
+def start_checkout(run_id: str, sku: str) -> Callable[[legato.App], Awaitable[Any]]:
+    """For ``deliver(then=...)``: start a ``checkout`` run that asks about ``sku``."""
+
+    async def start(app: legato.App) -> None:
+        await app.start("checkout", {"id": run_id, "sku": sku}, run_id=run_id)
+
+    return start
 
 
 def register(database: str) -> None:
