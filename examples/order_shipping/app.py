@@ -158,15 +158,17 @@ def define_shipping(app: legato.App, shop: Shop) -> legato.App:
         if packing_seconds is not None:
             await legato.sleep(timedelta(seconds=packing_seconds))  # a durable timer
             tracking = await hand_to_carrier(order_id)
-            await legato.reply(request, SHIPPED, {"order_id": order_id, "tracking": tracking})
+            await legato.reply(
+                request, SHIPPED, {"order_id": order_id, "tracking": tracking}, subject=order_id
+            )
             return "shipped"
         if request.data["allow_backorder"]:
             await place_backorder(order_id, items)
-            await legato.reply(request, BACKORDERED, {"order_id": order_id})
+            await legato.reply(request, BACKORDERED, {"order_id": order_id}, subject=order_id)
             return "backordered"
-        short = ", ".join(items)
+        reason = f"{', '.join(items)} out of stock"
         await legato.reply(
-            request, OUT_OF_STOCK, {"order_id": order_id, "reason": f"{short} out of stock"}
+            request, OUT_OF_STOCK, {"order_id": order_id, "reason": reason}, subject=order_id
         )
         return "out of stock"
 

@@ -21,6 +21,10 @@ class OutOfStock(Exception):
     """Not enough stock to reserve the order's item: retrying will not help."""
 
 
+class GatewayDown(Exception):
+    """The payment gateway did not answer; trying again later may work."""
+
+
 @dataclass
 class Journal:
     """What the services did, in order, per order id."""
@@ -50,6 +54,8 @@ class Payments:
 
     journal: Journal
     by_key: dict[str, Payment] = field(default_factory=dict)
+    refund_outages: int = 0
+    """How many refund calls fail next with ``GatewayDown`` (a failure to inject)."""
 
     async def authorize(self, order_id: str, amount_cents: int, *, idempotency_key: str) -> str:
         """Authorize ``amount_cents``; the same key returns the payment already made."""
@@ -64,6 +70,9 @@ class Payments:
     async def refund(self, payment_id: str) -> None:
         """Give the money back; refunding a refunded payment changes nothing."""
         await asyncio.sleep(0)
+        if self.refund_outages > 0:
+            self.refund_outages -= 1
+            raise GatewayDown(f"no answer from the gateway refunding {payment_id}")
         payment = self.find(payment_id)
         if payment.refunds == 0:
             payment.refunds = 1
