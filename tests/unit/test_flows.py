@@ -139,6 +139,9 @@ def test_an_outside_event_caused_by_a_flow_event_goes_under_its_cause() -> None:
     root = flow.roots[0]
     assert isinstance(root, EventNode)
     assert [e.stored.event.id for e in root.caused] == ["e2"]
+    chart = to_mermaid(flow).splitlines()
+    assert "    ev1 --> ev1_d1" in chart
+    assert "    ev1 -->|caused| ev2" in chart
 
 
 def test_a_trigger_that_has_not_made_its_run_shows_none_and_a_missing_run_no_status() -> None:

@@ -21,6 +21,7 @@ from legato.bus.flows import (
     Flow,
     RunNode,
     build_flow,
+    children,
     runs_to_read,
 )
 from legato.cli.errors import fail
@@ -178,18 +179,14 @@ def flow_tree(flow: Flow) -> Tree:
     stack: list[tuple[_Node, Tree, bool]] = [(n, tree, False) for n in reversed(flow.roots)]
     while stack:
         node, above, under_run = stack.pop()
-        inner: list[_Node]
         if isinstance(node, EventNode):
             branch = above.add(_event_label(node, under_run))
-            inner = [*node.deliveries, *node.caused]
         elif isinstance(node, DeliveryNode):
             branch = above.add(_delivery_label(node))
-            inner = [*([node.run] if node.run is not None else []), *node.published]
         else:
             branch = above.add(_run_label(node))
-            inner = list(node.published)
         is_run = isinstance(node, RunNode)
-        stack.extend((n, branch, is_run) for n in reversed(inner))
+        stack.extend((n, branch, is_run) for n in reversed(children(node)))
     return tree
 
 
@@ -245,9 +242,7 @@ _CLASSES = {
     "dead": "fill:#ffe0e0,stroke:#cc0000,stroke-width:2px",
     "failed": "fill:#ffe0e0,stroke:#cc0000",
 }
-_FAILED = frozenset(
-    {RunStatus.FAILED, RunStatus.COMPENSATION_FAILED, RunStatus.BLOCKED, RunStatus.COMPENSATED}
-)
+_FAILED = frozenset({RunStatus.FAILED, RunStatus.COMPENSATION_FAILED, RunStatus.BLOCKED})
 # Mermaid reads these in a quoted label as markup; its entity codes show them as they are.
 _ESCAPES = str.maketrans(
     {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;"}
@@ -270,37 +265,45 @@ def _label(*lines: str) -> str:
 
 def to_mermaid(flow: Flow) -> str:
     """The flow as a Mermaid ``flowchart``: events, deliveries (one node per subscriber
-    of an event, styled ``done``, ``pending`` or ``dead``) and runs.
+    of an event, styled ``done``, ``pending`` or ``dead``) and runs; a reply is linked to
+    its request by a dotted edge.
 
     Node ids are made here (``ev<seq>``, ``ev<seq>_d<n>``, ``run<n>``), never taken from
     the data, so no id or name can break the chart; label text is escaped.
     """
     chart = _Chart()
-    stack = [_Drawn(node, None, "") for node in reversed(flow.roots)]
+    # (node, the id its parent gave it, the parent's id, the edge's label); a stack, not
+    # recursion, as in flow_tree.
+    stack: list[tuple[_Node, str | None, str | None, str]] = [
+        (n, None, None, "") for n in reversed(flow.roots)
+    ]
     while stack:
-        drawn = stack.pop()
-        node_id, inner = chart.draw(drawn.node)
-        chart.connect(drawn.above, node_id, drawn.edge)
-        stack.extend(_Drawn(n, node_id, edge) for n, edge in reversed(inner))
-    # A reply goes back to the run that asked: drawn as a dotted edge to its request.
-    first_seq = {
-        e.stored.event.id: e.stored.seq for e in sorted(flow.events, key=_seq, reverse=True)
-    }
-    for node_id, request in chart.replies:
-        if request in first_seq:
-            chart.edges.append(f"    {node_id} -.->|reply to| ev{first_seq[request]}")
+        node, given, above, edge = stack.pop()
+        node_id = given or chart.new_id(node)
+        chart.draw(node, node_id)
+        if above is not None:
+            chart.connect(above, node_id, edge)
+        inner = [(n, *_edge(node, n, node_id, i)) for i, n in enumerate(children(node), 1)]
+        stack.extend((n, name, node_id, label) for n, name, label in reversed(inner))
+    first_seq: dict[str, int] = {}
+    for event in sorted(flow.events, key=lambda e: e.stored.seq):
+        first_seq.setdefault(event.stored.event.id, event.stored.seq)
+    for event in flow.events:
+        if event.reply_to in first_seq:
+            chart.edges.append(
+                f"    ev{event.stored.seq} -.->|reply to| ev{first_seq[event.reply_to]}"
+            )
     return chart.text(flow.correlation_id)
 
 
-def _seq(node: EventNode) -> int:
-    return node.stored.seq
-
-
-@dataclass(frozen=True, slots=True)
-class _Drawn:
-    node: _Node
-    above: str | None  # the parent's node id
-    edge: str  # the label of the edge from it
+def _edge(parent: _Node, child: _Node, parent_id: str, n: int) -> tuple[str | None, str]:
+    """The id ``parent`` gives its ``n``-th child (a delivery's is its event's and its
+    number), and the label of the edge between them."""
+    if isinstance(child, DeliveryNode):
+        return f"{parent_id}_d{n}", ""
+    if isinstance(child, RunNode):
+        return None, "started"
+    return None, "caused" if isinstance(parent, EventNode) else "published"
 
 
 @dataclass(slots=True)
@@ -309,54 +312,42 @@ class _Chart:
     edges: list[str] = field(default_factory=list)
     classes: dict[str, list[str]] = field(default_factory=lambda: {n: [] for n in _CLASSES})
     runs: int = 0
-    delivery_ids: dict[int, str] = field(default_factory=dict)  # id(node) → its node id
-    replies: list[tuple[str, str]] = field(default_factory=list)  # (node id, request id)
 
-    def draw(self, node: _Node) -> tuple[str, list[tuple[_Node, str]]]:
-        """Add ``node``; return its id and what goes under it (with edge labels)."""
+    def new_id(self, node: _Node) -> str:
+        if isinstance(node, EventNode):
+            return f"ev{node.stored.seq}"
+        self.runs += 1
+        return f"run{self.runs}"
+
+    def draw(self, node: _Node, node_id: str) -> None:
         if isinstance(node, EventNode):
             stored = node.stored
-            node_id = f"ev{stored.seq}"
-            for i, delivery in enumerate(node.deliveries, 1):
-                self.delivery_ids[id(delivery)] = f"{node_id}_d{i}"
-            awaits = "awaits " + ", ".join(stored.reply_types) if stored.reply_types else ""
             label = _label(
                 stored.event.type,
                 f"id {stored.event.id}",
                 f"from {published_by(stored)}",
-                awaits,
+                "awaits " + ", ".join(stored.reply_types) if stored.reply_types else "",
                 f"reply to {node.reply_to}" if node.reply_to is not None else "",
                 "unrouted" if stored.routed == 0 and node.reply_to is None else "",
             )
-            if node.reply_to is not None:
-                self.replies.append((node_id, node.reply_to))
             self._add(f"{node_id}[{label}]", node_id, "event")
-            return node_id, [
-                *((d, "") for d in node.deliveries),
-                *((e, "caused") for e in node.caused),
-            ]
-        if isinstance(node, DeliveryNode):
-            node_id = self.delivery_ids.pop(id(node))
+        elif isinstance(node, DeliveryNode):
             d = node.delivery
             label = _label(d.subscription, outcome(d), error_line(d.error))
             self._add(f"{node_id}{{{{{label}}}}}", node_id, d.status.value)
-            inner: list[tuple[_Node, str]] = [] if node.run is None else [(node.run, "started")]
-            return node_id, [*inner, *((e, "published") for e in node.published)]
-        self.runs += 1
-        node_id = f"run{self.runs}"
-        state = "not found" if node.status is None else node.status.value
-        label = _label(f"run {node.run_id}", f"{node.workflow or '?'}: {state}")
-        self._add(f"{node_id}([{label}])", node_id, "failed" if node.status in _FAILED else "run")
-        return node_id, [(e, "published") for e in node.published]
+        else:
+            state = "not found" if node.status is None else node.status.value
+            label = _label(f"run {node.run_id}", f"{node.workflow or '?'}: {state}")
+            style = "failed" if node.status in _FAILED else "run"
+            self._add(f"{node_id}([{label}])", node_id, style)
 
     def _add(self, line: str, node_id: str, style: str) -> None:
         self.nodes.append(f"    {line}")
         self.classes[style].append(node_id)
 
-    def connect(self, above: str | None, node_id: str, edge: str) -> None:
-        if above is not None:
-            arrow = f"-->|{edge}|" if edge else "-->"
-            self.edges.append(f"    {above} {arrow} {node_id}")
+    def connect(self, above: str, node_id: str, edge: str) -> None:
+        arrow = f"-->|{edge}|" if edge else "-->"
+        self.edges.append(f"    {above} {arrow} {node_id}")
 
     def text(self, correlation_id: str) -> str:
         lines = [f"%% flow of correlation id {escape_label(correlation_id)}", "flowchart TD"]
