@@ -119,6 +119,17 @@ def test_show_of_an_unknown_event_is_a_clear_error(shop: Cli) -> None:
     assert_refused(result, 1, "no event 'no-such-event' in the log")
 
 
+def test_show_of_an_id_two_sources_used_asks_for_the_source(shop: Cli) -> None:
+    publish(shop, "order.paid", {"from": "client"}, "--id", "p-1")
+    publish(shop, "order.paid", {"from": "bank"}, "--id", "p-1", "--source", "/bank")
+
+    result = shop.run("events", "show", "p-1")
+    chosen = shop.json("events", "show", "p-1", "--source", "/bank")
+
+    assert_refused(result, 2, "published by several sources", "--source SOURCE")
+    assert chosen["event"]["data"] == {"from": "bank"}
+
+
 # -- publish -------------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from legato.cli.events import one_source
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, print_table, when, whole_column
 from legato.cli.render_bus import delivery_json, error_text
@@ -158,7 +159,7 @@ def redrive(
             param_hint="EVENT_ID / --subscription",
         )
     per_second = None if rate is None else parse_rate(rate)
-    with connect(database) as client:
+    with connect(database) as client, one_source():
         count = client.redrive(event_id, subscription=subscription, source=source, rate=per_second)
     if as_json:
         print_json({"event_id": event_id, "subscription": subscription, "redriven": count})

@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
 
 from legato.bus.clients import CLIENT_SOURCE
+from legato.cli.errors import USAGE, fail
 from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
 from legato.cli.render import console, print_json, print_table
 from legato.cli.render_bus import delivery_json, event_view, events_table, stored_event_json
-from legato.errors import EventNotFound
+from legato.errors import DefinitionError, EventNotFound
 
 events_app = typer.Typer(help="List, show, publish, replay and prune events.", no_args_is_help=True)
 
@@ -73,6 +76,16 @@ def _window(since: str | None, until: str | None) -> tuple[datetime | None, date
             param_hint="--since / --until",
         )
     return start, end
+
+
+@contextmanager
+def one_source() -> Iterator[None]:
+    """Say ``--source`` when an event id names events of several sources (the client's
+    ``DefinitionError`` says ``source=...``, as the Python API takes it)."""
+    try:
+        yield
+    except DefinitionError as exc:
+        raise fail(str(exc), hint="say which with --source SOURCE", exit_code=USAGE) from None
 
 
 SinceOption = Annotated[
@@ -159,7 +172,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show one event: its attributes and data, and every subscriber's delivery."""
-    with connect(database) as client:
+    with connect(database) as client, one_source():
         stored = client.get_event(event_id, source)
         deliveries = client.deliveries(event_id, stored.event.source)
     if as_json:
@@ -229,6 +242,8 @@ def publish(
         )
         return
     ref = shlex.quote(event.id)
+    if source is not None:
+        ref += f" --source {shlex.quote(event.source)}"
     if existed:
         message = f"event {event.id} from {event.source} was published before; nothing was written"
     elif deliveries:
