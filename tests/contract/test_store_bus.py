@@ -477,3 +477,11 @@ async def test_prune_removes_old_settled_events_and_keeps_undelivered_ones(
     assert await store.prune_events(T0 + 50, 100) == 0
     # its id is free again once pruned
     assert await publish(store, new_event("old-done"))
+
+
+async def test_a_duplicate_within_one_batch_is_written_once(store: Store) -> None:
+    first, second = new_event("e1", to=("s1",)), new_event("e1", to=("s1", "s2"))
+    await store.write([first, new_event("e2"), second])
+    assert first.seq is not None and second.seq is None
+    assert [d.subscription for d in await store.deliveries(first.seq)] == ["s1"]
+    assert [e.event.id for e in await store.list_events()] == ["e1", "e2"]

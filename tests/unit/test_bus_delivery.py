@@ -252,7 +252,7 @@ async def test_a_handler_publishes_with_the_handled_events_correlation_and_id_as
 
     async with app:
         order = await app.publish("order.placed", {}, correlationid="flow-9")
-        await settle_until(lambda: bool(got))
+        await poll_until(lambda: bool(got))  # SQLite commits on a real thread
         await clock.settle()
     [invoice] = got
     assert (invoice.correlationid, invoice.causationid) == ("flow-9", order.id)

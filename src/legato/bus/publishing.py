@@ -197,7 +197,7 @@ async def publish(
     owner_of: OwnerOf | None = None,
     published_by: str | None = None,
     call_key: str | None = None,
-    after: Callable[[NewEvent], None] | None = None,
+    after: Callable[[NewEvent, Mapping[str, Any]], None] | None = None,
 ) -> Event:
     """Write ``event`` with its deliveries (and a reply's wake-up) through ``write``;
     return the stored event (the earlier one, for a duplicate ``source`` and ``id``).
@@ -227,7 +227,7 @@ async def publish(
         if op.seq is None:
             return await stored_original(store, event)
         if after is not None:
-            after(op)
+            after(op, obj)
         return event
     raise ConcurrencyConflict(
         f"event {event.id!r} could not be published: the subscriptions kept changing "

@@ -369,19 +369,38 @@ def _print_reactions(story: Story, observers: dict[str, Any]) -> None:
     )
 
 
-def _print_next(descriptions: list[RunDescription], url: str) -> None:
-    """Where the runs are kept, and the exact command that tells the refund's story."""
+def _print_next(story: Story, url: str) -> None:
+    """Where the runs are kept, and the exact commands that tell their stories: the flow
+    of what the completed purchase set off, then the refund (last, ready to paste)."""
+    descriptions = story.descriptions
     refunded = next(
         (d for d in descriptions if d.status is not RunStatus.COMPLETED), descriptions[-1]
     )
+    correlation = next(
+        (
+            r.published.event.correlationid
+            for reactions in story.reactions.values()
+            for r in reactions
+            if r.published.event.correlationid
+        ),
+        None,
+    )
     path = parse_database_url(url).path
     where = url if path is None else str(Path(path).absolute())
+    database = f"--database {shlex.quote(url)}"
     out = console()
+    out.print(f"The runs are kept in {where}.", markup=False, soft_wrap=True)
+    if correlation is not None:
+        out.print("What the completed purchase set off, event by event:", markup=False)
+        out.print(
+            f"  legato flows show {shlex.quote(correlation)} {database}",
+            markup=False,
+            style="bold",
+            soft_wrap=True,
+        )
+    out.print("The refunded one, step by step:", markup=False)
     out.print(
-        f"The runs are kept in {where}; see the refunded one with:", markup=False, soft_wrap=True
-    )
-    out.print(
-        f"  legato runs show {shlex.quote(refunded.run_id)} --database {shlex.quote(url)}",
+        f"  legato runs show {shlex.quote(refunded.run_id)} {database}",
         markup=False,
         style="bold",
         soft_wrap=True,
@@ -401,7 +420,7 @@ def demo(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the course-purchase example (happy path and a refund) and show its runs."""
+    """Run the course-purchase example (happy path and a refund); show runs and reactions."""
     directory = find_example()
     if directory is None:
         raise fail(
@@ -448,4 +467,4 @@ def demo(
     _print_reactions(story, observers)
     out = console()
     out.print()
-    _print_next(story.descriptions, url)
+    _print_next(story, url)

@@ -10,13 +10,15 @@ event publishes the same ids again, which the log de-duplicates.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from legato.bus.consumer import HandlerScope, decode_reply
 from legato.bus.publishing import build_event, encode_event, new_event_op, publish, reply_ops
 from legato.engine import waits
+from legato.engine.journal import BatchOutcome
 from legato.errors import DefinitionError, InvalidEvent
 from legato.model import records
 from legato.model.events import Event
@@ -90,11 +92,31 @@ async def from_workflow(
         )
         requests = await engine.store.find_events(event.causationid) if event.causationid else []
         ops: list[Write] = [ex.record(published), op, *reply_ops(event, obj, requests, now)]
-        await ex.commit(*ops)
-        engine.consumer.take(op, event, obj)
+        if reply is not None:
+            await ex.commit(*ops)
+            engine.consumer.take(op, event, obj)
+        else:
+            # Not awaited: nothing sees the event before its batch commits (deliveries
+            # start after it), and a crash before then replays this call, which publishes
+            # the same id again. The run's next record joins the same batch or a later
+            # one, so a publish that is the run's last call costs no commit of its own.
+            batch = engine.journal.submit(*ops)
+            batch.add_done_callback(_delivered(ex.run_id, engine, op, event, obj))
     if reply is None:
         return event
     return await _await_reply(ex, call, type, event, published.timeout_at, timeout_s)
+
+
+def _delivered(
+    run_id: str, engine: Engine, op: NewEvent, event: Event, obj: Mapping[str, Any]
+) -> Callable[[asyncio.Future[BatchOutcome]], None]:
+    """Once the publish's batch committed: deliver what it wrote for this worker."""
+
+    def done(batch: asyncio.Future[BatchOutcome]) -> None:
+        if not batch.cancelled() and run_id not in batch.result().failed:
+            engine.consumer.take(op, event, obj)
+
+    return done
 
 
 def _event(
@@ -174,13 +196,12 @@ async def direct(
     """Publish ``event`` now, outside workflow code (a step, a handler, ``app.publish``):
     it commits in the engine's next batch, and this returns once it has."""
 
-    def delivered(op: NewEvent) -> None:
+    def delivered(op: NewEvent, obj: Mapping[str, Any]) -> None:
         engine.consumer.take(op, event, obj)
 
     async def write(ops: list[Write]) -> None:
         await engine.journal.commit(ops, ops[0].run_id)
 
-    obj = event.to_dict()
     return await publish(
         engine.store,
         engine.router,

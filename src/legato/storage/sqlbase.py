@@ -101,6 +101,9 @@ class SqlQueries(Protocol):
     subscription_rows: str
     upsert_subscription: str
     insert_event: str
+    insert_event_many: str
+    last_event_seq: str
+    events_after: str | None  # None: insert events one by one with RETURNING
     insert_delivery: str
     replay_delivery: str
     release_deliveries: str

@@ -15,6 +15,7 @@ from legato.errors import ConcurrencyConflict
 from legato.model.deliveries import (
     ClaimedDelivery,
     Delivery,
+    DeliveryStatus,
     StoredEvent,
     SubscriptionInfo,
     SubscriptionKind,
@@ -40,35 +41,46 @@ def check_registry(conn: Any, queries: Any, ops: Sequence[Write]) -> None:
         )
 
 
+def _event_row(op: NewEvent) -> tuple[Any, ...]:
+    return (
+        op.source,
+        op.event_id,
+        op.type,
+        op.subject,
+        op.correlation_id,
+        op.causation_id,
+        op.published_by,
+        op.call_key,
+        op.reply_types,
+        len(op.deliveries),
+        op.recorded_at,
+        op.event,
+    )
+
+
 def apply_new_events(conn: Any, queries: Any, ops: Sequence[NewEvent]) -> None:
-    """Insert events (a duplicate ``(source, event_id)`` is skipped) and their deliveries."""
-    deliveries: list[tuple[Any, ...]] = []
-    for op in ops:
-        row = conn.execute(
-            queries.insert_event,
-            (
-                op.source,
-                op.event_id,
-                op.type,
-                op.subject,
-                op.correlation_id,
-                op.causation_id,
-                op.published_by,
-                op.call_key,
-                op.reply_types,
-                len(op.deliveries),
-                op.recorded_at,
-                op.event,
-            ),
-        ).fetchone()
-        if row is None:
-            op.seq = None  # a duplicate: the first publish's deliveries stand
-            continue
-        op.seq = seq = row[0]
-        deliveries.extend(
-            (d.subscription, seq, d.due_at, d.ordering_key, d.owner, op.recorded_at)
-            for d in op.deliveries
-        )
+    """Insert events (a duplicate ``(source, event_id)`` is skipped) and their deliveries.
+
+    Each op learns its ``seq`` (None for a duplicate). A dialect whose writer is alone in
+    its transaction (SQLite) inserts the batch with one ``executemany`` and reads the new
+    seqs back in one query: a third faster than an insert with ``RETURNING`` per event.
+    """
+    if queries.events_after is not None and len(ops) > 1:
+        last = conn.execute(queries.last_event_seq).fetchone()[0] or 0
+        conn.executemany(queries.insert_event_many, [_event_row(op) for op in ops])
+        seqs = {(r[1], r[2]): r[0] for r in conn.execute(queries.events_after, (last,))}
+        for op in ops:
+            op.seq = seqs.pop((op.event_id, op.source), None)  # None: a duplicate
+    else:
+        for op in ops:
+            row = conn.execute(queries.insert_event, _event_row(op)).fetchone()
+            op.seq = None if row is None else row[0]  # None: a duplicate
+    deliveries = [
+        (d.subscription, op.seq, d.due_at, d.ordering_key, d.owner, op.recorded_at)
+        for op in ops
+        if op.seq is not None  # a duplicate's deliveries are the first publish's
+        for d in op.deliveries
+    ]
     if deliveries:
         conn.executemany(queries.insert_delivery, deliveries)
 
@@ -252,11 +264,13 @@ class SqlBus:
         """Deliveries in event order, filtered."""
         p = self.queries.param
         where, params = [f"seq > {p}"], [cast(Any, after_seq)]
-        pairs: tuple[tuple[str, Any], ...] = (("status", status), ("subscription", subscription))
-        for column, value in pairs:
-            if value is not None:
-                where.append(f"{column} = {p}")
-                params.append(value)
+        if status is not None:
+            # A literal (one of three words): a partial index on status serves only a
+            # query that spells its condition out (deliveries_dead).
+            where.append(f"status = '{DeliveryStatus(status).value}'")
+        if subscription is not None:
+            where.append(f"subscription = {p}")
+            params.append(subscription)
         sql = self.queries.list_deliveries_sql(where)
         return [delivery_from_row(r) for r in await self._select(sql, (*params, limit))]
 

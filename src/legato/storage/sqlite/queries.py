@@ -148,8 +148,13 @@ class SqliteQueries:
         "INSERT INTO events (source, event_id, type, subject, correlation_id, causation_id, "
         "run_id, call_key, reply_types, routed, recorded_at, event) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq"
+        "ON CONFLICT (event_id, source) DO NOTHING RETURNING seq"
     )
+    insert_event_many = insert_event.removesuffix(" RETURNING seq")
+    # The writer is alone in its transaction: every seq above the last one before the
+    # batch is the batch's.
+    last_event_seq = "SELECT max(seq) FROM events"
+    events_after: str | None = "SELECT seq, event_id, source FROM events WHERE seq > ?"
     insert_delivery = (
         "INSERT INTO deliveries (subscription, seq, status, attempts, due_at, ordering_key, "
         "owner, updated_at) VALUES (?, ?, 'pending', 0, ?, ?, ?, ?)"
@@ -161,9 +166,13 @@ class SqliteQueries:
         "due_at = excluded.due_at, owner = NULL, error = NULL, replay = 1, "
         "updated_at = excluded.updated_at WHERE deliveries.status != 'pending'"
     )
-    release_deliveries = "UPDATE deliveries SET owner = NULL WHERE owner = ?"
+    # Through the partial index deliveries_owned (its WHERE repeated word for word).
+    release_deliveries = (
+        "UPDATE deliveries SET owner = NULL "
+        "WHERE status = 'pending' AND owner IS NOT NULL AND owner = ?"
+    )
     release_orphaned_deliveries = (
-        "UPDATE deliveries SET owner = NULL WHERE owner IS NOT NULL "
+        "UPDATE deliveries SET owner = NULL WHERE status = 'pending' AND owner IS NOT NULL "
         "AND owner NOT IN (SELECT worker_id FROM workers)"
     )
     get_event = f"SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?"

@@ -19,12 +19,11 @@ CREATE TABLE events (
     routed         INTEGER NOT NULL,
     recorded_at    REAL NOT NULL,
     event          BLOB NOT NULL,
-    UNIQUE (source, event_id)
+    UNIQUE (event_id, source)
 );
 
 CREATE INDEX events_by_type ON events (type, seq);
 CREATE INDEX events_by_correlation ON events (correlation_id, seq);
-CREATE INDEX events_by_id ON events (event_id);
 CREATE INDEX events_by_run ON events (run_id, seq) WHERE run_id IS NOT NULL;
 CREATE INDEX events_unrouted ON events (seq) WHERE routed = 0;
 CREATE INDEX events_by_recorded ON events (recorded_at);
@@ -55,13 +54,11 @@ CREATE TABLE deliveries (
     error        BLOB,
     replay       INTEGER NOT NULL DEFAULT 0,
     updated_at   REAL NOT NULL,
-    PRIMARY KEY (subscription, seq)
+    PRIMARY KEY (seq, subscription)
 ) WITHOUT ROWID;
 
 CREATE INDEX deliveries_due ON deliveries (due_at) WHERE status = 'pending' AND owner IS NULL;
 CREATE INDEX deliveries_by_key ON deliveries (subscription, ordering_key, seq)
     WHERE status = 'pending' AND ordering_key IS NOT NULL;
-CREATE INDEX deliveries_by_event ON deliveries (seq);
-CREATE INDEX deliveries_by_status ON deliveries (status, subscription, seq)
-    WHERE status != 'done';
-CREATE INDEX deliveries_owned ON deliveries (owner) WHERE owner IS NOT NULL;
+CREATE INDEX deliveries_dead ON deliveries (subscription, seq) WHERE status = 'dead';
+CREATE INDEX deliveries_owned ON deliveries (owner) WHERE status = 'pending' AND owner IS NOT NULL;
