@@ -119,6 +119,9 @@ def place_order(database: str, order_id: str, *, commit: bool, crash: bool = Fal
 if __name__ == "__main__":
     import sys
 
-    # python -m tests.integration.outbox_app DATABASE ORDER_ID commit|rollback|crash
+    # python -m tests.integration.outbox_app DATABASE ORDER_ID commit|rollback|crash [COUNT]
+    # With COUNT: orders ORDER_ID-0 ... ORDER_ID-(COUNT-1), each in its own transaction.
     db, order, how = sys.argv[1:4]
-    place_order(db, order, commit=how == "commit", crash=how == "crash")
+    count = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+    for name in [f"{order}-{i}" for i in range(count)] if count else [order]:
+        place_order(db, name, commit=how == "commit", crash=how == "crash")

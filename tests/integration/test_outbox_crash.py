@@ -182,3 +182,31 @@ def test_every_committed_event_reaches_every_subscription_across_a_killed_worker
         assert handled[("ship", order)] >= 1 and handled[("bill", order)] >= 1, order
     assert {e for _, e in handled} == set(committed)  # no rolled-back event, ever
     assert sorted(r[0] for r in setup.rows("SELECT order_id FROM shipments")) == sorted(committed)
+
+
+def test_concurrent_publishers_lose_no_event_to_each_others_commits(setup: Setup) -> None:
+    # Four processes commit at once while a worker delivers: delivery rows, not a
+    # "position > last seen" cursor, so no commit order can make one skipped.
+    with setup.worker():
+        setup.ready()
+        publishers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.integration.outbox_app",
+                    str(setup.db),
+                    f"p{k}",
+                    "commit",
+                    "25",
+                ],
+                cwd=REPO_ROOT,
+            )
+            for k in range(4)
+        ]
+        assert [p.wait(timeout=120) for p in publishers] == [0, 0, 0, 0]
+        setup.wait_for(lambda: setup.settled(4 * 25 * 2), "every delivery")
+    handled = setup.handled()
+    orders = {f"p{k}-{i}" for k in range(4) for i in range(25)}
+    assert {e for h, e in handled if h == "ship"} == orders
+    assert {e for h, e in handled if h == "bill"} == orders

@@ -285,3 +285,34 @@ async def test_a_request_with_no_reply_type_is_refused_before_anything_is_publis
 async def test_request_outside_workflow_code_says_where_it_belongs() -> None:
     with pytest.raises(legato.errors.OutsideWorkflow, match="workflow code"):
         await legato.request("shipping.requested", {}, reply="shipping.shipped")
+
+
+async def test_a_reply_published_while_no_engine_runs_is_kept_for_the_run(
+    harness: Harness, clock: FakeClock, memory_store: object
+) -> None:
+    defs = await harness.start(shipping({}))
+    await harness.running.start(defs.order, "o-1", run_id="order-1")
+    await clock.settle()
+    [request] = await harness.running.list_events(type="shipping.requested")
+    await harness.stop()
+    # Shipping answers while the orchestrator is down: nothing is waiting in memory.
+    async with legato.AsyncClient(harness.store) as client:  # type: ignore[arg-type]
+        await client.publish(
+            "shipping.shipped",
+            {"order": "o-1"},
+            causationid=request.event.id,
+            correlationid=request.event.correlationid,
+        )
+    await harness.start(shipping({}))
+    assert await outcome(harness.running.handle("order-1")) == "shipping.shipped:o-1"
+
+
+async def test_a_trigger_run_and_a_woken_reply_need_no_poll_to_go_on(
+    harness: Harness, clock: FakeClock
+) -> None:
+    started: list[legato.Event] = []
+    await harness.start(triggered(started))
+    await harness.running.publish("order.placed", {"id": "o-1", "express": True})
+    await clock.settle()  # no time passes, and no poll interval either
+    [run] = await harness.running.list_runs()
+    assert run.status.value == "completed"

@@ -207,8 +207,8 @@ class Consumer:
         engine = self.engine
         attempt = work.attempts + 1
         if sub.kind is SubscriptionKind.TRIGGER:
-            self._submit(self._trigger_ops(work, attempt))
-            engine.poke()  # claim the new run now
+            created = self._submit(self._trigger_ops(work, attempt))
+            created.add_done_callback(lambda _: engine.poke())  # claim the new run now
             return
         info = DeliveryInfo(
             sub.name, work.event, attempt, idempotency_key(sub.name, work.event), work.replay

@@ -197,12 +197,13 @@ async def publish(
     owner_of: OwnerOf | None = None,
     published_by: str | None = None,
     call_key: str | None = None,
-    after: Callable[[NewEvent, Mapping[str, Any]], None] | None = None,
+    after: Callable[[list[Write], Mapping[str, Any]], None] | None = None,
 ) -> Event:
     """Write ``event`` with its deliveries (and a reply's wake-up) through ``write``;
     return the stored event (the earlier one, for a duplicate ``source`` and ``id``).
 
-    Routes again if the registry moved between the read and the write.
+    Routes again if the registry moved between the read and the write. ``after`` gets the
+    ops written, once they are committed.
     """
     obj, payload = encode_event(event, limit)
     requests = await store.find_events(event.causationid) if event.causationid else []
@@ -220,14 +221,15 @@ async def publish(
             call_key=call_key,
             owner_of=owner_of,
         )
+        ops = [op, *reply_ops(event, obj, requests, at)]
         try:
-            await write([op, *reply_ops(event, obj, requests, at)])
+            await write(ops)
         except ConcurrencyConflict:
             continue  # the subscriptions changed under us: route again
         if op.seq is None:
             return await stored_original(store, event)
         if after is not None:
-            after(op, obj)
+            after(ops, obj)
         return event
     raise ConcurrencyConflict(
         f"event {event.id!r} could not be published: the subscriptions kept changing "

@@ -23,7 +23,7 @@ from legato.errors import DefinitionError, InvalidEvent
 from legato.model import records
 from legato.model.events import Event
 from legato.model.waits import REPLY_SIGNAL_PREFIX
-from legato.storage.base import NewEvent, Write
+from legato.storage.base import NewEvent, NewSignal, Write
 
 if TYPE_CHECKING:
     from legato.engine.execution import RunExecution
@@ -94,27 +94,37 @@ async def from_workflow(
         ops: list[Write] = [ex.record(published), op, *reply_ops(event, obj, requests, now)]
         if reply is not None:
             await ex.commit(*ops)
-            engine.consumer.take(op, event, obj)
+            committed(engine, ops, event, obj)
         else:
             # Not awaited: nothing sees the event before its batch commits (deliveries
             # start after it), and a crash before then replays this call, which publishes
             # the same id again. The run's next record joins the same batch or a later
             # one, so a publish that is the run's last call costs no commit of its own.
             batch = engine.journal.submit(*ops)
-            batch.add_done_callback(_delivered(ex.run_id, engine, op, event, obj))
+            batch.add_done_callback(_delivered(ex.run_id, engine, ops, event, obj))
     if reply is None:
         return event
     return await _await_reply(ex, call, type, event, published.timeout_at, timeout_s)
 
 
+def committed(engine: Engine, ops: list[Write], event: Event, obj: Mapping[str, Any]) -> None:
+    """A publish committed: deliver what it wrote for this worker at once, and wake a run
+    here that its reply answers (rather than at the next poll)."""
+    for op in ops:
+        if type(op) is NewEvent:
+            engine.consumer.take(op, event, obj)
+        elif type(op) is NewSignal:
+            engine.signal_arrived(op.run_id)
+
+
 def _delivered(
-    run_id: str, engine: Engine, op: NewEvent, event: Event, obj: Mapping[str, Any]
+    run_id: str, engine: Engine, ops: list[Write], event: Event, obj: Mapping[str, Any]
 ) -> Callable[[asyncio.Future[BatchOutcome]], None]:
-    """Once the publish's batch committed: deliver what it wrote for this worker."""
+    """Once the publish's batch committed: see ``committed``."""
 
     def done(batch: asyncio.Future[BatchOutcome]) -> None:
         if not batch.cancelled() and run_id not in batch.result().failed:
-            engine.consumer.take(op, event, obj)
+            committed(engine, ops, event, obj)
 
     return done
 
@@ -196,8 +206,8 @@ async def direct(
     """Publish ``event`` now, outside workflow code (a step, a handler, ``app.publish``):
     it commits in the engine's next batch, and this returns once it has."""
 
-    def delivered(op: NewEvent, obj: Mapping[str, Any]) -> None:
-        engine.consumer.take(op, event, obj)
+    def delivered(ops: list[Write], obj: Mapping[str, Any]) -> None:
+        committed(engine, ops, event, obj)
 
     async def write(ops: list[Write]) -> None:
         await engine.journal.commit(ops, ops[0].run_id)
