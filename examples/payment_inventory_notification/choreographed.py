@@ -23,7 +23,7 @@ from typing import Any
 
 import legato
 
-from .services import OutOfStock, Shop
+from .services import REFUND_RETRY, OutOfStock, Shop
 
 
 def define(app: legato.App, shop: Shop) -> legato.App:
@@ -59,7 +59,7 @@ def define(app: legato.App, shop: Shop) -> legato.App:
             "inventory.reserved", {**order, "reservation_id": reservation_id}, subject=order["id"]
         )
 
-    @app.on("inventory.failed", name="payments.refund")
+    @app.on("inventory.failed", name="payments.refund", retry=REFUND_RETRY)
     async def refund_payment(event: legato.Event) -> None:
         order = event.data
         await shop.payments.refund(order["payment_id"])
@@ -82,15 +82,16 @@ def define(app: legato.App, shop: Shop) -> legato.App:
     return app
 
 
-async def place_order(app: legato.App, order: dict[str, Any], correlation_id: str) -> legato.Event:
+async def place_order(app: legato.App, order: dict[str, Any], order_ref: str) -> legato.Event:
     """What the storefront does: publish ``order.placed``; the services take it from there.
 
-    ``correlation_id`` ties every event of this order together (``legato flows show``);
-    each handler's publish carries it on, with the handled event's id as causation id.
+    ``order_ref`` is the event's id, so a storefront that retries the publish places the
+    order once (the log keeps one event per source and id). With no correlation id of its
+    own the event starts a flow named by its id: every event the services publish for
+    this order carries it on (``legato flows show ORDER_REF``), with the handled event's
+    id as causation id.
     """
-    return await app.publish(
-        "order.placed", order, subject=order["id"], correlationid=correlation_id
-    )
+    return await app.publish("order.placed", order, subject=order["id"], id=order_ref)
 
 
 # The services the handlers talk to, and the app a worker serves.

@@ -1,6 +1,7 @@
 """Run the same two orders through both variants: one goes through, one is out of stock.
 
     python examples/payment_inventory_notification/main.py        # from the repository root
+    python examples/payment_inventory_notification/main.py --refunds-down
 
 Both variants write to ./payment_inventory_notification.db (or $LEGATO_DATABASE_URL);
 inspect it afterwards with ``legato runs list``, ``legato events list`` and
@@ -9,11 +10,13 @@ inspect it afterwards with ``legato runs list``, ``legato events list`` and
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,15 +25,9 @@ if not __package__:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from examples.payment_inventory_notification import choreographed, orchestrated
-from examples.payment_inventory_notification.services import (
-    HAPPY_ORDER,
-    OUT_OF_STOCK_ORDER,
-    Shop,
-)
+from examples.payment_inventory_notification.services import HAPPY_ORDER, OUT_OF_STOCK_ORDER, Shop
 
 import legato
-
-ORDERS = (HAPPY_ORDER, OUT_OF_STOCK_ORDER)
 
 
 async def wait_until_quiet(app: legato.App, correlation_id: str, timeout: float = 30) -> None:
@@ -67,18 +64,23 @@ async def print_flow(
     print(f"  payments: {len(shop.payments.of_order(order['id']))}, refunds: {refunds}")
 
 
-async def run_orchestrated(database: str, suffix: str) -> None:
-    """The saga: one run per order, which says itself how it ended and why."""
+async def run_orchestrated(
+    app: legato.App, shop: Shop, orders: Sequence[dict[str, Any]], suffix: str = ""
+) -> list[str]:
+    """The saga: one run per order, which says itself how it ended and why.
+
+    Returns the runs' ids (each is its flow's correlation id).
+    """
     print("== orchestrated: the place_order workflow owns the sequence ==")
-    app, shop = orchestrated.app, orchestrated.shop
-    app.use_database(database)
+    run_ids = []
     async with app:
-        for order in ORDERS:
+        for order in orders:
             run = await app.start(
-                "place_order", order, run_id=f"orchestrated-{order['id']}-{suffix}"
+                "place_order", order, run_id=f"orchestrated-{order['id']}{suffix}"
             )
+            run_ids.append(run.run_id)
             try:
-                await run.result(timeout=30)
+                await run.result(timeout=60)
             except legato.errors.RunFailed:
                 pass  # describe() below says how it ended
             description = await run.describe()
@@ -90,32 +92,54 @@ async def run_orchestrated(database: str, suffix: str) -> None:
             print(f"  next:            {description.next}")
             await wait_until_quiet(app, run.run_id)  # the observer's delivery too
             await print_flow(app, run.run_id, shop, order)
-    print(f"  sales report (an observer): {shop.analytics.counts}")
+        print(f"  sales report (an observer): {shop.analytics.counts}")
+    return run_ids
 
 
-async def run_choreographed(database: str, suffix: str) -> None:
-    """The choreography: one order.placed per order; the services do the rest."""
+async def run_choreographed(
+    app: legato.App, shop: Shop, orders: Sequence[dict[str, Any]], suffix: str = ""
+) -> list[str]:
+    """The choreography: one order.placed per order; the services do the rest.
+
+    Returns the flows' correlation ids.
+    """
     print("== choreographed: services react to each other's events ==")
-    app, shop = choreographed.app, choreographed.shop
-    app.use_database(database)
+    correlation_ids = []
     async with app:
-        for order in ORDERS:
-            correlation_id = f"choreographed-{order['id']}-{suffix}"
+        for order in orders:
+            correlation_id = f"choreographed-{order['id']}{suffix}"
+            correlation_ids.append(correlation_id)
             await choreographed.place_order(app, order, correlation_id)
-            await wait_until_quiet(app, correlation_id)
+            await wait_until_quiet(app, correlation_id, timeout=60)
             print(f"{correlation_id}: no run, only events")
             await print_flow(app, correlation_id, shop, order)
+        dead = await app.list_dead_letters()
+        print(f"  dead letters: {[(d.subscription, d.attempts) for d in dead] or 'none'}")
+    return correlation_ids
 
 
-async def main() -> None:
+async def main(refunds_down: bool) -> None:
     """Run both variants on one database and print what happened in each."""
     database = os.environ.get("LEGATO_DATABASE_URL", "sqlite:///payment_inventory_notification.db")
+    orchestrated.app.use_database(database)
+    choreographed.app.use_database(database)
+    orders: Sequence[dict[str, Any]] = (HAPPY_ORDER, OUT_OF_STOCK_ORDER)
+    if refunds_down:
+        # Worse: the gateway refuses every refund, so each variant's recovery gives up.
+        orders = (OUT_OF_STOCK_ORDER,)
+        orchestrated.shop.payments.refund_outages = choreographed.shop.payments.refund_outages = 99
     # A fresh suffix per execution: starting an existing run id returns the old run.
-    suffix = uuid.uuid4().hex[:6]
-    await run_orchestrated(database, suffix)
+    suffix = "-" + uuid.uuid4().hex[:6]
+    await run_orchestrated(orchestrated.app, orchestrated.shop, orders, suffix)
     print()
-    await run_choreographed(database, suffix)
+    await run_choreographed(choreographed.app, choreographed.shop, orders, suffix)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--refunds-down",
+        action="store_true",
+        help="the payment gateway refuses every refund: see what each variant leaves behind",
+    )
+    asyncio.run(main(parser.parse_args().refunds_down))

@@ -17,7 +17,7 @@ from typing import Any
 
 import legato
 
-from .services import OutOfStock, Shop
+from .services import REFUND_RETRY, OutOfStock, Shop
 
 # Sold out stays sold out for the next few seconds: fail at once and refund, no retry.
 INVENTORY_RETRY = legato.Retry(max_attempts=3, non_retryable=(OutOfStock,))
@@ -33,7 +33,7 @@ def define(app: legato.App, shop: Shop) -> legato.App:
             order["id"], order["amount_cents"], idempotency_key=legato.step_key()
         )
 
-    @authorize_payment.compensate
+    @authorize_payment.compensate(retry=REFUND_RETRY)
     async def refund_payment(order: dict[str, Any], payment_id: str) -> None:
         """Undo ``authorize_payment`` (it gets the step's argument, then its result)."""
         await shop.payments.refund(payment_id)

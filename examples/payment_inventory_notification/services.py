@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
+
+import legato
 
 
 class OutOfStock(Exception):
@@ -143,6 +146,10 @@ class Analytics:
             self.seen.add(key)
             self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
+
+REFUND_RETRY = legato.Retry(max_attempts=4, initial_interval=timedelta(seconds=1))
+"""How both variants retry a refund: 4 attempts over a few seconds (1 s, 2 s, 4 s, with
+jitter), then an operator takes over. Short, so the demo's outage ends in seconds."""
 
 DEFAULT_STOCK = {"keyboard": 10, "monitor": 5, "gpu": 0}
 """The warehouse: the gpu is sold out, so an order for one fails after it was paid."""

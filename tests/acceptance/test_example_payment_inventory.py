@@ -221,7 +221,7 @@ async def test_choreographed_refund_that_keeps_failing_is_a_dead_letter_nobody_e
     await advance(chain, clock, timedelta(minutes=5))  # every attempt of the delivery
 
     [dead] = await chain.list_dead_letters()
-    assert (dead.subscription, dead.attempts) == ("payments.refund", 5)
+    assert (dead.subscription, dead.attempts) == ("payments.refund", 4)  # REFUND_RETRY
     assert dead.error is not None
     assert "GatewayDown" in dead.error["type"]
     # The customer paid, has nothing, and was told nothing: the flow just stops.
@@ -298,3 +298,18 @@ def test_main_script_runs_both_variants_and_the_cli_shows_their_events(tmp_path:
         "choreographed-o-2": FAILURE_CHAIN,
     }
     assert cli.json("deadletters", "list") == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_readme_diagrams_are_what_the_code_draws_today() -> None:
+    script = REPO_ROOT / "examples" / "payment_inventory_notification" / "diagrams.py"
+    env = {k: v for k, v in os.environ.items() if k != "LEGATO_DATABASE_URL"}
+
+    checked = subprocess.run(
+        [sys.executable, str(script), "--check"], env=env, capture_output=True, text=True
+    )
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    readme = script.with_name("README.md").read_text()
+    assert readme.count("```mermaid\n%% flow of correlation id") == 2
