@@ -16,7 +16,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from examples.order_shipping.app import (
     ORDER_123,
@@ -297,10 +296,22 @@ def test_main_script_moves_four_orders_to_their_stages(tmp_path: Path) -> None:
     assert table(stages.stdout) == end
 
     # And the CLI shows both sides' runs: four orders, four shipping runs started by events.
-    runs = orjson.loads(
-        Cli(sqlite_url(tmp_path / "order_shipping.db")).ok("runs", "list", "--json")
-    )
+    cli = Cli(sqlite_url(tmp_path / "order_shipping.db"))
+    runs = cli.json("runs", "list")
     assert sorted((r["workflow"], r["status"]) for r in runs) == [
         *[("fulfil_order", "completed")] * 4,
         *[("shipping_service", "completed")] * 4,
     ]
+
+    # Each order's flow is its request and one reply; the reply reached the run, not a
+    # subscription, so the log lists it as unrouted (as the README says).
+    flows: dict[str, list[tuple[str, int]]] = {}
+    for stored in cli.json("events", "list"):
+        order_id = stored["event"]["correlationid"].split("-")[1]
+        flows.setdefault(order_id, []).append((stored["event"]["type"], stored["routed"]))
+    assert flows == {
+        "123": [("shipping.requested", 1), ("shipping.shipped", 0)],
+        "124": [("shipping.requested", 1), ("shipping.shipped", 0)],
+        "125": [("shipping.requested", 1), ("shipping.backordered", 0)],
+        "126": [("shipping.requested", 1), ("shipping.out_of_stock", 0)],
+    }
