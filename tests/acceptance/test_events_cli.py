@@ -327,5 +327,14 @@ def test_prune_deletes_old_delivered_events_and_keeps_pending_ones(shop: Cli) ->
     )
 
 
-def test_prune_refuses_a_duration_it_cannot_read(shop: Cli) -> None:
-    assert_refused(shop.run("events", "prune", "--older-than", "a week"), 2, "not a duration")
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [("a week", "not a duration"), ("7", "not a duration"), ("99999999d", "1,000 years")],
+)
+def test_prune_refuses_a_duration_it_cannot_use_and_prunes_nothing(
+    shop: Cli, bad: str, expected: str
+) -> None:
+    publish(shop, "misc.noise", None, "--id", "n-1")
+
+    assert_refused(shop.run("events", "prune", "--older-than", bad), 2, expected)
+    assert ids(shop.json("events", "list")) == ["n-1"]

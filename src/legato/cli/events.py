@@ -29,6 +29,7 @@ events_app = typer.Typer(help="List, show, publish, replay and prune events.", n
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 _PART = re.compile(r"(\d+)([smhdw])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+_LONGEST = 1000 * 365 * 86_400  # datetimes end at year 9999: a longer time ago overflows
 _TIME_FORMS = (
     "ISO 8601 (2026-12-01, 2026-12-01T09:30, 2026-12-01T09:30:00Z) "
     "or how long ago (45s, 30m, 12h, 7d, 2w, 1h30m)"
@@ -48,7 +49,10 @@ def parse_duration(text: str, option: str) -> timedelta:
             "(45s, 30m, 12h, 7d, 2w, 1h30m)",
             param_hint=option,
         )
-    return timedelta(seconds=sum(int(n) * _SECONDS[unit] for n, unit in _PART.findall(compact)))
+    seconds = sum(int(n) * _SECONDS[unit] for n, unit in _PART.findall(compact))
+    if seconds > _LONGEST:
+        raise typer.BadParameter(f"{text!r} is longer than 1,000 years", param_hint=option)
+    return timedelta(seconds=seconds)
 
 
 def parse_time(text: str, option: str, now: datetime | None = None) -> datetime:
