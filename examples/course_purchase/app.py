@@ -121,7 +121,7 @@ def record_conversion(event: legato.Event) -> None:
 # A refresh that fails is retried soon: recommendations can be a little late, not wrong.
 @app.on(
     "purchase.completed",
-    retry=legato.Retry(max_attempts=5, initial_interval=timedelta(milliseconds=100)),
+    retry=legato.Retry(max_attempts=5, initial_interval=timedelta(milliseconds=200)),
 )
 async def refresh_recommendations(event: legato.Event) -> None:
     """Recompute the learner's recommendations now that they own the course."""

@@ -39,10 +39,10 @@ def test_demo_shows_each_subscriber_reacting_and_the_refunded_purchase_publishin
 
     assert "purchase.completed" in out
     rows = {line.split("│")[2].strip(): line for line in out.splitlines() if line.count("│") == 5}
-    assert "done (1 attempt)" in rows["send_receipt"]
-    assert "done (1 attempt)" in rows["record_conversion"]
+    assert "done after 1 attempt" in rows["send_receipt"]
+    assert "done after 1 attempt" in rows["record_conversion"]
     # Its first call failed: retried on its own, after the purchase had completed.
-    assert "done (2 attempts)" in rows["refresh_recommendations"]
+    assert "done after 2 attempts" in rows["refresh_recommendations"]
     assert "refresh_recommendations failed once and was retried" in out
     assert "when purchase-p-1001 had already completed" in out
     assert "purchase-p-1002 published nothing" in out
@@ -76,8 +76,9 @@ def test_demo_json_lists_the_deliveries_of_purchase_completed_and_no_event_for_t
 
     reactions = {r["run_id"]: r["events"] for r in report["reactions"]}
     [completed] = reactions["purchase-p-1001"]
-    assert completed["type"] == "purchase.completed"
-    assert completed["subject"] == "p-1001"
+    assert completed["event"]["type"] == "purchase.completed"
+    assert completed["event"]["subject"] == "p-1001"
+    assert completed["run_id"] == "purchase-p-1001"
     deliveries = {d["subscription"]: d for d in completed["deliveries"]}
     assert {name: (d["status"], d["attempts"]) for name, d in deliveries.items()} == {
         "send_receipt": ("done", 1),

@@ -39,6 +39,8 @@ from legato.cli.render import (
     step_line,
     whole_column,
 )
+from legato.cli.render_bus import delivery_json, outcome, stored_event_json
+from legato.cli.render_bus import status_text as delivery_status_text
 from legato.model import RunStatus
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
 from legato.model.description import RunDescription
@@ -50,12 +52,6 @@ EXAMPLE_PACKAGE = "course_purchase"
 REACTIONS_TIMEOUT_S = 10.0
 """How long the demo waits for the subscribers' deliveries to settle (they take < 1 s)."""
 _POLL_S = 0.05
-
-_DELIVERY_STYLES = {
-    DeliveryStatus.DONE: "green",
-    DeliveryStatus.PENDING: "cyan",
-    DeliveryStatus.DEAD: "bold red",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,30 +66,19 @@ class Reaction:
         return (delivery.updated_at - self.published.recorded_at).total_seconds()
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``--json`` form: the event's identity, then each delivery."""
-        event = self.published.event
+        """The ``--json`` form: the event and its deliveries as ``legato events show
+        --json`` gives them, each delivery with the seconds it took to settle."""
+        stored = self.published
         return {
-            "id": event.id,
-            "source": event.source,
-            "type": event.type,
-            "subject": event.subject,
-            "recorded_at": self.published.recorded_at,
+            **stored_event_json(stored),
             "deliveries": [
                 {
-                    "subscription": d.subscription,
-                    "status": d.status.value,
-                    "attempts": d.attempts,
-                    "updated_at": d.updated_at,
+                    **delivery_json(d, stored),
                     "seconds_after_published": round(self.seconds_to_settle(d), 3),
-                    "error": None if d.error is None else _without_traceback(d.error),
                 }
                 for d in self.deliveries
             ],
         }
-
-
-def _without_traceback(error: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in error.items() if k != "traceback"}
 
 
 @dataclass(slots=True)
@@ -299,9 +284,9 @@ def _times(count: int) -> str:
 
 
 def _delivery_text(d: Delivery) -> Text:
-    """``done (2 attempts)``, coloured by the delivery's status."""
-    text = Text(d.status.value, style=_DELIVERY_STYLES.get(d.status, ""))
-    return text.append(f" ({d.attempts} attempt{'' if d.attempts == 1 else 's'})")
+    """``done after 2 attempts`` (as ``legato flows show`` says it), coloured by status."""
+    status = delivery_status_text(d.status)
+    return Text(outcome(d), style=status.style)
 
 
 def _print_reactions(story: Story, observers: dict[str, Any]) -> None:
