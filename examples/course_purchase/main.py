@@ -108,7 +108,7 @@ async def main() -> None:
                 for d in deliveries:
                     after = (d.updated_at - stored.recorded_at).total_seconds()
                     print(
-                        f"  -> {d.subscription}: {d.status.value} ({attempts(d.attempts)}), "
+                        f"  -> {d.subscription}: {d.status.value} after {attempts(d.attempts)}, "
                         f"{after:.2f}s after it was published"
                     )
     print(

@@ -54,9 +54,9 @@ def test_example_script_prints_the_reactions_to_the_completed_purchase_only(
         for line in lines[completed + 1 : completed + 4]
     }
     assert sorted(deliveries) == ["record_conversion", "refresh_recommendations", "send_receipt"]
-    assert "done (1 attempt)" in deliveries["send_receipt"]
+    assert "done after 1 attempt" in deliveries["send_receipt"]
     # The recommendations service failed its first call; the delivery retried on its own.
-    assert "done (2 attempts)" in deliveries["refresh_recommendations"]
+    assert "done after 2 attempts" in deliveries["refresh_recommendations"]
     # The refunded purchase never reached the publish: nothing to react to.
     assert any(
         line.startswith("purchase-p-1002-") and "published nothing" in line for line in lines
