@@ -13,8 +13,8 @@ to ``inventory.failed``, and the state of an order is the chain of events with i
 correlation id.
 
 Serve it with ``legato worker examples.payment_inventory_notification.choreographed:app``
-and place orders with ``place_order(app, order)`` (an ``order.placed`` event), or run
-``main.py``.
+and place orders by publishing ``order.placed`` (``place_order(app, order, order_ref)``,
+or ``legato events publish order.placed --id ORDER_REF --data '{...}'``), or run ``main.py``.
 """
 
 from __future__ import annotations
