@@ -36,8 +36,19 @@ def main(directory: Path) -> None:
         with legato.Client(env.url) as client:
             for i in range(RUNS):
                 client.start(WORKFLOW, {"id": f"r{i}", "fail": False}, run_id=f"r{i}")
-        # Every run is in step2 (held there) once step1's effect is in the ledger.
-        wait_until(lambda: len(effect_counts(env.ledger)) == RUNS, FINISH_TIMEOUT_S, "step1s")
+        # Every run is in step2 (held there) once step1's completion is recorded: its
+        # effect in the ledger alone is not enough, the record may not be committed yet
+        # (then step1 rightly runs again after the kill, and the count below is off).
+        wait_until(
+            lambda: (
+                env.runs.rows(
+                    "SELECT count(*) FROM history WHERE kind = 'step_completed' AND name = 'step1'"
+                )
+                == [(RUNS,)]
+            ),
+            FINISH_TIMEOUT_S,
+            "step1s recorded",
+        )
         first.kill()
         # The next process this namespace creates gets the dead worker's pid.
         Path("/proc/sys/kernel/ns_last_pid").write_text(str(first.pid - 1))

@@ -144,3 +144,15 @@ async def test_a_handler_writing_through_publish_in_transaction_has_one_effect_w
     conn = sqlite3.connect(sqlite_path)
     assert conn.execute("SELECT count(*) FROM shipments").fetchone() == (1,)
     conn.close()
+
+
+def test_a_fresh_client_lists_dead_letters_without_other_calls_first(sqlite_path: Path) -> None:
+    async def make() -> None:
+        async with legato.AsyncClient(f"sqlite:///{sqlite_path}") as client:
+            await client.list_runs()
+
+    import asyncio
+
+    asyncio.run(make())
+    with legato.Client(f"sqlite:///{sqlite_path}") as client:
+        assert client.list_dead_letters() == []

@@ -206,9 +206,10 @@ class AsyncBusClient:
         self, *, subscription: str | None = None, limit: int = 100
     ) -> list[Delivery]:
         """Deliveries that ran out of attempts, oldest event first."""
+        store = await self._open()
         if subscription is not None:
             await self._subscription(subscription)
-        return await self._store.list_deliveries(
+        return await store.list_deliveries(
             status=DeliveryStatus.DEAD.value, subscription=subscription, limit=limit
         )
 
