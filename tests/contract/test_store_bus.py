@@ -414,12 +414,20 @@ async def test_redrive_of_a_dead_letter_makes_it_pending_from_the_first_attempt(
         [settle("a", seq, "pending", owner=None, attempts=0, due=T0 + 9, if_status="dead")]
     )
     [d] = await store.deliveries(seq)
-    assert (d.status, d.attempts, d.error, d.due_at) == (
-        DeliveryStatus.PENDING,
-        0,
-        None,
-        at(T0 + 9),
-    )
+    assert (d.status, d.attempts, d.due_at) == (DeliveryStatus.PENDING, 0, at(T0 + 9))
+    assert d.error == {"type": "E"}  # the last failure stays visible
+
+
+async def test_a_delivery_that_succeeds_after_a_failure_keeps_the_failure(
+    store: Store, worker: str
+) -> None:
+    [seq] = await publish(store, new_event("e1", to=("a",)))
+    await store.claim_deliveries(worker, T0, 1, ["a"])
+    await store.write([settle("a", seq, "pending", due=T0, error={"type": "Down"})])
+    await store.claim_deliveries(worker, T0, 1, ["a"])
+    await store.write([settle("a", seq, attempts=2)])
+    [d] = await store.deliveries(seq)
+    assert (d.status, d.attempts, d.error) == (DeliveryStatus.DONE, 2, {"type": "Down"})
 
 
 # -- reads ----

@@ -283,7 +283,8 @@ class Consumer:
         if attempt < retry.max_attempts and retry.is_retryable(exc):
             delay = retry.delay(attempt, self.engine.rng.random()).total_seconds()
             due = self.engine.clock.time() + delay
-            log.warning(
+            # INFO, as a step's retry is silent: a retry is the plan working, not news.
+            log.info(
                 "delivery of event %d to %r failed (attempt %d of %d), retrying in %.1fs: %s",
                 work.seq,
                 work.subscription.name,

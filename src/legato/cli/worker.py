@@ -268,10 +268,14 @@ def worker(
         app.set_max_concurrent_runs(limit)
         log.info("at most %d runs in flight at once (--concurrency)", limit)
     # Say what is served where: an operator's first question when a run stays pending.
+    handlers = sorted(
+        name for name, sub in app.registry.subscriptions.items() if sub.handler is not None
+    )
     log.info(
-        "worker for app %r serving %s on %s; stop with Ctrl-C or SIGTERM",
+        "worker for app %r serving %s%s on %s; stop with Ctrl-C or SIGTERM",
         app.name,
         ", ".join(sorted(app.registry.workflows)) or "no workflows",
+        f" and subscriptions {', '.join(handlers)}" if handlers else "",
         app.database or "a custom store",
     )
     asyncio.run(app.run_worker())

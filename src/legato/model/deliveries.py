@@ -56,7 +56,8 @@ class Delivery:
 
     ``attempts`` counts the handler calls that ended (a call cut short by a crash does not
     count); ``due_at`` is when a pending delivery is (next) due; ``error`` is the last
-    failure ``{type, message, traceback}``; ``replay`` marks an archived event delivered
+    failure ``{type, message, traceback, attempt}``, kept when a later attempt succeeds
+    (None: it never failed); ``replay`` marks an archived event delivered
     again by ``legato events replay``.
     """
 

@@ -245,7 +245,8 @@ class UpdateDelivery:
 
     Conditions: its owner is ``if_owner`` (a worker settles only what it still holds); its
     status is ``if_status``. Changes: ``status``, ``attempts``, ``due_at``, ``error``
-    (None clears it), and the owner is let go. ``run_id`` is the batch key ("").
+    (None keeps the one recorded: the last failure stays visible after a retry succeeds,
+    or a redrive), and the owner is let go. ``run_id`` is the batch key.
 
     ``required``: a delivery that does not match (or does not exist) makes the batch raise
     ``ConcurrencyConflict`` and write nothing; with ``required=False`` the op then changes

@@ -152,7 +152,9 @@ class MemoryBus:
                 return
             undo.append(partial(self._restore_delivery, dataclasses.replace(row)))
             row.status, row.attempts, row.due_at = op.status, op.attempts, op.due_at
-            row.error, row.updated_at, row.owner = op.error, op.at, None
+            row.updated_at, row.owner = op.at, None
+            if op.error is not None:
+                row.error = op.error
         elif type(op) is ReplayDelivery:
             key2 = (op.subscription, op.seq)
             row = self._deliveries.get(key2)

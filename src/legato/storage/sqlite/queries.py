@@ -189,8 +189,9 @@ class SqliteQueries:
 
     def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str:
         sql = (
-            "UPDATE deliveries SET status = ?, attempts = ?, due_at = ?, error = ?, "
-            "updated_at = ?, owner = NULL WHERE subscription = ? AND seq = ?"
+            "UPDATE deliveries SET status = ?, attempts = ?, due_at = ?, "
+            "error = coalesce(?, error), updated_at = ?, owner = NULL "
+            "WHERE subscription = ? AND seq = ?"
         )
         if if_owner:
             sql += " AND owner = ?"
