@@ -95,7 +95,9 @@ class Consumer:
         self.in_flight = 0  # held here: queued, or being handled, not yet settled
         self.running = 0  # handlers being called now
         self._queue: deque[_Work] = deque()
-        self._ready = asyncio.Event()
+        # Serving tasks with nothing to do, each waiting on its own future: a push wakes
+        # one of them (an asyncio.Event would wake all 64 for every delivery).
+        self._idle: deque[asyncio.Future[None]] = deque()
         self._workers: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -179,16 +181,23 @@ class Consumer:
     def _push(self, work: _Work) -> None:
         self.in_flight += 1
         self._queue.append(work)
-        self._ready.set()
+        idle = self._idle
+        while idle:
+            waiter = idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
 
     # -- delivering ----------------------------------------------------------------------------
 
     async def _serve(self) -> None:
         queue = self._queue
+        loop = asyncio.get_running_loop()
         while True:
             if not queue:
-                self._ready.clear()
-                await self._ready.wait()
+                waiter = loop.create_future()
+                self._idle.append(waiter)
+                await waiter
                 continue
             work = queue.popleft()
             self.running += 1
