@@ -14,6 +14,11 @@ The page's convention, which these tests enforce:
 - An example shows its point with ``assert``: if the page says something the code does
   not do, the assertion fails, and so does the test, named after the block's section and
   line. Tracebacks point at the page's own lines.
+- What the CLI prints, in the "Flows" section, is real: its ``console`` blocks (``$
+  legato ...`` lines, each followed by what it prints; a line ``...`` stands for lines
+  left out) and its ``mermaid`` chart are compared with what the CLI prints, 100 columns
+  wide, on the database the section's example writes. Elsewhere a ``$ legato`` line may
+  show a command's syntax (``[--rate N/s]``); it must name real commands and options.
 """
 
 from __future__ import annotations
@@ -21,13 +26,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from legato.cli.main import cli
 
 DOC = Path(__file__).parents[2] / "docs" / "events.md"
 FENCE = re.compile(r"^```(\S*)(.*)$")
+FLOWS = "Flows: what happened, on the command line"
+ELIDED = "..."
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,8 @@ def blocks(text: str) -> list[Block]:
     return found
 
 
-EXAMPLES = [b for b in blocks(DOC.read_text(encoding="utf-8")) if b.info.startswith("python")]
+BLOCKS = blocks(DOC.read_text(encoding="utf-8"))
+EXAMPLES = [b for b in BLOCKS if b.info.startswith("python")]
 
 
 def defines_main(block: Block) -> bool:
@@ -118,3 +130,86 @@ def test_example_runs(block: Block, tmp_path: Path, monkeypatch: pytest.MonkeyPa
             result = value()
             if inspect.iscoroutine(result):
                 asyncio.run(result)
+
+
+# -- what the CLI prints -------------------------------------------------------------------
+
+
+def sessions(block: Block) -> list[tuple[str, list[str]]]:
+    """A console block's ``$ legato ...`` commands, each with the lines shown after it."""
+    found: list[tuple[str, list[str]]] = []
+    for line in block.code.splitlines():
+        if line.startswith("$ "):
+            found.append((line[2:], []))
+        else:
+            assert found, f"docs/events.md:{block.line}: output before any $ command"
+            found[-1][1].append(line.rstrip())
+    return found
+
+
+def legato(command: str) -> list[str]:
+    """Run a ``legato ...`` command in this process, 100 columns wide; its stdout lines."""
+    argv = shlex.split(command)
+    assert argv[0] == "legato", command
+    result = CliRunner().invoke(cli, argv[1:], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, f"{command} exited {result.exit_code}:\n{result.output}"
+    return [line.rstrip() for line in result.stdout.rstrip("\n").splitlines()]
+
+
+def shows(shown: list[str], printed: list[str]) -> bool:
+    """True if ``shown`` is ``printed`` with runs of lines replaced by ``...`` lines."""
+    parts = [r"(?:[^\n]*\n)*?" if line == ELIDED else re.escape(line) + r"\n" for line in shown]
+    return re.fullmatch("".join(parts), "".join(line + "\n" for line in printed)) is not None
+
+
+def test_shows_matches_output_with_lines_left_out() -> None:
+    printed = ["{", '  "a": 1,', '  "b": 2', "}"]
+    assert shows(printed, printed)
+    assert shows(["{", ELIDED, "}"], printed)
+    assert shows(["{", '  "a": 1,', ELIDED], printed)
+    assert not shows(["{", '  "b": 2', ELIDED], printed)  # a gap needs its ...
+    assert not shows(["{", '  "a": 1,'], printed)  # so does an end cut short
+
+
+def test_what_the_flows_section_shows_is_what_the_cli_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the database the section's example writes (legato.db, in the working dir)
+    monkeypatch.chdir(tmp_path)
+    [example] = [b for b in EXAMPLES if b.section == FLOWS and b.runs]
+    exec(compile("\n" * (example.line - 1) + example.code, str(DOC), "exec"), {})  # our page
+    consoles = [b for b in BLOCKS if b.section == FLOWS and b.info == "console"]
+    [chart] = [b for b in BLOCKS if b.section == FLOWS and b.info == "mermaid"]
+    assert consoles
+
+    # Then every command prints what the page shows
+    for block in consoles:
+        for command, shown in sessions(block):
+            assert shown, f"docs/events.md:{block.line}: {command} shows no output"
+            printed = legato(command)
+            assert shows(shown, printed), (
+                f"docs/events.md:{block.line}: `{command}` prints:\n" + "\n".join(printed)
+            )
+    # and the chart is what --mermaid prints for its correlation id (its first line says)
+    correlation = chart.code.splitlines()[0].removeprefix("%% flow of correlation id ")
+    printed = legato(f"legato flows show {shlex.quote(correlation)} --mermaid")
+    assert chart.code.rstrip("\n").splitlines() == printed
+
+
+def syntax_lines() -> list[tuple[int, str]]:
+    """Every ``$ legato ...`` line of the page, with its block's line."""
+    return [
+        (block.line, command)
+        for block in BLOCKS
+        if block.info == "console"
+        for command, _ in sessions(block)
+    ]
+
+
+@pytest.mark.parametrize(("line", "command"), syntax_lines(), ids=lambda v: str(v))
+def test_a_command_on_the_page_names_real_commands_and_options(line: int, command: str) -> None:
+    # ``--help`` is eager: it answers once the command and its options are parsed, before
+    # placeholders (EVENT_ID, NAME) are checked. An unknown command or option fails first.
+    argv = [word.strip("[]") for word in shlex.split(command)[1:] if word.strip("[]")]
+    result = CliRunner().invoke(cli, [*argv, "--help"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, f"docs/events.md:{line}: {command}\n{result.output}"
