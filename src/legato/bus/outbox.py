@@ -11,18 +11,18 @@ from __future__ import annotations
 from typing import Protocol
 
 from legato.bus.publishing import (
+    ROUTE_ATTEMPTS,
     Router,
     encode_event,
     event_key,
     new_event_op,
+    original_of,
     reply_ops,
 )
 from legato.errors import ConcurrencyConflict, ConfigurationError
 from legato.model.deliveries import StoredEvent, SubscriptionInfo
 from legato.model.events import Event
 from legato.storage.base import Store, Write
-
-_ROUTE_ATTEMPTS = 20
 
 
 class Transaction(Protocol):
@@ -54,7 +54,7 @@ def publish_in_transaction(
     tx = open_transaction(store, conn)
     obj, payload = encode_event(event, limit)
     requests = tx.find_events(event.causationid) if event.causationid else []
-    for _ in range(_ROUTE_ATTEMPTS):
+    for _ in range(ROUTE_ATTEMPTS):
         if tx.registry_version() != router.version:
             router.load(*tx.subscriptions())
         op = new_event_op(event, obj, payload, router, at, batch_key=event_key(event))
@@ -63,15 +63,8 @@ def publish_in_transaction(
         except ConcurrencyConflict:
             continue
         if op.seq is None:
-            return _original(tx, event)
+            return original_of(event, tx.find_events(event.id))
         return event
     raise ConcurrencyConflict(
         f"event {event.id!r} could not be published: the subscriptions kept changing"
     )
-
-
-def _original(tx: Transaction, event: Event) -> Event:
-    for stored in tx.find_events(event.id):
-        if stored.event.source == event.source:
-            return stored.event
-    return event

@@ -31,7 +31,7 @@ from legato.storage.base import NewDelivery, NewEvent, Store, Write
 
 log = logging.getLogger(__name__)
 
-_ROUTE_ATTEMPTS = 20
+ROUTE_ATTEMPTS = 20
 """Publishes refused for a stale registry before giving up (each means it changed again)."""
 
 OwnerOf = Callable[[str], str | None]
@@ -207,7 +207,7 @@ async def publish(
     """
     obj, payload = encode_event(event, limit)
     requests = await store.find_events(event.causationid) if event.causationid else []
-    for attempt in range(_ROUTE_ATTEMPTS):
+    for attempt in range(ROUTE_ATTEMPTS):
         if not router.is_loaded or attempt:
             await router.refresh(store)
         op = new_event_op(
@@ -233,13 +233,19 @@ async def publish(
         return event
     raise ConcurrencyConflict(
         f"event {event.id!r} could not be published: the subscriptions kept changing "
-        f"({_ROUTE_ATTEMPTS} attempts)"
+        f"({ROUTE_ATTEMPTS} attempts)"
     )
 
 
 async def stored_original(store: Store, event: Event) -> Event:
     """The event already stored under ``event``'s source and id (a duplicate publish)."""
-    for stored in await store.find_events(event.id):
+    return original_of(event, await store.find_events(event.id))
+
+
+def original_of(event: Event, found: Sequence[StoredEvent]) -> Event:
+    """Of the events ``found`` with ``event``'s id, the one from its source; ``event``
+    itself if none (pruned meanwhile: the duplicate is all there is to show)."""
+    for stored in found:
         if stored.event.source == event.source:
             return stored.event
-    return event  # pruned meanwhile: the duplicate is all there is to show
+    return event

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from legato.bus.consumer import HandlerScope, decode_reply
@@ -284,8 +284,3 @@ def reply_attributes(request: Event) -> dict[str, Any]:
     if not isinstance(request, Event):
         raise DefinitionError(f"legato.reply answers a legato.Event, got {request!r}")
     return {"correlationid": request.correlationid or request.id, "causationid": request.id}
-
-
-def at_time(ts: float) -> datetime:
-    """Unix seconds as an aware datetime."""
-    return datetime.fromtimestamp(ts, UTC)

@@ -163,7 +163,6 @@ class Engine:
         if subscriptions:
             await self.store.register_subscriptions(subscriptions, now)
         await self.router.refresh(self.store)
-        self.consumer = Consumer(self, self.registry.subscriptions)
         self.consumer.start()
         self._last_heartbeat = now
         self.running = True
