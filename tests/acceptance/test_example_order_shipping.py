@@ -33,7 +33,6 @@ from examples.order_shipping.stages import OrderStage, order_stages
 import legato
 from legato.testing import FakeClock
 from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
-from tests.acceptance.settling import advance, settle
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -67,7 +66,7 @@ async def app(database: str, clock: FakeClock, shop: Shop) -> AsyncIterator[lega
 async def start(app: legato.App, clock: FakeClock, order: dict[str, Any]) -> legato.RunHandle:
     """Start ``fulfil_order`` and let everything run that needs no time to pass."""
     run = await app.start("fulfil_order", order, run_id=f"order-{order['id']}")
-    await settle(app, clock)
+    await clock.settle()
     return run
 
 
@@ -98,7 +97,7 @@ async def test_orchestrator_waits_for_the_reply_while_the_parcel_is_packed(
     assert shop.orders.statuses["124"] == "Created"
     assert shop.effects_of("124")[-1] == "reserved sofa"  # packing, not yet handed over
 
-    await advance(app, clock, timedelta(seconds=2))
+    await clock.advance(timedelta(seconds=2))
 
     assert (await run.result(timeout=1))["status"] == "Shipped"
     assert (await run.describe()).published[0].replied
@@ -160,10 +159,10 @@ async def test_order_is_canceled_and_refunded_when_shipping_never_answers(
         [request] = await app.list_events(type="shipping.requested")
         assert request.routed == 0  # unrouted, kept in the log
 
-        await advance(app, clock, SHIPPING_TIMEOUT - timedelta(seconds=1))
+        await clock.advance(SHIPPING_TIMEOUT - timedelta(seconds=1))
         assert (await run.describe()).status is legato.RunStatus.WAITING
 
-        await advance(app, clock, timedelta(seconds=1))
+        await clock.advance(timedelta(seconds=1))
         result = await run.result(timeout=1)
     assert result == {
         "status": "Canceled",
@@ -181,7 +180,7 @@ async def test_orders_in_flight_show_different_stages_side_by_side(
     orders = (ORDER_123, ORDER_124, ORDER_125, ORDER_126)
     for order in orders:
         await app.start("fulfil_order", order, run_id=f"order-{order['id']}")
-    await settle(app, clock)
+    await clock.settle()
 
     stages = {stage.order_id: stage for stage in await order_stages(app)}
 
@@ -193,7 +192,7 @@ async def test_orders_in_flight_show_different_stages_side_by_side(
     assert stages["125"].next.startswith("retry step 'create_order' (attempt 2) at ")
     assert (stages["126"].status, stages["126"].run_status) == ("Canceled", "completed")
 
-    await advance(app, clock, timedelta(seconds=3))  # the retry (1.5 s to 3 s) and the packing
+    await clock.advance(timedelta(seconds=3))  # the retry (1.5 s to 3 s) and the packing
 
     assert [(s.order_id, s.status) for s in await order_stages(app)] == [
         ("123", "Shipped"),
@@ -239,8 +238,8 @@ async def test_reply_finds_the_order_after_both_sides_restart(
 
     # When a new worker starts and the packing time passes,
     async with build() as second:
-        await settle(second, clock)
-        await advance(second, clock, timedelta(seconds=2))
+        await clock.settle()
+        await clock.advance(timedelta(seconds=2))
         result = await second.result("order-124", timeout=1)
 
     # then the shipping service replies and the orchestrator, replayed, ships the order.

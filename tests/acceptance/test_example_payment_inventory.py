@@ -27,7 +27,6 @@ from examples.payment_inventory_notification.services import (
 import legato
 from legato.testing import FakeClock, received
 from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
-from tests.acceptance.settling import advance, settle
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -68,7 +67,7 @@ async def chain(database: str, clock: FakeClock, shop: Shop) -> AsyncIterator[le
 async def place_saga_order(app: legato.App, clock: FakeClock, order: dict[str, str]) -> str:
     """Run ``place_order`` for ``order`` as far as it goes without time passing."""
     run = await app.start("place_order", order, run_id=f"saga-{order['id']}")
-    await settle(app, clock)
+    await clock.settle()
     return run.run_id
 
 
@@ -76,7 +75,7 @@ async def place_chain_order(app: legato.App, clock: FakeClock, order: dict[str, 
     """Publish ``order.placed`` and let the services react as far as they go."""
     correlation_id = f"chain-{order['id']}"
     await choreographed.place_order(app, order, correlation_id)
-    await settle(app, clock)
+    await clock.settle()
     return correlation_id
 
 
@@ -135,7 +134,7 @@ async def test_saga_refund_is_retried_until_the_gateway_answers(
     [step] = [s for s in (await saga.describe(run_id)).steps if s.name == "authorize_payment"]
     assert step.compensation == "retrying"
 
-    await advance(saga, clock, timedelta(seconds=5))  # two backoffs of the compensation
+    await clock.advance(timedelta(seconds=5))  # two backoffs of the compensation
 
     with pytest.raises(legato.errors.RunFailed) as failed:
         await saga.result(run_id, timeout=1)
@@ -149,7 +148,7 @@ async def test_saga_whose_refund_keeps_failing_ends_compensation_failed_for_an_o
     shop.payments.refund_outages = 100
     run_id = await place_saga_order(saga, clock, OUT_OF_STOCK_ORDER)
 
-    await advance(saga, clock, timedelta(minutes=5))  # every attempt of the compensation
+    await clock.advance(timedelta(minutes=5))  # every attempt of the compensation
 
     description = await saga.describe(run_id)
     assert description.status is legato.RunStatus.COMPENSATION_FAILED
@@ -199,7 +198,7 @@ async def test_choreographed_refund_is_retried_and_refunds_once(
     correlation_id = await place_chain_order(chain, clock, OUT_OF_STOCK_ORDER)
     assert await types_of(chain, correlation_id) == FAILURE_CHAIN[:3]  # refund failed once
 
-    await advance(chain, clock, timedelta(seconds=1))  # the delivery's first backoff
+    await clock.advance(timedelta(seconds=1))  # the delivery's first backoff
 
     assert await types_of(chain, correlation_id) == FAILURE_CHAIN
     assert [p.refunds for p in shop.payments.of_order("o-2")] == [1]
@@ -218,7 +217,7 @@ async def test_choreographed_refund_that_keeps_failing_is_a_dead_letter_nobody_e
     shop.payments.refund_outages = 100
     correlation_id = await place_chain_order(chain, clock, OUT_OF_STOCK_ORDER)
 
-    await advance(chain, clock, timedelta(minutes=5))  # every attempt of the delivery
+    await clock.advance(timedelta(minutes=5))  # every attempt of the delivery
 
     [dead] = await chain.list_dead_letters()
     assert (dead.subscription, dead.attempts) == ("payments.refund", 4)  # REFUND_RETRY
@@ -232,7 +231,7 @@ async def test_choreographed_refund_that_keeps_failing_is_a_dead_letter_nobody_e
     # Redriving the dead letter once the gateway is back finishes the flow.
     shop.payments.refund_outages = 0
     assert await chain.redrive(subscription="payments.refund") == 1
-    await settle(chain, clock)
+    await clock.settle()
     assert await types_of(chain, correlation_id) == FAILURE_CHAIN
     assert [p.refunds for p in shop.payments.of_order("o-2")] == [1]
 

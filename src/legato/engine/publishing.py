@@ -212,18 +212,24 @@ async def direct(
     async def write(ops: list[Write]) -> None:
         await engine.journal.commit(ops, ops[0].run_id)
 
-    return await publish(
-        engine.store,
-        engine.router,
-        event,
-        write,
-        at=engine.clock.time(),
-        limit=engine.max_payload_bytes,
-        owner_of=engine.consumer.owner_of,
-        published_by=published_by,
-        call_key=call_key,
-        after=delivered,
-    )
+    engine.publishing += 1  # FakeClock.settle waits for it: it reads and writes the store
+    try:
+        return await publish(
+            engine.store,
+            engine.router,
+            event,
+            write,
+            at=engine.clock.time(),
+            limit=engine.max_payload_bytes,
+            owner_of=engine.consumer.owner_of,
+            published_by=published_by,
+            call_key=call_key,
+            after=delivered,
+        )
+    finally:
+        engine.publishing -= 1
+        if not engine.publishing:
+            engine.note_quiet()
 
 
 async def from_step(

@@ -8,6 +8,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,10 @@ class StepThreads:
         self._lock = threading.Lock()
         self._closed = False
         self._warned_full = False
+        # Jobs someone still awaits, with when they were submitted (FakeClock.settle waits
+        # for the young ones): a job whose waiter gave up (a timeout abandoned it) leaves
+        # this map though its thread runs on.
+        self.awaited: dict[asyncio.Future[Any], float] = {}
 
     @property
     def busy(self) -> int:
@@ -88,8 +93,17 @@ class StepThreads:
                 "raise step_threads or give those steps a timeout",
                 self.size,
             )
+        self.awaited[future] = time.monotonic()
+        future.add_done_callback(self._forget)
         self._jobs.put(_Job(call, loop, future, on_start))
         return future
+
+    def _forget(self, future: asyncio.Future[Any]) -> None:
+        self.awaited.pop(future, None)
+
+    def running_since(self, since: float) -> list[asyncio.Future[Any]]:
+        """The awaited jobs submitted after ``since`` (``time.monotonic()``)."""
+        return [future for future, at in self.awaited.items() if at > since]
 
     def shutdown(self) -> None:
         """Take no more jobs; idle threads exit, busy ones are abandoned (daemons)."""

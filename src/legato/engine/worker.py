@@ -57,6 +57,8 @@ _DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
 _ENGINE_GC_THRESHOLD = (50_000, 20, 100)
 
 _MAX_UPKEEP_BACKOFF_S = 5.0
+# FakeClock.settle waits this long (real seconds) for a def step or handler on a thread.
+SETTLE_THREAD_GRACE_S = 1.0
 """The longest wait between upkeep passes while the database keeps failing."""
 
 DEFAULT_MAX_HISTORY = 20_000
@@ -127,6 +129,7 @@ class Engine:
         self._poke = asyncio.Event()
         self._pass_done = asyncio.Event()
         self._quiet = asyncio.Event()
+        self.publishing = 0  # publishes outside workflow code in progress (publishing.direct)
         self._pass_done.set()
         self._last_heartbeat = 0.0
         self._to_release: list[str] = []
@@ -437,7 +440,8 @@ class Engine:
         self._pass_done.clear()
 
     def is_idle(self) -> bool:
-        """Nothing to commit, no upkeep pending, every live run parked or in a step.
+        """Nothing to commit, no upkeep pending, no sync step or handler awaited on a
+        thread, every live run parked or awaiting a step.
 
         Used by ``FakeClock.settle`` (tests); it looks at every live run.
         """
@@ -445,11 +449,20 @@ class Engine:
             self.journal.is_idle
             and self._pass_done.is_set()
             and self.consumer.is_idle
+            and not self.publishing
+            and not self._young_thread_jobs()
             and not any(ex.busy for ex in self.live.values())
         )
 
+    def _young_thread_jobs(self) -> list[asyncio.Future[Any]]:
+        """Sync steps and handlers awaited for less than ``SETTLE_THREAD_GRACE_S``: longer,
+        one is taken to wait on something outside the engine (the test itself)."""
+        if not self.steps.threads.awaited:
+            return []
+        return self.steps.threads.running_since(time.monotonic() - SETTLE_THREAD_GRACE_S)
+
     def note_quiet(self) -> None:
-        """A run just parked, started a step attempt, or ended."""
+        """A run just parked, started a step attempt, or ended; or a publish finished."""
         self._quiet.set()
 
     async def next_wake(self) -> float | None:
@@ -463,8 +476,13 @@ class Engine:
         """Wait for the upkeep pass and the journal, and a little for a busy run to quiet."""
         await self._pass_done.wait()
         await self.journal.wait_idle()
-        if any(ex.busy for ex in self.live.values()):
-            # Runs wait on real I/O (database reads): wait for one to quiet, briefly.
+        jobs = self._young_thread_jobs()
+        if jobs:
+            # A def step or handler runs on a thread: its result comes back to the loop.
+            await asyncio.wait(jobs, timeout=0.05)
+        if self.publishing or any(ex.busy for ex in self.live.values()):
+            # Runs and publishes wait on real I/O (database reads): wait for one to quiet,
+            # briefly.
             self._quiet.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._quiet.wait(), 0.05)
@@ -490,6 +508,9 @@ class Engine:
                     else:
                         await self._register_again()
                     await self._reap_dead_workers()
+                    # Now and then, not every pass: a publish routed by an old registry is
+                    # refused by its guard and routed again with the new one anyway.
+                    await self.router.refresh(self.store)
                 if self._to_release:
                     await self.journal.flush()
                     released = list(self._to_release)
@@ -497,7 +518,6 @@ class Engine:
                     del self._to_release[: len(released)]  # only once the release is durable
                 while await self._claim():
                     pass
-                await self.router.refresh(self.store)
                 while await self.consumer.claim():
                     pass
                 for run_id in await self.store.cancel_requests(self.worker_id):

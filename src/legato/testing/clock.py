@@ -108,9 +108,11 @@ class FakeClock:
         """Let woken code run until everything waits again; no time passes.
 
         Quiet means: every watching engine is idle (records committed, no claim pass
-        pending) and the event loop has had nothing ready for a few turns in a row. Code
-        waiting on real I/O outside the engine (a sync step's thread) is not waited for.
-        Gives up quietly after ``rounds`` loop turns or ``limit`` real seconds.
+        pending, deliveries handled, and what they published delivered too) and the event
+        loop has had nothing ready for a few turns in a row. A ``def`` step or handler runs
+        on a thread: it is waited for up to a second of real time; one still running then
+        is taken to wait on something outside the engine (the test itself), and is not
+        waited for. Gives up quietly after ``rounds`` loop turns or ``limit`` real seconds.
         """
         loop = asyncio.get_running_loop()
         quiet = 0
