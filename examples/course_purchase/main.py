@@ -35,7 +35,7 @@ from examples.course_purchase.app import (
 )
 
 import legato
-from legato.model.deliveries import Delivery, StoredEvent
+from legato import Delivery, StoredEvent
 
 
 async def reactions(run_id: str, timeout: float = 10.0) -> list[tuple[StoredEvent, list[Delivery]]]:

@@ -34,6 +34,7 @@ from legato.model import (
     TaskStatus,
     records,
 )
+from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent, SubscriptionInfo
 from legato.model.description import Ownership, PublishedEvent, RunDescription, StepSummary
 from legato.model.events import Event
 from legato.model.workers import WorkerInfo
@@ -44,7 +45,9 @@ __all__ = [
     "App",
     "AsyncClient",
     "Client",
+    "Delivery",
     "DeliveryInfo",
+    "DeliveryStatus",
     "Event",
     "EventKind",
     "HistoryEvent",
@@ -56,6 +59,8 @@ __all__ = [
     "RunHandle",
     "RunStatus",
     "StepSummary",
+    "StoredEvent",
+    "SubscriptionInfo",
     "SyncRunHandle",
     "Task",
     "TaskStatus",

@@ -9,6 +9,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -359,6 +360,19 @@ def test_help_shows_flags_without_a_bool_metavar(tmp_path: Path, command: list[s
     assert result.returncode == 0, result.stderr
     assert "<bool>" not in result.stdout, result.stdout
     assert "--help" in result.stdout
+
+
+def test_python_m_legato_is_the_legato_command(tmp_path: Path) -> None:
+    # For a venv whose scripts are not on PATH: the same commands, the same output.
+    result = subprocess.run(
+        [sys.executable, "-m", "legato", "runs", "list", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--status" in result.stdout and "python -m legato" in result.stdout
 
 
 def test_worker_help_lists_log_level_and_concurrency(tmp_path: Path) -> None:
