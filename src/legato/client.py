@@ -60,6 +60,10 @@ class _RunSource(Protocol):
     async def cancel(self, run_id: str) -> RunStatus: ...
 
 
+_MAX_LISTED_EVENTS = 10_000
+"""The most events of one run that ``describe`` lists."""
+
+
 class RunHandle:
     """A handle on one run: wait for its result, describe it, cancel it."""
 
@@ -218,6 +222,7 @@ class AsyncClient(AsyncBusClient):
             await self._store.history(run_id),
             workers=await self._store.list_workers(),
             workflows=await self._store.list_workflows(),
+            events=await self._store.list_events(run_id=run_id, limit=_MAX_LISTED_EVENTS),
         )
 
     async def history(self, run_id: str) -> list[HistoryEvent]:

@@ -196,6 +196,7 @@ def test_runs_show_lists_the_events_a_run_published_and_the_replies_it_awaits(
             "awaiting": None,
             "replied": False,
             "timed_out": False,
+            "step": None,
         },
         {
             "key": "2",
@@ -204,5 +205,6 @@ def test_runs_show_lists_the_events_a_run_published_and_the_replies_it_awaits(
             "awaiting": ["stock.ok", "stock.out"],
             "replied": False,
             "timed_out": False,
+            "step": None,
         },
     ]

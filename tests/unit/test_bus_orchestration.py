@@ -85,7 +85,10 @@ async def test_an_event_published_by_a_failed_run_attempt_is_not_published_again
     seen: list[str] = []
 
     def define(app: legato.App) -> SimpleNamespace:
-        @app.step(retry=legato.Retry(max_attempts=2, initial_interval=timedelta(seconds=1)))
+        @app.step(
+            name="charge",
+            retry=legato.Retry(max_attempts=2, initial_interval=timedelta(seconds=1)),
+        )
         async def charge(order: dict) -> str:
             await legato.publish("payment.charged", order)
             calls["charge"] += 1
@@ -111,6 +114,10 @@ async def test_an_event_published_by_a_failed_run_attempt_is_not_published_again
     assert len(seen) == 1
     [event] = await harness.running.list_events()
     assert event.event.correlationid == "buy-1"
+    assert (event.run_id, event.call_key) == ("buy-1", "1")  # the step's call, as a run's
+    # describe() (and legato runs show) lists it with the step that published it.
+    [published] = (await harness.running.describe("buy-1")).published
+    assert (published.key, published.step, published.event_id) == ("1", "charge", event.event.id)
 
 
 # -- triggers ----------------------------------------------------------------------------------

@@ -252,7 +252,8 @@ def published_table(description: RunDescription) -> Table:
             reply = Text("timed out", style="yellow")
         else:
             reply = Text(f"awaits {', '.join(p.awaiting)}", style="magenta")
-        table.add_row(p.key, Text(p.type), Text(p.event_id), reply)
+        key = p.key if p.step is None else f"{p.key} (step {p.step})"
+        table.add_row(key, Text(p.type), Text(p.event_id), reply)
     return table
 
 

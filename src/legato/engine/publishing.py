@@ -253,7 +253,9 @@ async def from_step(
         correlationid=ex.correlation_id,
         recorded_at=engine.clock.time(),
     )
-    return await direct(engine, event, published_by=ex.run_id, call_key=step_key)
+    # The step's call key in the run ("2", or "2:compensate"), as a workflow publish has its own.
+    call = step_key.removeprefix(f"{ex.run_id}:")
+    return await direct(engine, event, published_by=ex.run_id, call_key=call)
 
 
 async def from_handler(

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from legato.model.deliveries import StoredEvent
 from legato.model.history import HistoryEvent
 from legato.model.index import HistoryIndex
 from legato.model.runs import Run, RunStatus, continued_as
@@ -30,7 +31,11 @@ class StepSummary:
 @dataclass(frozen=True, slots=True)
 class PublishedEvent:
     """An event the run published (``legato.publish``) or a request it made
-    (``legato.request``: ``awaiting`` the reply types, ``replied`` once one came)."""
+    (``legato.request``: ``awaiting`` the reply types, ``replied`` once one came).
+
+    ``key`` is the call that published it: the workflow's own call, or (``step`` names
+    it) the step call whose code published it.
+    """
 
     key: str
     type: str
@@ -38,6 +43,7 @@ class PublishedEvent:
     awaiting: list[str] | None = None
     replied: bool = False
     timed_out: bool = False
+    step: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,26 @@ class RunDescription:
         return data  # type: ignore[no-any-return]  # clean() of a dict is a dict
 
 
+def _step_publishes(
+    index: HistoryIndex, events: Sequence[StoredEvent], seen: set[str]
+) -> list[PublishedEvent]:
+    """What the run's steps published (``events``: the log's events of this run)."""
+    out = []
+    for stored in events:
+        if stored.event.id in seen or stored.call_key is None:
+            continue
+        call = index.calls.get(stored.call_key.removesuffix(":compensate"))
+        out.append(
+            PublishedEvent(
+                stored.call_key,
+                stored.event.type,
+                stored.event.id,
+                step=None if call is None else call.name,
+            )
+        )
+    return out
+
+
 def describe_run(
     run: Run,
     history: list[HistoryEvent],
@@ -100,6 +126,7 @@ def describe_run(
     workflows: Sequence[str] | None = None,
     now: datetime | None = None,
     lease: timedelta = DEFAULT_LEASE,
+    events: Sequence[StoredEvent] = (),
 ) -> RunDescription:
     """Derive a ``RunDescription`` from a run and its history (pure).
 
@@ -144,6 +171,9 @@ def describe_run(
         for key, call in index.calls.items()
         if call.kind in ("publish", "request") and call.published is not None
     ]
+    published += _step_publishes(index, events, {p.event_id for p in published})
+    in_log = {stored.event.id: stored.seq for stored in events}
+    published.sort(key=lambda p: in_log.get(p.event_id, 0))  # in the order they were published
     waits = [
         {
             "kind": call.kind,
