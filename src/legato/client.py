@@ -12,8 +12,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-import jsonschema
-
 from legato import lifecycle
 from legato.bus.clients import CLIENT_SOURCE, AsyncBusClient, BusClient
 from legato.bus.publishing import Router
@@ -345,6 +343,8 @@ class AsyncClient(AsyncBusClient):
         if task.status is not TaskStatus.OPEN:
             raise TaskClosed(task_id, task.status.value)
         if task.form is not None:
+            import jsonschema  # here: it costs 0.1 s to import, and few commands need it
+
             error = jsonschema.exceptions.best_match(
                 jsonschema.validators.validator_for(task.form)(task.form).iter_errors(response)
             )

@@ -10,8 +10,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import jsonschema
-
 from legato.errors import (
     ChildFailed,
     DefinitionError,
@@ -115,6 +113,8 @@ async def human_task(
         return record.payload
     if record is None:
         if form is not None:
+            import jsonschema  # here: it costs 0.1 s to import, and few runs need it
+
             try:
                 jsonschema.validators.validator_for(form).check_schema(form)
             except jsonschema.SchemaError as exc:
