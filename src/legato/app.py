@@ -548,7 +548,8 @@ class App:
         )
 
     async def get_event(self, event_id: str, source: str | None = None) -> StoredEvent:
-        """The stored event with this id; raises ``EventNotFound``."""
+        """The stored event with this id (and source, when ids repeat across sources); raises
+        ``EventNotFound``, or ``AmbiguousEvent`` for an id several sources published."""
         return await self._client.get_event(event_id, source)
 
     async def deliveries(self, event_id: str, source: str | None = None) -> list[Delivery]:

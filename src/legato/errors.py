@@ -369,6 +369,19 @@ class EventNotFound(BusError, LookupError):
         self.source = source
 
 
+class AmbiguousEvent(BusError, LookupError):
+    """An event id that several sources published (an id is unique per source): say which
+    with ``source=``."""
+
+    def __init__(self, event_id: str, sources: list[str]) -> None:
+        super().__init__(
+            f"event id {event_id!r} was published by several sources ({', '.join(sources)}): "
+            "say which (source=...)"
+        )
+        self.event_id = event_id
+        self.sources = sources
+
+
 class UnknownSubscription(BusError, LookupError):
     """No subscription of this name is registered on the database."""
 

@@ -389,3 +389,17 @@ async def test_a_subscription_registered_later_receives_what_a_stale_publisher_s
         await client.publish("order.placed", {"n": 1})
         await advance(clock, timedelta(seconds=1))
         await settle_until(lambda: got == [1])
+
+
+async def test_an_id_two_sources_published_asks_for_the_source(
+    backend_app: legato.App, clock: FakeClock
+) -> None:
+    app = backend_app
+    async with app:
+        await app.publish("order.placed", {"n": 1}, id="e-1", source="/shop")
+        await app.publish("order.placed", {"n": 2}, id="e-1", source="/erp")
+        with pytest.raises(legato.errors.AmbiguousEvent) as caught:
+            await app.get_event("e-1")
+        assert sorted(caught.value.sources) == ["/erp", "/shop"]
+        assert "source=" in str(caught.value)
+        assert (await app.get_event("e-1", source="/erp")).event.data == {"n": 2}

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from legato.bus.outbox import publish_in_transaction
 from legato.bus.publishing import Router, build_event, publish
 from legato.bus.subscriptions import ordering_key
-from legato.errors import DefinitionError, EventNotFound, UnknownSubscription
+from legato.errors import AmbiguousEvent, DefinitionError, EventNotFound, UnknownSubscription
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent, SubscriptionInfo
 from legato.model.events import Event
 from legato.model.patterns import compile_pattern
@@ -177,11 +177,7 @@ class AsyncBusClient:
         if not found:
             raise EventNotFound(event_id, source)
         if len(found) > 1:
-            sources = ", ".join(e.event.source for e in found)
-            raise DefinitionError(
-                f"event id {event_id!r} was published by several sources ({sources}): "
-                "say which (source=...)"
-            )
+            raise AmbiguousEvent(event_id, [e.event.source for e in found])
         return found[0]
 
     async def deliveries(self, event_id: str, source: str | None = None) -> list[Delivery]:

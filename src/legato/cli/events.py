@@ -22,7 +22,7 @@ from legato.cli.errors import USAGE, fail
 from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
 from legato.cli.render import console, print_json, print_table
 from legato.cli.render_bus import delivery_json, event_view, events_table, stored_event_json
-from legato.errors import DefinitionError, EventNotFound
+from legato.errors import AmbiguousEvent, EventNotFound
 
 events_app = typer.Typer(help="List, show, publish, replay and prune events.", no_args_is_help=True)
 
@@ -85,10 +85,10 @@ def _window(since: str | None, until: str | None) -> tuple[datetime | None, date
 @contextmanager
 def one_source() -> Iterator[None]:
     """Say ``--source`` when an event id names events of several sources (the client's
-    ``DefinitionError`` says ``source=...``, as the Python API takes it)."""
+    ``AmbiguousEvent`` says ``source=...``, as the Python API takes it)."""
     try:
         yield
-    except DefinitionError as exc:
+    except AmbiguousEvent as exc:
         raise fail(str(exc), hint="say which with --source SOURCE", exit_code=USAGE) from None
 
 
