@@ -8,12 +8,17 @@ Elsewhere only the lease decides (``Engine``).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
 import uuid
+from datetime import timedelta
 
 from legato.model.workers import WorkerInfo
+from legato.storage.base import Store
+
+log = logging.getLogger("legato.engine.worker")  # its messages, as they always were
 
 
 def new_worker_id() -> str:
@@ -72,3 +77,31 @@ def is_dead_here(worker: WorkerInfo) -> bool:
         return True
     started_at = process_started_at(worker.pid)
     return started_at is not None and started_at > worker.started_at.timestamp() + _CLOCK_SLACK_S
+
+
+async def reap_dead_workers(store: Store, worker_id: str, lease_s: float) -> None:
+    """Remove the rows of workers presumed dead (silent past their lease, or gone from
+    this host), releasing their runs, and release runs no worker row names."""
+    host = this_host()
+    now = time.time()
+    dead = [
+        w.worker_id
+        for w in await store.list_workers()
+        if w.worker_id != worker_id
+        and (
+            # By its own lease (it heartbeats for that), else by ours.
+            now - w.heartbeat_at.timestamp()
+            > w.lease_or(timedelta(seconds=lease_s)).total_seconds()
+            or (w.host == host and is_dead_here(w))
+        )
+    ]
+    if dead:
+        released = await store.remove_workers(dead)
+        log.info("released %d run(s) of %d dead worker(s)", released, len(dead))
+    orphans = await store.release_orphaned_runs()
+    if orphans:
+        log.warning(
+            "released %d run(s) owned by a worker id that no worker row names (a worker "
+            "presumed dead wrote them before it noticed)",
+            orphans,
+        )

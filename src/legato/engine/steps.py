@@ -101,8 +101,11 @@ class StepThreads:
     def _forget(self, future: asyncio.Future[Any]) -> None:
         self.awaited.pop(future, None)
 
-    def running_since(self, since: float) -> list[asyncio.Future[Any]]:
-        """The awaited jobs submitted after ``since`` (``time.monotonic()``)."""
+    def recent(self, grace_s: float) -> list[asyncio.Future[Any]]:
+        """The jobs awaited now that were submitted less than ``grace_s`` seconds ago."""
+        if not self.awaited:
+            return []
+        since = time.monotonic() - grace_s
         return [future for future, at in self.awaited.items() if at > since]
 
     def shutdown(self) -> None:

@@ -37,7 +37,7 @@ from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
 from legato.engine.execution import RunExecution
 from legato.engine.journal import Journal
-from legato.engine.liveness import is_dead_here, new_worker_id, this_host
+from legato.engine.liveness import new_worker_id, reap_dead_workers, this_host
 from legato.engine.registry import Registry, Workflow
 from legato.engine.steps import StepRunner
 from legato.errors import DatabaseMoved, RunAlreadyExists, StorageError, UnknownWorkflow
@@ -169,7 +169,7 @@ class Engine:
         self.consumer.start()
         self._last_heartbeat = now
         self.running = True
-        await self._reap_dead_workers()
+        await reap_dead_workers(self.store, self.worker_id, self.lease_s)
         while await self._claim():
             pass
         while await self.consumer.claim():
@@ -450,16 +450,9 @@ class Engine:
             and self._pass_done.is_set()
             and self.consumer.is_idle
             and not self.publishing
-            and not self._young_thread_jobs()
+            and not self.steps.threads.recent(SETTLE_THREAD_GRACE_S)
             and not any(ex.busy for ex in self.live.values())
         )
-
-    def _young_thread_jobs(self) -> list[asyncio.Future[Any]]:
-        """Sync steps and handlers awaited for less than ``SETTLE_THREAD_GRACE_S``: longer,
-        one is taken to wait on something outside the engine (the test itself)."""
-        if not self.steps.threads.awaited:
-            return []
-        return self.steps.threads.running_since(time.monotonic() - SETTLE_THREAD_GRACE_S)
 
     def note_quiet(self) -> None:
         """A run just parked, started a step attempt, or ended; or a publish finished."""
@@ -476,7 +469,7 @@ class Engine:
         """Wait for the upkeep pass and the journal, and a little for a busy run to quiet."""
         await self._pass_done.wait()
         await self.journal.wait_idle()
-        jobs = self._young_thread_jobs()
+        jobs = self.steps.threads.recent(SETTLE_THREAD_GRACE_S)
         if jobs:
             # A def step or handler runs on a thread: its result comes back to the loop.
             await asyncio.wait(jobs, timeout=0.05)
@@ -507,7 +500,7 @@ class Engine:
                         self._last_heartbeat = now
                     else:
                         await self._register_again()
-                    await self._reap_dead_workers()
+                    await reap_dead_workers(self.store, self.worker_id, self.lease_s)
                     # Now and then, not every pass: a publish routed by an old registry is
                     # refused by its guard and routed again with the new one anyway.
                     await self.router.refresh(self.store)
@@ -629,28 +622,3 @@ class Engine:
             list(self.registry.workflows),
             self.lease_s,
         )
-
-    async def _reap_dead_workers(self) -> None:
-        host = this_host()
-        now = time.time()
-        dead = [
-            w.worker_id
-            for w in await self.store.list_workers()
-            if w.worker_id != self.worker_id
-            and (
-                # By its own lease (it heartbeats for that), else by ours.
-                now - w.heartbeat_at.timestamp()
-                > w.lease_or(timedelta(seconds=self.lease_s)).total_seconds()
-                or (w.host == host and is_dead_here(w))
-            )
-        ]
-        if dead:
-            released = await self.store.remove_workers(dead)
-            log.info("released %d run(s) of %d dead worker(s)", released, len(dead))
-        orphans = await self.store.release_orphaned_runs()
-        if orphans:
-            log.warning(
-                "released %d run(s) owned by a worker id that no worker row names (a worker "
-                "presumed dead wrote them before it noticed)",
-                orphans,
-            )
