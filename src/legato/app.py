@@ -16,7 +16,7 @@ from legato.engine import publishing
 from legato.engine.clock import Clock
 from legato.engine.registry import Registry, Step, Workflow
 from legato.engine.worker import DEFAULT_MAX_HISTORY, Engine
-from legato.errors import NotRunning, RunNotFound
+from legato.errors import DefinitionError, NotRunning, RunNotFound
 from legato.model import HistoryEvent, Retry, Run, RunStatus, Task
 from legato.model.deliveries import Delivery, StoredEvent, SubscriptionInfo
 from legato.model.description import RunDescription
@@ -559,6 +559,17 @@ class App:
     async def list_subscriptions(self) -> list[SubscriptionInfo]:
         """Subscriptions registered on this database (by this app or any other)."""
         return await self._client.list_subscriptions()
+
+    async def remove_subscription(self, name: str) -> int:
+        """Forget a subscription another app (or an older version of this one) defined,
+        with its deliveries (see ``AsyncClient.remove_subscription``). One this app
+        defines is refused: it would be registered again when the app starts."""
+        if name in self.registry.subscriptions:
+            raise DefinitionError(
+                f"subscription {name!r} is defined by this app: remove its handler from the "
+                "code (and from every worker's) before removing it from the database"
+            )
+        return await self._client.remove_subscription(name)
 
     async def list_dead_letters(
         self, *, subscription: str | None = None, limit: int = 100

@@ -338,3 +338,29 @@ def test_prune_refuses_a_duration_it_cannot_use_and_prunes_nothing(
 
     assert_refused(shop.run("events", "prune", "--older-than", bad), 2, expected)
     assert ids(shop.json("events", "list")) == ["n-1"]
+
+
+# -- subscriptions -------------------------------------------------------------------------
+
+
+def test_subscriptions_list_and_remove_one_whose_handler_is_gone(shop: Cli) -> None:
+    publish(shop, "order.packed", {"n": 1}, "--id", "p-1")  # nobody delivers it here
+    listed = {s["name"]: s for s in shop.json("subscriptions", "list")}
+    assert {"audit", "billing", "warehouse", "notify", "workflow:fulfil"} <= set(listed)
+    assert (listed["notify"]["kind"], listed["notify"]["pattern"]) == ("handler", "order.packed")
+    assert listed["notify"]["pending"] == 1 and listed["notify"]["dead"] == 0
+    assert "notify" in shop.ok("subscriptions", "list")
+
+    # notify's handler is gone from the code: its pending delivery holds p-1 back.
+    removed = shop.json("subscriptions", "remove", "notify")
+    assert removed == {"subscription": "notify", "deliveries_removed": 1}
+    assert "notify" not in {s["name"] for s in shop.json("subscriptions", "list")}
+    assert deliveries(shop, "p-1") == {"audit": deliveries(shop, "p-1")["audit"]}
+    # New events are no longer routed to it.
+    assert "notify" not in deliveries(shop, publish(shop, "order.packed", None)["event"]["id"])
+
+
+def test_removing_an_unknown_subscription_is_refused(shop: Cli) -> None:
+    result = shop.run("subscriptions", "remove", "nope")
+    assert_refused(result, 2, "nope", "billing", "nothing was changed")
+    assert len(shop.json("subscriptions", "list")) >= 5

@@ -191,6 +191,32 @@ async def test_publish_routed_by_a_stale_registry_conflicts_and_writes_nothing(
     assert await store.get_run("r1") is None
 
 
+async def test_removing_a_subscription_drops_its_deliveries_and_moves_the_version(
+    store: Store, worker: str
+) -> None:
+    version = await store.register_subscriptions([sub("gone"), sub("kept")], T0)
+    seqs = await publish(
+        store,
+        new_event("e1", to=("gone", "kept"), registry=version),
+        new_event("e2", to=("gone",), registry=version),
+    )
+    await store.claim_deliveries(worker, T0, 1, ["gone"])  # one in flight, one pending
+    assert await store.remove_subscription("gone") == 2
+    after, subs = await store.subscriptions()
+    assert after > version
+    assert [s.name for s in subs] == ["kept"]
+    assert [d.subscription for d in await store.deliveries(seqs[0])] == ["kept"]
+    assert await store.deliveries(seqs[1]) == []
+    assert await store.claim_deliveries(worker, T0, 10, ["gone"]) == []
+    # What was routed by the registry that still had it is refused: routed again.
+    with pytest.raises(ConcurrencyConflict):
+        await store.write([new_event("e3", to=("gone",), registry=version)])
+    # Nothing of it holds an old event back from pruning now.
+    assert await store.prune_events(T0 + 1, 10) == 1  # e2; e1 waits for "kept"
+    assert await store.remove_subscription("gone") is None
+    assert await store.registry_version() == after
+
+
 async def test_publish_routed_by_the_current_registry_is_written(store: Store) -> None:
     version = await store.register_subscriptions([sub("a")], T0)
     assert await publish(store, new_event("e1", to=("a",), registry=version))

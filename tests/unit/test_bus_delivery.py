@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -403,3 +404,39 @@ async def test_an_id_two_sources_published_asks_for_the_source(
         assert sorted(caught.value.sources) == ["/erp", "/shop"]
         assert "source=" in str(caught.value)
         assert (await app.get_event("e-1", source="/erp")).event.data == {"n": 2}
+
+
+async def test_a_subscription_whose_handler_is_gone_is_removed_and_stops_holding_events(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    database = f"sqlite:///{tmp_path}/shop.db"
+    old = legato.App("shop", database, clock=clock)
+
+    @old.on("order.placed", name="legacy_export")
+    async def legacy_export(event: legato.Event) -> None:
+        raise ConnectionError("the old export service is gone")
+
+    async with old:
+        pass  # registers legacy_export, as the old version's worker did
+    new = legato.App("shop", database, clock=clock)
+
+    @new.on("order.placed", name="receipts")
+    async def receipts(event: legato.Event) -> None:
+        pass
+
+    async with new:
+        placed = await new.publish("order.placed", {"id": "o-1"})
+        await clock.advance(timedelta(days=8))
+        assert await new.prune_events(timedelta(days=7)) == 0  # held for legacy_export
+        with pytest.raises(legato.errors.DefinitionError, match="defined by this app"):
+            await new.remove_subscription("receipts")
+        with pytest.raises(UnknownSubscription):
+            await new.remove_subscription("nope")
+
+        assert await new.remove_subscription("legacy_export") == 1
+        assert [s.name for s in await new.list_subscriptions()] == ["receipts"]
+        later = await new.publish("order.placed", {"id": "o-2"})
+        assert [d.subscription for d in await new.deliveries(later.id)] == ["receipts"]
+        assert await new.prune_events(timedelta(days=7)) == 1
+        with pytest.raises(legato.errors.EventNotFound):
+            await new.get_event(placed.id)

@@ -189,12 +189,36 @@ class AsyncBusClient:
         """Subscriptions registered on this database, by name."""
         return (await (await self._open()).subscriptions())[1]
 
+    async def remove_subscription(self, name: str) -> int:
+        """Forget a subscription whose handler is gone from the code, with every delivery
+        to it (pending and dead letters too): new events are no longer routed to it, and
+        ``prune_events`` is no longer held back by what it will never take. Returns how
+        many deliveries went; raises ``UnknownSubscription``.
+
+        A worker whose code still defines it registers it again when it starts.
+        """
+        dropped = await (await self._open()).remove_subscription(name)
+        if dropped is None:
+            raise UnknownSubscription(name, [s.name for s in await self.list_subscriptions()])
+        return dropped
+
     async def _subscription(self, name: str) -> SubscriptionInfo:
         subscriptions = await self.list_subscriptions()
         for sub in subscriptions:
             if sub.name == name:
                 return sub
         raise UnknownSubscription(name, [s.name for s in subscriptions])
+
+    async def list_deliveries(
+        self, *, status: str | None = None, subscription: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        """Deliveries in log order, of one status (``pending``, ``done``, ``dead``) and
+        subscription if given."""
+        if status is not None:
+            DeliveryStatus(status)  # a clear ValueError for a status that does not exist
+        return await (await self._open()).list_deliveries(
+            status=status, subscription=subscription, limit=limit
+        )
 
     # -- dead letters ------------------------------------------------------------------------
 
@@ -430,6 +454,18 @@ class BusClient:
     def list_subscriptions(self) -> list[SubscriptionInfo]:
         """Subscriptions registered on this database."""
         return self._call(self._async.list_subscriptions)
+
+    def list_deliveries(
+        self, *, status: str | None = None, subscription: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        """Deliveries in log order (see ``AsyncClient.list_deliveries``)."""
+        return self._call(
+            self._async.list_deliveries, status=status, subscription=subscription, limit=limit
+        )
+
+    def remove_subscription(self, name: str) -> int:
+        """Forget a subscription and its deliveries (see ``AsyncClient.remove_subscription``)."""
+        return self._call(self._async.remove_subscription, name)
 
     def list_dead_letters(
         self, *, subscription: str | None = None, limit: int = 100

@@ -102,9 +102,6 @@ def list_dead_letters(
 ) -> None:
     """List dead letters, oldest event first, with their last error."""
     with connect(database) as client:
-        # Opens the store: list_dead_letters() alone reads it unopened unless it is given
-        # a subscription ("the SQLite store ... is not open"), a bug of the client's.
-        client.list_subscriptions()
         dead = client.list_dead_letters(subscription=subscription, limit=limit)
         events = _events_of(client, dead)
     if as_json:

@@ -20,6 +20,7 @@ from legato.cli import (
     flows,
     runs,
     signals,
+    subscriptions,
     tasks,
     worker,
     workers,
@@ -41,6 +42,7 @@ cli.add_typer(workers.workers_app, name="workers")
 cli.add_typer(events.events_app, name="events")
 cli.add_typer(deadletters.deadletters_app, name="deadletters")
 cli.add_typer(flows.flows_app, name="flows")
+cli.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)

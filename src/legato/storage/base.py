@@ -458,6 +458,11 @@ class Store(Protocol):
     async def subscriptions(self) -> tuple[int, list[SubscriptionInfo]]:
         """The registry's version and every registered subscription, by name."""
 
+    async def remove_subscription(self, name: str) -> int | None:
+        """Forget subscription ``name`` and every delivery to it (pending, in flight, dead);
+        return how many deliveries went, or None if no such subscription is registered.
+        The registry's version moves: publishers route without it from now on."""
+
     async def registry_version(self) -> int:
         """The registry's version alone (a publisher checks it is still current)."""
 

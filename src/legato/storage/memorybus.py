@@ -207,6 +207,16 @@ class MemoryBus:
             self._registry_version += 1
         return self._registry_version
 
+    async def remove_subscription(self, name: str) -> int | None:
+        """Forget a subscription and its deliveries; the version moves."""
+        if self._subscriptions.pop(name, None) is None:
+            return None
+        doomed = [key for key in self._deliveries if key[0] == name]
+        for key in doomed:
+            del self._deliveries[key]
+        self._registry_version += 1
+        return len(doomed)
+
     async def subscriptions(self) -> tuple[int, list[SubscriptionInfo]]:
         """The registry's version and its subscriptions."""
         out = []

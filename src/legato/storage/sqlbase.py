@@ -100,6 +100,8 @@ class SqlQueries(Protocol):
     bump_registry: str
     subscription_rows: str
     upsert_subscription: str
+    delete_subscription: str
+    delete_subscription_deliveries: str
     insert_event: str
     insert_event_many: str
     last_event_seq: str

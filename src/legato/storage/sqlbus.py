@@ -157,6 +157,19 @@ class SqlBus:
 
         return await self._transact(body)
 
+    async def remove_subscription(self, name: str) -> int | None:
+        """Forget a subscription and its deliveries; the registry's version moves."""
+        q = self.queries
+
+        def body(c: Any) -> int | None:
+            if c.execute(q.delete_subscription, (name,)).rowcount == 0:
+                return None
+            dropped: int = c.execute(q.delete_subscription_deliveries, (name,)).rowcount
+            c.execute(q.bump_registry)
+            return dropped
+
+        return await self._transact(body)
+
     async def subscriptions(self) -> tuple[int, list[SubscriptionInfo]]:
         """The registry's version and its subscriptions.
 

@@ -135,6 +135,8 @@ class SqliteQueries:
     # -- the event bus -------------------------------------------------------------------
     registry_version = "SELECT version FROM registry WHERE id = 1"
     bump_registry = "UPDATE registry SET version = version + 1 WHERE id = 1"
+    delete_subscription = "DELETE FROM subscriptions WHERE name = ?"
+    delete_subscription_deliveries = "DELETE FROM deliveries WHERE subscription = ?"
     subscription_rows = (
         "SELECT name, kind, pattern, ordered_by, registered_at FROM subscriptions ORDER BY name"
     )
