@@ -6,7 +6,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from legato.bus.subscriptions import Subscription
 from legato.engine.context import current_execution, current_step_key
@@ -16,6 +16,7 @@ from legato.model.patterns import Pattern
 from legato.model.retry import Retry
 
 P = ParamSpec("P")
+F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 
 DEFAULT_STEP_RETRY = Retry()
@@ -95,9 +96,18 @@ class Step(Generic[P, R]):
         self._arity = _Arity(fn)
         functools.update_wrapper(self, fn)
 
+    @overload
+    def compensate(self, fn: F, /) -> F: ...
+
+    @overload
+    def compensate(
+        self, fn: None = None, /, *, retry: Retry | None = None, timeout: timedelta | None = None
+    ) -> Callable[[F], F]: ...
+
     def compensate(
         self,
         fn: Callable[..., Any] | None = None,
+        /,
         *,
         retry: Retry | None = None,
         timeout: timedelta | None = None,
