@@ -74,11 +74,13 @@ def list_subscriptions(database: DatabaseOption = None, as_json: JsonOption = Fa
     table.add_column("dead", justify="right")
     table.add_column("registered", no_wrap=True)
     for sub, pending, dead in rows:
-        pattern = sub.pattern if isinstance(sub.pattern, str) else orjson.dumps(sub.pattern)
+        pattern = (
+            sub.pattern if isinstance(sub.pattern, str) else orjson.dumps(sub.pattern).decode()
+        )
         table.add_row(
             Text(sub.name),
             sub.kind.value,
-            Text(pattern if isinstance(pattern, str) else pattern.decode()),
+            Text(pattern),
             Text(sub.ordered_by or "—"),
             _count(pending),
             _count(dead),
