@@ -57,9 +57,10 @@ _DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
 _ENGINE_GC_THRESHOLD = (50_000, 20, 100)
 
 _MAX_UPKEEP_BACKOFF_S = 5.0
-# FakeClock.settle waits this long (real seconds) for a def step or handler on a thread.
-SETTLE_THREAD_GRACE_S = 1.0
 """The longest wait between upkeep passes while the database keeps failing."""
+
+SETTLE_THREAD_GRACE_S = 1.0
+"""How long (real seconds) ``FakeClock.settle`` waits for a def step or handler on a thread."""
 
 DEFAULT_MAX_HISTORY = 20_000
 """History records a run may hold before its next call raises ``HistoryTooLong``."""
