@@ -37,6 +37,10 @@ class _Job:
         self.on_start = on_start
 
 
+FULL_WARNING_EVERY_S = 60.0
+"""The "all step threads are busy" warning is logged at most this often (seconds)."""
+
+
 class StepThreads:
     """A bounded set of daemon threads for ``def`` steps.
 
@@ -57,7 +61,8 @@ class StepThreads:
         self._outstanding = 0  # submitted and not yet done (queued, taken, or running)
         self._lock = threading.Lock()
         self._closed = False
-        self._warned_full = False
+        self._warned_at: float | None = None  # monotonic time of the last "all busy" warning
+        self._full_since_warned = 0  # submits that found every thread busy since then
         # Jobs someone still awaits, with when they were submitted (FakeClock.settle waits
         # for the young ones): a job whose waiter gave up (a timeout abandoned it) leaves
         # this map though its thread runs on.
@@ -85,18 +90,30 @@ class StepThreads:
                 self._threads.append(thread)
                 thread.start()
             full = self._outstanding > self.size
-        if full and not self._warned_full:
-            self._warned_full = True
-            log.warning(
-                "all %d step threads are busy: sync steps wait for a free one (their timeouts "
-                "start when they start). Steps that never return hold threads for good; "
-                "raise step_threads or give those steps a timeout",
-                self.size,
-            )
+        if full:
+            self._warn_full()
         self.awaited[future] = time.monotonic()
         future.add_done_callback(self._forget)
         self._jobs.put(_Job(call, loop, future, on_start))
         return future
+
+    def _warn_full(self) -> None:
+        # Once a minute at most: under a steady load the pool fills and drains many times
+        # a second, and one line per filling buried the log.
+        self._full_since_warned += 1
+        now = time.monotonic()
+        if self._warned_at is not None and now - self._warned_at < FULL_WARNING_EVERY_S:
+            return
+        log.warning(
+            "all %d step threads are busy (%d sync steps or handlers waited for one since "
+            "the last warning): they wait for a free thread (their timeouts start when they "
+            "start). Steps that never return hold threads for good; raise step_threads or "
+            "give those steps a timeout",
+            self.size,
+            self._full_since_warned,
+        )
+        self._warned_at = now
+        self._full_since_warned = 0
 
     def _forget(self, future: asyncio.Future[Any]) -> None:
         self.awaited.pop(future, None)
@@ -137,8 +154,6 @@ class StepThreads:
                 with self._lock:
                     self._busy -= 1
                     self._outstanding -= 1
-                    if self._outstanding < self.size:
-                        self._warned_full = False
 
     @staticmethod
     def _deliver(job: _Job, callback: Callable[[], None]) -> None:
