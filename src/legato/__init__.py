@@ -37,6 +37,7 @@ from legato.model import (
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent, SubscriptionInfo
 from legato.model.description import Ownership, PublishedEvent, RunDescription, StepSummary
 from legato.model.events import Event
+from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.model.workers import WorkerInfo
 
 __version__ = "0.1.0"
@@ -50,6 +51,8 @@ __all__ = [
     "DeliveryStatus",
     "Event",
     "EventKind",
+    "ExpectationInstance",
+    "ExpectationStatus",
     "HistoryEvent",
     "Ownership",
     "PublishedEvent",

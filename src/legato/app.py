@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
+from legato.bus import expectations
 from legato.bus.publishing import build_event
 from legato.bus.subscriptions import handler_subscription, trigger_subscription
 from legato.client import AsyncClient, RunHandle, poll_outcome
@@ -21,6 +22,7 @@ from legato.model import HistoryEvent, Retry, Run, RunStatus, Task
 from legato.model.deliveries import Delivery, StoredEvent, SubscriptionInfo
 from legato.model.description import RunDescription
 from legato.model.events import Event
+from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.model.ids import check_run_id
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit
 from legato.model.runs import Outcome
@@ -194,6 +196,40 @@ class App:
             return fn
 
         return register
+
+    def expect(
+        self,
+        name: str,
+        *,
+        after: str | Mapping[str, Any],
+        then: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]],
+        within: timedelta,
+        key: str = "correlationid",
+        unless: str | Mapping[str, Any] | None = None,
+        start: str | Workflow[..., Any] | None = None,
+        early: timedelta | None = None,
+    ) -> None:
+        """Expect events matching ``then`` (one pattern, or a list: all of them) to follow
+        each event matching ``after`` for the same ``key`` within ``within``, unless one
+        matching ``unless`` comes first.
+
+        A deadline that passes publishes ``legato.expectation.violated`` and starts the
+        ``start`` workflow (with that event), once; what comes late publishes
+        ``legato.expectation.recovered``. An awaited event up to ``early`` (``within``
+        unless given) before its trigger counts too. See docs/expectations.md.
+        """
+        self.registry.add_expectation(
+            expectations.define(
+                name,
+                after=after,
+                then=then,
+                within=within,
+                key=key,
+                unless=unless,
+                start=start.name if isinstance(start, Workflow) else start,
+                early=early,
+            )
+        )
 
     @overload
     def step(self, fn: Callable[P, R]) -> Step[P, R]: ...
@@ -606,6 +642,17 @@ class App:
         if self._engine is not None:
             self._engine.poke()
         return count
+
+    async def list_expectations(
+        self,
+        *,
+        name: str | None = None,
+        status: str | ExpectationStatus | None = None,
+        key: str | None = None,
+        limit: int = 100,
+    ) -> list[ExpectationInstance]:
+        """Expectation instances, newest first (see ``AsyncClient.list_expectations``)."""
+        return await self._client.list_expectations(name=name, status=status, key=key, limit=limit)
 
     async def prune_events(self, older_than: timedelta) -> int:
         """Delete old, fully delivered events (see ``AsyncClient.prune_events``)."""

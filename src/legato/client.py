@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from legato import lifecycle
 from legato.bus.clients import CLIENT_SOURCE, AsyncBusClient, BusClient
+from legato.bus.expectclients import AsyncExpectationsClient, ExpectationsClient
 from legato.bus.publishing import Router
 from legato.errors import (
     DefinitionError,
@@ -127,7 +128,7 @@ async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outc
         delay = min(delay * 2, 0.5)
 
 
-class AsyncClient(AsyncBusClient):
+class AsyncClient(AsyncBusClient, AsyncExpectationsClient):
     """Start, cancel and inspect runs, and publish and inspect events, on a database, with
     no engine in this process.
 
@@ -395,7 +396,7 @@ class SyncRunHandle:
         return f"<SyncRunHandle {self.run_id!r}>"
 
 
-class Client(BusClient):
+class Client(BusClient, ExpectationsClient):
     """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
 
     _async: AsyncClient

@@ -91,6 +91,8 @@ def test_schema_sql_defines_the_tables_legato_uses() -> None:
         "subscriptions",
         "registry",
         "deliveries",
+        "expectations",
+        "expectation_arrivals",
     }
 
 

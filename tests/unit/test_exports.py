@@ -19,6 +19,8 @@ EXPECTED_ALL = [
     "DeliveryStatus",
     "Event",
     "EventKind",
+    "ExpectationInstance",
+    "ExpectationStatus",
     "HistoryEvent",
     "Ownership",
     "PublishedEvent",
@@ -83,6 +85,7 @@ OPERATIONS = {
     "redrive",
     "replay",
     "prune_events",
+    "list_expectations",
 }
 
 # Synchronous on every surface: a handle is made, not fetched; publish_in_transaction

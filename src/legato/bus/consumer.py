@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from legato.bus import expectations
+from legato.bus.expectations import Expectation
 from legato.bus.subscriptions import (
     DeliveryInfo,
     Subscription,
@@ -34,7 +36,7 @@ from legato.bus.subscriptions import (
     idempotency_key,
     triggered_run_id,
 )
-from legato.errors import MAX_ERROR_MESSAGE, describe_exception
+from legato.errors import MAX_ERROR_MESSAGE, ConcurrencyConflict, describe_exception
 from legato.model.deliveries import DeliveryStatus, SubscriptionKind
 from legato.model.events import Event
 from legato.model.payloads import dumps
@@ -50,6 +52,7 @@ _PENDING = DeliveryStatus.PENDING.value
 _DONE = DeliveryStatus.DONE.value
 _DEAD = DeliveryStatus.DEAD.value
 _MAX_TRACEBACK = 16_384
+_EXPECT_ATTEMPTS = 3  # decisions per delivery when a deadline keeps racing it
 
 
 @dataclass(slots=True)
@@ -219,6 +222,9 @@ class Consumer:
             created = self._submit(self._trigger_ops(work, attempt))
             created.add_done_callback(lambda _: engine.poke())  # claim the new run now
             return
+        if sub.kind is SubscriptionKind.EXPECTATION:
+            await self._expect(work, attempt)
+            return
         info = DeliveryInfo(
             sub.name, work.event, attempt, idempotency_key(sub.name, work.event), work.replay
         )
@@ -337,6 +343,58 @@ class Consumer:
         # One batch key for both: if the batch must be retried op group by op group, the
         # run and the settle still go (or fail) together.
         return [run, self._settle(work, _DONE, attempt, batch_key=run_id)]
+
+    async def _expect(self, work: _Work, attempt: int) -> None:
+        """What the event does to its expectation, written with the settle: both commit, or
+        neither. A race with a deadline (the instance moved under the decision) decides
+        again on what the winner wrote; a replayed event changes nothing."""
+        engine = self.engine
+        sub = work.subscription
+        batch = f"\x00delivery {sub.name} {work.seq}"
+        exp = engine.registry.expectations.get(sub.expectation or "")
+        error: BaseException | None = None
+        engine.engine_io += 1  # FakeClock.settle waits for it: it reads and writes the store
+        try:
+            error = await self._decide(work, attempt, exp, batch)
+        finally:
+            engine.engine_io -= 1
+            if not engine.engine_io:
+                engine.note_quiet()
+        if error is not None:
+            self._submit([self._failed(work, attempt, error)])
+
+    async def _decide(
+        self, work: _Work, attempt: int, exp: Expectation | None, batch: str
+    ) -> BaseException | None:
+        """Decide and write; the error that stopped it, if any."""
+        engine = self.engine
+        error: BaseException | None = None
+        for _ in range(_EXPECT_ATTEMPTS):
+            try:
+                if exp is None or work.replay:
+                    decision = expectations.Decision([], [])
+                else:
+                    obj = work.obj if work.obj is not None else work.event.to_dict()
+                    decision = await expectations.on_event(
+                        engine, exp, work.event, obj, work.seq, batch
+                    )
+                settle = self._settle(work, _DONE, attempt, batch_key=batch)
+                outcome = await self._submit([*decision.ops, settle])
+            except Exception as exc:
+                error = exc
+                break
+            error = outcome.failed.get(batch)
+            if error is None:
+                for op, event, obj in decision.published:
+                    self.take(op, event, obj)
+                engine.poke()  # the key's next event is claimable now
+                return None
+            if not isinstance(error, ConcurrencyConflict) and not isinstance(
+                error.__cause__, ConcurrencyConflict
+            ):
+                break
+            await engine.router.refresh(engine.store)  # the registry may have moved
+        return error
 
     def _submit(self, ops: list[Write]) -> asyncio.Future[Any]:
         """Queue the settle for the next commit; the delivery stays owned until it lands.

@@ -29,6 +29,11 @@ about fifteen seconds, then a dead letter."""
 TRIGGER_PREFIX = "workflow:"
 """A trigger's subscription name is this and the workflow's name."""
 
+EXPECTATION_PREFIX = "expectation:"
+"""An expectation's subscription name is this and the expectation's name."""
+
+_RESERVED = (TRIGGER_PREFIX, EXPECTATION_PREFIX)
+
 _ATTRIBUTE = re.compile(r"[a-z0-9]+")
 _MAX_KEY = 255
 
@@ -82,6 +87,7 @@ class Subscription:
     handler: Callable[[Event], Any] | None = None
     is_async: bool = False
     workflow: str | None = None  # the workflow a trigger starts
+    expectation: str | None = None  # the expectation this subscription watches for
     timeout_s: float | None = None
     stored: NewSubscription = field(init=False)
 
@@ -106,10 +112,10 @@ def handler_subscription(
     if retry is not None and not isinstance(retry, Retry):
         raise DefinitionError(f"retry must be a legato.Retry, got {retry!r}")
     chosen = name or getattr(fn, "__qualname__", None)
-    if not isinstance(chosen, str) or not chosen or chosen.startswith(TRIGGER_PREFIX):
+    if not isinstance(chosen, str) or not chosen or chosen.startswith(_RESERVED):
         raise DefinitionError(
-            f"a subscription name is a non-empty string not starting with {TRIGGER_PREFIX!r}, "
-            f"got {chosen!r}"
+            "a subscription name is a non-empty string not starting with "
+            f"{' or '.join(map(repr, _RESERVED))}, got {chosen!r}"
         )
     timeout_s = None
     if timeout is not None:

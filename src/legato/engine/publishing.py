@@ -212,7 +212,7 @@ async def direct(
     async def write(ops: list[Write]) -> None:
         await engine.journal.commit(ops, ops[0].run_id)
 
-    engine.publishing += 1  # FakeClock.settle waits for it: it reads and writes the store
+    engine.engine_io += 1  # FakeClock.settle waits for it: it reads and writes the store
     try:
         return await publish(
             engine.store,
@@ -227,8 +227,8 @@ async def direct(
             after=delivered,
         )
     finally:
-        engine.publishing -= 1
-        if not engine.publishing:
+        engine.engine_io -= 1
+        if not engine.engine_io:
             engine.note_quiet()
 
 

@@ -6,7 +6,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from legato.bus.subscriptions import Subscription
 from legato.engine.context import current_execution, current_step_key
@@ -14,6 +14,9 @@ from legato.errors import DefinitionError, UnknownWorkflow
 from legato.model.events import Event
 from legato.model.patterns import Pattern
 from legato.model.retry import Retry
+
+if TYPE_CHECKING:
+    from legato.bus.expectations import Expectation
 
 P = ParamSpec("P")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -162,13 +165,22 @@ class Workflow(Generic[P, R]):
         self.name = name or fn.__qualname__
         self.timeout_s = _seconds(timeout, f"timeout of workflow {self.name!r}")
         self.trigger = trigger
+        # Started by an expectation's violation (app.expect(start=...)), with its event.
+        self.started_by_expectation = False
         self._arity = _Arity(fn)
         functools.update_wrapper(self, fn)
 
     def call_arguments(self, args: list[Any]) -> list[Any]:
-        """The arguments the function gets from the stored ones (JSON): a triggered
-        workflow's event becomes a ``legato.Event`` again."""
-        if self.trigger is not None and args and isinstance(args[0], dict):
+        """The arguments the function gets from the stored ones (JSON): the event of a
+        triggered workflow (or of one an expectation starts) becomes a ``legato.Event``."""
+        if (
+            args
+            and isinstance(args[0], dict)
+            and (
+                self.trigger is not None
+                or (self.started_by_expectation and "specversion" in args[0])
+            )
+        ):
             return [Event.from_dict(args[0]), *args[1:]]
         return args
 
@@ -190,6 +202,27 @@ class Registry:
         self.workflows: dict[str, Workflow[..., Any]] = {}
         self.steps: dict[str, Step[..., Any]] = {}
         self.subscriptions: dict[str, Subscription] = {}
+        self.expectations: dict[str, Expectation] = {}
+
+    def add_expectation(self, expectation: Expectation) -> None:
+        if expectation.name in self.expectations:
+            raise DefinitionError(f"an expectation named {expectation.name!r} is already defined")
+        self.add_subscription(expectation.subscription)
+        self.expectations[expectation.name] = expectation
+
+    def check_expectations(self) -> None:
+        """Raise ``DefinitionError`` if an expectation starts a workflow not defined here."""
+        for expectation in self.expectations.values():
+            if expectation.start is None:
+                continue
+            workflow = self.workflows.get(expectation.start)
+            if workflow is None:
+                known = ", ".join(self.workflows) or "none"
+                raise DefinitionError(
+                    f"expectation {expectation.name!r} starts workflow {expectation.start!r}, "
+                    f"which this app does not define (it has: {known})"
+                )
+            workflow.started_by_expectation = True
 
     def add_subscription(self, subscription: Subscription) -> None:
         if subscription.name in self.subscriptions:

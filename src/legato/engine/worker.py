@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from legato.bus import expectations
 from legato.bus.consumer import Consumer
 from legato.bus.publishing import Router
 from legato.engine.clock import Clock, SystemClock
@@ -130,7 +131,7 @@ class Engine:
         self._poke = asyncio.Event()
         self._pass_done = asyncio.Event()
         self._quiet = asyncio.Event()
-        self.publishing = 0  # publishes outside workflow code in progress (publishing.direct)
+        self.engine_io = 0  # the engine's own store I/O in flight: direct publishes, expectations
         self._pass_done.set()
         self._last_heartbeat = 0.0
         self._to_release: list[str] = []
@@ -154,6 +155,7 @@ class Engine:
             # threshold the collector rescans them so often it takes half the CPU.
             self._saved_gc = gc.get_threshold()
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
+        self.registry.check_expectations()
         await self.store.open()
         self.journal = Journal(
             self.store, self._on_write_failed, self._after_commit if self.hooks else None
@@ -450,7 +452,7 @@ class Engine:
             self.journal.is_idle
             and self._pass_done.is_set()
             and self.consumer.is_idle
-            and not self.publishing
+            and not self.engine_io
             and not self.steps.threads.recent(SETTLE_THREAD_GRACE_S)
             and not any(ex.busy for ex in self.live.values())
         )
@@ -460,10 +462,12 @@ class Engine:
         self._quiet.set()
 
     async def next_wake(self) -> float | None:
-        """When the earliest parked run or pending delivery is due (used by FakeClock)."""
+        """When the earliest parked run, pending delivery or expectation deadline is due
+        (used by FakeClock)."""
         runs = await self.store.next_due(list(self.registry.workflows))
         deliveries = await self.consumer.next_due()
-        due = [t for t in (runs, deliveries) if t is not None]
+        deadlines = await self.store.next_expectation_due(list(self.registry.expectations))
+        due = [t for t in (runs, deliveries, deadlines) if t is not None]
         return min(due) if due else None
 
     async def wait_idle(self) -> None:
@@ -474,7 +478,7 @@ class Engine:
         if jobs:
             # A def step or handler runs on a thread: its result comes back to the loop.
             await asyncio.wait(jobs, timeout=0.05)
-        if self.publishing or any(ex.busy for ex in self.live.values()):
+        if self.engine_io or any(ex.busy for ex in self.live.values()):
             # Runs and publishes wait on real I/O (database reads): wait for one to quiet,
             # briefly.
             self._quiet.clear()
@@ -514,6 +518,7 @@ class Engine:
                     pass
                 while await self.consumer.claim():
                     pass
+                await expectations.fire_due(self)
                 for run_id in await self.store.cancel_requests(self.worker_id):
                     if not self.cancel_live(run_id) and run_id not in self._to_release:
                         self._to_release.append(run_id)  # ours but idle: let it be claimed

@@ -23,10 +23,12 @@ class DeliveryStatus(enum.StrEnum):
 
 
 class SubscriptionKind(enum.StrEnum):
-    """What a subscription does with an event: call a handler, or start a workflow run."""
+    """What a subscription does with an event: call a handler, start a workflow run, or
+    watch an expectation (``app.expect``)."""
 
     HANDLER = "handler"
     TRIGGER = "trigger"
+    EXPECTATION = "expectation"
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,9 +32,10 @@ from legato.model.deliveries import (
     StoredEvent,
     SubscriptionInfo,
 )
+from legato.model.expectations import Arrival, ExpectationInstance
 from legato.model.workers import WorkerInfo as WorkerInfo  # re-exported: adapters build it
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
@@ -267,6 +268,60 @@ class UpdateDelivery:
 
 
 @dataclass(slots=True)
+class NewExpectation:
+    """Open an expectation instance unless one with its ``(expectation, instance)``
+    exists (a duplicate trigger opens nothing). ``missing`` is a JSON list of indexes; an
+    instance may be written already closed (``status`` not open: what it awaited, or its
+    ``unless``, came before it), then ``closed_at`` and ``closed_by`` say when and what.
+    ``run_id`` is the batch key."""
+
+    run_id: str
+    expectation: str
+    instance: str
+    key: str
+    status: str
+    missing: bytes
+    trigger_seq: int
+    correlation_id: str | None
+    opened_at: float
+    deadline_at: float
+    closed_at: float | None = None
+    closed_by: int | None = None
+
+
+@dataclass(slots=True)
+class UpdateExpectation:
+    """Change an instance while its status is ``if_status``: its ``status`` and
+    ``missing``; ``closed_at``, ``closed_by`` and ``violation_id`` when given (None keeps
+    what is recorded). An instance that is not as expected (or unknown) makes the batch
+    raise ``ConcurrencyConflict``: a deadline and the awaited event raced, and the loser
+    decides again on what the winner wrote."""
+
+    run_id: str
+    expectation: str
+    instance: str
+    status: str
+    missing: bytes
+    if_status: str
+    closed_at: float | None = None
+    closed_by: int | None = None
+    violation_id: str | None = None
+
+
+@dataclass(slots=True)
+class NewArrival:
+    """Record an awaited (or ``unless``) event seen for a key, unless recorded (same
+    expectation, key, role and event ``seq``): a trigger that comes later counts it."""
+
+    run_id: str
+    expectation: str
+    key: str
+    role: str
+    seq: int
+    at: float
+
+
+@dataclass(slots=True)
 class ReplayDelivery:
     """Deliver event ``seq`` to ``subscription`` again, marked as a replay: a new pending
     delivery, or one that was done or dead made pending again (attempts from 0). A
@@ -301,6 +356,9 @@ Write = (
     | NewEvent
     | UpdateDelivery
     | ReplayDelivery
+    | NewExpectation
+    | UpdateExpectation
+    | NewArrival
 )
 
 BATCH_ORDER = """A batch is applied in the order given for each run: the ops that name one
@@ -318,7 +376,9 @@ this port (tests/contract proves it on every adapter):
   another order than the run ops beside them, except that ops naming the same delivery
   (subscription and event ``seq``) keep their order: they touch only the event log and
   the deliveries, which no run op reads, and every ``NewEvent`` guard is checked before
-  anything of the batch is applied."""
+  anything of the batch is applied;
+- the expectation ops (``NewExpectation``, ``UpdateExpectation``, ``NewArrival``) touch
+  only their own tables; ops naming one instance keep their order."""
 
 
 class Store(Protocol):
@@ -520,6 +580,36 @@ class Store(Protocol):
     async def prune_events(self, before: float, limit: int) -> int:
         """Delete up to ``limit`` events recorded before ``before`` that have no pending
         delivery, with their deliveries; return how many events went."""
+
+    # -- expectations -----------------------------------------------------------------------
+
+    async def expectation_instances(
+        self, expectation: str, key: str, statuses: Sequence[str] | None = None
+    ) -> list[ExpectationInstance]:
+        """The instances of ``expectation`` for ``key`` (in ``statuses`` if given), oldest
+        first."""
+
+    async def arrivals(self, expectation: str, key: str, since: float) -> list[Arrival]:
+        """Events recorded as arrived for ``expectation`` and ``key`` at or after ``since``."""
+
+    async def due_expectations(
+        self, expectations: Sequence[str], now: float, limit: int
+    ) -> list[ExpectationInstance]:
+        """Open instances of ``expectations`` whose deadline is at or before ``now``,
+        earliest deadline first."""
+
+    async def next_expectation_due(self, expectations: Sequence[str]) -> float | None:
+        """The earliest deadline of an open instance of ``expectations``, or None."""
+
+    async def list_expectations(
+        self,
+        *,
+        expectation: str | None = None,
+        status: str | None = None,
+        key: str | None = None,
+        limit: int = 100,
+    ) -> list[ExpectationInstance]:
+        """Instances, newest first, filtered."""
 
 
 def to_datetime(ts: float | None) -> datetime | None:

@@ -35,6 +35,7 @@ from legato.storage.base import (
     to_datetime,
 )
 from legato.storage.memorybus import MemoryBus
+from legato.storage.memoryexpect import MemoryExpectations
 
 _TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
@@ -133,11 +134,12 @@ def _event(op: Append) -> HistoryEvent:
     )
 
 
-class MemoryStore(MemoryBus):
+class MemoryStore(MemoryBus, MemoryExpectations):
     """Keeps everything in dicts; lost when the process ends."""
 
     def __init__(self) -> None:
         self._init_bus()
+        self._init_expectations()
         self._runs: dict[str, _Row] = {}
         self._history: dict[str, list[Append]] = {}
         self._positions: dict[str, set[int]] = {}
@@ -282,7 +284,7 @@ class MemoryStore(MemoryBus):
                     ):
                         undo.append(partial(self._restore_task, dataclasses.replace(task)))
                         task.status, task.completed_at = op.status, op.at
-            else:
+            elif not self._apply_expectation(op, undo):
                 self._apply_bus(op, undo)
         return conflicts
 

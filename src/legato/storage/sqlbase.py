@@ -23,13 +23,16 @@ from legato.model.payloads import dumps
 from legato.storage.base import (
     Append,
     CloseTasks,
+    NewArrival,
     NewEvent,
+    NewExpectation,
     NewRun,
     NewSignal,
     NewTask,
     ReplayDelivery,
     SetRun,
     UpdateDelivery,
+    UpdateExpectation,
     UpdateRun,
     UpdateTask,
     WorkerInfo,
@@ -41,6 +44,12 @@ from legato.storage.sqlbus import (
     apply_new_events,
     apply_replays,
     check_registry,
+)
+from legato.storage.sqlexpect import (
+    SqlExpectations,
+    apply_arrivals,
+    apply_expectation_updates,
+    apply_new_expectations,
 )
 from legato.storage.sqlrows import (
     at_time,
@@ -123,7 +132,17 @@ class SqlQueries(Protocol):
     def histories_sql(self, n: int) -> str: ...
     def list_runs_sql(self, where: Sequence[str], payloads: bool) -> str: ...
     def list_tasks_sql(self, where: Sequence[str]) -> str: ...
+
+    insert_expectation: str
+    update_expectation: str
+    insert_arrival: str
+    expectations_of_key: str
+    arrivals_since: str
+
     def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str: ...
+    def due_expectations_sql(self, n: int) -> str: ...
+    def next_expectation_due_sql(self, n: int) -> str: ...
+    def list_expectations_sql(self, where: Sequence[str]) -> str: ...
     def claim_deliveries_sql(self, n: int) -> str: ...
     def next_delivery_due_sql(self, n: int) -> str: ...
     def list_events_sql(self, where: Sequence[str]) -> str: ...
@@ -143,7 +162,10 @@ _SMALL_BATCH = 8
     _NEW_EVENT,
     _UPDATE_DELIVERY,
     _REPLAY_DELIVERY,
-) = range(10)
+    _NEW_EXPECTATION,
+    _UPDATE_EXPECTATION,
+    _NEW_ARRIVAL,
+) = range(13)
 _KINDS = {
     NewRun: _NEW_RUN,
     SetRun: _SET_RUN,
@@ -155,6 +177,9 @@ _KINDS = {
     NewEvent: _NEW_EVENT,
     UpdateDelivery: _UPDATE_DELIVERY,
     ReplayDelivery: _REPLAY_DELIVERY,
+    NewExpectation: _NEW_EXPECTATION,
+    UpdateExpectation: _UPDATE_EXPECTATION,
+    NewArrival: _NEW_ARRIVAL,
 }
 
 
@@ -179,10 +204,12 @@ def _order_key(op: Write) -> Any:
         return ("delivery", op.subscription, op.seq)  # type: ignore[union-attr]
     if kind is NewEvent:
         return ("event", op.source, op.event_id)  # type: ignore[union-attr]
+    if kind is NewExpectation or kind is UpdateExpectation:
+        return ("expectation", op.expectation, op.instance)  # type: ignore[union-attr]
     return op.run_id
 
 
-class SqlStore(SqlBus):
+class SqlStore(SqlBus, SqlExpectations):
     """The ``Store`` methods of every SQL adapter, over ``_transact`` and ``_select``."""
 
     queries: SqlQueries
@@ -300,6 +327,12 @@ class SqlStore(SqlBus):
             apply_delivery_updates(conn, q, group)
         elif kind == _REPLAY_DELIVERY:
             apply_replays(conn, q, group)
+        elif kind == _NEW_EXPECTATION:
+            apply_new_expectations(conn, q, group)
+        elif kind == _UPDATE_EXPECTATION:
+            apply_expectation_updates(conn, q, group)
+        elif kind == _NEW_ARRIVAL:
+            apply_arrivals(conn, q, group)
         else:
             for op in group:
                 self._close_tasks(conn, op)

@@ -14,6 +14,7 @@ import orjson
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
 from legato.model.events import Event
+from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.model.history import kind_of
 from legato.model.ids import RunId
 from legato.model.workers import WorkerInfo
@@ -37,6 +38,11 @@ HISTORY_COLUMNS = "run_id, pos, kind, key, name, attempt, data, at"
 EVENT_COLUMNS = "seq, event, recorded_at, routed, run_id, call_key, reply_types"
 DELIVERY_COLUMNS = (
     "subscription, seq, status, attempts, due_at, updated_at, error, owner, ordering_key, replay"
+)
+
+EXPECTATION_COLUMNS = (
+    "expectation, instance, key, status, missing, trigger_seq, correlation_id, opened_at, "
+    "deadline_at, closed_at, closed_by, violation_id"
 )
 
 
@@ -143,4 +149,22 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
         owner=row[7],
         ordering_key=row[8],
         replay=bool(row[9]),
+    )
+
+
+def expectation_from_row(row: Sequence[Any]) -> ExpectationInstance:
+    """An ``ExpectationInstance`` from a row of ``EXPECTATION_COLUMNS``."""
+    return ExpectationInstance(
+        expectation=row[0],
+        instance=row[1],
+        key=row[2],
+        status=ExpectationStatus(row[3]),
+        missing=tuple(orjson.loads(row[4])),
+        trigger_seq=row[5],
+        correlation_id=row[6],
+        opened_at=at_time(row[7]),
+        deadline=at_time(row[8]),
+        closed_at=to_datetime(row[9]),
+        closed_by=row[10],
+        violation_id=row[11],
     )

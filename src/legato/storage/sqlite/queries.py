@@ -8,6 +8,7 @@ from legato.model.runs import TERMINAL_STATUSES
 from legato.storage.sqlrows import (
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
+    EXPECTATION_COLUMNS,
     HISTORY_COLUMNS,
     RUN_COLUMNS,
     RUN_COLUMNS_NO_PAYLOADS,
@@ -188,6 +189,51 @@ class SqliteQueries:
     )
     delete_event = "DELETE FROM events WHERE seq = ?"
     delete_deliveries = "DELETE FROM deliveries WHERE seq = ?"
+
+    # -- expectations ---------------------------------------------------------------------
+    insert_expectation = (
+        "INSERT INTO expectations (expectation, instance, key, status, missing, trigger_seq, "
+        "correlation_id, opened_at, deadline_at, closed_at, closed_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    )
+    update_expectation = (
+        "UPDATE expectations SET status = ?, missing = ?, closed_at = coalesce(?, closed_at), "
+        "closed_by = coalesce(?, closed_by), violation_id = coalesce(?, violation_id) "
+        "WHERE expectation = ? AND instance = ? AND status = ?"
+    )
+    insert_arrival = (
+        "INSERT INTO expectation_arrivals (expectation, key, role, seq, at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    )
+    expectations_of_key = (
+        f"SELECT {EXPECTATION_COLUMNS} FROM expectations WHERE expectation = ? AND key = ? "
+        "ORDER BY opened_at, instance"
+    )
+    arrivals_since = (
+        "SELECT expectation, key, role, seq, at FROM expectation_arrivals "
+        "WHERE expectation = ? AND key = ? AND at >= ? ORDER BY seq"
+    )
+
+    def due_expectations_sql(self, n: int) -> str:
+        """Open instances past their deadline (params: the names, now, limit), through the
+        partial index ``expectations_due`` (its WHERE repeated)."""
+        return (
+            f"SELECT {EXPECTATION_COLUMNS} FROM expectations WHERE status = 'open' "
+            f"AND expectation IN ({_marks(n)}) AND deadline_at <= ? ORDER BY deadline_at LIMIT ?"
+        )
+
+    def next_expectation_due_sql(self, n: int) -> str:
+        return (
+            "SELECT min(deadline_at) FROM expectations WHERE status = 'open' "
+            f"AND expectation IN ({_marks(n)})"
+        )
+
+    def list_expectations_sql(self, where: Sequence[str]) -> str:
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return (
+            f"SELECT {EXPECTATION_COLUMNS} FROM expectations{clause} "
+            "ORDER BY opened_at DESC, instance DESC LIMIT ?"
+        )
 
     def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str:
         sql = (

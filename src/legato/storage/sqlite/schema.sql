@@ -149,3 +149,35 @@ CREATE INDEX deliveries_by_key ON deliveries (subscription, ordering_key, seq)
     WHERE status = 'pending' AND ordering_key IS NOT NULL;
 CREATE INDEX deliveries_dead ON deliveries (subscription, seq) WHERE status = 'dead';
 CREATE INDEX deliveries_owned ON deliveries (owner) WHERE status = 'pending' AND owner IS NOT NULL;
+
+-- Expectation instances: one per (expectation, trigger event), for the trigger's key.
+CREATE TABLE expectations (
+    expectation    TEXT NOT NULL,
+    instance       TEXT NOT NULL,             -- the trigger event's source and id
+    key            TEXT NOT NULL,             -- correlation id, or the configured key
+    status         TEXT NOT NULL,             -- open | fulfilled | violated | cancelled | late_fulfilled
+    missing        BLOB NOT NULL,             -- JSON list: indexes of awaited patterns not seen
+    trigger_seq    INTEGER NOT NULL,          -- events.seq of the trigger
+    correlation_id TEXT,
+    opened_at      REAL NOT NULL,
+    deadline_at    REAL NOT NULL,
+    closed_at      REAL,
+    closed_by      INTEGER,                   -- events.seq of the event that closed it
+    violation_id   TEXT,                      -- id of its legato.expectation.violated event
+    PRIMARY KEY (expectation, instance)
+) WITHOUT ROWID;
+
+-- Awaited events look up their key's instances; the deadline timer scans open ones only.
+CREATE INDEX expectations_by_key ON expectations (expectation, key, opened_at);
+CREATE INDEX expectations_due ON expectations (deadline_at) WHERE status = 'open';
+CREATE INDEX expectations_by_opened ON expectations (opened_at);
+
+-- Awaited (or unless) events seen before a trigger wanted them (out-of-order arrival).
+CREATE TABLE expectation_arrivals (
+    expectation TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    role        TEXT NOT NULL,                -- then:<index> | unless
+    seq         INTEGER NOT NULL,             -- events.seq
+    at          REAL NOT NULL,                -- when the event was recorded
+    PRIMARY KEY (expectation, key, role, seq)
+) WITHOUT ROWID;

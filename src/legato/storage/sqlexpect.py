@@ -1,0 +1,129 @@
+"""Expectation instances and early arrivals on every SQL adapter: the ops and the reads.
+
+``SqlStore`` mixes this in. What an event or a deadline *means* for an instance is
+decided in ``legato.bus.expectations`` and written as these ops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from legato.errors import ConcurrencyConflict
+from legato.model.expectations import Arrival, ExpectationInstance
+from legato.storage.base import NewArrival, NewExpectation, UpdateExpectation
+from legato.storage.sqlrows import expectation_from_row
+
+
+def apply_new_expectations(conn: Any, queries: Any, ops: Sequence[NewExpectation]) -> None:
+    """Insert instances; one that exists already is left as it is."""
+    conn.executemany(
+        queries.insert_expectation,
+        [
+            (
+                op.expectation,
+                op.instance,
+                op.key,
+                op.status,
+                op.missing,
+                op.trigger_seq,
+                op.correlation_id,
+                op.opened_at,
+                op.deadline_at,
+                op.closed_at,
+                op.closed_by,
+            )
+            for op in ops
+        ],
+    )
+
+
+def apply_expectation_updates(conn: Any, queries: Any, ops: Sequence[UpdateExpectation]) -> None:
+    """Update instances still in their ``if_status``; any other makes the batch raise."""
+    for op in ops:
+        changed = conn.execute(
+            queries.update_expectation,
+            (
+                op.status,
+                op.missing,
+                op.closed_at,
+                op.closed_by,
+                op.violation_id,
+                op.expectation,
+                op.instance,
+                op.if_status,
+            ),
+        ).rowcount
+        if changed != 1:
+            raise ConcurrencyConflict(
+                f"expectation {op.expectation!r} instance {op.instance!r} is not "
+                f"{op.if_status} (or unknown): it moved meanwhile"
+            )
+
+
+def apply_arrivals(conn: Any, queries: Any, ops: Sequence[NewArrival]) -> None:
+    """Record arrivals; a recorded one is left as it is."""
+    conn.executemany(
+        queries.insert_arrival,
+        [(op.expectation, op.key, op.role, op.seq, op.at) for op in ops],
+    )
+
+
+class SqlExpectations:
+    """The expectation reads of every SQL adapter (mixed into ``SqlStore``)."""
+
+    queries: Any
+
+    async def _select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def expectation_instances(
+        self, expectation: str, key: str, statuses: Sequence[str] | None = None
+    ) -> list[ExpectationInstance]:
+        """The instances of ``expectation`` for ``key`` (in ``statuses``), oldest first."""
+        rows = await self._select(self.queries.expectations_of_key, (expectation, key))
+        found = [expectation_from_row(r) for r in rows]
+        return found if statuses is None else [i for i in found if i.status in statuses]
+
+    async def arrivals(self, expectation: str, key: str, since: float) -> list[Arrival]:
+        """Arrivals for ``expectation`` and ``key`` at or after ``since``, by ``seq``."""
+        rows = await self._select(self.queries.arrivals_since, (expectation, key, since))
+        return [Arrival(*r) for r in rows]
+
+    async def due_expectations(
+        self, expectations: Sequence[str], now: float, limit: int
+    ) -> list[ExpectationInstance]:
+        """Open instances past their deadline, earliest first."""
+        if not expectations:
+            return []
+        sql = self.queries.due_expectations_sql(len(expectations))
+        rows = await self._select(sql, (*expectations, now, limit))
+        return [expectation_from_row(r) for r in rows]
+
+    async def next_expectation_due(self, expectations: Sequence[str]) -> float | None:
+        """The earliest deadline of an open instance, or None."""
+        if not expectations:
+            return None
+        rows = await self._select(
+            self.queries.next_expectation_due_sql(len(expectations)), tuple(expectations)
+        )
+        return rows[0][0] if rows else None
+
+    async def list_expectations(
+        self,
+        *,
+        expectation: str | None = None,
+        status: str | None = None,
+        key: str | None = None,
+        limit: int = 100,
+    ) -> list[ExpectationInstance]:
+        """Instances, newest first, filtered."""
+        mark = self.queries.param
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("expectation", expectation), ("status", status), ("key", key)):
+            if value is not None:
+                where.append(f"{column} = {mark}")
+                params.append(value)
+        rows = await self._select(self.queries.list_expectations_sql(where), (*params, limit))
+        return [expectation_from_row(r) for r in rows]
