@@ -68,10 +68,12 @@ class Journal:
         store: Store,
         on_failed: Callable[[dict[str, BaseException]], None],
         on_committed: Callable[[list[Write]], None] | None = None,
+        on_writing: Callable[[list[Write]], None] | None = None,
     ) -> None:
         self._store = store
         self._on_failed = on_failed
         self._on_committed = on_committed
+        self._on_writing = on_writing
         self._queue: deque[_Batch] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -174,6 +176,8 @@ class Journal:
                 batch = self._queue.popleft()
                 batch.taken = True
                 ops = [op for op in batch.ops if op is not None]
+                if self._on_writing is not None:
+                    self._on_writing(ops)
                 outcome = await self._write(ops) if ops else BatchOutcome()
                 if outcome.failed:
                     self._on_failed(outcome.failed)

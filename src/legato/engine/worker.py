@@ -158,7 +158,10 @@ class Engine:
         self.registry.check_expectations()
         await self.store.open()
         self.journal = Journal(
-            self.store, self._on_write_failed, self._after_commit if self.hooks else None
+            self.store,
+            self._on_write_failed,
+            self._after_commit if self.hooks else None,
+            self._before_commit if self.hooks else None,
         )
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
@@ -328,6 +331,10 @@ class Engine:
         )
         if run.cancel_requested or index.cancel_requested:
             execution.cancel()
+
+    def _before_commit(self, writes: list[Write]) -> None:
+        for hook in self.hooks:
+            hook.before_commit(writes)
 
     def _after_commit(self, writes: list[Write]) -> None:
         for hook in self.hooks:

@@ -30,5 +30,8 @@ class Hooks:
     ) -> None:
         """After each attempt, with the error it raised (None if it succeeded)."""
 
+    def before_commit(self, writes: Sequence[Write]) -> None:
+        """Before a batch of writes goes to the database (crash tests kill here)."""
+
     def after_commit(self, writes: Sequence[Write]) -> None:
         """After a batch of writes is durable (history records, run updates, ...)."""

@@ -8,7 +8,10 @@
 Points: ``after_step:NAME`` (a step's completion is durable), ``after_compensation:NAME``,
 ``before_timer`` (a sleep's timer is durable, not yet fired), ``after_signal:NAME`` (a
 signal's consumption is durable), ``after_start`` (a run's first record is durable),
-``after_delivery:SUBSCRIPTION`` (a delivery to that subscription is recorded as done).
+``after_delivery:SUBSCRIPTION`` (a delivery to that subscription is recorded as done),
+``before_violation:EXPECTATION`` (a deadline passed and its violation is about to be
+written) and ``after_violation:EXPECTATION`` (the violation, its event and its run are
+durable).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Sequence
 
 from legato.model import EventKind
 from legato.observability.hooks import Hooks
-from legato.storage.base import Append, UpdateDelivery, Write
+from legato.storage.base import Append, UpdateDelivery, UpdateExpectation, Write
 
 _POINTS = {
     "after_step": EventKind.STEP_COMPLETED.value,
@@ -32,6 +35,8 @@ _POINTS = {
     "after_signal": EventKind.SIGNAL_RECEIVED.value,
     "after_start": None,
     "after_delivery": "delivery",
+    "before_violation": "violation",
+    "after_violation": "violation",
 }
 
 
@@ -43,10 +48,28 @@ class CrashAt(Hooks):
         if kind not in _POINTS:
             raise ValueError(f"unknown crash point {point!r}; known: {sorted(_POINTS)}")
         self.kind = _POINTS[kind]
+        self.before = kind.startswith("before_")
         self.name = name or None
+
+    def before_commit(self, writes: Sequence[Write]) -> None:
+        """Die, the hard way, if this batch is about to write the point."""
+        if self.before and self._violates(writes):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _violates(self, writes: Sequence[Write]) -> bool:
+        return any(
+            isinstance(op, UpdateExpectation)
+            and op.status == "violated"
+            and (self.name is None or op.expectation == self.name)
+            for op in writes
+        )
 
     def after_commit(self, writes: Sequence[Write]) -> None:
         """Die, the hard way, if this batch holds the point."""
+        if self.kind == "violation":
+            if not self.before and self._violates(writes):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return
         for op in writes:
             if self.kind == "delivery":
                 if (
