@@ -305,3 +305,31 @@ async def test_an_expectation_that_starts_an_unknown_workflow_refuses_to_start()
     with pytest.raises(DefinitionError, match="nope"):
         async with app:
             pass
+
+
+async def test_a_thousand_flows_that_all_complete_raise_no_violation(
+    tmp_path: object, clock: FakeClock
+) -> None:
+    app = legato.App("shop", f"sqlite:///{tmp_path}/flows.db", clock=clock)
+    started = paid_learner_is_enrolled(app)
+
+    @app.on("legato.expectation.*")
+    async def watch(event: legato.Event) -> None:
+        pass
+
+    async with app:
+        for i in range(1000):
+            order = f"order-{i}"
+            # A tenth of them arrive out of order: the enrolment before the purchase.
+            first, second = ("purchase.completed", "enrollment.created")
+            if i % 10 == 0:
+                first, second = second, first
+            await app.publish(first, {"i": i}, correlationid=order)
+            await app.publish(second, {"i": i}, correlationid=order)
+        await clock.settle()
+        await clock.advance(FIVE_MIN * 2)
+        found = await instances(app, limit=2000)
+        assert len(found) == 1000
+        assert {i.status for i in found} == {ExpectationStatus.FULFILLED}
+        assert await received(app, watch) == []
+    assert started == []
