@@ -156,6 +156,8 @@ async def test_instances_are_listed_newest_first_and_filtered(store: Store) -> N
     assert [
         i.instance for i in await store.expectation_instances("paid", "k-1", ["cancelled"])
     ] == ["/shop c"]
+    assert len(await store.list_expectations(correlation_id="corr-1")) == 4
+    assert await store.list_expectations(correlation_id="corr-2") == []
 
 
 async def test_arrivals_are_recorded_once_and_read_from_a_time(store: Store) -> None:

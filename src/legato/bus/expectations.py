@@ -376,7 +376,8 @@ def violation(engine: Engine, exp: Expectation, inst: ExpectationInstance) -> De
             violation_id=violation_id,
         )
     )
-    event = _publish(engine, exp, inst, VIOLATED, decision, batch, now, {})
+    started = {"run_id": batch if exp.start is not None else None}
+    event = _publish(engine, exp, inst, VIOLATED, decision, batch, now, started)
     if exp.start is not None:
         workflow = engine.registry.workflows[exp.start]
         decision.ops.append(

@@ -24,16 +24,17 @@ class AsyncExpectationsClient:
         name: str | None = None,
         status: str | ExpectationStatus | None = None,
         key: str | None = None,
+        correlation_id: str | None = None,
         limit: int = 100,
     ) -> list[ExpectationInstance]:
         """Expectation instances, newest first: of one expectation (``name``), one status
-        (``open``, ``fulfilled``, ``violated``, ``cancelled``, ``late_fulfilled``) and one
-        key if given."""
+        (``open``, ``fulfilled``, ``violated``, ``cancelled``, ``late_fulfilled``), one
+        key and one flow (``correlation_id``, the trigger's) if given."""
         chosen = None if status is None else ExpectationStatus(status).value
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         return await (await self._open()).list_expectations(
-            expectation=name, status=chosen, key=key, limit=limit
+            expectation=name, status=chosen, key=key, correlation_id=correlation_id, limit=limit
         )
 
 
@@ -51,9 +52,15 @@ class ExpectationsClient:
         name: str | None = None,
         status: str | ExpectationStatus | None = None,
         key: str | None = None,
+        correlation_id: str | None = None,
         limit: int = 100,
     ) -> list[ExpectationInstance]:
         """Expectation instances, newest first (see ``AsyncClient.list_expectations``)."""
         return self._call(
-            self._async.list_expectations, name=name, status=status, key=key, limit=limit
+            self._async.list_expectations,
+            name=name,
+            status=status,
+            key=key,
+            correlation_id=correlation_id,
+            limit=limit,
         )

@@ -13,7 +13,9 @@ places every event once:
 - else at the top: a root.
 
 Runs that published events of the flow but were not started by one of its events are
-roots too. A cycle (data no engine writes, but the log is read as found) is cut at its
+roots too. A ``legato.expectation.violated`` event has the run its expectation started
+under it. The flow also carries the expectation instances its triggers opened. A cycle
+(data no engine writes, but the log is read as found) is cut at its
 oldest event, which becomes a root: nothing is dropped and nothing is shown twice.
 """
 
@@ -22,8 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from legato.bus.expectations import VIOLATED
 from legato.bus.subscriptions import TRIGGER_PREFIX, triggered_run_id
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
+from legato.model.expectations import ExpectationInstance
 from legato.model.runs import Run, RunStatus
 
 
@@ -69,6 +73,8 @@ class EventNode:
     deliveries: tuple[DeliveryNode, ...] = ()
     caused: tuple[EventNode, ...] = ()
     reply_to: str | None = None
+    run: RunNode | None = None
+    """The run this event started other than by a delivery: a violation's workflow."""
 
 
 FlowNode = EventNode | RunNode
@@ -80,6 +86,8 @@ class Flow:
 
     correlation_id: str
     roots: tuple[FlowNode, ...]
+    expectations: tuple[ExpectationInstance, ...] = ()
+    """The expectation instances whose trigger belongs to this flow, oldest first."""
 
     def walk(self) -> Iterator[EventNode | DeliveryNode | RunNode]:
         """Every node, parents before children (depth first, in the order shown)."""
@@ -111,7 +119,7 @@ class Flow:
 def children(node: EventNode | DeliveryNode | RunNode) -> list[EventNode | DeliveryNode | RunNode]:
     """The nodes directly under ``node``, in the order shown."""
     if isinstance(node, EventNode):
-        return [*node.deliveries, *node.caused]
+        return [*([node.run] if node.run is not None else []), *node.deliveries, *node.caused]
     if isinstance(node, DeliveryNode):
         return [*([node.run] if node.run is not None else []), *node.published]
     return list(node.published)
@@ -138,12 +146,25 @@ def _triggered(
     return started
 
 
+def _started_by_violations(events: Sequence[StoredEvent]) -> dict[str, int]:
+    """Run id → seq of the ``legato.expectation.violated`` event that started it."""
+    started: dict[str, int] = {}
+    for stored in sorted(events, key=lambda s: s.seq):
+        data = stored.event.data
+        if stored.event.type == VIOLATED and isinstance(data, Mapping):
+            run_id = data.get("run_id")
+            if isinstance(run_id, str):
+                started.setdefault(run_id, stored.seq)
+    return started
+
+
 def runs_to_read(
     events: Sequence[StoredEvent], deliveries: Mapping[int, Sequence[Delivery]]
 ) -> list[str]:
-    """The runs ``build_flow`` shows: those the events' triggers started, and those that
-    published the events; in order of first mention."""
+    """The runs ``build_flow`` shows: those the events' triggers (and violations) started,
+    and those that published the events; in order of first mention."""
     named = dict.fromkeys(_triggered(events, deliveries))
+    named.update(dict.fromkeys(_started_by_violations(events)))
     for stored in sorted(events, key=lambda s: s.seq):
         if stored.run_id is not None:
             named.setdefault(stored.run_id)
@@ -215,6 +236,10 @@ def _lay_out(
         ):
             layout.parent[("run", 0, run_id)] = started
             layout.rank[("run", 0, run_id)] = (0, -1)
+    for run_id, seq in _started_by_violations(ordered).items():
+        key = ("run", 0, run_id)
+        if key not in layout.parent and (run_id in runs or run_id in first_published):
+            layout.parent[key], layout.rank[key] = ("event", seq, ""), (0, -1)
     for run_id, seq in first_published.items():
         key = ("run", 0, run_id)
         if key not in layout.parent:
@@ -227,10 +252,11 @@ def build_flow(
     events: Sequence[StoredEvent],
     deliveries: Mapping[int, Sequence[Delivery]],
     runs: Mapping[str, Run],
+    expectations: Sequence[ExpectationInstance] = (),
 ) -> Flow:
     """The flow of ``correlation_id`` from its events, each event's deliveries (by seq)
     and the runs found among ``runs_to_read`` (a run missing from ``runs`` is shown
-    without a status)."""
+    without a status), with the expectation instances of its triggers."""
     ordered = sorted(events, key=lambda s: s.seq)
     layout = _lay_out(ordered, deliveries, runs)
     below = layout.below()
@@ -244,8 +270,9 @@ def build_flow(
         kind, _, name = key
         if kind == "event":
             delivered = tuple(n for n in inside if isinstance(n, DeliveryNode))
+            run = next((n for n in inside if isinstance(n, RunNode)), None)
             built[key] = EventNode(
-                layout.stored[key], delivered, published, layout.reply_to.get(key)
+                layout.stored[key], delivered, published, layout.reply_to.get(key), run
             )
         elif kind == "delivery":
             run = next((n for n in inside if isinstance(n, RunNode)), None)
@@ -256,7 +283,11 @@ def build_flow(
             status = None if found is None else found.status
             built[key] = RunNode(name, workflow, status, published)
     tops = [built[k] for k in sorted(roots, key=layout.place)]
-    return Flow(correlation_id, tuple(n for n in tops if not isinstance(n, DeliveryNode)))
+    return Flow(
+        correlation_id,
+        tuple(n for n in tops if not isinstance(n, DeliveryNode)),
+        tuple(sorted(expectations, key=lambda i: (i.opened_at, i.instance))),
+    )
 
 
 def _event_parent(

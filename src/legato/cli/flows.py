@@ -24,6 +24,7 @@ from legato.bus.flows import (
     children,
     runs_to_read,
 )
+from legato.bus.subscriptions import EXPECTATION_PREFIX
 from legato.cli.errors import fail
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, status_text, when
@@ -40,6 +41,7 @@ from legato.cli.render_bus import (
 from legato.client import Client
 from legato.errors import RunNotFound
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
+from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.model.runs import Run, RunStatus
 
 flows_app = typer.Typer(
@@ -70,7 +72,22 @@ def read_flow(client: Client, correlation_id: str) -> Flow:
             runs[run_id] = client.get_run(run_id)
         except RunNotFound:
             pass  # shown without a status: not created yet, or gone
-    return build_flow(correlation_id, events, deliveries, runs)
+    expected = client.list_expectations(correlation_id=correlation_id, limit=_PAGE)
+    return build_flow(correlation_id, events, deliveries, runs, expected)
+
+
+def shown(node: _Node) -> list[_Node]:
+    """The children of ``node`` drawn: an expectation's own delivery is left out once
+    done (the flow's expectations are drawn on their own); a pending or dead one stays."""
+    return [
+        n
+        for n in children(node)
+        if not (
+            isinstance(n, DeliveryNode)
+            and n.delivery.subscription.startswith(EXPECTATION_PREFIX)
+            and n.delivery.status is DeliveryStatus.DONE
+        )
+    ]
 
 
 # -- JSON ----------------------------------------------------------------------------------
@@ -85,6 +102,7 @@ def node_json(node: _Node) -> dict[str, Any]:
             | {
                 "deliveries": [node_json(d) for d in node.deliveries],
                 "caused": [node_json(e) for e in node.caused],
+                "run": None if node.run is None else node_json(node.run),
             }
         )
     if isinstance(node, DeliveryNode):
@@ -116,6 +134,25 @@ def flow_json(flow: Flow) -> dict[str, Any]:
         "dead": len(flow.deliveries(DeliveryStatus.DEAD)),
         "pending": len(flow.deliveries(DeliveryStatus.PENDING)),
         "roots": [node_json(n) for n in flow.roots],
+        "expectations": [expectation_json(i) for i in flow.expectations],
+    }
+
+
+def expectation_json(inst: ExpectationInstance) -> dict[str, Any]:
+    """One expectation instance as JSON."""
+    return {
+        "expectation": inst.expectation,
+        "instance": inst.instance,
+        "key": inst.key,
+        "status": inst.status.value,
+        "missing": list(inst.missing),
+        "trigger_seq": inst.trigger_seq,
+        "correlation_id": inst.correlation_id,
+        "opened_at": inst.opened_at.isoformat(),
+        "deadline": inst.deadline.isoformat(),
+        "closed_at": None if inst.closed_at is None else inst.closed_at.isoformat(),
+        "closed_by": inst.closed_by,
+        "violation_id": inst.violation_id,
     }
 
 
@@ -186,8 +223,42 @@ def flow_tree(flow: Flow) -> Tree:
         else:
             branch = above.add(_run_label(node))
         is_run = isinstance(node, RunNode)
-        stack.extend((n, branch, is_run) for n in reversed(children(node)))
+        stack.extend((n, branch, is_run) for n in reversed(shown(node)))
+    if flow.expectations:
+        expected = tree.add(Text("expectations", style="bold"))
+        for inst in flow.expectations:
+            expected.add(_expectation_label(inst))
     return tree
+
+
+_EXPECTATION_STYLES = {
+    ExpectationStatus.OPEN: "yellow",
+    ExpectationStatus.FULFILLED: "green",
+    ExpectationStatus.VIOLATED: "bold red",
+    ExpectationStatus.CANCELLED: "dim",
+    ExpectationStatus.LATE_FULFILLED: "yellow",
+}
+
+
+def _expectation_words(inst: ExpectationInstance) -> str:
+    """What an instance waits for or how it ended, in a few words."""
+    missing = f"awaited #{', #'.join(str(i) for i in inst.missing)}" if inst.missing else ""
+    if inst.status is ExpectationStatus.OPEN:
+        return f"{missing} by {when(inst.deadline, short=True)}"
+    if inst.status is ExpectationStatus.VIOLATED:
+        return f"{missing} missing at {when(inst.deadline, short=True)}"
+    return f"at {when(inst.closed_at, short=True)}" if inst.closed_at is not None else ""
+
+
+def _expectation_label(inst: ExpectationInstance) -> Text:
+    text = Text("expect ", style="bold")
+    text.append(inst.expectation, style="bold")
+    text.append(f"  key {inst.key}  ")
+    text.append(inst.status.value, style=_EXPECTATION_STYLES[inst.status])
+    text.append(f"  {_expectation_words(inst)}  (trigger seq {inst.trigger_seq})", style="dim")
+    if inst.violation_id is not None:
+        text.append(f"  violation {inst.violation_id}", style="red")
+    return text
 
 
 @flows_app.command("show")
@@ -283,7 +354,7 @@ def to_mermaid(flow: Flow) -> str:
         chart.draw(node, node_id)
         if above is not None:
             chart.connect(above, node_id, edge)
-        inner = [(n, *_edge(node, n, node_id, i)) for i, n in enumerate(children(node), 1)]
+        inner = [(n, *_edge(node, n, node_id, i)) for i, n in enumerate(shown(node), 1)]
         stack.extend((n, name, node_id, label) for n, name, label in reversed(inner))
     first_seq: dict[str, int] = {}
     for event in sorted(flow.events, key=lambda e: e.stored.seq):
@@ -293,7 +364,25 @@ def to_mermaid(flow: Flow) -> str:
             chart.edges.append(
                 f"    ev{event.stored.seq} -.->|reply to| ev{first_seq[event.reply_to]}"
             )
+    drawn = {e.stored.seq for e in flow.events}
+    for n, inst in enumerate(flow.expectations, 1):
+        label = _label(
+            f"expect {inst.expectation}", f"{inst.status.value}: {_expectation_words(inst)}"
+        )
+        style = _EXPECTATION_CLASS[inst.status]
+        chart._add(f"ex{n}>{label}]", f"ex{n}", style)
+        if inst.trigger_seq in drawn:
+            chart.edges.append(f"    ev{inst.trigger_seq} -.->|expects| ex{n}")
     return chart.text(flow.correlation_id)
+
+
+_EXPECTATION_CLASS = {
+    ExpectationStatus.OPEN: "pending",
+    ExpectationStatus.FULFILLED: "done",
+    ExpectationStatus.VIOLATED: "dead",
+    ExpectationStatus.CANCELLED: "done",
+    ExpectationStatus.LATE_FULFILLED: "pending",
+}
 
 
 def _edge(parent: _Node, child: _Node, parent_id: str, n: int) -> tuple[str | None, str]:

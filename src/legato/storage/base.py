@@ -607,6 +607,7 @@ class Store(Protocol):
         expectation: str | None = None,
         status: str | None = None,
         key: str | None = None,
+        correlation_id: str | None = None,
         limit: int = 100,
     ) -> list[ExpectationInstance]:
         """Instances, newest first, filtered."""

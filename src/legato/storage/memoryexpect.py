@@ -150,6 +150,7 @@ class MemoryExpectations:
         expectation: str | None = None,
         status: str | None = None,
         key: str | None = None,
+        correlation_id: str | None = None,
         limit: int = 100,
     ) -> list[ExpectationInstance]:
         """Instances, newest first, filtered."""
@@ -159,6 +160,7 @@ class MemoryExpectations:
             if (expectation is None or r.op.expectation == expectation)
             and (status is None or r.status == status)
             and (key is None or r.op.key == key)
+            and (correlation_id is None or r.op.correlation_id == correlation_id)
         ]
         rows.sort(key=lambda r: (r.op.opened_at, r.op.instance), reverse=True)
         return [_instance(r) for r in rows[:limit]]

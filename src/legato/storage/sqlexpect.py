@@ -115,13 +115,19 @@ class SqlExpectations:
         expectation: str | None = None,
         status: str | None = None,
         key: str | None = None,
+        correlation_id: str | None = None,
         limit: int = 100,
     ) -> list[ExpectationInstance]:
         """Instances, newest first, filtered."""
         mark = self.queries.param
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (("expectation", expectation), ("status", status), ("key", key)):
+        for column, value in (
+            ("expectation", expectation),
+            ("status", status),
+            ("key", key),
+            ("correlation_id", correlation_id),
+        ):
             if value is not None:
                 where.append(f"{column} = {mark}")
                 params.append(value)

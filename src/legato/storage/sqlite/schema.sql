@@ -171,6 +171,7 @@ CREATE TABLE expectations (
 CREATE INDEX expectations_by_key ON expectations (expectation, key, opened_at);
 CREATE INDEX expectations_due ON expectations (deadline_at) WHERE status = 'open';
 CREATE INDEX expectations_by_opened ON expectations (opened_at);
+CREATE INDEX expectations_by_correlation ON expectations (correlation_id, opened_at);
 
 -- Awaited (or unless) events seen before a trigger wanted them (out-of-order arrival).
 CREATE TABLE expectation_arrivals (
