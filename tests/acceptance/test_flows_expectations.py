@@ -94,3 +94,18 @@ def test_fulfilled_and_open_flows_are_marked_too(tmp_path: Path) -> None:
     open_line = next(line for line in show(database, "order-3").splitlines() if "expect " in line)
     assert " open " in open_line and "by " in open_line
     assert "legato.expectation" not in show(database, "order-1").replace("expect pa", "")
+
+
+def test_runs_show_of_a_started_run_links_the_violation(tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path / 'school.db'}"
+    build(database)
+    with legato.Client(database) as client:
+        [run] = client.list_runs(workflow="refund_or_enroll")
+    result = CliRunner().invoke(
+        cli, ["runs", "show", run.run_id, "--database", database], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if "started by" in line]
+    assert "violation of expectation paid-learner-is-enrolled for key order-2" in line
+    assert "type enrollment.created missing" in line
+    assert "legato flows show order-2" in line

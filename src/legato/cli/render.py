@@ -204,6 +204,9 @@ def description_view(
     facts.add_row("compensated", _names(d.compensations_done))
     facts.add_row("to compensate", _names(d.compensations_pending))
     facts.add_row("input", _json_line(d.input))
+    cause = started_by(d.input)
+    if cause is not None:
+        facts.add_row("started by", cause)
     if d.status is RunStatus.COMPLETED:
         facts.add_row("output", _json_line(d.output))
     facts.add_row("created", _when(d.created_at))
@@ -236,6 +239,29 @@ def description_view(
     if d.published:
         parts += [Text(""), published_table(d)]
     return Panel(Group(*parts), title=f"run {d.run_id}", title_align="left", expand=False)
+
+
+def started_by(stored_input: Any) -> Text | None:
+    """The event a run was started with (a trigger's, or an expectation's violation), as
+    a line for ``runs show``; None for a run started with plain arguments."""
+    if not isinstance(stored_input, list) or not stored_input:
+        return None
+    event = stored_input[0]
+    if not isinstance(event, dict) or "specversion" not in event or "type" not in event:
+        return None
+    text = Text(f"event {event['type']} {event.get('id', '?')}")
+    data = event.get("data")
+    if event["type"] == "legato.expectation.violated" and isinstance(data, dict):
+        missing = ", ".join(str(m) for m in data.get("missing") or []) or "?"
+        text = Text(
+            f"violation of expectation {data.get('expectation')!s} for key {data.get('key')!s}"
+            f" ({missing} missing at {data.get('deadline')!s}); event {event.get('id', '?')}",
+            style="red",
+        )
+    correlation = event.get("correlationid")
+    if correlation:
+        text.append(f"  (legato flows show {correlation})", style="dim")
+    return text
 
 
 def published_table(description: RunDescription) -> Table:
