@@ -17,6 +17,7 @@ from legato.cli import (
     deadletters,
     demo,
     events,
+    expectations,
     flows,
     runs,
     signals,
@@ -43,6 +44,7 @@ cli.add_typer(events.events_app, name="events")
 cli.add_typer(deadletters.deadletters_app, name="deadletters")
 cli.add_typer(flows.flows_app, name="flows")
 cli.add_typer(subscriptions.subscriptions_app, name="subscriptions")
+cli.add_typer(expectations.expectations_app, name="expectations")
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)
