@@ -649,10 +649,13 @@ class App:
         name: str | None = None,
         status: str | ExpectationStatus | None = None,
         key: str | None = None,
+        correlation_id: str | None = None,
         limit: int = 100,
     ) -> list[ExpectationInstance]:
         """Expectation instances, newest first (see ``AsyncClient.list_expectations``)."""
-        return await self._client.list_expectations(name=name, status=status, key=key, limit=limit)
+        return await self._client.list_expectations(
+            name=name, status=status, key=key, correlation_id=correlation_id, limit=limit
+        )
 
     async def prune_events(self, older_than: timedelta) -> int:
         """Delete old, fully delivered events (see ``AsyncClient.prune_events``)."""

@@ -55,7 +55,7 @@ def update(
 
 async def test_a_new_instance_is_read_back_as_written(store: Store) -> None:
     await store.write([opened("/shop e-1")])
-    [inst] = await store.expectation_instances("paid", "k-1")
+    [inst] = await store.expectation_instances("paid", ["k-1"])
     assert inst.expectation == "paid"
     assert inst.instance == "/shop e-1"
     assert inst.status is ExpectationStatus.OPEN
@@ -70,14 +70,14 @@ async def test_a_new_instance_is_read_back_as_written(store: Store) -> None:
 async def test_a_duplicate_instance_writes_nothing(store: Store) -> None:
     await store.write([opened("/shop e-1", missing=(0, 1))])
     await store.write([opened("/shop e-1", missing=(), status="fulfilled")])
-    [inst] = await store.expectation_instances("paid", "k-1")
+    [inst] = await store.expectation_instances("paid", ["k-1"])
     assert inst.status is ExpectationStatus.OPEN and inst.missing == (0, 1)
 
 
 async def test_an_update_applies_only_while_the_status_is_as_expected(store: Store) -> None:
     await store.write([opened("/shop e-1")])
     await store.write([update("/shop e-1", "fulfilled")])
-    [inst] = await store.expectation_instances("paid", "k-1")
+    [inst] = await store.expectation_instances("paid", ["k-1"])
     assert inst.status is ExpectationStatus.FULFILLED
     assert inst.missing == ()
     assert inst.closed_at == at(T0 + 10) and inst.closed_by == 9
@@ -85,7 +85,7 @@ async def test_an_update_applies_only_while_the_status_is_as_expected(store: Sto
     with pytest.raises(ConcurrencyConflict):
         await store.write([new_run("r-1"), update("/shop e-1", "violated")])
     assert await store.get_run("r-1") is None
-    assert (await store.expectation_instances("paid", "k-1"))[0].status.value == "fulfilled"
+    assert (await store.expectation_instances("paid", ["k-1"]))[0].status.value == "fulfilled"
     with pytest.raises(ConcurrencyConflict):
         await store.write([update("/shop unknown", "fulfilled")])
 
@@ -98,11 +98,11 @@ async def test_a_violation_keeps_its_event_id_and_a_late_fulfilment_keeps_it(
         "\x00exp /shop e-1", "paid", "/shop e-1", "violated", b"[0]", "open", violation_id="v-1"
     )
     await store.write([violated])
-    [inst] = await store.expectation_instances("paid", "k-1")
+    [inst] = await store.expectation_instances("paid", ["k-1"])
     assert inst.status is ExpectationStatus.VIOLATED
     assert inst.violation_id == "v-1" and inst.closed_at is None
     await store.write([update("/shop e-1", "late_fulfilled", if_status="violated")])
-    [inst] = await store.expectation_instances("paid", "k-1")
+    [inst] = await store.expectation_instances("paid", ["k-1"])
     assert inst.status is ExpectationStatus.LATE_FULFILLED
     assert inst.violation_id == "v-1" and inst.closed_by == 9
 
@@ -154,7 +154,7 @@ async def test_instances_are_listed_newest_first_and_filtered(store: Store) -> N
         "/shop b",
     ]
     assert [
-        i.instance for i in await store.expectation_instances("paid", "k-1", ["cancelled"])
+        i.instance for i in await store.expectation_instances("paid", ["k-1"], ["cancelled"])
     ] == ["/shop c"]
     assert len(await store.list_expectations(correlation_id="corr-1")) == 4
     assert await store.list_expectations(correlation_id="corr-2") == []
@@ -164,8 +164,24 @@ async def test_arrivals_are_recorded_once_and_read_from_a_time(store: Store) -> 
     arrival = NewArrival("\x00arr", "paid", "k-1", "then:0", 4, T0)
     await store.write([arrival, NewArrival("\x00arr", "paid", "k-1", "unless", 5, T0 + 60)])
     await store.write([arrival])  # recorded already: nothing new
-    found = await store.arrivals("paid", "k-1", T0)
+    found = await store.arrivals("paid", ["k-1"], T0)
     assert [(a.role, a.seq, a.at) for a in found] == [("then:0", 4, T0), ("unless", 5, T0 + 60)]
-    assert [a.seq for a in await store.arrivals("paid", "k-1", T0 + 1)] == [5]
-    assert await store.arrivals("paid", "k-2", T0) == []
-    assert await store.arrivals("other", "k-1", T0) == []
+    assert [a.seq for a in await store.arrivals("paid", ["k-1"], T0 + 1)] == [5]
+    assert await store.arrivals("paid", ["k-2"], T0) == []
+    assert await store.arrivals("other", ["k-1"], T0) == []
+    await store.write([NewArrival("\x00arr", "paid", "k-2", "then:0", 6, T0)])
+    both = await store.arrivals("paid", ["k-1", "k-2", "k-1"], T0)
+    assert [(a.key, a.seq) for a in both] == [("k-1", 4), ("k-1", 5), ("k-2", 6)]
+
+
+async def test_instances_of_several_keys_are_read_at_once(store: Store) -> None:
+    await store.write(
+        [
+            opened("/shop a", key="k-1", opened_at=T0 + 1),
+            opened("/shop b", key="k-2", opened_at=T0),
+            opened("/shop c", key="k-3", opened_at=T0 + 2),
+        ]
+    )
+    found = await store.expectation_instances("paid", ["k-1", "k-2", "k-9"])
+    assert [i.instance for i in found] == ["/shop b", "/shop a"]
+    assert await store.expectation_instances("paid", []) == []

@@ -102,6 +102,10 @@ class Consumer:
         # one of them (an asyncio.Event would wake all 64 for every delivery).
         self._idle: deque[asyncio.Future[None]] = deque()
         self._workers: list[asyncio.Task[None]] = []
+        # Expectation deliveries waiting for the next group decision, and the groups
+        # being decided.
+        self._expecting: list[_Work] = []
+        self._deciding: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -125,12 +129,18 @@ class Consumer:
                 await task
         self._workers = []
         self._queue.clear()
+        for task in list(self._deciding):  # a decision in flight: its delivery is redelivered
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._expecting.clear()
 
     @property
     def is_idle(self) -> bool:
-        """Nothing queued for a handler. A handler already running counts as quiet, as a
-        step in flight does: it may wait on real I/O (or on the test) for any time."""
-        return not self._queue
+        """Nothing queued for a handler or an expectation. A handler already running counts
+        as quiet, as a step in flight does: it may wait on real I/O (or on the test) for
+        any time."""
+        return not self._queue and not self._expecting
 
     # -- where deliveries come from ----------------------------------------------------------
 
@@ -183,6 +193,12 @@ class Consumer:
 
     def _push(self, work: _Work) -> None:
         self.in_flight += 1
+        if work.subscription.kind is SubscriptionKind.EXPECTATION:
+            # Not a handler: decided in groups, off the handlers' concurrency.
+            self._expecting.append(work)
+            if len(self._expecting) == 1:
+                asyncio.get_running_loop().call_soon(self._decide_expecting)
+            return
         self._queue.append(work)
         idle = self._idle
         while idle:
@@ -221,9 +237,6 @@ class Consumer:
         if sub.kind is SubscriptionKind.TRIGGER:
             created = self._submit(self._trigger_ops(work, attempt))
             created.add_done_callback(lambda _: engine.poke())  # claim the new run now
-            return
-        if sub.kind is SubscriptionKind.EXPECTATION:
-            await self._expect(work, attempt)
             return
         info = DeliveryInfo(
             sub.name, work.event, attempt, idempotency_key(sub.name, work.event), work.replay
@@ -278,7 +291,7 @@ class Consumer:
     ) -> UpdateDelivery:
         sub = work.subscription.name
         return UpdateDelivery(
-            batch_key or f"\x00delivery {sub} {work.seq}",
+            batch_key or _settle_batch(work),
             sub,
             work.seq,
             status,
@@ -344,40 +357,107 @@ class Consumer:
         # run and the settle still go (or fail) together.
         return [run, self._settle(work, _DONE, attempt, batch_key=run_id)]
 
-    async def _expect(self, work: _Work, attempt: int) -> None:
-        """What the event does to its expectation, written with the settle: both commit, or
-        neither. A race with a deadline (the instance moved under the decision) decides
-        again on what the winner wrote; a replayed event changes nothing."""
+    def _decide_expecting(self) -> None:
+        group, self._expecting = self._expecting, []
+        task = asyncio.get_running_loop().create_task(self._decide_group(group))
+        self._deciding.add(task)
+        task.add_done_callback(self._deciding.discard)
+
+    async def _decide_group(self, group: list[_Work]) -> None:
+        """Decide the expectation deliveries of one loop turn together: their instances
+        are read in one query and their writes go in one batch, each under its own
+        delivery's batch key with its settle (both commit, or neither)."""
         engine = self.engine
-        sub = work.subscription
-        batch = f"\x00delivery {sub.name} {work.seq}"
-        exp = engine.registry.expectations.get(sub.expectation or "")
-        error: BaseException | None = None
         engine.engine_io += 1  # FakeClock.settle waits for it: it reads and writes the store
         try:
-            error = await self._decide(work, attempt, exp, batch)
+            by_exp: dict[str, list[tuple[_Work, int]]] = {}
+            for work in group:
+                name = work.subscription.expectation or ""
+                by_exp.setdefault(name, []).append((work, work.attempts + 1))
+            for name, items in by_exp.items():
+                try:
+                    await self._decide_expectation(engine.registry.expectations.get(name), items)
+                except Exception:  # never lose the deliveries to a bug: they are redelivered
+                    log.exception(
+                        "deciding %d deliveries to expectation %r failed", len(items), name
+                    )
         finally:
+            self.in_flight -= len(group)
             engine.engine_io -= 1
             if not engine.engine_io:
                 engine.note_quiet()
-        if error is not None:
-            self._submit([self._failed(work, attempt, error)])
+
+    async def _decide_expectation(
+        self, exp: Expectation | None, items: list[tuple[_Work, int]]
+    ) -> None:
+        """Decide ``items`` (deliveries to ``exp``'s subscription) in one read and one
+        batch; one that lost a race with a deadline is decided again on its own."""
+        engine = self.engine
+        now = engine.clock.time()
+        decided: list[tuple[_Work, int, str, expectations.Decision]] = []
+        again: list[tuple[_Work, int]] = []
+        watched: list[expectations.Seen] = []
+        keys: set[str] = set()
+        for work, attempt in items:
+            batch = _settle_batch(work)
+            seen = None
+            if exp is not None and not work.replay:  # a replay changes nothing
+                obj = work.obj if work.obj is not None else work.event.to_dict()
+                seen = expectations.seen(exp, work.event, obj, work.seq, batch, now)
+            if seen is None:
+                decided.append((work, attempt, batch, expectations.Decision([], [])))
+            elif seen.key in keys:  # one decision per key per read: the next sees this one
+                again.append((work, attempt))
+            else:
+                keys.add(seen.key)
+                watched.append(seen)
+                decided.append((work, attempt, batch, expectations.Decision([], [])))
+        try:
+            if exp is not None and watched:
+                decisions = await expectations.decide_all(engine, exp, watched)
+                by_seq = {w.seq: d for w, d in zip(watched, decisions, strict=True)}
+                decided = [(w, a, b, by_seq.get(w.seq, d)) for w, a, b, d in decided]
+            ops: list[Write] = []
+            for work, attempt, batch, decision in decided:
+                ops += decision.ops
+                ops.append(self._settle(work, _DONE, attempt, batch_key=batch))
+            outcome = await self._submit(ops)
+        except Exception as exc:  # a read failed: each is tried again on its own
+            log.debug("a group of expectation decisions failed (%s): one by one", exc)
+            again += [(w, a) for w, a, _, _ in decided]
+            decided = []
+            outcome = None
+        for work, attempt, batch, decision in decided:
+            assert outcome is not None
+            if outcome.failed.get(batch) is None:
+                for op, event, obj in decision.published:
+                    self.take(op, event, obj)
+            else:
+                again.append((work, attempt))
+        if decided:
+            engine.poke()  # the keys' next events are claimable now
+        for work, attempt in again:
+            error = await self._decide(work, attempt, exp, _settle_batch(work))
+            if error is not None:
+                self._submit([self._failed(work, attempt, error)])
 
     async def _decide(
         self, work: _Work, attempt: int, exp: Expectation | None, batch: str
     ) -> BaseException | None:
-        """Decide and write; the error that stopped it, if any."""
+        """Decide one delivery on its own, again while a deadline races it; the error
+        that stopped it, if any."""
         engine = self.engine
         error: BaseException | None = None
         for _ in range(_EXPECT_ATTEMPTS):
             try:
-                if exp is None or work.replay:
-                    decision = expectations.Decision([], [])
-                else:
+                decision = expectations.Decision([], [])
+                if exp is not None and not work.replay:
                     obj = work.obj if work.obj is not None else work.event.to_dict()
-                    decision = await expectations.on_event(
-                        engine, exp, work.event, obj, work.seq, batch
+                    seen = expectations.seen(
+                        exp, work.event, obj, work.seq, batch, engine.clock.time()
                     )
+                    if seen is not None:
+                        [decision] = await expectations.decide_all(engine, exp, [seen])
                 settle = self._settle(work, _DONE, attempt, batch_key=batch)
                 outcome = await self._submit([*decision.ops, settle])
             except Exception as exc:
@@ -408,6 +488,11 @@ class Consumer:
 
 def _nothing() -> None:
     pass
+
+
+def _settle_batch(work: _Work) -> str:
+    """The batch key of ``work``'s settle (and of an expectation's decision about it)."""
+    return f"\x00delivery {work.subscription.name} {work.seq}"
 
 
 def decode_reply(payload: Any) -> Event:

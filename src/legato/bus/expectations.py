@@ -49,7 +49,7 @@ from legato.bus.subscriptions import (
 from legato.errors import DefinitionError
 from legato.model.deliveries import SubscriptionKind
 from legato.model.events import Event, format_time
-from legato.model.expectations import ExpectationInstance, ExpectationStatus
+from legato.model.expectations import Arrival, ExpectationInstance, ExpectationStatus
 from legato.model.patterns import Pattern, compile_pattern
 from legato.model.payloads import dumps
 from legato.model.runs import RunStatus
@@ -192,25 +192,76 @@ class Decision:
     published: list[tuple[NewEvent, Event, dict[str, Any]]]
 
 
-async def on_event(
-    engine: Engine, exp: Expectation, event: Event, obj: Mapping[str, Any], seq: int, batch: str
-) -> Decision:
-    """Decide what ``event`` (at log position ``seq``) does to ``exp``'s instances; every
-    write goes under the batch key ``batch`` (the delivery's settle's), so they commit
-    together or not at all."""
-    decision = Decision([], [])
+@dataclass(slots=True)
+class Seen:
+    """One event as one expectation sees it: its key and what it is to it."""
+
+    event: Event
+    seq: int
+    batch: str
+    key: str
+    at: float
+    cancels: bool
+    awaited: list[int]
+    triggers: bool
+
+
+def seen(
+    exp: Expectation, event: Event, obj: Mapping[str, Any], seq: int, batch: str, now: float
+) -> Seen | None:
+    """``event`` (at log position ``seq``) as ``exp`` sees it; None if it has no key (it
+    cannot take part: it is ignored). Its writes will go under the batch key ``batch``."""
     key = ordering_key(obj, exp.key)
     if key is None:
         log.debug("event %s has no %s: expectation %r ignores it", event.id, exp.key, exp.name)
-        return decision
+        return None
+    return Seen(
+        event,
+        seq,
+        batch,
+        key,
+        _ts(event.recordedtime, now),
+        exp.unless is not None and exp.unless.matches(obj),
+        [i for i, p in enumerate(exp.then) if p.matches(obj)],
+        exp.after.matches(obj),
+    )
+
+
+async def decide_all(engine: Engine, exp: Expectation, events: Sequence[Seen]) -> list[Decision]:
+    """What each of ``events`` (of distinct keys) does to ``exp``'s instances, read in
+    two queries for all of them (their instances, and the arrivals their triggers
+    count); each decision's writes go under its event's batch key, so each commits with
+    its delivery's settle or not at all."""
+    keys = list(dict.fromkeys(s.key for s in events))
+    by_key: dict[str, list[ExpectationInstance]] = {}
+    for inst in await engine.store.expectation_instances(exp.name, keys):
+        by_key.setdefault(inst.key, []).append(inst)
+    triggers = [s for s in events if s.triggers]
+    arrived: dict[str, list[Arrival]] = {}
+    if triggers:
+        since = min(s.at for s in triggers) - exp.early_s
+        trigger_keys = list(dict.fromkeys(s.key for s in triggers))
+        for arrival in await engine.store.arrivals(exp.name, trigger_keys, since):
+            arrived.setdefault(arrival.key, []).append(arrival)
     now = engine.clock.time()
-    at = _ts(event.recordedtime, now)
-    cancels = exp.unless is not None and exp.unless.matches(obj)
-    awaited = [i for i, p in enumerate(exp.then) if p.matches(obj)]
-    triggers = exp.after.matches(obj)
-    instances = await engine.store.expectation_instances(exp.name, key)
+    return [
+        decide(engine, exp, s, by_key.get(s.key, []), arrived.get(s.key, []), now) for s in events
+    ]
+
+
+def decide(
+    engine: Engine,
+    exp: Expectation,
+    s: Seen,
+    instances: Sequence[ExpectationInstance],
+    arrivals: Sequence[Arrival],
+    now: float,
+) -> Decision:
+    """What ``s`` does to its key's ``instances``, given what ``arrivals`` came before."""
+    decision = Decision([], [])
+    key, batch, seq = s.key, s.batch, s.seq
     changed: dict[str, tuple[ExpectationInstance, str, set[int], bool]] = {}
-    if cancels:
+    if s.cancels:
         hit = False
         for inst in instances:
             if inst.status is ExpectationStatus.OPEN:
@@ -218,8 +269,8 @@ async def on_event(
                 changed[inst.instance] = (inst, cancelled, set(inst.missing), True)
                 hit = True
         if not hit:
-            decision.ops.append(NewArrival(batch, exp.name, key, "unless", seq, at))
-    for index in awaited:
+            decision.ops.append(NewArrival(batch, exp.name, key, "unless", seq, s.at))
+    for index in s.awaited:
         hit = False
         for inst in instances:
             base = changed.get(inst.instance)
@@ -237,7 +288,7 @@ async def on_event(
             changed[inst.instance] = (inst, status, missing, not missing)
             hit = True
         if not hit:
-            decision.ops.append(NewArrival(batch, exp.name, key, f"then:{index}", seq, at))
+            decision.ops.append(NewArrival(batch, exp.name, key, f"then:{index}", seq, s.at))
     for inst, status, missing, closes in changed.values():
         decision.ops.append(
             UpdateExpectation(
@@ -252,31 +303,26 @@ async def on_event(
             )
         )
         if status == ExpectationStatus.LATE_FULFILLED.value:
-            _publish(engine, exp, inst, RECOVERED, decision, batch, now, {"fulfilled_by": event.id})
-    if triggers:
-        ident = instance_id(event)
+            more = {"fulfilled_by": s.event.id}
+            _publish(engine, exp, inst, RECOVERED, decision, batch, now, more)
+    if s.triggers:
+        ident = instance_id(s.event)
         if all(inst.instance != ident for inst in instances):
-            opened = await _open(engine, exp, event, key, ident, seq, at, now)
-            opened.run_id = batch
-            decision.ops.append(opened)
+            decision.ops.append(_open(exp, s, ident, arrivals, now))
     return decision
 
 
-async def _open(
-    engine: Engine,
-    exp: Expectation,
-    event: Event,
-    key: str,
-    ident: str,
-    seq: int,
-    at: float,
-    now: float,
+def _open(
+    exp: Expectation, s: Seen, ident: str, arrivals: Sequence[Arrival], now: float
 ) -> NewExpectation:
-    """The new instance a trigger opens, counting what arrived before it."""
+    """The new instance a trigger opens, counting what arrived up to ``early`` before it."""
     missing = set(range(len(exp.then)))
     status = _OPEN
     closed_by = None
-    for arrival in await engine.store.arrivals(exp.name, key, at - exp.early_s):
+    since = s.at - exp.early_s
+    for arrival in arrivals:
+        if arrival.at < since:
+            continue
         if arrival.role == "unless":
             status, closed_by = ExpectationStatus.CANCELLED.value, arrival.seq
             break
@@ -288,16 +334,16 @@ async def _open(
         status = ExpectationStatus.FULFILLED.value
     closed = status != _OPEN
     return NewExpectation(
-        _batch_key(exp.name, ident),
+        s.batch,
         exp.name,
         ident,
-        key,
+        s.key,
         status,
         dumps(sorted(missing)),
-        seq,
-        event.correlationid,
-        at,
-        at + exp.within_s,
+        s.seq,
+        s.event.correlationid,
+        s.at,
+        s.at + exp.within_s,
         closed_at=now if closed else None,
         closed_by=closed_by if closed else None,
     )
@@ -401,10 +447,10 @@ def started_run_id(workflow: str, source: str, violation_id: str) -> str:
 
 
 async def fire_due(engine: Engine) -> int:
-    """Violate the open instances of this app's expectations whose deadline passed;
-    return how many. Each is its own batch, guarded by the instance still being open: a
-    worker that loses the race (another violated it, or the awaited event came) writes
-    nothing and moves on."""
+    """Violate the open instances of this app's expectations whose deadline passed (at
+    most ``DUE_BATCH``); return how many were due. Each is its own batch, guarded by the
+    instance still being open: a worker that loses the race (another violated it, or the
+    awaited event came) writes nothing and moves on."""
     names = list(engine.registry.expectations)
     if not names:
         return 0
@@ -433,7 +479,7 @@ async def fire_due(engine: Engine) -> int:
             engine.consumer.take(op, event, obj)
     if fired and any(engine.registry.expectations[i.expectation].start for i in due):
         engine.poke()  # claim the runs the violations started
-    return fired
+    return len(due)
 
 
 def _missing(engine: Engine, inst: ExpectationInstance) -> list[str]:

@@ -525,7 +525,8 @@ class Engine:
                     pass
                 while await self.consumer.claim():
                     pass
-                await expectations.fire_due(self)
+                if await expectations.fire_due(self) >= expectations.DUE_BATCH:
+                    self.poke()  # more may be due: the next pass at once
                 for run_id in await self.store.cancel_requests(self.worker_id):
                     if not self.cancel_live(run_id) and run_id not in self._to_release:
                         self._to_release.append(run_id)  # ours but idle: let it be claimed

@@ -584,13 +584,14 @@ class Store(Protocol):
     # -- expectations -----------------------------------------------------------------------
 
     async def expectation_instances(
-        self, expectation: str, key: str, statuses: Sequence[str] | None = None
+        self, expectation: str, keys: Sequence[str], statuses: Sequence[str] | None = None
     ) -> list[ExpectationInstance]:
-        """The instances of ``expectation`` for ``key`` (in ``statuses`` if given), oldest
-        first."""
+        """The instances of ``expectation`` for any of ``keys`` (in ``statuses`` if
+        given), oldest first."""
 
-    async def arrivals(self, expectation: str, key: str, since: float) -> list[Arrival]:
-        """Events recorded as arrived for ``expectation`` and ``key`` at or after ``since``."""
+    async def arrivals(self, expectation: str, keys: Sequence[str], since: float) -> list[Arrival]:
+        """Events recorded as arrived for ``expectation`` and any of ``keys`` at or after
+        ``since``, by ``seq``."""
 
     async def due_expectations(
         self, expectations: Sequence[str], now: float, limit: int

@@ -101,23 +101,29 @@ class MemoryExpectations:
         self._instances[(saved.op.expectation, saved.op.instance)] = saved
 
     async def expectation_instances(
-        self, expectation: str, key: str, statuses: Sequence[str] | None = None
+        self, expectation: str, keys: Sequence[str], statuses: Sequence[str] | None = None
     ) -> list[ExpectationInstance]:
-        """The instances of ``expectation`` for ``key``, oldest first."""
+        """The instances of ``expectation`` for any of ``keys``, oldest first."""
+        wanted = set(keys)
         rows = [
             r
             for r in self._instances.values()
             if r.op.expectation == expectation
-            and r.op.key == key
+            and r.op.key in wanted
             and (statuses is None or r.status in statuses)
         ]
         rows.sort(key=lambda r: (r.op.opened_at, r.op.instance))
         return [_instance(r) for r in rows]
 
-    async def arrivals(self, expectation: str, key: str, since: float) -> list[Arrival]:
-        """Arrivals for ``expectation`` and ``key`` at or after ``since``, by ``seq``."""
-        seen = self._arrivals.get((expectation, key), {})
-        return sorted((a for a in seen.values() if a.at >= since), key=lambda a: a.seq)
+    async def arrivals(self, expectation: str, keys: Sequence[str], since: float) -> list[Arrival]:
+        """Arrivals for ``expectation`` and any of ``keys`` at or after ``since``, by ``seq``."""
+        found = [
+            a
+            for key in dict.fromkeys(keys)
+            for a in self._arrivals.get((expectation, key), {}).values()
+            if a.at >= since
+        ]
+        return sorted(found, key=lambda a: (a.seq, a.role))
 
     async def due_expectations(
         self, expectations: Sequence[str], now: float, limit: int

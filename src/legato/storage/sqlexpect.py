@@ -14,6 +14,8 @@ from legato.model.expectations import Arrival, ExpectationInstance
 from legato.storage.base import NewArrival, NewExpectation, UpdateExpectation
 from legato.storage.sqlrows import expectation_from_row
 
+_CHUNK = 500  # keys per query: well under every SQL dialect's parameter limit
+
 
 def apply_new_expectations(conn: Any, queries: Any, ops: Sequence[NewExpectation]) -> None:
     """Insert instances; one that exists already is left as it is."""
@@ -78,17 +80,31 @@ class SqlExpectations:
         raise NotImplementedError
 
     async def expectation_instances(
-        self, expectation: str, key: str, statuses: Sequence[str] | None = None
+        self, expectation: str, keys: Sequence[str], statuses: Sequence[str] | None = None
     ) -> list[ExpectationInstance]:
-        """The instances of ``expectation`` for ``key`` (in ``statuses``), oldest first."""
-        rows = await self._select(self.queries.expectations_of_key, (expectation, key))
-        found = [expectation_from_row(r) for r in rows]
+        """The instances of ``expectation`` for any of ``keys`` (in ``statuses``), oldest
+        first."""
+        unique = list(dict.fromkeys(keys))
+        found: list[ExpectationInstance] = []
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            sql = self.queries.expectations_of_keys_sql(len(chunk))
+            found += [
+                expectation_from_row(r) for r in await self._select(sql, (expectation, *chunk))
+            ]
+        found.sort(key=lambda i: (i.opened_at, i.instance))
         return found if statuses is None else [i for i in found if i.status in statuses]
 
-    async def arrivals(self, expectation: str, key: str, since: float) -> list[Arrival]:
-        """Arrivals for ``expectation`` and ``key`` at or after ``since``, by ``seq``."""
-        rows = await self._select(self.queries.arrivals_since, (expectation, key, since))
-        return [Arrival(*r) for r in rows]
+    async def arrivals(self, expectation: str, keys: Sequence[str], since: float) -> list[Arrival]:
+        """Arrivals for ``expectation`` and any of ``keys`` at or after ``since``, by ``seq``."""
+        unique = list(dict.fromkeys(keys))
+        found: list[Arrival] = []
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
+            sql = self.queries.arrivals_of_keys_sql(len(chunk))
+            found += [Arrival(*r) for r in await self._select(sql, (expectation, since, *chunk))]
+        found.sort(key=lambda a: (a.seq, a.role))
+        return found
 
     async def due_expectations(
         self, expectations: Sequence[str], now: float, limit: int

@@ -205,14 +205,21 @@ class SqliteQueries:
         "INSERT INTO expectation_arrivals (expectation, key, role, seq, at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     )
-    expectations_of_key = (
-        f"SELECT {EXPECTATION_COLUMNS} FROM expectations WHERE expectation = ? AND key = ? "
-        "ORDER BY opened_at, instance"
-    )
-    arrivals_since = (
-        "SELECT expectation, key, role, seq, at FROM expectation_arrivals "
-        "WHERE expectation = ? AND key = ? AND at >= ? ORDER BY seq"
-    )
+
+    def expectations_of_keys_sql(self, n: int) -> str:
+        """Instances of one expectation for ``n`` keys (params: the name, the keys)."""
+        return (
+            f"SELECT {EXPECTATION_COLUMNS} FROM expectations WHERE expectation = ? "
+            f"AND key IN ({_marks(n)})"
+        )
+
+    def arrivals_of_keys_sql(self, n: int) -> str:
+        """Arrivals of one expectation since a time for ``n`` keys (params: the name, the
+        time, the keys)."""
+        return (
+            "SELECT expectation, key, role, seq, at FROM expectation_arrivals "
+            f"WHERE expectation = ? AND at >= ? AND key IN ({_marks(n)})"
+        )
 
     def due_expectations_sql(self, n: int) -> str:
         """Open instances past their deadline (params: the names, now, limit), through the
