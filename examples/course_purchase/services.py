@@ -203,3 +203,34 @@ class Recommendations:
             self.failures.append(f"unavailable while refreshing {learner} after {bought}")
             raise RecommendationsUnavailable(self.failures[-1])
         self.refreshed.append(learner)
+
+
+# -- The enrollment service as choreographed.py sees it: another team's, over the network --
+
+
+class EnrollmentServiceDown(Exception):
+    """The enrollment service did not answer: it is down, and retrying soon will not help."""
+
+
+class EnrollmentService:
+    """The enrollment service reached over the network: it grants access (a seat in
+    ``enrollments``) and can be down.
+
+    While ``down`` is true every call raises ``EnrollmentServiceDown``: an outage, not a
+    blip, so a subscriber's retries run out and its delivery goes to the dead letters.
+    """
+
+    def __init__(self, enrollments: Enrollments) -> None:
+        self.enrollments = enrollments
+        self.down = False
+        self.calls = 0
+        self.failures: list[str] = []  # why each failed call failed
+
+    async def grant(self, learner: str, course: str) -> None:
+        """Enroll ``learner`` in ``course``; granting it again changes nothing."""
+        await asyncio.sleep(0)  # a real service is a network call
+        self.calls += 1
+        if self.down:
+            self.failures.append(f"no answer while enrolling {learner} in {course}")
+            raise EnrollmentServiceDown(self.failures[-1])
+        self.enrollments.create(learner, course)
