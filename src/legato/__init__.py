@@ -34,6 +34,7 @@ from legato.model import (
     TaskStatus,
     records,
 )
+from legato.model.alerts import Alert, AlertKind, AlertStatus
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent, SubscriptionInfo
 from legato.model.description import Ownership, PublishedEvent, RunDescription, StepSummary
 from legato.model.events import Event
@@ -43,6 +44,9 @@ from legato.model.workers import WorkerInfo
 __version__ = "0.1.0"
 
 __all__ = [
+    "Alert",
+    "AlertKind",
+    "AlertStatus",
     "App",
     "AsyncClient",
     "Client",

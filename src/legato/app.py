@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar, overload
 
-from legato.bus import expectations
+from legato.bus import alerts, expectations
 from legato.bus.publishing import build_event
 from legato.bus.subscriptions import handler_subscription, trigger_subscription
 from legato.client import AsyncClient, RunHandle, poll_outcome
@@ -19,6 +19,7 @@ from legato.engine.registry import Registry, Step, Workflow
 from legato.engine.worker import DEFAULT_MAX_HISTORY, Engine
 from legato.errors import DefinitionError, NotRunning, RunNotFound
 from legato.model import HistoryEvent, Retry, Run, RunStatus, Task
+from legato.model.alerts import Alert, AlertKind, AlertStatus
 from legato.model.deliveries import Delivery, StoredEvent, SubscriptionInfo
 from legato.model.description import RunDescription
 from legato.model.events import Event
@@ -77,6 +78,7 @@ class App:
         step_threads: int = 32,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_history: int = DEFAULT_MAX_HISTORY,
+        alert_interval: timedelta = alerts.DEFAULT_ALERT_INTERVAL,
     ) -> None:
         self.name = name
         self.max_payload_bytes = check_payload_limit(max_payload_bytes)
@@ -96,6 +98,9 @@ class App:
         if not isinstance(step_threads, int) or isinstance(step_threads, bool) or step_threads < 1:
             raise ValueError(f"step_threads must be a positive integer, got {step_threads!r}")
         self._step_threads = step_threads
+        if not isinstance(alert_interval, timedelta) or alert_interval <= timedelta(0):
+            raise ValueError(f"alert_interval must be a positive timedelta, got {alert_interval!r}")
+        self._alert_interval = alert_interval
         self._engine: Engine | None = None
 
     def use_database(self, database: str | Store | None) -> None:
@@ -137,6 +142,7 @@ class App:
         name: str | None = None,
         timeout: timedelta | None = None,
         on: str | Mapping[str, Any] | None = None,
+        stuck_after: timedelta | None = None,
     ) -> Callable[[Callable[P, Awaitable[R]]], Workflow[P, R]]: ...
 
     def workflow(
@@ -146,6 +152,7 @@ class App:
         name: str | None = None,
         timeout: timedelta | None = None,
         on: str | Mapping[str, Any] | None = None,
+        stuck_after: timedelta | None = None,
     ) -> Any:
         """Register an ``async def`` as a workflow: ``@app.workflow`` or
         ``@app.workflow(name=..., timeout=timedelta(...), on=pattern)``.
@@ -153,11 +160,15 @@ class App:
         With ``on`` (a pattern, as for ``@app.on``) every matching event starts one run,
         idempotently per event: its id is derived from the event, it gets the event (a
         ``legato.Event``) as its argument, and its correlation id is the event's.
+        ``stuck_after`` (an hour unless given): a run of it that makes no progress for
+        that long raises a ``stuck_run`` alert (see docs/alerting.md).
         """
 
         def register(f: Callable[..., Any]) -> Workflow[..., Any]:
             subscription = None
-            workflow: Workflow[..., Any] = Workflow(f, name=name, timeout=timeout)
+            workflow: Workflow[..., Any] = Workflow(
+                f, name=name, timeout=timeout, stuck_after=stuck_after
+            )
             if on is not None:
                 subscription = trigger_subscription(workflow.name, on)
                 workflow.trigger = subscription.pattern
@@ -288,6 +299,7 @@ class App:
             clock=self._clock,
             hooks=self.hooks,
             poll_interval=self._poll_interval,
+            alert_interval=self._alert_interval,
             lease=self._lease,
             max_concurrent_runs=self._max_concurrent_runs,
             tune_gc=self.tune_gc,
@@ -656,6 +668,16 @@ class App:
         return await self._client.list_expectations(
             name=name, status=status, key=key, correlation_id=correlation_id, limit=limit
         )
+
+    async def list_alerts(
+        self,
+        *,
+        status: str | AlertStatus | None = None,
+        kind: str | AlertKind | None = None,
+        limit: int = 100,
+    ) -> list[Alert]:
+        """Alerts, latest raised first (see ``AsyncClient.list_alerts``)."""
+        return await self._client.list_alerts(status=status, kind=kind, limit=limit)
 
     async def prune_events(self, older_than: timedelta) -> int:
         """Delete old, fully delivered events (see ``AsyncClient.prune_events``)."""

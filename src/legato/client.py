@@ -14,8 +14,8 @@ from typing import Any, Protocol, TypeVar
 
 from legato import lifecycle
 from legato.bus.clients import CLIENT_SOURCE, AsyncBusClient, BusClient
-from legato.bus.expectclients import AsyncExpectationsClient, ExpectationsClient
 from legato.bus.publishing import Router
+from legato.bus.visibility import AsyncVisibilityClient, VisibilityClient
 from legato.errors import (
     DefinitionError,
     InvalidTaskResponse,
@@ -128,7 +128,7 @@ async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outc
         delay = min(delay * 2, 0.5)
 
 
-class AsyncClient(AsyncBusClient, AsyncExpectationsClient):
+class AsyncClient(AsyncBusClient, AsyncVisibilityClient):
     """Start, cancel and inspect runs, and publish and inspect events, on a database, with
     no engine in this process.
 
@@ -396,7 +396,7 @@ class SyncRunHandle:
         return f"<SyncRunHandle {self.run_id!r}>"
 
 
-class Client(BusClient, ExpectationsClient):
+class Client(BusClient, VisibilityClient):
     """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
 
     _async: AsyncClient

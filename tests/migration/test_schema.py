@@ -93,6 +93,7 @@ def test_schema_sql_defines_the_tables_legato_uses() -> None:
         "deliveries",
         "expectations",
         "expectation_arrivals",
+        "alerts",
     }
 
 

@@ -332,4 +332,31 @@ async def test_a_thousand_flows_that_all_complete_raise_no_violation(
         assert len(found) == 1000
         assert {i.status for i in found} == {ExpectationStatus.FULFILLED}
         assert await received(app, watch) == []
+        assert await app.list_alerts() == []  # nothing is stuck, nothing is alerted
     assert started == []
+
+
+async def test_an_event_for_a_closed_instance_does_not_settle_the_next_trigger(
+    backend_app: legato.App, clock: FakeClock
+) -> None:
+    # A duplicate awaited event, and a refund after a violation, belong to the first
+    # purchase: the second purchase of the key must still be watched.
+    app = backend_app
+    paid_learner_is_enrolled(app)
+    async with app:
+        await app.publish("purchase.completed", {"n": 1}, correlationid="k")
+        await app.publish("enrollment.created", {"n": 1}, correlationid="k")
+        await app.publish("enrollment.created", {"n": 1}, correlationid="k")  # a duplicate
+        await clock.advance(timedelta(minutes=1))
+        await app.publish("purchase.completed", {"n": 2}, correlationid="k")
+        await clock.settle()
+        statuses = [i.status for i in await instances(app)]  # newest first
+        assert statuses == [ExpectationStatus.OPEN, ExpectationStatus.FULFILLED]
+
+        await clock.advance(FIVE_MIN)  # the second is violated
+        await app.publish("purchase.refunded", {"n": 2}, correlationid="k")
+        await clock.advance(timedelta(minutes=1))
+        await app.publish("purchase.completed", {"n": 3}, correlationid="k")
+        await clock.settle()
+        statuses = [i.status for i in await instances(app)]
+        assert statuses[0] is ExpectationStatus.OPEN  # not cancelled by the old refund

@@ -11,6 +11,9 @@ import pytest
 import legato
 
 EXPECTED_ALL = [
+    "Alert",
+    "AlertKind",
+    "AlertStatus",
     "App",
     "AsyncClient",
     "Client",
@@ -86,6 +89,7 @@ OPERATIONS = {
     "replay",
     "prune_events",
     "list_expectations",
+    "list_alerts",
 }
 
 # Synchronous on every surface: a handle is made, not fetched; publish_in_transaction

@@ -15,9 +15,11 @@ watches it as a durable consumer of its own:
   ``id``: a duplicate opens nothing). Its deadline is the trigger's ``recordedtime`` plus
   ``within``: a durable timer, a row the workers' upkeep pass scans, so it fires on an
   idle system and across restarts.
-- An awaited event that comes while no instance wants it is kept as an *arrival*; a
-  trigger that comes later (out of order) counts arrivals recorded up to ``early`` before
-  it (``within`` unless told otherwise).
+- An awaited (or ``unless``) event that comes before any trigger of its key is kept as
+  an *arrival*; a trigger that comes later (out of order) counts arrivals recorded up to
+  ``early`` before it (``within`` unless told otherwise). Once a key has instances, an
+  event none of them wants (a duplicate, or one for an instance closed already) is not
+  kept: it must not settle the key's next trigger.
 - The deadline of an open instance violates it: the status change, the
   ``legato.expectation.violated`` event (a deterministic id) and the ``start`` workflow's
   run (its id derived from that event) are one batch, guarded by the instance still being
@@ -268,7 +270,7 @@ def decide(
                 cancelled = ExpectationStatus.CANCELLED.value
                 changed[inst.instance] = (inst, cancelled, set(inst.missing), True)
                 hit = True
-        if not hit:
+        if not hit and not instances:  # early for a trigger to come (none was before)
             decision.ops.append(NewArrival(batch, exp.name, key, "unless", seq, s.at))
     for index in s.awaited:
         hit = False
@@ -287,7 +289,7 @@ def decide(
                 )
             changed[inst.instance] = (inst, status, missing, not missing)
             hit = True
-        if not hit:
+        if not hit and not instances:  # early for a trigger to come (none was before)
             decision.ops.append(NewArrival(batch, exp.name, key, f"then:{index}", seq, s.at))
     for inst, status, missing, closes in changed.values():
         decision.ops.append(

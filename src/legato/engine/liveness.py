@@ -79,9 +79,10 @@ def is_dead_here(worker: WorkerInfo) -> bool:
     return started_at is not None and started_at > worker.started_at.timestamp() + _CLOCK_SLACK_S
 
 
-async def reap_dead_workers(store: Store, worker_id: str, lease_s: float) -> None:
+async def reap_dead_workers(store: Store, worker_id: str, lease_s: float) -> dict[str, int]:
     """Remove the rows of workers presumed dead (silent past their lease, or gone from
-    this host), releasing their runs, and release runs no worker row names."""
+    this host), releasing their runs, and release runs no worker row names. Returns the
+    workers presumed dead that held runs, with how many runs their removal released."""
     host = this_host()
     now = time.time()
     dead = [
@@ -95,9 +96,12 @@ async def reap_dead_workers(store: Store, worker_id: str, lease_s: float) -> Non
             or (w.host == host and is_dead_here(w))
         )
     ]
+    held: dict[str, int] = {}
     if dead:
         released = await store.remove_workers(dead)
         log.info("released %d run(s) of %d dead worker(s)", released, len(dead))
+        if released:
+            held = dict.fromkeys(dead, released)
     orphans = await store.release_orphaned_runs()
     if orphans:
         log.warning(
@@ -105,3 +109,4 @@ async def reap_dead_workers(store: Store, worker_id: str, lease_s: float) -> Non
             "presumed dead wrote them before it noticed)",
             orphans,
         )
+    return held

@@ -155,6 +155,7 @@ class Workflow(Generic[P, R]):
         name: str | None,
         timeout: timedelta | None,
         trigger: Pattern | None = None,
+        stuck_after: timedelta | None = None,
     ) -> None:
         if not inspect.iscoroutinefunction(fn):
             raise DefinitionError(
@@ -164,6 +165,8 @@ class Workflow(Generic[P, R]):
         self.fn = fn
         self.name = name or fn.__qualname__
         self.timeout_s = _seconds(timeout, f"timeout of workflow {self.name!r}")
+        # No progress for this long raises a stuck_run alert (legato.bus.alerts).
+        self.stuck_after_s = _seconds(stuck_after, f"stuck_after of workflow {self.name!r}")
         self.trigger = trigger
         # Started by an expectation's violation (app.expect(start=...)), with its event.
         self.started_by_expectation = False

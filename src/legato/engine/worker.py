@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from legato.bus import expectations
+from legato.bus import alerts, expectations
 from legato.bus.consumer import Consumer
 from legato.bus.publishing import Router
 from legato.engine.clock import Clock, SystemClock
@@ -89,6 +89,7 @@ class Engine:
         *,
         clock: Clock | None = None,
         poll_interval: timedelta = timedelta(milliseconds=200),
+        alert_interval: timedelta = alerts.DEFAULT_ALERT_INTERVAL,
         lease: timedelta = timedelta(seconds=15),
         max_concurrent_runs: int = 10_000,
         step_threads: int = 32,
@@ -131,6 +132,10 @@ class Engine:
         self._poke = asyncio.Event()
         self._pass_done = asyncio.Event()
         self._quiet = asyncio.Event()
+        self.alert_interval_s = alert_interval.total_seconds()
+        self._alerts_at: float | None = None  # clock time of the last look for alerts
+        self.presumed_dead: dict[str, int] = {}  # workers reaped holding runs: alert them
+        self.unrouted_seen = alerts.UnroutedSeen()
         self.engine_io = 0  # the engine's own store I/O in flight: direct publishes, expectations
         self._pass_done.set()
         self._last_heartbeat = 0.0
@@ -174,8 +179,9 @@ class Engine:
         await self.router.refresh(self.store)
         self.consumer.start()
         self._last_heartbeat = now
+        self._alerts_at = self.clock.time()  # the first look one interval after the start
         self.running = True
-        await reap_dead_workers(self.store, self.worker_id, self.lease_s)
+        self.presumed_dead.update(await reap_dead_workers(self.store, self.worker_id, self.lease_s))
         while await self._claim():
             pass
         while await self.consumer.claim():
@@ -512,7 +518,9 @@ class Engine:
                         self._last_heartbeat = now
                     else:
                         await self._register_again()
-                    await reap_dead_workers(self.store, self.worker_id, self.lease_s)
+                    self.presumed_dead.update(
+                        await reap_dead_workers(self.store, self.worker_id, self.lease_s)
+                    )
                     # Now and then, not every pass: a publish routed by an old registry is
                     # refused by its guard and routed again with the new one anyway.
                     await self.router.refresh(self.store)
@@ -527,6 +535,7 @@ class Engine:
                     pass
                 if await expectations.fire_due(self) >= expectations.DUE_BATCH:
                     self.poke()  # more may be due: the next pass at once
+                await self._check_alerts()
                 for run_id in await self.store.cancel_requests(self.worker_id):
                     if not self.cancel_live(run_id) and run_id not in self._to_release:
                         self._to_release.append(run_id)  # ours but idle: let it be claimed
@@ -558,6 +567,14 @@ class Engine:
                     )
                     outage_since = None
                 wait_s = self.poll_interval_s
+
+    async def _check_alerts(self) -> None:
+        """Every ``alert_interval`` (of the engine's clock): raise and resolve alerts."""
+        now = self.clock.time()
+        if self._alerts_at is not None and now - self._alerts_at < self.alert_interval_s:
+            return
+        self._alerts_at = now
+        await alerts.check(self)
 
     async def _check_outcomes(self) -> None:
         """Resolve waiters of runs that are not live here and have ended (elsewhere)."""

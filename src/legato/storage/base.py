@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from legato.model import HistoryEvent, Run, Signal, Task
+from legato.model.alerts import Alert
 from legato.model.deliveries import (
     ClaimedDelivery,
     Delivery,
@@ -322,6 +323,36 @@ class NewArrival:
 
 
 @dataclass(slots=True)
+class RaiseAlert:
+    """Raise alert ``alert_id``: insert it, or raise again one that is resolved and was
+    raised ``times - 1`` times so far. An alert raised already, or raised again by
+    someone else meanwhile, makes the batch raise ``ConcurrencyConflict``: another worker
+    raised it (and published its event) first."""
+
+    run_id: str
+    alert_id: str
+    kind: str
+    subject: str
+    summary: str
+    details: bytes
+    at: float
+    times: int
+    event_id: str
+
+
+@dataclass(slots=True)
+class ResolveAlert:
+    """Resolve alert ``alert_id`` while it is raised for the ``times``-th time; otherwise
+    the batch raises ``ConcurrencyConflict`` (someone resolved it first)."""
+
+    run_id: str
+    alert_id: str
+    at: float
+    times: int
+    event_id: str
+
+
+@dataclass(slots=True)
 class ReplayDelivery:
     """Deliver event ``seq`` to ``subscription`` again, marked as a replay: a new pending
     delivery, or one that was done or dead made pending again (attempts from 0). A
@@ -359,6 +390,8 @@ Write = (
     | NewExpectation
     | UpdateExpectation
     | NewArrival
+    | RaiseAlert
+    | ResolveAlert
 )
 
 BATCH_ORDER = """A batch is applied in the order given for each run: the ops that name one
@@ -377,8 +410,9 @@ this port (tests/contract proves it on every adapter):
   (subscription and event ``seq``) keep their order: they touch only the event log and
   the deliveries, which no run op reads, and every ``NewEvent`` guard is checked before
   anything of the batch is applied;
-- the expectation ops (``NewExpectation``, ``UpdateExpectation``, ``NewArrival``) touch
-  only their own tables; ops naming one instance keep their order."""
+- the expectation ops (``NewExpectation``, ``UpdateExpectation``, ``NewArrival``) and the
+  alert ops (``RaiseAlert``, ``ResolveAlert``) touch only their own tables; ops naming
+  one instance (or one alert) keep their order."""
 
 
 class Store(Protocol):
@@ -612,6 +646,32 @@ class Store(Protocol):
         limit: int = 100,
     ) -> list[ExpectationInstance]:
         """Instances, newest first, filtered."""
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    async def list_alerts(
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[Alert]:
+        """Alerts, latest raised first, filtered."""
+
+    async def get_alerts(self, alert_ids: Sequence[str]) -> list[Alert]:
+        """The alerts with these ids (those that exist)."""
+
+    async def quiet_runs(self, before: float, limit: int) -> list[QuietRun]:
+        """Unfinished runs with no progress since ``before`` (neither their row nor their
+        history changed) that should have moved: pending, running or compensating ones,
+        and parked ones whose wake-up time is before ``before``; quietest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuietRun:
+    """A run ``Store.quiet_runs`` found: when it last made progress, and when it was due."""
+
+    run_id: str
+    workflow: str
+    status: str
+    progress_at: float
+    wake_at: float | None
 
 
 def to_datetime(ts: float | None) -> datetime | None:

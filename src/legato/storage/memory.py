@@ -34,6 +34,7 @@ from legato.storage.base import (
     Write,
     to_datetime,
 )
+from legato.storage.memoryalerts import MemoryAlerts
 from legato.storage.memorybus import MemoryBus
 from legato.storage.memoryexpect import MemoryExpectations
 
@@ -134,12 +135,13 @@ def _event(op: Append) -> HistoryEvent:
     )
 
 
-class MemoryStore(MemoryBus, MemoryExpectations):
+class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
     """Keeps everything in dicts; lost when the process ends."""
 
     def __init__(self) -> None:
         self._init_bus()
         self._init_expectations()
+        self._init_alerts()
         self._runs: dict[str, _Row] = {}
         self._history: dict[str, list[Append]] = {}
         self._positions: dict[str, set[int]] = {}
@@ -284,7 +286,7 @@ class MemoryStore(MemoryBus, MemoryExpectations):
                     ):
                         undo.append(partial(self._restore_task, dataclasses.replace(task)))
                         task.status, task.completed_at = op.status, op.at
-            elif not self._apply_expectation(op, undo):
+            elif not self._apply_expectation(op, undo) and not self._apply_alert(op, undo):
                 self._apply_bus(op, undo)
         return conflicts
 

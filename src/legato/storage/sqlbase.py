@@ -29,7 +29,9 @@ from legato.storage.base import (
     NewRun,
     NewSignal,
     NewTask,
+    RaiseAlert,
     ReplayDelivery,
+    ResolveAlert,
     SetRun,
     UpdateDelivery,
     UpdateExpectation,
@@ -38,6 +40,7 @@ from legato.storage.base import (
     WorkerInfo,
     Write,
 )
+from legato.storage.sqlalerts import SqlAlerts, apply_raise_alerts, apply_resolve_alerts
 from legato.storage.sqlbus import (
     SqlBus,
     apply_delivery_updates,
@@ -136,10 +139,16 @@ class SqlQueries(Protocol):
     insert_expectation: str
     update_expectation: str
     insert_arrival: str
+    insert_alert: str
+    raise_alert_again: str
+    resolve_alert: str
+    quiet_runs: str
 
     def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str: ...
     def due_expectations_sql(self, n: int) -> str: ...
     def expectations_of_keys_sql(self, n: int) -> str: ...
+    def list_alerts_sql(self, where: Sequence[str]) -> str: ...
+    def get_alerts_sql(self, n: int) -> str: ...
     def arrivals_of_keys_sql(self, n: int) -> str: ...
     def next_expectation_due_sql(self, n: int) -> str: ...
     def list_expectations_sql(self, where: Sequence[str]) -> str: ...
@@ -165,7 +174,9 @@ _SMALL_BATCH = 8
     _NEW_EXPECTATION,
     _UPDATE_EXPECTATION,
     _NEW_ARRIVAL,
-) = range(13)
+    _RAISE_ALERT,
+    _RESOLVE_ALERT,
+) = range(15)
 _KINDS = {
     NewRun: _NEW_RUN,
     SetRun: _SET_RUN,
@@ -180,6 +191,8 @@ _KINDS = {
     NewExpectation: _NEW_EXPECTATION,
     UpdateExpectation: _UPDATE_EXPECTATION,
     NewArrival: _NEW_ARRIVAL,
+    RaiseAlert: _RAISE_ALERT,
+    ResolveAlert: _RESOLVE_ALERT,
 }
 
 
@@ -204,12 +217,14 @@ def _order_key(op: Write) -> Any:
         return ("delivery", op.subscription, op.seq)  # type: ignore[union-attr]
     if kind is NewEvent:
         return ("event", op.source, op.event_id)  # type: ignore[union-attr]
+    if kind is RaiseAlert or kind is ResolveAlert:
+        return ("alert", op.alert_id)  # type: ignore[union-attr]
     if kind is NewExpectation or kind is UpdateExpectation:
         return ("expectation", op.expectation, op.instance)  # type: ignore[union-attr]
     return op.run_id
 
 
-class SqlStore(SqlBus, SqlExpectations):
+class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
     """The ``Store`` methods of every SQL adapter, over ``_transact`` and ``_select``."""
 
     queries: SqlQueries
@@ -333,6 +348,10 @@ class SqlStore(SqlBus, SqlExpectations):
             apply_expectation_updates(conn, q, group)
         elif kind == _NEW_ARRIVAL:
             apply_arrivals(conn, q, group)
+        elif kind == _RAISE_ALERT:
+            apply_raise_alerts(conn, q, group)
+        elif kind == _RESOLVE_ALERT:
+            apply_resolve_alerts(conn, q, group)
         else:
             for op in group:
                 self._close_tasks(conn, op)

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
+from legato.model.alerts import Alert, AlertKind, AlertStatus
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
 from legato.model.events import Event
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
@@ -43,6 +44,10 @@ DELIVERY_COLUMNS = (
 EXPECTATION_COLUMNS = (
     "expectation, instance, key, status, missing, trigger_seq, correlation_id, opened_at, "
     "deadline_at, closed_at, closed_by, violation_id"
+)
+
+ALERT_COLUMNS = (
+    "alert_id, kind, subject, status, summary, details, raised_at, resolved_at, times, event_id"
 )
 
 
@@ -167,4 +172,20 @@ def expectation_from_row(row: Sequence[Any]) -> ExpectationInstance:
         closed_at=to_datetime(row[9]),
         closed_by=row[10],
         violation_id=row[11],
+    )
+
+
+def alert_from_row(row: Sequence[Any]) -> Alert:
+    """An ``Alert`` from a row of ``ALERT_COLUMNS``."""
+    return Alert(
+        alert_id=row[0],
+        kind=AlertKind(row[1]),
+        subject=row[2],
+        status=AlertStatus(row[3]),
+        summary=row[4],
+        details=orjson.loads(row[5]),
+        raised_at=at_time(row[6]),
+        resolved_at=to_datetime(row[7]),
+        times=row[8],
+        event_id=row[9],
     )

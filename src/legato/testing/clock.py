@@ -161,4 +161,6 @@ class FakeClock:
                 watcher.poke()  # runs that became due in the database get claimed now
             await self.settle()
         self._now = target
+        for watcher in self._watchers:
+            watcher.poke()  # an upkeep pass at the new time (alerts look at the clock)
         await self.settle()

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from legato.model.runs import TERMINAL_STATUSES
 from legato.storage.sqlrows import (
+    ALERT_COLUMNS,
     DELIVERY_COLUMNS,
     EVENT_COLUMNS,
     EXPECTATION_COLUMNS,
@@ -205,6 +206,41 @@ class SqliteQueries:
         "INSERT INTO expectation_arrivals (expectation, key, role, seq, at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     )
+    # -- alerts -----------------------------------------------------------------------------
+    insert_alert = (
+        "INSERT INTO alerts (alert_id, kind, subject, status, summary, details, raised_at, "
+        "times, event_id) VALUES (?, ?, ?, 'raised', ?, ?, ?, 1, ?) ON CONFLICT DO NOTHING"
+    )
+    raise_alert_again = (
+        "UPDATE alerts SET status = 'raised', summary = ?, details = ?, raised_at = ?, "
+        "resolved_at = NULL, times = ?, event_id = ? "
+        "WHERE alert_id = ? AND status = 'resolved' AND times = ?"
+    )
+    resolve_alert = (
+        "UPDATE alerts SET status = 'resolved', resolved_at = ?, event_id = ? "
+        "WHERE alert_id = ? AND status = 'raised' AND times = ?"
+    )
+    # Unfinished runs that should have moved (the WHERE of runs_unfinished repeated, so
+    # only unfinished rows are read), with the time of their last history record.
+    quiet_runs = (
+        "SELECT run_id, workflow, status, progress, wake_at FROM ("
+        "SELECT r.run_id, r.workflow, r.status, r.wake_at, max(r.updated_at, coalesce(("
+        "SELECT h.at FROM history h WHERE h.run_id = r.run_id ORDER BY h.pos DESC LIMIT 1"
+        "), r.updated_at)) AS progress FROM runs r "
+        f"WHERE {UNFINISHED} AND r.updated_at < ? "
+        "AND (r.status IN ('pending', 'running', 'compensating') OR r.wake_at < ?)"
+        ") WHERE progress < ? ORDER BY progress LIMIT ?"
+    )
+
+    def get_alerts_sql(self, n: int) -> str:
+        return f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id IN ({_marks(n)})"
+
+    def list_alerts_sql(self, where: Sequence[str]) -> str:
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return (
+            f"SELECT {ALERT_COLUMNS} FROM alerts{clause} "
+            "ORDER BY raised_at DESC, alert_id DESC LIMIT ?"
+        )
 
     def expectations_of_keys_sql(self, n: int) -> str:
         """Instances of one expectation for ``n`` keys (params: the name, the keys)."""

@@ -182,3 +182,20 @@ CREATE TABLE expectation_arrivals (
     at          REAL NOT NULL,                -- when the event was recorded
     PRIMARY KEY (expectation, key, role, seq)
 ) WITHOUT ROWID;
+
+-- Alerts: one row per (kind, subject), raised once per occurrence, resolved when the
+-- cause clears.
+CREATE TABLE alerts (
+    alert_id    TEXT PRIMARY KEY,             -- <kind>:<subject>
+    kind        TEXT NOT NULL,                -- stuck_run | run_needs_operator | ...
+    subject     TEXT NOT NULL,                -- a run id, a delivery, an event type, ...
+    status      TEXT NOT NULL,                -- raised | resolved
+    summary     TEXT NOT NULL,
+    details     BLOB NOT NULL,                -- JSON object
+    raised_at   REAL NOT NULL,
+    resolved_at REAL,
+    times       INTEGER NOT NULL,             -- how often it was raised
+    event_id    TEXT NOT NULL                 -- its latest legato.alert.* event
+) WITHOUT ROWID;
+
+CREATE INDEX alerts_by_status ON alerts (status, raised_at);

@@ -1,6 +1,6 @@
--- 0006: expectations over flows. One row per instance (an expectation opened by one
--- trigger event for one key), and the awaited events that came before any trigger
--- wanted them, so a trigger arriving out of order still counts them.
+-- 0006: expectations over flows, and alerts. One row per expectation instance (opened
+-- by one trigger event for one key), the awaited events that came before any trigger
+-- wanted them (so a trigger arriving out of order still counts them), and the alerts.
 
 CREATE TABLE expectations (
     expectation    TEXT NOT NULL,
@@ -31,3 +31,20 @@ CREATE TABLE expectation_arrivals (
     at          REAL NOT NULL,
     PRIMARY KEY (expectation, key, role, seq)
 ) WITHOUT ROWID;
+
+-- Alerts: one row per (kind, subject), raised once per occurrence, resolved when the
+-- cause clears.
+CREATE TABLE alerts (
+    alert_id    TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    subject     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    summary     TEXT NOT NULL,
+    details     BLOB NOT NULL,
+    raised_at   REAL NOT NULL,
+    resolved_at REAL,
+    times       INTEGER NOT NULL,
+    event_id    TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX alerts_by_status ON alerts (status, raised_at);
