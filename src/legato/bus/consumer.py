@@ -244,8 +244,12 @@ class Consumer:
         try:
             await self._call(sub, info)
         except Exception as exc:
+            for hook in engine.hooks:
+                hook.after_delivery(sub.name, work.event, attempt, exc)
             self._submit([self._failed(work, attempt, exc)])
             return
+        for hook in engine.hooks:
+            hook.after_delivery(sub.name, work.event, attempt, None)
         settled = self._submit([self._settle(work, _DONE, attempt)])
         if sub.ordered_by is not None:
             # The key's next event is claimable once this settle commits: claim it then.

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -29,6 +29,9 @@ from legato.storage import DATABASE_ENV
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_LEVEL_ENV = "LEGATO_LOG_LEVEL"
+
+if TYPE_CHECKING:
+    from legato.observability.http import ObservabilityServer
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +252,24 @@ def worker(
             help="At most N runs in flight at once in this worker. Default: the app's.",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            metavar="PORT",
+            min=0,
+            max=65535,
+            help="Serve /metrics (Prometheus), /healthz and /readyz on this port.",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host",
+            metavar="HOST",
+            help="The address --metrics-port binds (0.0.0.0: every interface).",
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Run the engine for an app until stopped; unfinished runs are recovered at start."""
     level = _log_level(log_level)
@@ -271,11 +292,38 @@ def worker(
     handlers = sorted(
         name for name, sub in app.registry.subscriptions.items() if sub.handler is not None
     )
+    watched = sorted(app.registry.expectations)
     log.info(
-        "worker for app %r serving %s%s on %s; stop with Ctrl-C or SIGTERM",
+        "worker for app %r serving %s%s%s on %s; stop with Ctrl-C or SIGTERM",
         app.name,
         ", ".join(sorted(app.registry.workflows)) or "no workflows",
         f" and subscriptions {', '.join(handlers)}" if handlers else "",
+        f", watching expectations {', '.join(watched)}" if watched else "",
         app.database or "a custom store",
     )
-    asyncio.run(app.run_worker())
+    server = None if metrics_port is None else _serve_metrics(app, metrics_host, metrics_port)
+    try:
+        asyncio.run(app.run_worker())
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _serve_metrics(app: App, host: str, port: int) -> ObservabilityServer:
+    """Start the observability port for ``app``'s engine (its metrics hook added)."""
+    # Imported here: prometheus_client is not worth its import time in every CLI call.
+    from legato.observability.http import ObservabilityServer
+    from legato.observability.metrics import Metrics
+
+    metrics = Metrics()
+    app.hooks.append(metrics)
+    try:
+        server = ObservabilityServer(metrics, host, port).start()
+    except OSError as exc:
+        raise fail(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}",
+            hint="choose a free port with --metrics-port, or stop what listens there",
+            exit_code=USAGE,
+        ) from None
+    log.info("metrics on http://%s:%d/metrics (and /healthz, /readyz)", host, server.port)
+    return server

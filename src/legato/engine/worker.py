@@ -136,6 +136,8 @@ class Engine:
         self._alerts_at: float | None = None  # clock time of the last look for alerts
         self.presumed_dead: dict[str, int] = {}  # workers reaped holding runs: alert them
         self.unrouted_seen = alerts.UnroutedSeen()
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once started
+        self.last_pass_at = time.monotonic()  # when the upkeep pass last ended (/healthz)
         self.engine_io = 0  # the engine's own store I/O in flight: direct publishes, expectations
         self._pass_done.set()
         self._last_heartbeat = 0.0
@@ -161,6 +163,9 @@ class Engine:
             self._saved_gc = gc.get_threshold()
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
         self.registry.check_expectations()
+        self.loop = asyncio.get_running_loop()
+        for hook in self.hooks:
+            hook.attach(self)
         await self.store.open()
         self.journal = Journal(
             self.store,
@@ -502,6 +507,7 @@ class Engine:
         wait_s = self.poll_interval_s
         outage_since: float | None = None
         while self.running:
+            self.last_pass_at = time.monotonic()
             self._pass_done.set()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
             # arrives as the poke does, and stop() would wait for this task forever.

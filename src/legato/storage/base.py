@@ -654,6 +654,13 @@ class Store(Protocol):
     ) -> list[Alert]:
         """Alerts, latest raised first, filtered."""
 
+    async def schema_version(self) -> int:
+        """The schema version of the database, read from it (a round trip: ``/readyz``)."""
+
+    async def counts(self, now: float) -> StoreCounts:
+        """Runs by status, open and violated expectation instances, overdue timers (as of
+        ``now``), pending and dead deliveries: the gauges of ``/metrics``."""
+
     async def get_alerts(self, alert_ids: Sequence[str]) -> list[Alert]:
         """The alerts with these ids (those that exist)."""
 
@@ -661,6 +668,20 @@ class Store(Protocol):
         """Unfinished runs with no progress since ``before`` (neither their row nor their
         history changed) that should have moved: pending, running or compensating ones,
         and parked ones whose wake-up time is before ``before``; quietest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """What ``Store.counts`` finds: the gauges an operator watches, read at a scrape."""
+
+    runs: dict[str, int]
+    """Runs by status."""
+    expectations: dict[tuple[str, str], int]
+    """Expectation instances by (expectation, status), for open and violated ones."""
+    overdue_timers: int
+    """Parked runs whose wake-up time has passed and that no worker holds."""
+    deliveries: dict[tuple[str, str], int]
+    """Deliveries by (subscription, status), for pending and dead ones."""
 
 
 @dataclass(frozen=True, slots=True)

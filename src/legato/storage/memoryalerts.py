@@ -16,7 +16,15 @@ import orjson
 from legato.errors import ConcurrencyConflict
 from legato.model.alerts import Alert, AlertKind, AlertStatus
 from legato.model.runs import TERMINAL_STATUSES
-from legato.storage.base import QuietRun, RaiseAlert, ResolveAlert, Write, to_datetime
+from legato.storage.base import (
+    SCHEMA_VERSION,
+    QuietRun,
+    RaiseAlert,
+    ResolveAlert,
+    StoreCounts,
+    Write,
+    to_datetime,
+)
 
 _MOVING = frozenset({"pending", "running", "compensating"})
 _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
@@ -102,6 +110,35 @@ class MemoryAlerts:
     async def get_alerts(self, alert_ids: Sequence[str]) -> list[Alert]:
         """The alerts with these ids (those that exist)."""
         return [_alert(self._alerts[i]) for i in dict.fromkeys(alert_ids) if i in self._alerts]
+
+    async def schema_version(self) -> int:
+        """Always the current one: nothing to migrate in memory."""
+        return SCHEMA_VERSION
+
+    async def counts(self, now: float) -> StoreCounts:
+        """The gauges of ``/metrics``."""
+        runs: dict[str, int] = {}
+        overdue = 0
+        for row in self._runs.values():
+            runs[row.status] = runs.get(row.status, 0) + 1
+            if (
+                row.status in ("sleeping", "waiting")
+                and row.owner is None
+                and row.wake_at is not None
+                and row.wake_at < now
+            ):
+                overdue += 1
+        expectations: dict[tuple[str, str], int] = {}
+        for inst in self._instances.values():  # type: ignore[attr-defined]
+            if inst.status in ("open", "violated"):
+                key = (inst.op.expectation, inst.status)
+                expectations[key] = expectations.get(key, 0) + 1
+        deliveries: dict[tuple[str, str], int] = {}
+        for d in self._deliveries.values():  # type: ignore[attr-defined]
+            if d.status in ("pending", "dead"):
+                key = (d.subscription, d.status)
+                deliveries[key] = deliveries.get(key, 0) + 1
+        return StoreCounts(runs, expectations, overdue, deliveries)
 
     async def quiet_runs(self, before: float, limit: int) -> list[QuietRun]:
         """Unfinished runs that should have moved and made no progress since ``before``."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from legato.errors import ConcurrencyConflict
 from legato.model.alerts import Alert
-from legato.storage.base import QuietRun, RaiseAlert, ResolveAlert
+from legato.storage.base import QuietRun, RaiseAlert, ResolveAlert, StoreCounts
 from legato.storage.sqlrows import alert_from_row
 
 _CHUNK = 500  # ids per query: well under every SQL dialect's parameter limit
@@ -74,6 +74,20 @@ class SqlAlerts:
             rows = await self._select(self.queries.get_alerts_sql(len(chunk)), tuple(chunk))
             found += [alert_from_row(r) for r in rows]
         return found
+
+    async def schema_version(self) -> int:
+        """The schema version recorded in the database (one read)."""
+        [(version,)] = await self._select(self.queries.schema_version)
+        return int(version)
+
+    async def counts(self, now: float) -> StoreCounts:
+        """The gauges of ``/metrics``."""
+        q = self.queries
+        runs = {status: n for status, n in await self._select(q.count_runs_by_status)}
+        [(overdue,)] = await self._select(q.count_overdue_timers, (now,))
+        expectations = {(e, s): n for e, s, n in await self._select(q.count_expectations)}
+        deliveries = {(d, s): n for d, s, n in await self._select(q.count_deliveries)}
+        return StoreCounts(runs, expectations, overdue, deliveries)
 
     async def quiet_runs(self, before: float, limit: int) -> list[QuietRun]:
         """Unfinished runs that should have moved and made no progress since ``before``."""

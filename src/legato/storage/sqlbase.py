@@ -143,6 +143,11 @@ class SqlQueries(Protocol):
     raise_alert_again: str
     resolve_alert: str
     quiet_runs: str
+    schema_version: str
+    count_runs_by_status: str
+    count_overdue_timers: str
+    count_expectations: str
+    count_deliveries: str
 
     def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str: ...
     def due_expectations_sql(self, n: int) -> str: ...

@@ -232,6 +232,23 @@ class SqliteQueries:
         ") WHERE progress < ? ORDER BY progress LIMIT ?"
     )
 
+    # The gauges of /metrics, each through an index (runs_by_status, the partial indexes
+    # of runs_unfinished, expectations_due, deliveries_due / deliveries_dead).
+    schema_version = "PRAGMA user_version"
+    count_runs_by_status = "SELECT status, count(*) FROM runs GROUP BY status"
+    count_overdue_timers = (
+        f"SELECT count(*) FROM runs WHERE owner IS NULL AND {UNFINISHED} AND wake_at < ? "
+        "AND status IN ('sleeping', 'waiting')"
+    )
+    count_expectations = (
+        "SELECT expectation, status, count(*) FROM expectations "
+        "WHERE status IN ('open', 'violated') GROUP BY expectation, status"
+    )
+    count_deliveries = (
+        "SELECT subscription, status, count(*) FROM deliveries "
+        "WHERE status IN ('pending', 'dead') GROUP BY subscription, status"
+    )
+
     def get_alerts_sql(self, n: int) -> str:
         return f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id IN ({_marks(n)})"
 
