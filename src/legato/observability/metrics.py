@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from legato.model.alerts import AlertKind
 from legato.model.history import EventKind
 from legato.model.runs import TERMINAL_STATUSES
 from legato.observability.hooks import Hooks
@@ -62,6 +63,7 @@ METRICS = {
     "legato_expectations": "Open and violated expectation instances (read at the scrape).",
     "legato_timers_overdue": "Parked runs past their wake-up time that no worker holds.",
     "legato_deliveries": "Pending and dead deliveries, by subscription (read at the scrape).",
+    "legato_alerts": "Raised alerts, by kind (read at the scrape).",
     "legato_up": "1 while this worker's engine runs.",
 }
 
@@ -251,3 +253,7 @@ class _DatabaseGauges(Collector):
         for (sub, status), n in sorted(counts.deliveries.items()):
             deliveries.add_metric([sub, status], n)
         yield deliveries
+        raised = GaugeMetricFamily("legato_alerts", METRICS["legato_alerts"], labels=["kind"])
+        for kind in sorted(AlertKind):  # every kind, 0 included: a rule compares them
+            raised.add_metric([kind.value], counts.alerts.get(kind.value, 0))
+        yield raised

@@ -682,6 +682,8 @@ class StoreCounts:
     """Parked runs whose wake-up time has passed and that no worker holds."""
     deliveries: dict[tuple[str, str], int]
     """Deliveries by (subscription, status), for pending and dead ones."""
+    alerts: dict[str, int]
+    """Raised alerts by kind."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,7 +138,11 @@ class MemoryAlerts:
             if d.status in ("pending", "dead"):
                 key = (d.subscription, d.status)
                 deliveries[key] = deliveries.get(key, 0) + 1
-        return StoreCounts(runs, expectations, overdue, deliveries)
+        raised: dict[str, int] = {}
+        for alert in self._alerts.values():
+            if alert.status == "raised":
+                raised[alert.op.kind] = raised.get(alert.op.kind, 0) + 1
+        return StoreCounts(runs, expectations, overdue, deliveries, raised)
 
     async def quiet_runs(self, before: float, limit: int) -> list[QuietRun]:
         """Unfinished runs that should have moved and made no progress since ``before``."""

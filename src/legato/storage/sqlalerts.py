@@ -87,7 +87,8 @@ class SqlAlerts:
         [(overdue,)] = await self._select(q.count_overdue_timers, (now,))
         expectations = {(e, s): n for e, s, n in await self._select(q.count_expectations)}
         deliveries = {(d, s): n for d, s, n in await self._select(q.count_deliveries)}
-        return StoreCounts(runs, expectations, overdue, deliveries)
+        raised = {kind: n for kind, n in await self._select(q.count_raised_alerts)}
+        return StoreCounts(runs, expectations, overdue, deliveries, raised)
 
     async def quiet_runs(self, before: float, limit: int) -> list[QuietRun]:
         """Unfinished runs that should have moved and made no progress since ``before``."""

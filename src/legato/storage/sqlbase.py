@@ -148,6 +148,7 @@ class SqlQueries(Protocol):
     count_overdue_timers: str
     count_expectations: str
     count_deliveries: str
+    count_raised_alerts: str
 
     def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str: ...
     def due_expectations_sql(self, n: int) -> str: ...

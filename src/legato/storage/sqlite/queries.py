@@ -248,6 +248,7 @@ class SqliteQueries:
         "SELECT subscription, status, count(*) FROM deliveries "
         "WHERE status IN ('pending', 'dead') GROUP BY subscription, status"
     )
+    count_raised_alerts = "SELECT kind, count(*) FROM alerts WHERE status = 'raised' GROUP BY kind"
 
     def get_alerts_sql(self, n: int) -> str:
         return f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id IN ({_marks(n)})"
