@@ -13,6 +13,7 @@ import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 import legato
@@ -149,7 +150,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_legato_worker_serves_metrics_and_probes_on_its_port(tmp_path: Path) -> None:
+def test_legato_worker_serves_metrics_and_probes_and_logs_json(tmp_path: Path) -> None:
     app_file = tmp_path / "shop.py"
     app_file.write_text(
         "import legato\napp = legato.App('shop')\n\n"
@@ -168,6 +169,8 @@ def test_legato_worker_serves_metrics_and_probes_on_its_port(tmp_path: Path) -> 
             database,
             "--metrics-port",
             str(port),
+            "--log-format",
+            "json",
         ],
         stderr=subprocess.PIPE,
         text=True,
@@ -195,4 +198,8 @@ def test_legato_worker_serves_metrics_and_probes_on_its_port(tmp_path: Path) -> 
     finally:
         worker.terminate()
         _, err = worker.communicate(timeout=30)
-    assert f"metrics on http://127.0.0.1:{port}/metrics" in err
+    lines = [orjson.loads(line) for line in err.splitlines() if line.strip()]  # each is JSON
+    assert any(f"metrics on http://127.0.0.1:{port}/metrics" in r["message"] for r in lines)
+    [started] = [r for r in lines if r["message"].endswith("(hello) started")]
+    assert started["run_id"] == run.run_id and started["workflow"] == "hello"
+    assert started["level"] == "INFO" and started["logger"] == "legato.engine.execution"

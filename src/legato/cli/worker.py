@@ -9,6 +9,7 @@ line and a hint, never a traceback: the traceback belongs to ``python path/to/fi
 from __future__ import annotations
 
 import asyncio
+import enum
 import importlib
 import logging
 import os
@@ -25,9 +26,19 @@ import typer
 from legato.app import App
 from legato.cli.errors import USAGE, fail
 from legato.cli.options import DatabaseOption, resolve_database
+from legato.observability.logs import JsonFormatter
 from legato.storage import DATABASE_ENV
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class LogFormat(enum.StrEnum):
+    """How ``legato worker`` writes its log."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 LOG_LEVEL_ENV = "LEGATO_LOG_LEVEL"
 
 if TYPE_CHECKING:
@@ -252,6 +263,14 @@ def worker(
             help="At most N runs in flight at once in this worker. Default: the app's.",
         ),
     ] = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="text, or json: one JSON object per line with run_id, workflow, step, "
+            "attempt, event_id, correlation_id and trace_id where they apply.",
+        ),
+    ] = LogFormat.TEXT,
     metrics_port: Annotated[
         int | None,
         typer.Option(
@@ -275,7 +294,12 @@ def worker(
     level = _log_level(log_level)
     limit = None if concurrency is None else _concurrency(concurrency)
     url = resolve_database(database)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if log_format is LogFormat.JSON:
+        handler = logging.StreamHandler()
+        handler.setFormatter(JsonFormatter())
+        logging.basicConfig(level=level, handlers=[handler])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # An App() that names no database reads LEGATO_DATABASE_URL when the module is
     # imported: with --database, it must read that instead of whatever the shell has.
     with _environment(DATABASE_ENV, url if database else None):

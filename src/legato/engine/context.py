@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 current_execution: ContextVar[RunExecution | None] = ContextVar("legato_execution", default=None)
 current_step_key: ContextVar[str | None] = ContextVar("legato_step_key", default=None)
+# The step (its name) and the attempt running: log records inside a step carry them.
+current_attempt: ContextVar[tuple[str, int] | None] = ContextVar("legato_attempt", default=None)
 # Events published so far by the step attempt running (their ids count from it).
 current_step_publishes: ContextVar[list[int] | None] = ContextVar(
     "legato_step_publishes", default=None

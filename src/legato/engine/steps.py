@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from legato.engine.clock import Clock, TimerHandle
-from legato.engine.context import current_step_key, current_step_publishes
+from legato.engine.context import current_attempt, current_step_key, current_step_publishes
 from legato.errors import StepTimeout
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,7 @@ class StepRunner:
         """Run ``fn`` once with ``legato.step_key()`` set; raise ``StepTimeout`` on timeout."""
         token = current_step_key.set(step_key)
         publishes = current_step_publishes.set([0])
+        attempting = current_attempt.set((name, attempt))
         try:
             if is_async:
                 if timeout_s is None:
@@ -216,6 +217,7 @@ class StepRunner:
             deadline.future = self.threads.submit(call, deadline.arm)
             return await self._with_timeout(deadline, name, attempt)
         finally:
+            current_attempt.reset(attempting)
             current_step_publishes.reset(publishes)
             current_step_key.reset(token)
 

@@ -48,6 +48,7 @@ from legato.model.events import stored_arguments
 from legato.model.index import HistoryIndex
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from legato.model.runs import Outcome
+from legato.observability import logs
 from legato.observability.hooks import Hooks
 from legato.storage.base import NewRun, SetRun, Store, Write
 
@@ -163,6 +164,7 @@ class Engine:
             self._saved_gc = gc.get_threshold()
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
         self.registry.check_expectations()
+        logs.install()  # log records say which run, step and event they are about
         self.loop = asyncio.get_running_loop()
         for hook in self.hooks:
             hook.attach(self)
