@@ -34,6 +34,7 @@ from legato.model.ids import check_run_id
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit, encode
 from legato.model.runs import Outcome, continued_as
 from legato.model.workers import WorkerInfo
+from legato.observability import tracing
 from legato.storage import database_url, open_store
 from legato.storage.base import NewRun, Store
 
@@ -195,7 +196,18 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient):
         )
         store = await self._open()
         conflicts = await store.write(
-            [NewRun(run_id, workflow, RunStatus.PENDING.value, payload, self._time(), None, None)]
+            [
+                NewRun(
+                    run_id,
+                    workflow,
+                    RunStatus.PENDING.value,
+                    payload,
+                    self._time(),
+                    None,
+                    None,
+                    traceparent=tracing.new_run(workflow),
+                )
+            ]
         )
         existing = conflicts.get(run_id)
         if existing is not None and existing != workflow:

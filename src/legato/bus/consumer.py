@@ -41,6 +41,7 @@ from legato.model.deliveries import DeliveryStatus, SubscriptionKind
 from legato.model.events import Event
 from legato.model.payloads import dumps
 from legato.model.runs import RunStatus
+from legato.observability import tracing
 from legato.storage.base import NewEvent, NewRun, UpdateDelivery, Write
 
 if TYPE_CHECKING:
@@ -242,7 +243,11 @@ class Consumer:
             sub.name, work.event, attempt, idempotency_key(sub.name, work.event), work.replay
         )
         try:
-            await self._call(sub, info)
+            if tracing.tracer() is None:
+                await self._call(sub, info)
+            else:
+                with tracing.consumer_span(sub.name, work.event, attempt):
+                    await self._call(sub, info)
         except Exception as exc:
             for hook in engine.hooks:
                 hook.after_delivery(sub.name, work.event, attempt, exc)
@@ -356,6 +361,7 @@ class Consumer:
             None if workflow.timeout_s is None else now + workflow.timeout_s,
             None,
             correlation_id=event.correlationid or event.id,
+            traceparent=event.traceparent,  # the run continues the event's trace
         )
         # One batch key for both: if the batch must be retried op group by op group, the
         # run and the settle still go (or fail) together.

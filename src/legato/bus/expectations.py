@@ -438,6 +438,7 @@ def violation(engine: Engine, exp: Expectation, inst: ExpectationInstance) -> De
                 None if workflow.timeout_s is None else now + workflow.timeout_s,
                 None,
                 correlation_id=event.correlationid or event.id,
+                traceparent=event.traceparent,
             )
         )
     return decision

@@ -27,6 +27,7 @@ from legato.model.events import Event
 from legato.model.patterns import Pattern, compile_pattern
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES
 from legato.model.waits import REPLY_SIGNAL_PREFIX
+from legato.observability import tracing
 from legato.storage.base import NewDelivery, NewEvent, Store, Write
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,14 @@ def build_event(
     traceparent: str | None = None,
     extensions: Mapping[str, Any] | None = None,
     recorded_at: float,
+    producer: bool = True,
 ) -> Event:
     """A new event (validated: ``InvalidEvent`` names what is wrong). ``key`` is its
-    ``partitionkey``; a missing ``correlationid`` makes the event start its own flow."""
+    ``partitionkey``; a missing ``correlationid`` makes the event start its own flow.
+    When the application traces, a ``producer`` span of the publish gives the event its
+    ``traceparent`` (unless one is given, or ``producer`` is False: a replay)."""
+    if traceparent is None and producer:
+        traceparent = tracing.producer(type)
     event_id = id if id is not None else str(uuid.uuid4())
     when = datetime.fromtimestamp(recorded_at, UTC)
     return Event(

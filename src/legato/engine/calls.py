@@ -15,6 +15,7 @@ from legato.model import records
 from legato.model.payloads import dumps, encode
 from legato.model.records import Record
 from legato.model.retry import Retry
+from legato.observability import tracing
 
 if TYPE_CHECKING:
     from legato.engine.execution import RunExecution
@@ -132,16 +133,11 @@ async def attempts(
             fn, is_async = plan.fn, plan.is_async
             if engine.hooks:
                 fn, is_async = override(ex, plan.label, number, fn, is_async)
-            result = await engine.steps.run(
-                fn,
-                is_async,
-                plan.args,
-                plan.kwargs,
-                plan.step_key,
-                plan.label,
-                number,
-                plan.timeout_s,
-            )
+            if tracing.tracer() is None:
+                result = await _attempt(ex, plan, number, fn, is_async)
+            else:
+                with tracing.step_span(ex.run_id, plan.label, number):
+                    result = await _attempt(ex, plan, number, fn, is_async)
             done = plan.completion(key, name, number, result, start.at, engine.max_payload_bytes)
         except Exception as exc:
             for hook in engine.hooks:
@@ -180,6 +176,22 @@ async def attempts(
         # carrying started_at, says it all.
         engine.journal.retract(ticket, start)
         return done
+
+
+async def _attempt(
+    ex: RunExecution, plan: Any, number: int, fn: Callable[..., Any], is_async: bool
+) -> Any:
+    """One attempt of the step ``plan`` describes, with ``fn``."""
+    return await ex.engine.steps.run(
+        fn,
+        is_async,
+        plan.args,
+        plan.kwargs,
+        plan.step_key,
+        plan.label,
+        number,
+        plan.timeout_s,
+    )
 
 
 def override(

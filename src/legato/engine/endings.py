@@ -57,6 +57,7 @@ async def continue_as_new(ex: RunExecution, args: tuple[Any, ...]) -> BaseExcept
         now,
         None if timeout_s is None else now + timeout_s,
         None,
+        traceparent=ex.traceparent,
     )
     output = dumps({CONTINUED_AS_NEW: next_id})
     await ex.end(RunStatus.COMPLETED, records.RunContinued(next_id), output=output, first=successor)

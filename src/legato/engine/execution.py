@@ -36,6 +36,7 @@ from legato.model.payloads import dumps, encode
 from legato.model.records import Record
 from legato.model.runs import Outcome
 from legato.model.waits import CHILD_SIGNAL_PREFIX
+from legato.observability import tracing
 from legato.storage.base import Append, CloseTasks, SetRun, Write
 
 if TYPE_CHECKING:
@@ -112,8 +113,10 @@ class RunExecution:
         index: HistoryIndex,
         parent_run_id: str | None = None,
         correlation_id: str | None = None,
+        traceparent: str | None = None,
     ) -> None:
         self.engine = engine
+        self.traceparent = traceparent  # the trace its spans continue (OpenTelemetry)
         self.run_id = run_id
         # The worker id this run was launched under: every run update is guarded by it,
         # so an execution that goes on after its worker was presumed dead (and registered
@@ -424,7 +427,15 @@ class RunExecution:
     # -- driving -------------------------------------------------------------------------------
 
     async def drive(self) -> None:
-        """Run the workflow to its end or its next wait; the task's body."""
+        """Run the workflow to its end or its next wait; the task's body (a span of its
+        trace when the application traces)."""
+        if tracing.tracer() is None:
+            await self._drive()
+            return
+        with tracing.run_span(self.run_id, self.workflow.name, self.traceparent):
+            await self._drive()
+
+    async def _drive(self) -> None:
         self._started = True
         self._main.task = asyncio.current_task()
         current_branch.set(self._main)

@@ -63,7 +63,9 @@ async def from_workflow(
     record = ex.replayed(call, "publish" if reply is None else "request", type)
     published = None if record is None else record.published
     if published is not None:
-        event = _event(ex, type, data, subject, key, published.event_id, published.time, causation)
+        event = _event(
+            ex, type, data, subject, key, published.event_id, published.time, causation, False
+        )
         event.to_dict()  # the same arguments as the first time, or the call fails the same
     else:
         now = engine.clock.time()
@@ -138,8 +140,10 @@ def _event(
     event_id: str,
     at: float,
     causation: Event | None,
+    producer: bool = True,
 ) -> Event:
-    """The event a run publishes: the same from the same call on every replay.
+    """The event a run publishes: the same from the same call on every replay (which
+    makes no producer span: nothing is published again).
 
     Its causation is the event it answers (``legato.reply``), else the event that started
     the run (a trigger's), so the flow of a correlation id links them."""
@@ -158,6 +162,7 @@ def _event(
         correlationid=ex.correlation_id,
         causationid=causationid,
         recorded_at=at,
+        producer=producer,
     )
 
 

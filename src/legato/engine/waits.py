@@ -20,6 +20,7 @@ from legato.errors import (
 from legato.model import RunStatus, records
 from legato.model.payloads import dumps, encode
 from legato.model.waits import CHILD_SIGNAL_PREFIX, TASK_SIGNAL_PREFIX
+from legato.observability import tracing
 from legato.storage.base import CloseTasks, NewRun, NewSignal, NewTask, Write
 
 if TYPE_CHECKING:
@@ -183,6 +184,7 @@ async def child(
                     None,
                     parent_run_id=ex.run_id,
                     correlation_id=ex.correlation_id,
+                    traceparent=tracing.current() or ex.traceparent,
                 )
             )
         elif existing.workflow != workflow.name:

@@ -48,7 +48,7 @@ from legato.model.events import stored_arguments
 from legato.model.index import HistoryIndex
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from legato.model.runs import Outcome
-from legato.observability import logs
+from legato.observability import logs, tracing
 from legato.observability.hooks import Hooks
 from legato.storage.base import NewRun, SetRun, Store, Write
 
@@ -259,6 +259,7 @@ class Engine:
         # this worker (or another) to claim when it has room: live runs, and the memory
         # they hold, stay bounded however fast runs are started.
         full = len(self.live) >= self.max_concurrent_runs
+        traceparent = tracing.new_run(workflow.name)
         outcome = await self.journal.commit(
             [
                 NewRun(
@@ -270,6 +271,7 @@ class Engine:
                     deadline,
                     None if full else self.worker_id,
                     correlation_id=correlation_id,
+                    traceparent=traceparent,
                 )
             ],
             run_id,
@@ -290,6 +292,7 @@ class Engine:
             deadline,
             HistoryIndex(),
             correlation_id=correlation_id,
+            traceparent=traceparent,
         )
         return run_id
 
@@ -302,9 +305,18 @@ class Engine:
         index: HistoryIndex,
         parent_run_id: str | None = None,
         correlation_id: str | None = None,
+        traceparent: str | None = None,
     ) -> RunExecution:
         execution = RunExecution(
-            self, run_id, workflow, args, deadline_at, index, parent_run_id, correlation_id
+            self,
+            run_id,
+            workflow,
+            args,
+            deadline_at,
+            index,
+            parent_run_id,
+            correlation_id,
+            traceparent,
         )
         self.live[run_id] = execution
         # The task runs in a copy of this context: each run's calls find their own execution.
@@ -341,6 +353,7 @@ class Engine:
             index,
             run.parent_run_id,
             run.correlation_id,
+            run.traceparent,
         )
         if run.cancel_requested or index.cancel_requested:
             execution.cancel()

@@ -71,6 +71,7 @@ class Run:
     cancel_requested: bool = False
     parent_run_id: str | None = None
     correlation_id: str | None = None  # stored; see ``correlation``
+    traceparent: str | None = None  # the trace context its spans continue (W3C)
 
     @property
     def correlation(self) -> str:

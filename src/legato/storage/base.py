@@ -56,6 +56,7 @@ class NewRun:
     owner: str | None
     parent_run_id: str | None = None
     correlation_id: str | None = None  # None: the run's own id
+    traceparent: str | None = None  # W3C trace context its spans continue, if traced
 
 
 @dataclass(slots=True)

@@ -58,6 +58,7 @@ class _Row:
     parent_run_id: str | None = None
     error_pos: int | None = None
     correlation_id: str | None = None
+    traceparent: str | None = None
 
 
 @dataclass(slots=True)
@@ -119,6 +120,7 @@ def _run(row: _Row, history: list[Append] | None = None) -> Run:
         cancel_requested=row.cancel_requested,
         parent_run_id=row.parent_run_id,
         correlation_id=row.correlation_id,
+        traceparent=row.traceparent,
     )
 
 
@@ -238,6 +240,7 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
                         op.owner,
                         parent_run_id=op.parent_run_id,
                         correlation_id=op.correlation_id,
+                        traceparent=op.traceparent,
                     )
                     undo.append(partial(self._forget_run, op.run_id))
             elif type(op) is NewSignal:

@@ -392,6 +392,7 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
                     op.owner,
                     op.parent_run_id,
                     op.correlation_id,
+                    op.traceparent,
                 )
                 for op in new_runs.values()
             ],

@@ -27,7 +27,7 @@ RUN_COLUMNS = (
     "COALESCE(error, (SELECT h.data FROM history h WHERE h.run_id = runs.run_id "
     "AND h.pos = runs.error_pos)), "
     "created_at, updated_at, deadline_at, wake_at, owner, cancel_requested, parent_run_id, "
-    "correlation_id"
+    "correlation_id, traceparent"
 )
 RUN_COLUMNS_NO_PAYLOADS = RUN_COLUMNS.replace("input, output,", "NULL, NULL,", 1)
 """The same columns, with NULL for the two that may be large."""
@@ -73,6 +73,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
         cancel_requested=bool(row[11]),
         parent_run_id=row[12],
         correlation_id=row[13],
+        traceparent=row[14],
     )
 
 

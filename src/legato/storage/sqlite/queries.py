@@ -79,8 +79,8 @@ class SqliteQueries:
     param = "?"
     insert_run = (
         "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, "
-        "deadline_at, wake_at, owner, parent_run_id, correlation_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        "deadline_at, wake_at, owner, parent_run_id, correlation_id, traceparent) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     )
     append = (
         "INSERT INTO history (run_id, pos, kind, key, name, attempt, data, at) "

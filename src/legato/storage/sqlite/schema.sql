@@ -18,7 +18,8 @@ CREATE TABLE runs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     parent_run_id    TEXT,                      -- the run that started this one as a child
     error_pos        INTEGER,                   -- history record whose data is the error
-    correlation_id   TEXT                       -- the business transaction; NULL: run_id
+    correlation_id   TEXT,                      -- the business transaction; NULL: run_id
+    traceparent      TEXT                       -- W3C trace context its spans continue
 ) WITHOUT ROWID;
 
 CREATE INDEX runs_by_created ON runs (created_at);

@@ -1,6 +1,9 @@
 -- 0006: expectations over flows, and alerts. One row per expectation instance (opened
 -- by one trigger event for one key), the awaited events that came before any trigger
 -- wanted them (so a trigger arriving out of order still counts them), and the alerts.
+-- Runs keep the trace context their spans continue (OpenTelemetry), across processes.
+
+ALTER TABLE runs ADD COLUMN traceparent TEXT;
 
 CREATE TABLE expectations (
     expectation    TEXT NOT NULL,
