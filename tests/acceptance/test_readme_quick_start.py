@@ -74,3 +74,20 @@ def test_quick_start_run_again_returns_the_same_runs_and_sends_no_second_receipt
     assert "compensated courses.CourseFull" in again
     assert "receipt for" not in again
     assert "refunded" not in again
+
+
+def test_who_notices_runs_as_the_readme_says(tmp_path: Path) -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    (tmp_path / "who_notices.py").write_text(saved_as(readme, "who_notices.py"), encoding="utf-8")
+    printed = re.search(r"It prints:\n\n```text\n(.*?)```", readme, re.DOTALL)
+    assert printed is not None, "the README no longer shows what who_notices.py prints"
+    result = subprocess.run(
+        [sys.executable, "who_notices.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == printed.group(1)
