@@ -276,13 +276,13 @@ def test_show_details_each_instance_and_counts_them_by_status(database: str) -> 
     assert list(panels) == ["order-3", "order-4", "order-2", "order-1"]
     violated = panels["order-1"]
     assert f"trigger         seq {listed['order-1']['trigger_seq']} " in violated
-    assert "missing         then[1] " in violated
+    assert "missing         type welcome.sent " in violated
     assert "correlation id  order-1 " in violated
     assert f"violation       {listed['order-1']['violation_id']} " in violated
     fulfilled = panels["order-2"]
     assert f"closed by       seq {listed['order-2']['closed_by']} " in fulfilled
     assert "missing         — " in fulfilled
-    assert "missing         then[0], then[1] " in panels["order-3"]
+    assert "missing         type enrollment.created, type welcome.sent " in panels["order-3"]
     assert re.search(r"\(due in [56]m \d\ds\)", panels["order-3"])
 
 

@@ -348,6 +348,7 @@ def _open(
         s.at + exp.within_s,
         closed_at=now if closed else None,
         closed_by=closed_by if closed else None,
+        awaited=dumps([p.describe() for p in exp.then]),
     )
 
 

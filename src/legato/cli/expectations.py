@@ -85,7 +85,7 @@ def status_text(status: ExpectationStatus) -> Text:
 
 def _missing(inst: ExpectationInstance) -> str:
     # The CLI has no app, so not the patterns themselves: their place in ``then``.
-    return ", ".join(f"then[{i}]" for i in inst.missing) or _NONE
+    return ", ".join(inst.missing_patterns) or _NONE
 
 
 def instance_json(inst: ExpectationInstance) -> dict[str, Any]:
@@ -96,6 +96,7 @@ def instance_json(inst: ExpectationInstance) -> dict[str, Any]:
         "key": inst.key,
         "status": inst.status.value,
         "missing": list(inst.missing),
+        "awaited": list(inst.awaited),
         "trigger_seq": inst.trigger_seq,
         "correlation_id": inst.correlation_id,
         "opened_at": inst.opened_at,

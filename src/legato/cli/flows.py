@@ -146,6 +146,7 @@ def expectation_json(inst: ExpectationInstance) -> dict[str, Any]:
         "key": inst.key,
         "status": inst.status.value,
         "missing": list(inst.missing),
+        "awaited": list(inst.awaited),
         "trigger_seq": inst.trigger_seq,
         "correlation_id": inst.correlation_id,
         "opened_at": inst.opened_at.isoformat(),
@@ -242,7 +243,7 @@ _EXPECTATION_STYLES = {
 
 def _expectation_words(inst: ExpectationInstance) -> str:
     """What an instance waits for or how it ended, in a few words."""
-    missing = f"awaited #{', #'.join(str(i) for i in inst.missing)}" if inst.missing else ""
+    missing = ", ".join(inst.missing_patterns)
     if inst.status is ExpectationStatus.OPEN:
         return f"{missing} by {when(inst.deadline, short=True)}"
     if inst.status is ExpectationStatus.VIOLATED:

@@ -47,6 +47,14 @@ class ExpectationInstance:
     closed_at: datetime | None = None
     closed_by: int | None = None
     violation_id: str | None = None
+    awaited: tuple[str, ...] = ()
+    """The expectation's ``then`` patterns as text when the instance opened (``"type
+    enrollment.created"``): ``missing`` indexes into it."""
+
+    @property
+    def missing_patterns(self) -> list[str]:
+        """What the instance still waits for, as text (``then[i]`` where unknown)."""
+        return [self.awaited[i] if i < len(self.awaited) else f"then[{i}]" for i in self.missing]
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,6 +289,7 @@ class NewExpectation:
     deadline_at: float
     closed_at: float | None = None
     closed_by: int | None = None
+    awaited: bytes = b"[]"  # JSON list: the then patterns as text
 
 
 @dataclass(slots=True)

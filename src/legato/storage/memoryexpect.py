@@ -46,6 +46,7 @@ def _instance(row: _InstanceRow) -> ExpectationInstance:
         to_datetime(row.closed_at),
         row.closed_by,
         row.violation_id,
+        tuple(orjson.loads(op.awaited)),
     )
 
 

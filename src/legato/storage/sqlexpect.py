@@ -34,6 +34,7 @@ def apply_new_expectations(conn: Any, queries: Any, ops: Sequence[NewExpectation
                 op.deadline_at,
                 op.closed_at,
                 op.closed_by,
+                op.awaited,
             )
             for op in ops
         ],

@@ -43,7 +43,7 @@ DELIVERY_COLUMNS = (
 
 EXPECTATION_COLUMNS = (
     "expectation, instance, key, status, missing, trigger_seq, correlation_id, opened_at, "
-    "deadline_at, closed_at, closed_by, violation_id"
+    "deadline_at, closed_at, closed_by, violation_id, awaited"
 )
 
 ALERT_COLUMNS = (
@@ -173,6 +173,7 @@ def expectation_from_row(row: Sequence[Any]) -> ExpectationInstance:
         closed_at=to_datetime(row[9]),
         closed_by=row[10],
         violation_id=row[11],
+        awaited=tuple(orjson.loads(row[12])),
     )
 
 

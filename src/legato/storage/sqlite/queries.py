@@ -194,8 +194,8 @@ class SqliteQueries:
     # -- expectations ---------------------------------------------------------------------
     insert_expectation = (
         "INSERT INTO expectations (expectation, instance, key, status, missing, trigger_seq, "
-        "correlation_id, opened_at, deadline_at, closed_at, closed_by) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        "correlation_id, opened_at, deadline_at, closed_at, closed_by, awaited) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     )
     update_expectation = (
         "UPDATE expectations SET status = ?, missing = ?, closed_at = coalesce(?, closed_at), "

@@ -165,6 +165,7 @@ CREATE TABLE expectations (
     closed_at      REAL,
     closed_by      INTEGER,                   -- events.seq of the event that closed it
     violation_id   TEXT,                      -- id of its legato.expectation.violated event
+    awaited        BLOB NOT NULL,             -- JSON list: the then patterns, as text
     PRIMARY KEY (expectation, instance)
 ) WITHOUT ROWID;
 

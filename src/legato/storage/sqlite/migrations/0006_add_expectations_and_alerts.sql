@@ -18,6 +18,7 @@ CREATE TABLE expectations (
     closed_at      REAL,
     closed_by      INTEGER,
     violation_id   TEXT,
+    awaited        BLOB NOT NULL,
     PRIMARY KEY (expectation, instance)
 ) WITHOUT ROWID;
 
