@@ -23,6 +23,7 @@ PAID = "paid-learner-is-enrolled"
 INVOICE = "invoice-is-paid"
 STATUSES = ["open", "fulfilled", "violated", "cancelled", "late_fulfilled"]
 FIELDS = {
+    "awaited",
     "expectation",
     "instance",
     "key",
@@ -170,6 +171,7 @@ def test_list_json_has_every_field(database: str) -> None:
     violated = by_key[PAID, "order-1"]
     assert violated["status"] == "violated"
     assert violated["missing"] == [1]  # the enrollment came, the welcome mail did not
+    assert violated["awaited"] == ["type enrollment.created", "type welcome.sent"]
     assert violated["correlation_id"] == "order-1"
     assert violated["violation_id"]
     opened = datetime.fromisoformat(violated["opened_at"])
