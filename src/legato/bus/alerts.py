@@ -310,7 +310,15 @@ def _event(
     batch: str,
     now: float,
 ) -> tuple[list[Write], list[Any]]:
-    event = build_event(type, data, source=SOURCE, id=eid, subject=alert_id, recorded_at=now)
+    event = build_event(
+        type,
+        data,
+        source=SOURCE,
+        id=eid,
+        subject=alert_id,
+        recorded_at=now,
+        producer=engine.traced,
+    )
     obj, payload = encode_event(event, engine.max_payload_bytes)
     op = new_event_op(
         event, obj, payload, engine.router, now, batch_key=batch, owner_of=engine.consumer.owner_of

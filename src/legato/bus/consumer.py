@@ -243,7 +243,7 @@ class Consumer:
             sub.name, work.event, attempt, idempotency_key(sub.name, work.event), work.replay
         )
         try:
-            if tracing.tracer() is None:
+            if not engine.traced:
                 await self._call(sub, info)
             else:
                 with tracing.consumer_span(sub.name, work.event, attempt):

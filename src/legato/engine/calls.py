@@ -133,7 +133,7 @@ async def attempts(
             fn, is_async = plan.fn, plan.is_async
             if engine.hooks:
                 fn, is_async = override(ex, plan.label, number, fn, is_async)
-            if tracing.tracer() is None:
+            if not engine.traced:
                 result = await _attempt(ex, plan, number, fn, is_async)
             else:
                 with tracing.step_span(ex.run_id, plan.label, number):

@@ -429,7 +429,7 @@ class RunExecution:
     async def drive(self) -> None:
         """Run the workflow to its end or its next wait; the task's body (a span of its
         trace when the application traces)."""
-        if tracing.tracer() is None:
+        if not self.engine.traced:
             await self._drive()
             return
         with tracing.run_span(self.run_id, self.workflow.name, self.traceparent):

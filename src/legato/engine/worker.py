@@ -139,6 +139,7 @@ class Engine:
         self.unrouted_seen = alerts.UnroutedSeen()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once started
         self.last_pass_at = time.monotonic()  # when the upkeep pass last ended (/healthz)
+        self.traced = False  # OpenTelemetry spans (decided at start: tracing.tracer())
         self.engine_io = 0  # the engine's own store I/O in flight: direct publishes, expectations
         self._pass_done.set()
         self._last_heartbeat = 0.0
@@ -165,6 +166,9 @@ class Engine:
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
         self.registry.check_expectations()
         logs.install()  # log records say which run, step and event they are about
+        # Traced if the application set a tracer provider before the engine started: one
+        # look here, not one per step (OpenTelemetry's check costs a microsecond a call).
+        self.traced = tracing.tracer() is not None
         self.loop = asyncio.get_running_loop()
         for hook in self.hooks:
             hook.attach(self)
@@ -259,7 +263,7 @@ class Engine:
         # this worker (or another) to claim when it has room: live runs, and the memory
         # they hold, stay bounded however fast runs are started.
         full = len(self.live) >= self.max_concurrent_runs
-        traceparent = tracing.new_run(workflow.name)
+        traceparent = tracing.new_run(workflow.name) if self.traced else None
         outcome = await self.journal.commit(
             [
                 NewRun(
