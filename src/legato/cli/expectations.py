@@ -84,7 +84,6 @@ def status_text(status: ExpectationStatus) -> Text:
 
 
 def _missing(inst: ExpectationInstance) -> str:
-    # The CLI has no app, so not the patterns themselves: their place in ``then``.
     return ", ".join(inst.missing_patterns) or _NONE
 
 

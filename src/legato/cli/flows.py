@@ -26,6 +26,7 @@ from legato.bus.flows import (
 )
 from legato.bus.subscriptions import EXPECTATION_PREFIX
 from legato.cli.errors import fail
+from legato.cli.expectations import instance_json
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, status_text, when
 from legato.cli.render_bus import (
@@ -134,26 +135,7 @@ def flow_json(flow: Flow) -> dict[str, Any]:
         "dead": len(flow.deliveries(DeliveryStatus.DEAD)),
         "pending": len(flow.deliveries(DeliveryStatus.PENDING)),
         "roots": [node_json(n) for n in flow.roots],
-        "expectations": [expectation_json(i) for i in flow.expectations],
-    }
-
-
-def expectation_json(inst: ExpectationInstance) -> dict[str, Any]:
-    """One expectation instance as JSON."""
-    return {
-        "expectation": inst.expectation,
-        "instance": inst.instance,
-        "key": inst.key,
-        "status": inst.status.value,
-        "missing": list(inst.missing),
-        "awaited": list(inst.awaited),
-        "trigger_seq": inst.trigger_seq,
-        "correlation_id": inst.correlation_id,
-        "opened_at": inst.opened_at.isoformat(),
-        "deadline": inst.deadline.isoformat(),
-        "closed_at": None if inst.closed_at is None else inst.closed_at.isoformat(),
-        "closed_by": inst.closed_by,
-        "violation_id": inst.violation_id,
+        "expectations": [instance_json(i) for i in flow.expectations],
     }
 
 
