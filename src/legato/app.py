@@ -45,6 +45,10 @@ class App(AppEvents):
     it the workflow's next call raises ``HistoryTooLong`` (loop with
     ``legato.continue_as_new`` instead).
 
+    ``tracer_provider``: an OpenTelemetry ``TracerProvider`` to trace runs, steps, publishes
+    and deliveries with (docs/observability.md); by default the global one, if the
+    application set it before the app starts. Legato never sets one.
+
     ``step_threads`` bounds the threads that run ``def`` steps at once; a sync step's
     timeout counts from when a thread takes it, not while it waits for one.
 
@@ -75,8 +79,10 @@ class App(AppEvents):
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_history: int = DEFAULT_MAX_HISTORY,
         alert_interval: timedelta = alerts.DEFAULT_ALERT_INTERVAL,
+        tracer_provider: Any = None,
     ) -> None:
         self.name = name
+        self.tracer_provider = tracer_provider  # OpenTelemetry's; None: the global one
         self.max_payload_bytes = check_payload_limit(max_payload_bytes)
         if not isinstance(max_history, int) or isinstance(max_history, bool) or max_history < 10:
             raise ValueError(f"max_history must be an integer of at least 10, got {max_history!r}")
@@ -296,6 +302,7 @@ class App(AppEvents):
             hooks=self.hooks,
             poll_interval=self._poll_interval,
             alert_interval=self._alert_interval,
+            tracer_provider=self.tracer_provider,
             lease=self._lease,
             max_concurrent_runs=self._max_concurrent_runs,
             tune_gc=self.tune_gc,

@@ -80,7 +80,7 @@ class AppEvents:
             causationid=causationid,
             extensions=extensions,
             recorded_at=engine.clock.time(),
-            producer=engine.traced,
+            producer=engine.tracer,
         )
         return await publishing.direct(engine, event)
 

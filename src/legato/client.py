@@ -205,7 +205,7 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient):
                     self._time(),
                     None,
                     None,
-                    traceparent=tracing.new_run(workflow),
+                    traceparent=_traceparent(workflow),
                 )
             ]
         )
@@ -529,3 +529,9 @@ class Client(BusClient, VisibilityClient):
     def complete_task(self, task_id: str, response: Any) -> Task:
         """Answer a human task."""
         return self._call(self._async.complete_task, task_id, response)
+
+
+def _traceparent(workflow: str) -> str | None:
+    """The trace context of a run a client starts (the global provider's, if it traces)."""
+    chosen = tracing.tracer()
+    return None if chosen is None else tracing.new_run(chosen, workflow)

@@ -317,7 +317,7 @@ def _event(
         id=eid,
         subject=alert_id,
         recorded_at=now,
-        producer=engine.traced,
+        producer=engine.tracer,
     )
     obj, payload = encode_event(event, engine.max_payload_bytes)
     op = new_event_op(

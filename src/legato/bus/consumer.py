@@ -243,10 +243,10 @@ class Consumer:
             sub.name, work.event, attempt, idempotency_key(sub.name, work.event), work.replay
         )
         try:
-            if not engine.traced:
+            if engine.tracer is None:
                 await self._call(sub, info)
             else:
-                with tracing.consumer_span(sub.name, work.event, attempt):
+                with tracing.consumer_span(engine.tracer, sub.name, work.event, attempt):
                     await self._call(sub, info)
         except Exception as exc:
             for hook in engine.hooks:

@@ -394,7 +394,7 @@ def _publish(
         correlationid=inst.correlation_id,
         causationid=_trigger(inst)["id"],
         recorded_at=now,
-        producer=engine.traced,
+        producer=engine.tracer,
     )
     obj, payload = encode_event(event, engine.max_payload_bytes)
     op = new_event_op(

@@ -99,14 +99,17 @@ def build_event(
     traceparent: str | None = None,
     extensions: Mapping[str, Any] | None = None,
     recorded_at: float,
-    producer: bool = True,
+    producer: Any = tracing.GLOBAL,
 ) -> Event:
     """A new event (validated: ``InvalidEvent`` names what is wrong). ``key`` is its
     ``partitionkey``; a missing ``correlationid`` makes the event start its own flow.
-    When the application traces, a ``producer`` span of the publish gives the event its
-    ``traceparent`` (unless one is given, or ``producer`` is False: a replay)."""
-    if traceparent is None and producer:
-        traceparent = tracing.producer(type)
+    When the application traces, a span of the publish made with the tracer ``producer``
+    (``GLOBAL``: the global provider's) gives the event its ``traceparent``, unless one is
+    given or ``producer`` is None (a replay, or an engine that does not trace)."""
+    if traceparent is None and producer is not None:
+        chosen = tracing.tracer() if producer is tracing.GLOBAL else producer
+        if chosen is not None:
+            traceparent = tracing.producer(chosen, type)
     event_id = id if id is not None else str(uuid.uuid4())
     when = datetime.fromtimestamp(recorded_at, UTC)
     return Event(

@@ -133,10 +133,10 @@ async def attempts(
             fn, is_async = plan.fn, plan.is_async
             if engine.hooks:
                 fn, is_async = override(ex, plan.label, number, fn, is_async)
-            if not engine.traced:
+            if engine.tracer is None:
                 result = await _attempt(ex, plan, number, fn, is_async)
             else:
-                with tracing.step_span(ex.run_id, plan.label, number):
+                with tracing.step_span(engine.tracer, ex.run_id, plan.label, number):
                     result = await _attempt(ex, plan, number, fn, is_async)
             done = plan.completion(key, name, number, result, start.at, engine.max_payload_bytes)
         except Exception as exc:

@@ -429,10 +429,11 @@ class RunExecution:
     async def drive(self) -> None:
         """Run the workflow to its end or its next wait; the task's body (a span of its
         trace when the application traces)."""
-        if not self.engine.traced:
+        tracer = self.engine.tracer
+        if tracer is None:
             await self._drive()
             return
-        with tracing.run_span(self.run_id, self.workflow.name, self.traceparent):
+        with tracing.run_span(tracer, self.run_id, self.workflow.name, self.traceparent):
             await self._drive()
 
     async def _drive(self) -> None:

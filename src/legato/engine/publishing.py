@@ -162,7 +162,7 @@ def _event(
         correlationid=ex.correlation_id,
         causationid=causationid,
         recorded_at=at,
-        producer=producer and ex.engine.traced,
+        producer=ex.engine.tracer if producer else None,
     )
 
 
@@ -257,7 +257,7 @@ async def from_step(
         key=key,
         correlationid=ex.correlation_id,
         recorded_at=engine.clock.time(),
-        producer=engine.traced,
+        producer=engine.tracer,
     )
     # The step's call key in the run ("2", or "2:compensate"), as a workflow publish has its own.
     call = step_key.removeprefix(f"{ex.run_id}:")
@@ -289,7 +289,7 @@ async def from_handler(
         correlationid=cause.correlationid or cause.id,
         causationid=cause.id,
         recorded_at=scope.engine.clock.time(),
-        producer=scope.engine.traced,
+        producer=scope.engine.tracer,
     )
     return await direct(scope.engine, event)
 

@@ -101,6 +101,7 @@ class Engine:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_history: int = DEFAULT_MAX_HISTORY,
         name: str = "legato",
+        tracer_provider: Any = None,
     ) -> None:
         self.name = name  # the app's: the source of the events its runs publish
         self.registry = registry
@@ -139,7 +140,8 @@ class Engine:
         self.unrouted_seen = alerts.UnroutedSeen()
         self.loop: asyncio.AbstractEventLoop | None = None  # the loop it runs on, once started
         self.last_pass_at = time.monotonic()  # when the upkeep pass last ended (/healthz)
-        self.traced = False  # OpenTelemetry spans (decided at start: tracing.tracer())
+        self._tracer_provider = tracer_provider
+        self.tracer: Any = None  # OpenTelemetry's, when traced (decided at start)
         self.engine_io = 0  # the engine's own store I/O in flight: direct publishes, expectations
         self._pass_done.set()
         self._last_heartbeat = 0.0
@@ -166,9 +168,9 @@ class Engine:
             gc.set_threshold(*_ENGINE_GC_THRESHOLD)
         self.registry.check_expectations()
         logs.install()  # log records say which run, step and event they are about
-        # Traced if the application set a tracer provider before the engine started: one
-        # look here, not one per step (OpenTelemetry's check costs a microsecond a call).
-        self.traced = tracing.tracer() is not None
+        # Traced with the provider given, or the global one if the application set it
+        # before the engine started: one look here, not one per step.
+        self.tracer = tracing.tracer(self._tracer_provider)
         self.loop = asyncio.get_running_loop()
         for hook in self.hooks:
             hook.attach(self)
@@ -263,7 +265,7 @@ class Engine:
         # this worker (or another) to claim when it has room: live runs, and the memory
         # they hold, stay bounded however fast runs are started.
         full = len(self.live) >= self.max_concurrent_runs
-        traceparent = tracing.new_run(workflow.name) if self.traced else None
+        traceparent = None if self.tracer is None else tracing.new_run(self.tracer, workflow.name)
         outcome = await self.journal.commit(
             [
                 NewRun(

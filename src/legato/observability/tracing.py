@@ -1,8 +1,8 @@
 """OpenTelemetry tracing, when the application traces (``pip install legato[otel]``).
 
-Legato uses the global tracer provider the application set; it never sets one. With none
-set (or without ``opentelemetry-api`` installed) every function here returns at once and
-nothing is traced. The shape of a trace:
+Legato uses the tracer provider given to ``legato.App(tracer_provider=...)``, else the
+global one the application set before the app started; it never sets one. With none (or
+without ``opentelemetry-api`` installed) nothing is traced. The shape of a trace:
 
 - a run is created with a trace context (the caller's span, or a ``start <workflow>``
   span when there is none), stored with the run (``traceparent``) so that every
@@ -30,6 +30,9 @@ _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _api: Any = None  # opentelemetry.trace once imported; False if not installed
 _SYSTEM = "legato"
 
+GLOBAL: Any = object()
+"""For ``build_event(producer=...)``: trace with the global provider, if one is set."""
+
 
 def _trace() -> Any:
     global _api
@@ -43,8 +46,11 @@ def _trace() -> Any:
     return _api or None
 
 
-def tracer() -> Any:
-    """Legato's tracer from the application's provider; None when nothing is traced."""
+def tracer(provider: Any = None) -> Any:
+    """Legato's tracer from ``provider``, else from the application's global provider;
+    None when nothing is traced."""
+    if provider is not None:
+        return provider.get_tracer("legato")
     trace = _trace()
     if trace is None:
         return None
@@ -80,12 +86,9 @@ def current() -> str | None:
     return _format(trace.get_current_span().get_span_context())
 
 
-def new_run(workflow: str) -> str | None:
+def new_run(chosen: Any, workflow: str) -> str | None:
     """The trace context a new run of ``workflow`` keeps: the caller's span's, else a
-    ``start <workflow>`` span's (ended at once); None when nothing is traced."""
-    chosen = tracer()
-    if chosen is None:
-        return None
+    ``start <workflow>`` span's (ended at once), made with the tracer ``chosen``."""
     found = current()
     if found is not None:
         return found
@@ -95,12 +98,8 @@ def new_run(workflow: str) -> str | None:
 
 
 @contextlib.contextmanager
-def run_span(run_id: str, workflow: str, traceparent: str | None) -> Iterator[None]:
+def run_span(chosen: Any, run_id: str, workflow: str, traceparent: str | None) -> Iterator[None]:
     """One execution of a run, as the current span while it goes."""
-    chosen = tracer()
-    if chosen is None:
-        yield
-        return
     with chosen.start_as_current_span(
         f"run {workflow}",
         context=_parent(traceparent),
@@ -110,12 +109,8 @@ def run_span(run_id: str, workflow: str, traceparent: str | None) -> Iterator[No
 
 
 @contextlib.contextmanager
-def step_span(run_id: str, step: str, attempt: int) -> Iterator[None]:
+def step_span(chosen: Any, run_id: str, step: str, attempt: int) -> Iterator[None]:
     """One attempt of a step (or a compensation), as the current span while it runs."""
-    chosen = tracer()
-    if chosen is None:
-        yield
-        return
     with chosen.start_as_current_span(
         f"step {step}",
         attributes={"legato.run_id": run_id, "legato.step": step, "legato.attempt": attempt},
@@ -123,12 +118,9 @@ def step_span(run_id: str, step: str, attempt: int) -> Iterator[None]:
         yield
 
 
-def producer(type: str, parent: str | None = None) -> str | None:
+def producer(chosen: Any, type: str, parent: str | None = None) -> str | None:
     """A ``publish <type>`` span (ended at once) under the current span (or ``parent``);
-    its context, for the event's ``traceparent``. None when nothing is traced."""
-    chosen = tracer()
-    if chosen is None:
-        return None
+    its context, for the event's ``traceparent``."""
     trace = _trace()
     span = chosen.start_span(
         f"publish {type}",
@@ -145,13 +137,9 @@ def producer(type: str, parent: str | None = None) -> str | None:
 
 
 @contextlib.contextmanager
-def consumer_span(subscription: str, event: Event, attempt: int) -> Iterator[None]:
+def consumer_span(chosen: Any, subscription: str, event: Event, attempt: int) -> Iterator[None]:
     """One delivery of ``event`` to ``subscription``, as the current span while its
     handler runs: a child of the event's context, linked to it."""
-    chosen = tracer()
-    if chosen is None:
-        yield
-        return
     trace = _trace()
     parent = _parent(event.traceparent)
     links = []
