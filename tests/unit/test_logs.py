@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 import legato
-from legato.observability.logs import FIELDS, JsonFormatter
+from legato.observability.logs import FIELDS, ContextFilter, JsonFormatter
 from legato.testing import FakeClock
 
 log = logging.getLogger("shop")
@@ -20,6 +20,7 @@ async def test_records_in_steps_and_handlers_carry_the_run_step_and_event(
     caplog: pytest.LogCaptureFixture, clock: FakeClock
 ) -> None:
     caplog.set_level(logging.INFO)
+    caplog.handler.addFilter(ContextFilter())  # the app's own records get the fields too
     app = legato.App("shop", "memory://", clock=clock)
     attempts = {"n": 0}
 
@@ -30,6 +31,7 @@ async def test_records_in_steps_and_handlers_carry_the_run_step_and_event(
     def charge(order: str) -> str:  # a def step: on a thread, the context goes with it
         attempts["n"] += 1
         log.info("charging %s", order)
+        log.info("with my own attempt field", extra={"attempt": "mine"})  # extra= wins
         if attempts["n"] == 1:
             raise ConnectionError("timeout")
         return "ch-1"
@@ -56,6 +58,8 @@ async def test_records_in_steps_and_handlers_carry_the_run_step_and_event(
         ("run-o-1", "purchase", "charge", 2),
     ]
     assert charging[0].correlation_id == "run-o-1"  # type: ignore[attr-defined]
+    mine = [r for r in caplog.records if r.getMessage() == "with my own attempt field"]
+    assert [(r.attempt, r.step) for r in mine] == [("mine", "charge"), ("mine", "charge")]  # type: ignore[attr-defined]
     [sent] = [r for r in caplog.records if r.getMessage() == "receipt for o-1"]
     assert sent.event_id == "run-o-1:2"  # type: ignore[attr-defined]
     assert sent.correlation_id == "run-o-1"  # type: ignore[attr-defined]
@@ -65,11 +69,14 @@ async def test_records_in_steps_and_handlers_carry_the_run_step_and_event(
     assert {(r.name, r.run_id, r.workflow) for r in ours} == {  # type: ignore[attr-defined]
         ("legato.engine.execution", "run-o-1", "purchase")
     }
-    # Outside any run, the fields are there and None.
-    record = logging.getLogger("elsewhere").makeRecord(
-        "elsewhere", logging.INFO, "", 0, "x", (), None
+    # Legato's own records have the fields without a filter; outside a run they are None.
+    record = logging.getLogger("legato.x").makeRecord(
+        "legato.x", logging.INFO, "", 0, "x", (), None
     )
     assert all(getattr(record, f) is None for f in FIELDS)
+    # Another logger's extra= of a field name is never refused (the filter sets only
+    # what a record lacks).
+    logging.getLogger("http").warning("retrying", extra={"attempt": 2})
 
 
 def test_json_formatter_writes_one_object_with_the_fields_that_apply() -> None:

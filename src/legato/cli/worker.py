@@ -26,7 +26,7 @@ import typer
 from legato.app import App
 from legato.cli.errors import USAGE, fail
 from legato.cli.options import DatabaseOption, resolve_database
-from legato.observability.logs import JsonFormatter
+from legato.observability.logs import ContextFilter, JsonFormatter
 from legato.storage import DATABASE_ENV
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -294,12 +294,13 @@ def worker(
     level = _log_level(log_level)
     limit = None if concurrency is None else _concurrency(concurrency)
     url = resolve_database(database)
+    handler = logging.StreamHandler()
+    handler.addFilter(ContextFilter())  # the app's own records in steps get the fields too
     if log_format is LogFormat.JSON:
-        handler = logging.StreamHandler()
         handler.setFormatter(JsonFormatter())
-        logging.basicConfig(level=level, handlers=[handler])
     else:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
     # An App() that names no database reads LEGATO_DATABASE_URL when the module is
     # imported: with --database, it must read that instead of whatever the shell has.
     with _environment(DATABASE_ENV, url if database else None):

@@ -67,9 +67,9 @@ def readiness(engine: Engine | None) -> tuple[bool, str]:
     except Exception as exc:
         return False, f"the database does not answer: {exc}"
     if version != SCHEMA_VERSION:
+        fix = "upgrade this worker" if version > SCHEMA_VERSION else "restart it to migrate"
         return False, (
-            f"the database has schema version {version}, this Legato writes {SCHEMA_VERSION}: "
-            "run `legato db migrate`"
+            f"the database has schema version {version}, this worker writes {SCHEMA_VERSION}: {fix}"
         )
     return True, "ok"
 

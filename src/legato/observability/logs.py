@@ -1,15 +1,16 @@
 """Log records that say which run, step, event and trace they are about.
 
-``install()`` (done when an engine starts) wraps the process's log record factory so that
-every record made while Legato runs something carries these attributes, whichever
-logger made it — Legato's, or the user's own ``logging`` inside a step or a handler:
+The fields: ``run_id``, ``workflow``, ``step``, ``attempt``, ``event_id``,
+``correlation_id``, ``trace_id`` (the active OpenTelemetry span's, when the application
+traces); each None where it does not apply.
 
-``run_id``, ``workflow``, ``step``, ``attempt``, ``event_id``, ``correlation_id``,
-``trace_id`` (the active OpenTelemetry span's, when the application traces).
-
-Each is None where it does not apply, so a ``Formatter`` or ``Filter`` may always read
-them. ``JsonFormatter`` writes a record as one JSON object per line with the fields that
-apply (``legato worker --log-format json``).
+- ``install()`` (done when an engine starts) wraps the process's log record factory so
+  that every record of Legato's own loggers (``legato.*``) carries them.
+- ``ContextFilter`` gives them to every record a handler sees, the application's own
+  ``logging`` inside a step or a handler included; an ``extra=`` of the same name wins.
+  ``legato worker`` puts it on its handler; an app embedding Legato adds it to its own.
+- ``JsonFormatter`` writes a record as one JSON object per line with the fields that
+  apply (``legato worker --log-format json``).
 """
 
 from __future__ import annotations
@@ -63,13 +64,29 @@ def install() -> None:
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        for name, value in context_fields().items():
-            if not hasattr(record, name):  # an explicit extra= wins
-                setattr(record, name, value)
+        # Legato's own records only: Legato passes no extra= of these names, while a
+        # user's extra= must not collide with a field set before it (makeRecord raises).
+        name = record.name
+        if name == "legato" or name.startswith("legato."):
+            record.__dict__.update(context_fields())
         return record
 
     logging.setLogRecordFactory(factory)
     _installed = True
+
+
+class ContextFilter(logging.Filter):
+    """Give each record the fields of the run, step and delivery it was made in (those it
+    does not have already: an ``extra=`` wins). Put it on a handler::
+
+        handler.addFilter(legato.observability.logs.ContextFilter())
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, value in context_fields().items():
+            if not hasattr(record, name):
+                setattr(record, name, value)
+        return True
 
 
 class JsonFormatter(logging.Formatter):

@@ -48,7 +48,7 @@ _DURATIONS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800, 3
 _SCRAPE_TIMEOUT_S = 5.0
 
 METRICS = {
-    "legato_runs_started_total": "Runs created, by workflow.",
+    "legato_runs_started_total": "Runs this worker created, by workflow (a client's: none).",
     "legato_runs_ended_total": "Runs that reached a terminal status, by workflow and status.",
     "legato_step_duration_seconds": "Step attempts' durations, by workflow, step and outcome.",
     "legato_step_failures_total": "Step attempts that failed, by workflow and step.",
@@ -136,6 +136,18 @@ class Metrics(Hooks):
 
     def attach(self, engine: Any) -> None:
         self.engine = engine
+        # Every series this worker may move starts at 0: a rate() or increase() sees the
+        # first event, not a series appearing at 1.
+        for name in engine.registry.workflows:
+            self.runs_started.labels(name)
+            for status in sorted(_TERMINAL):
+                self.runs_ended.labels(name, status)
+        for name in engine.registry.expectations:
+            self.violations.labels(name)
+        for name in engine.registry.subscriptions:
+            self.dead_letters.labels(name)
+            for outcome in ("done", "retry", "dead"):
+                self.deliveries.labels(name, outcome)
 
     def _workflow(self, run_id: str) -> str:
         engine = self.engine
