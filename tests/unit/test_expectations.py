@@ -75,6 +75,9 @@ async def test_a_deadline_that_passes_violates_once_and_starts_the_workflow_once
         assert violation.data["expectation"] == "paid-learner-is-enrolled"
         assert violation.data["key"] == "order-1"
         assert violation.data["missing"] == ["type enrollment.created"]
+        trigger = violation.data["trigger"]  # the trigger event, whole
+        assert (trigger["type"], trigger["correlationid"]) == ("purchase.completed", "order-1")
+        assert trigger["data"] == {"id": 1} and trigger["seq"] == inst.trigger_seq
         assert [e.id for e in started] == [violation.id]
         runs = await app.list_runs(workflow="refund_or_enroll")
         assert [r.status for r in runs] == [legato.RunStatus.COMPLETED]

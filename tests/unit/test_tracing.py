@@ -104,3 +104,34 @@ async def test_nothing_is_traced_without_a_provider(clock: FakeClock) -> None:
         [stored] = await app.list_events()
         assert stored.event.traceparent is None
         assert (await app.get_run(run.run_id)).traceparent is None
+
+
+async def test_a_violation_and_the_run_it_starts_continue_the_trigger_s_trace(
+    clock: FakeClock,
+) -> None:
+    app, exporter = traced_app(clock)
+
+    @app.workflow(name="refund_or_enroll")
+    async def refund_or_enroll(violation: legato.Event) -> str:
+        return "refunded"
+
+    app.expect(
+        "paid-learner-is-enrolled",
+        after="purchase.completed",
+        then="enrollment.created",
+        within=timedelta(minutes=5),
+        start="refund_or_enroll",
+    )
+    async with app:
+        await app.publish("purchase.completed", {}, correlationid="p-1")
+        await clock.advance(timedelta(minutes=5))
+        await clock.settle()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    trigger = spans["publish purchase.completed"]
+    violated = spans["publish legato.expectation.violated"]
+    run = spans["run refund_or_enroll"]
+    assert violated.parent.span_id == trigger.context.span_id
+    assert run.parent.span_id == violated.context.span_id
+    assert {trigger.context.trace_id, violated.context.trace_id, run.context.trace_id} == {
+        trigger.context.trace_id
+    }

@@ -49,12 +49,13 @@ from legato.bus.subscriptions import (
     ordering_key,
 )
 from legato.errors import DefinitionError
-from legato.model.deliveries import SubscriptionKind
+from legato.model.deliveries import StoredEvent, SubscriptionKind
 from legato.model.events import Event, format_time
 from legato.model.expectations import Arrival, ExpectationInstance, ExpectationStatus
 from legato.model.patterns import Pattern, compile_pattern
 from legato.model.payloads import dumps
 from legato.model.runs import RunStatus
+from legato.observability import tracing
 from legato.storage.base import (
     NewArrival,
     NewEvent,
@@ -362,12 +363,14 @@ def _trigger(inst: ExpectationInstance) -> dict[str, Any]:
     return {"source": source, "id": trigger_id, "seq": inst.trigger_seq}
 
 
-def _payload(exp: Expectation, inst: ExpectationInstance, **more: Any) -> dict[str, Any]:
+def _payload(
+    exp: Expectation, inst: ExpectationInstance, trigger: dict[str, Any], **more: Any
+) -> dict[str, Any]:
     return {
         "expectation": exp.name,
         "key": inst.key,
         "instance": inst.instance,
-        "trigger": _trigger(inst),
+        "trigger": trigger,
         "missing": [exp.then[i].describe() for i in inst.missing if i < len(exp.then)],
         "opened_at": format_time(inst.opened_at),
         "deadline": format_time(inst.deadline),
@@ -384,15 +387,26 @@ def _publish(
     batch: str,
     now: float,
     more: dict[str, Any],
+    trigger: StoredEvent | None = None,
 ) -> Event:
+    """The event ``type`` about ``inst``: with its trigger event whole when ``trigger`` is
+    read (then it also continues the trigger's trace), else the trigger's source, id
+    and seq."""
+    about = _trigger(inst)
+    traceparent = None
+    if trigger is not None:
+        about = {**trigger.event.to_dict(), "seq": trigger.seq}
+        if engine.tracer is not None:
+            traceparent = tracing.producer(engine.tracer, type, trigger.event.traceparent)
     event = build_event(
         type,
-        _payload(exp, inst, **more),
+        _payload(exp, inst, about, **more),
         source=exp.source,
         id=event_id(type, exp.name, inst.instance),
         subject=inst.key,
         correlationid=inst.correlation_id,
         causationid=_trigger(inst)["id"],
+        traceparent=traceparent,
         recorded_at=now,
         producer=engine.tracer,
     )
@@ -405,9 +419,15 @@ def _publish(
     return event
 
 
-def violation(engine: Engine, exp: Expectation, inst: ExpectationInstance) -> Decision:
-    """The writes of ``inst``'s deadline passing: the status, the event, the run: one
-    batch key for all (the run's id when there is a run), so they commit together."""
+def violation(
+    engine: Engine,
+    exp: Expectation,
+    inst: ExpectationInstance,
+    trigger: StoredEvent | None = None,
+) -> Decision:
+    """The writes of ``inst``'s deadline passing: the status, the event (carrying
+    ``trigger``, the trigger event, unless pruned), the run: one batch key for all (the
+    run's id when there is a run), so they commit together."""
     now = engine.clock.time()
     violation_id = event_id(VIOLATED, exp.name, inst.instance)
     if exp.start is not None:
@@ -427,7 +447,7 @@ def violation(engine: Engine, exp: Expectation, inst: ExpectationInstance) -> De
         )
     )
     started = {"run_id": batch if exp.start is not None else None}
-    event = _publish(engine, exp, inst, VIOLATED, decision, batch, now, started)
+    event = _publish(engine, exp, inst, VIOLATED, decision, batch, now, started, trigger)
     if exp.start is not None:
         workflow = engine.registry.workflows[exp.start]
         decision.ops.append(
@@ -463,7 +483,9 @@ async def fire_due(engine: Engine) -> int:
     due = await engine.store.due_expectations(names, engine.clock.time(), DUE_BATCH)
     pending = []
     for inst in due:
-        decision = violation(engine, engine.registry.expectations[inst.expectation], inst)
+        trigger = await engine.store.get_event(inst.trigger_seq)  # None: pruned
+        exp = engine.registry.expectations[inst.expectation]
+        decision = violation(engine, exp, inst, trigger)
         pending.append((inst, decision, engine.journal.submit(*decision.ops)))
     for inst, decision, batch in pending:
         outcome = await batch
