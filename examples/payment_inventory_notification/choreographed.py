@@ -12,6 +12,15 @@ the recovery plan (refund when the inventory fails) is the refund handler's subs
 to ``inventory.failed``, and the state of an order is the chain of events with its
 correlation id.
 
+Taking the money creates an obligation no handler owns: the item reserved, or the money
+back. The expectation ``authorized-payment-is-settled`` states it: after
+``payment.authorized``, ``inventory.reserved`` for the same correlation id within ten
+minutes, unless ``payment.refunded`` comes first. When a service is down for good (the
+gateway refusing every refund: ``shop.payments.refund_outages``), its delivery
+dead-letters, the flow falls silent, and the deadline violates the instance: Legato logs
+a warning, publishes ``legato.expectation.violated`` in the order's flow, and the next
+look for alerts raises ``expectation_violated``.
+
 Serve it with ``legato worker examples.payment_inventory_notification.choreographed:app``
 and place orders by publishing ``order.placed`` (``place_order(app, order, order_ref)``,
 or ``legato events publish order.placed --id ORDER_REF --data '{...}'``), or run ``main.py``.
@@ -19,15 +28,22 @@ or ``legato events publish order.placed --id ORDER_REF --data '{...}'``), or run
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import legato
 
 from .services import REFUND_RETRY, OutOfStock, Shop
 
+EXPECTATION = "authorized-payment-is-settled"
+SETTLE_WITHIN = timedelta(minutes=10)
+"""How long after ``payment.authorized`` the item must be reserved or the money back:
+well past the retries of the handlers on the way (a refund's four take seconds)."""
 
-def define(app: legato.App, shop: Shop) -> legato.App:
-    """Register the payment, inventory and notification services' handlers on ``app``."""
+
+def define(app: legato.App, shop: Shop, *, within: timedelta = SETTLE_WITHIN) -> legato.App:
+    """Register the services' handlers on ``app``, and the expectation that watches them
+    (``within``: its deadline)."""
 
     # Every handler passes legato.delivery().idempotency_key to its service: it is the same
     # on every retry and redelivery of this event to this subscription, so each effect
@@ -79,6 +95,14 @@ def define(app: legato.App, shop: Shop) -> legato.App:
             order["id"], order["customer"], text, idempotency_key=legato.delivery().idempotency_key
         )
 
+    # Who notices when the flow stops: no handler can, each knows only its own step.
+    app.expect(
+        EXPECTATION,
+        after="payment.authorized",
+        then="inventory.reserved",
+        unless="payment.refunded",
+        within=within,
+    )
     return app
 
 

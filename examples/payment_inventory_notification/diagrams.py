@@ -6,6 +6,9 @@ Runs the out-of-stock order through each variant on a temporary database, asks
 ``legato flows show CORRELATION_ID --mermaid`` for the flow it left behind, and writes
 each chart into README.md between ``<!-- diagram: NAME -->`` and ``<!-- /diagram -->``.
 ``--check`` writes nothing and fails if the README is out of date.
+
+The choreography's chart shows when its expectation closed, so it runs on a fixed clock
+(``CLOCK_START``) and the chart is drawn in UTC: the same chart on every run, anywhere.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import argparse
 import asyncio
 import contextlib
 import io
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 if not __package__:
@@ -30,7 +35,12 @@ from examples.payment_inventory_notification.main import run_choreographed, run_
 from examples.payment_inventory_notification.services import OUT_OF_STOCK_ORDER, Shop
 
 import legato
+from legato.testing import FakeClock
 
+CLOCK_START = datetime(2026, 12, 1, 10, 26, 19, tzinfo=UTC)
+"""The choreography's clock: time stands still at this instant while it runs (nothing in
+the out-of-stock flow waits for time to pass). In the past, so never today: the CLI
+writes today's times without their date."""
 README = Path(__file__).with_name("README.md")
 # The console script installed with this Python (a virtualenv's bin/), else the one on PATH.
 _BESIDE = Path(sys.executable).with_name("legato")
@@ -49,7 +59,9 @@ async def run_variants(database: str) -> dict[str, str]:
         )
         shop = Shop()
         [chain] = await run_choreographed(
-            choreographed.define(legato.App("choreographed_shop", database), shop),
+            choreographed.define(
+                legato.App("choreographed_shop", database, clock=FakeClock(CLOCK_START)), shop
+            ),
             shop,
             (OUT_OF_STOCK_ORDER,),
         )
@@ -60,6 +72,7 @@ def mermaid(database: str, correlation_id: str) -> str:
     """What ``legato flows show --mermaid`` prints for one flow."""
     shown = subprocess.run(
         [LEGATO, "flows", "show", correlation_id, "--mermaid", "--database", database],
+        env={**os.environ, "TZ": "UTC"},
         capture_output=True,
         text=True,
         check=True,

@@ -2,9 +2,10 @@
 
 Both variants get the same failure (the item is out of stock after the payment was
 authorized) and must end in the same consistent state: refunded exactly once, the
-customer told once. In-process tests build each variant with its ``define(app, shop)``
-on fresh fake services and a ``FakeClock``; the last test runs ``main.py`` as a user
-does and reads the database back with the CLI.
+customer told once. The choreography's expectation, ``authorized-payment-is-settled``,
+flags the order whose flow stops before either. In-process tests build each variant with
+its ``define(app, shop)`` on fresh fake services and a ``FakeClock``; the last tests run
+``main.py`` as a user does and read the database back with the CLI.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from examples.payment_inventory_notification import choreographed, orchestrated
+from examples.payment_inventory_notification.choreographed import EXPECTATION, SETTLE_WITHIN
 from examples.payment_inventory_notification.services import (
     HAPPY_ORDER,
     OUT_OF_STOCK_ORDER,
@@ -25,6 +27,8 @@ from examples.payment_inventory_notification.services import (
 )
 
 import legato
+from legato.bus.alerts import DEFAULT_ALERT_INTERVAL
+from legato.bus.expectations import VIOLATED
 from legato.testing import FakeClock, received
 from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
 
@@ -81,6 +85,16 @@ async def place_chain_order(app: legato.App, clock: FakeClock, order: dict[str, 
 
 async def types_of(app: legato.App, correlation_id: str) -> list[str]:
     return [stored.event.type for stored in await app.list_events(correlation_id=correlation_id)]
+
+
+async def the_settlement(app: legato.App) -> legato.ExpectationInstance:
+    """The one instance of ``authorized-payment-is-settled``."""
+    [instance] = await app.list_expectations(name=EXPECTATION)
+    return instance
+
+
+async def violated_alerts(app: legato.App) -> list[legato.Alert]:
+    return await app.list_alerts(kind="expectation_violated")
 
 
 # -- orchestrated ---------------------------------------------------------------------------
@@ -236,6 +250,89 @@ async def test_choreographed_refund_that_keeps_failing_is_a_dead_letter_nobody_e
     assert [p.refunds for p in shop.payments.of_order("o-2")] == [1]
 
 
+# -- choreographed: the expectation that notices -------------------------------------------
+
+
+async def test_reserved_item_fulfils_the_settlement_and_its_deadline_passes_quietly(
+    chain: legato.App, clock: FakeClock
+) -> None:
+    correlation_id = await place_chain_order(chain, clock, HAPPY_ORDER)
+
+    settlement = await the_settlement(chain)
+    assert (settlement.key, settlement.status) == (
+        correlation_id,
+        legato.ExpectationStatus.FULFILLED,
+    )
+
+    await clock.advance(SETTLE_WITHIN * 2)
+
+    assert (await the_settlement(chain)).status is legato.ExpectationStatus.FULFILLED
+    assert await chain.list_events(type=VIOLATED) == []
+    assert await chain.list_alerts() == []
+
+
+async def test_refund_after_out_of_stock_cancels_the_settlement(
+    chain: legato.App, clock: FakeClock
+) -> None:
+    await place_chain_order(chain, clock, OUT_OF_STOCK_ORDER)
+
+    assert (await the_settlement(chain)).status is legato.ExpectationStatus.CANCELLED
+
+    await clock.advance(SETTLE_WITHIN * 2)
+
+    assert (await the_settlement(chain)).status is legato.ExpectationStatus.CANCELLED
+    assert await chain.list_events(type=VIOLATED) == []
+    assert await chain.list_alerts() == []
+
+
+async def test_refunds_down_for_good_violate_the_settlement_at_its_deadline_then_alert(
+    chain: legato.App, clock: FakeClock, shop: Shop
+) -> None:
+    # Given a gateway that refuses every refund: the refund's delivery dead-letters
+    shop.payments.refund_outages = 100
+    correlation_id = await place_chain_order(chain, clock, OUT_OF_STOCK_ORDER)
+    [authorized] = await chain.list_events(type="payment.authorized")
+    await clock.advance(timedelta(minutes=5))  # every attempt of the refund's delivery
+    assert [d.subscription for d in await chain.list_dead_letters()] == ["payments.refund"]
+    settlement = await the_settlement(chain)
+    assert settlement.status is legato.ExpectationStatus.OPEN
+    assert authorized.event.recordedtime is not None
+    assert settlement.deadline == authorized.event.recordedtime + SETTLE_WITHIN
+
+    # When the clock reaches one second before the deadline: nothing yet
+    await clock.advance(settlement.deadline - clock.now() - timedelta(seconds=1))
+    assert (await the_settlement(chain)).status is legato.ExpectationStatus.OPEN
+    assert await chain.list_events(type=VIOLATED) == []
+    assert await violated_alerts(chain) == []
+
+    # When it reaches the deadline: violated, once, in the order's flow
+    await clock.advance(timedelta(seconds=1))
+    assert (await the_settlement(chain)).status is legato.ExpectationStatus.VIOLATED
+    [violation] = await chain.list_events(type=VIOLATED)
+    assert violation.event.correlationid == correlation_id
+    assert violation.event.causationid == authorized.event.id
+    assert violation.event.data["missing"] == ["type inventory.reserved"]
+    assert await types_of(chain, correlation_id) == [*FAILURE_CHAIN[:3], VIOLATED]
+    # The look for alerts came a second ago: the alert waits for the next one.
+    assert await violated_alerts(chain) == []
+
+    # Then the next look raises the alert
+    await clock.advance(DEFAULT_ALERT_INTERVAL)
+    [alert] = await violated_alerts(chain)
+    assert alert.status is legato.AlertStatus.RAISED
+    assert alert.details["key"] == correlation_id
+    assert alert.details["violation_id"] == violation.event.id
+    assert f"expectation {EXPECTATION} violated for key {correlation_id}" in alert.summary
+    # The customer paid and was told nothing; the violation changed no service's state.
+    assert shop.notifications.to("grace@example.com") == []
+    assert [p.refunds for p in shop.payments.of_order("o-2")] == [0]
+
+    # And much later, still one violation, one alert
+    await clock.advance(SETTLE_WITHIN * 2)
+    assert len(await chain.list_events(type=VIOLATED)) == 1
+    assert [a.times for a in await violated_alerts(chain)] == [1]
+
+
 # -- the same failure, both ways ----------------------------------------------------------
 
 
@@ -278,6 +375,8 @@ def test_main_script_runs_both_variants_and_the_cli_shows_their_events(tmp_path:
     assert out.count("payments: 1, refunds: 1") == 2  # the failure, in both variants
     assert out.count("payments: 1, refunds: 0") == 2  # the happy path, in both
     assert "sales report (an observer): {'order.confirmed': 1, 'order.canceled': 1}" in out
+    assert f"expectation {EXPECTATION}: fulfilled (the item is reserved)" in out
+    assert f"expectation {EXPECTATION}: cancelled (the payment was refunded)" in out
 
     cli = Cli(sqlite_url(tmp_path / "payment_inventory_notification.db"))
     runs = cli.json("runs", "list")
@@ -297,6 +396,51 @@ def test_main_script_runs_both_variants_and_the_cli_shows_their_events(tmp_path:
         "choreographed-o-2": FAILURE_CHAIN,
     }
     assert cli.json("deadletters", "list") == []
+    expected = cli.json("expectations", "list")
+    assert sorted((e["key"].rsplit("-", 1)[0], e["status"]) for e in expected) == [
+        ("choreographed-o-1", "fulfilled"),
+        ("choreographed-o-2", "cancelled"),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_main_script_with_refunds_down_shows_the_violation_and_its_alert(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LEGATO_DATABASE_URL"}
+    script = REPO_ROOT / "examples" / "payment_inventory_notification" / "main.py"
+
+    done = subprocess.run(
+        [sys.executable, str(script), "--refunds-down"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    shown = [
+        "compensation_failed (GatewayDown: no answer from the gateway refunding pay-0001)",
+        "inventory.failed     -> payments.refund (dead)",
+        f"expectation {EXPECTATION}: open; nothing moves, its deadline is",
+        f"expectation {EXPECTATION}: violated (neither happened in time)",
+        f"alert raised: expectation {EXPECTATION} violated for key choreographed-o-2-",
+        "dead letters: [('payments.refund', 4)]",
+    ]
+    positions = [out.find(line) for line in shown]
+    assert -1 not in positions, out
+    assert positions == sorted(positions), out
+
+    # What an operator reads back: the violated instance, and its alert.
+    client = legato.Client(sqlite_url(tmp_path / "payment_inventory_notification.db"))
+    try:
+        [instance] = client.list_expectations(name=EXPECTATION)
+        assert instance.status is legato.ExpectationStatus.VIOLATED
+        assert instance.missing_patterns == ["type inventory.reserved"]
+        [alert] = client.list_alerts(kind="expectation_violated")
+        assert alert.details["key"] == instance.key
+    finally:
+        client.close()
 
 
 @pytest.mark.slow
