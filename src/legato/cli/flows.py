@@ -7,7 +7,9 @@ is drawn as a Rich tree, as JSON, or as a Mermaid ``flowchart`` (``--mermaid``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -42,6 +44,7 @@ from legato.cli.render_bus import (
 from legato.client import Client
 from legato.errors import RunNotFound
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
+from legato.model.events import format_time
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.model.runs import Run, RunStatus
 
@@ -223,14 +226,18 @@ _EXPECTATION_STYLES = {
 }
 
 
-def _expectation_words(inst: ExpectationInstance) -> str:
-    """What an instance waits for or how it ended, in a few words."""
+def _expectation_words(
+    inst: ExpectationInstance, stamp: Callable[[datetime], str] | None = None
+) -> str:
+    """What an instance waits for or how it ended, in a few words; times by ``stamp``
+    (the terminal's local, short form unless given)."""
+    show = stamp or (lambda at: when(at, short=True))
     missing = ", ".join(inst.missing_patterns)
     if inst.status is ExpectationStatus.OPEN:
-        return f"{missing} by {when(inst.deadline, short=True)}"
+        return f"{missing} by {show(inst.deadline)}"
     if inst.status is ExpectationStatus.VIOLATED:
-        return f"{missing} missing at {when(inst.deadline, short=True)}"
-    return f"at {when(inst.closed_at, short=True)}" if inst.closed_at is not None else ""
+        return f"{missing} missing at {show(inst.deadline)}"
+    return f"at {show(inst.closed_at)}" if inst.closed_at is not None else ""
 
 
 def _expectation_label(inst: ExpectationInstance) -> Text:
@@ -350,13 +357,19 @@ def to_mermaid(flow: Flow) -> str:
     drawn = {e.stored.seq for e in flow.events}
     for n, inst in enumerate(flow.expectations, 1):
         label = _label(
-            f"expect {inst.expectation}", f"{inst.status.value}: {_expectation_words(inst)}"
+            f"expect {inst.expectation}",
+            # UTC, in full: a chart is the same wherever and whenever it is drawn.
+            f"{inst.status.value}: {_expectation_words(inst, _utc)}",
         )
         style = _EXPECTATION_CLASS[inst.status]
         chart._add(f"ex{n}>{label}]", f"ex{n}", style)
         if inst.trigger_seq in drawn:
             chart.edges.append(f"    ev{inst.trigger_seq} -.->|expects| ex{n}")
     return chart.text(flow.correlation_id)
+
+
+def _utc(at: datetime) -> str:
+    return format_time(at.replace(microsecond=0))
 
 
 _EXPECTATION_CLASS = {
