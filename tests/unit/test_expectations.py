@@ -4,6 +4,7 @@ violated by a durable deadline exactly once, fulfilled late — on every backend
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
@@ -363,3 +364,42 @@ async def test_an_event_for_a_closed_instance_does_not_settle_the_next_trigger(
         await clock.settle()
         statuses = [i.status for i in await instances(app)]
         assert statuses[0] is ExpectationStatus.OPEN  # not cancelled by the old refund
+
+
+async def test_two_workers_racing_for_a_deadline_violate_once_and_log_no_error(
+    tmp_path: object, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def worker() -> legato.App:
+        app = legato.App("shop", f"sqlite:///{tmp_path}/race.db", clock=clock)
+
+        @app.workflow(name="react")
+        async def react(violation: legato.Event) -> str:
+            await legato.publish("reacted", {})
+            return "ok"
+
+        for i in range(5):
+            app.expect(f"e{i}", after="a", then="b", within=FIVE_MIN, start="react")
+        return app
+
+    async with worker() as one, worker() as two:
+        for i in range(4):
+            await one.publish("a", {}, correlationid=f"k-{i}")
+        await clock.advance(FIVE_MIN)
+        await clock.settle()
+        assert len(await one.list_runs(workflow="react", limit=100)) == 20  # 5 x 4, once each
+        violated = await two.list_expectations(status="violated", limit=100)
+        assert len(violated) == 20
+        # The runs a violation starts name the violation as the cause of what they publish.
+        reacted = [s.event for s in await one.list_events(type="reacted", limit=100)]
+        assert {e.causationid for e in reacted} == {i.violation_id for i in violated}
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_bad_pattern_names_the_expectation_and_the_argument() -> None:
+    app = legato.App("shop", "memory://")
+    with pytest.raises(InvalidPattern, match=r"expectation 'x': then\[1\]:"):
+        app.expect("x", after="a", then=["b", {"type": "c"}], within=FIVE_MIN)
+    with pytest.raises(DefinitionError, match="zero or more"):
+        app.expect("x", after="a", then="b", within=FIVE_MIN, early=timedelta(minutes=-1))
+    with pytest.raises(DefinitionError, match=r"key='data\.' is neither"):
+        app.expect("x", after="a", then="b", within=FIVE_MIN, key="data.")

@@ -48,7 +48,7 @@ from legato.bus.subscriptions import (
     check_ordered_by,
     ordering_key,
 )
-from legato.errors import DefinitionError
+from legato.errors import DefinitionError, InvalidPattern
 from legato.model.deliveries import StoredEvent, SubscriptionKind
 from legato.model.events import Event, format_time
 from legato.model.expectations import Arrival, ExpectationInstance, ExpectationStatus
@@ -108,8 +108,16 @@ class Expectation:
 
 def _seconds(value: object, what: str, *, zero: bool = False) -> float:
     if not isinstance(value, timedelta) or value < timedelta(0) or (not zero and not value):
-        raise DefinitionError(f"{what} must be a positive timedelta, got {value!r}")
+        wanted = "a timedelta of zero or more" if zero else "a positive timedelta"
+        raise DefinitionError(f"{what} must be {wanted}, got {value!r}")
     return value.total_seconds()
+
+
+def _pattern(name: str, argument: str, pattern: str | Mapping[str, Any]) -> Pattern:
+    try:
+        return compile_pattern(pattern)
+    except InvalidPattern as exc:
+        raise InvalidPattern(f"expectation {name!r}: {argument}: {exc}") from None
 
 
 def as_filter(pattern: Pattern) -> dict[str, Any]:
@@ -151,13 +159,17 @@ def define(
         raise DefinitionError(f"expectation {name!r}: start= names a workflow, got {start!r}")
     try:
         checked_key = check_ordered_by(key)
-    except DefinitionError as exc:
-        raise DefinitionError(f"expectation {name!r}: key: {exc}") from None
+    except DefinitionError:
+        checked_key = None
     if checked_key is None:
-        raise DefinitionError(f"expectation {name!r}: key names an attribute or a data path")
-    after_p = compile_pattern(after)
-    then_p = tuple(compile_pattern(p) for p in awaited)
-    unless_p = None if unless is None else compile_pattern(unless)
+        raise DefinitionError(
+            f"expectation {name!r}: key={key!r} is neither an event attribute (lower-case "
+            "letters and digits, like 'correlationid' or 'subject') nor a data path "
+            "('data.order_id')"
+        )
+    after_p = _pattern(name, "after", after)
+    then_p = tuple(_pattern(name, f"then[{i}]", p) for i, p in enumerate(awaited))
+    unless_p = None if unless is None else _pattern(name, "unless", unless)
     patterns = [after_p, *then_p, *([unless_p] if unless_p is not None else [])]
     combined = compile_pattern({"$or": [as_filter(p) for p in patterns]})
     subscription = Subscription(

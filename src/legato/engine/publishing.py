@@ -150,7 +150,11 @@ def _event(
     causationid = None
     if causation is not None:
         causationid = causation.id
-    elif ex.workflow.trigger is not None and ex.args and isinstance(ex.args[0], Mapping):
+    elif (
+        (ex.workflow.trigger is not None or ex.workflow.started_by_expectation)
+        and ex.args
+        and isinstance(ex.args[0], Mapping)
+    ):
         causationid = ex.args[0].get("id")
     return build_event(
         type,

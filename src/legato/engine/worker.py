@@ -400,13 +400,13 @@ class Engine:
         # One line per distinct error, not per run: a full disk fails every run in flight.
         by_error: dict[str, list[str]] = {}
         for run_id, error in failed.items():
-            if run_id.startswith("\x00"):
-                continue  # a publish or a settle of its own: its caller hears of it
-
-            by_error.setdefault(str(error), []).append(run_id)
             execution = self.live.get(run_id)
-            if execution is not None:
-                execution.abandon()
+            if execution is None:
+                # A publish, a settle, a run being created (a start, a trigger, a
+                # violation's): whoever submitted it hears of it and decides.
+                continue
+            by_error.setdefault(str(error), []).append(run_id)
+            execution.abandon()
         for message, run_ids in by_error.items():
             shown = ", ".join(run_ids[:5]) + (
                 f" and {len(run_ids) - 5} more" if len(run_ids) > 5 else ""
