@@ -14,6 +14,7 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import legato
 from legato.cli import (
+    alerts,
     deadletters,
     demo,
     events,
@@ -45,6 +46,7 @@ cli.add_typer(deadletters.deadletters_app, name="deadletters")
 cli.add_typer(flows.flows_app, name="flows")
 cli.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 cli.add_typer(expectations.expectations_app, name="expectations")
+cli.add_typer(alerts.alerts_app, name="alerts")
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)
