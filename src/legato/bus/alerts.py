@@ -58,6 +58,7 @@ DEFAULT_ALERT_INTERVAL = timedelta(seconds=10)
 LIMIT = 1000
 """Conditions of one kind read per pass at most."""
 
+_MOVING = frozenset({"pending", "running", "compensating"})
 _NAMESPACE = uuid.UUID("0b4c8a52-3f0e-4d27-9a1b-6c6567617431")
 
 
@@ -102,20 +103,26 @@ async def scan(engine: Engine) -> Scan:
     now = engine.clock.time()
     found = Scan()
     default_s = DEFAULT_STUCK_AFTER.total_seconds()
+    # Each worker judges its own app's workflows only, by their stuck_after: two apps on
+    # one database with different limits must not raise and resolve each other's alerts.
     limits = {name: wf.stuck_after_s or default_s for name, wf in engine.registry.workflows.items()}
     quiet = await store.quiet_runs(now - min([default_s, *limits.values()]), LIMIT)
     found.read(AlertKind.STUCK_RUN, len(quiet))
     for q in quiet:
-        if q.progress_at < now - limits.get(q.workflow, default_s):
-            found.add(
-                Condition(
-                    AlertKind.STUCK_RUN,
-                    q.run_id,
-                    f"run {q.run_id} ({q.workflow}, {q.status}) has made no progress for "
-                    f"{_ago(now - q.progress_at)}",
-                    {"run_id": q.run_id, "workflow": q.workflow, "status": q.status},
-                )
+        limit = limits.get(q.workflow)
+        if limit is None or q.progress_at >= now - limit:
+            continue
+        if q.status not in _MOVING and (q.wake_at is None or q.wake_at >= now - limit):
+            continue  # parked, and not yet overdue by its own workflow's stuck_after
+        found.add(
+            Condition(
+                AlertKind.STUCK_RUN,
+                q.run_id,
+                f"run {q.run_id} ({q.workflow}, {q.status}) has made no progress for "
+                f"{_ago(now - q.progress_at)}",
+                {"run_id": q.run_id, "workflow": q.workflow, "status": q.status},
             )
+        )
     needs = 0
     for status in (RunStatus.COMPENSATION_FAILED, RunStatus.BLOCKED):
         runs = await store.list_runs(status=status.value, limit=LIMIT, payloads=False)
@@ -236,7 +243,7 @@ async def check(engine: Engine) -> tuple[int, int]:
         times = 1 if before is None else before.times + 1
         changes.append(_raise(engine, condition, times, now))
     for alert in raised.values():
-        if alert.alert_id not in found.found and alert.kind in found.complete:
+        if alert.alert_id not in found.found and await _cleared(engine, alert, found):
             changes.append(_resolve(engine, alert, now))
     pending = [(label, ops, pub, engine.journal.submit(*ops)) for label, ops, pub in changes]
     counts = [0, 0]
@@ -253,6 +260,35 @@ async def check(engine: Engine) -> tuple[int, int]:
             counts[1] += 1
             log.info("alert resolved: %s", ops[0].alert_id)  # type: ignore[union-attr]
     return counts[0], counts[1]
+
+
+async def _cleared(engine: Engine, alert: Alert, found: Scan) -> bool:
+    """Whether the cause of ``alert`` (not among this pass's conditions) is gone. Kinds
+    whose subject can be looked at are checked one by one, so a read that hit its limit
+    resolves nothing it did not see; the others only when their read was complete."""
+    store, d = engine.store, alert.details
+    if alert.kind is AlertKind.STUCK_RUN:
+        if d.get("workflow") not in engine.registry.workflows:
+            return False  # another app's: its workers judge it by its stuck_after
+        return AlertKind.STUCK_RUN in found.complete
+    if alert.kind is AlertKind.RUN_NEEDS_OPERATOR:
+        run = await store.get_run(str(d.get("run_id")))
+        return run is None or run.status.value != d.get("status")
+    if alert.kind is AlertKind.EXPECTATION_VIOLATED:
+        instances = await store.expectation_instances(
+            str(d.get("expectation")), [str(d.get("key"))]
+        )
+        return not any(
+            i.instance == d.get("instance") and i.status is ExpectationStatus.VIOLATED
+            for i in instances
+        )
+    if alert.kind is AlertKind.DEAD_LETTER:
+        deliveries = await store.deliveries(int(d.get("seq", 0)))
+        return not any(
+            x.subscription == d.get("subscription") and x.status is DeliveryStatus.DEAD
+            for x in deliveries
+        )
+    return alert.kind in found.complete
 
 
 def _raise(
