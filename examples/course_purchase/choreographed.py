@@ -253,7 +253,12 @@ async def demo(database: str, enrollment_down: bool, deadline: timedelta) -> Non
     """Take one payment and print what the services, and the expectation, make of it."""
     services = Campus()
     services.enrollment.down = enrollment_down
-    courses = define(legato.App("courses_choreographed", database), services, within=deadline)
+    # Workers look for alerts every 10 s; the demo looks every second.
+    courses = define(
+        legato.App("courses_choreographed", database, alert_interval=timedelta(seconds=1)),
+        services,
+        within=deadline,
+    )
     # A fresh reference per execution: the log keeps one event per source and id.
     ref = f"purchase-{PURCHASE['id']}-{uuid.uuid4().hex[:6]}"
     learner, course = PURCHASE["learner"], PURCHASE["course"]
@@ -307,6 +312,17 @@ async def demo(database: str, enrollment_down: bool, deadline: timedelta) -> Non
                 f"{'enrolled' if enrolled else 'not enrolled'}; emails: "
                 + "; ".join(e.subject for e in services.mailer.sent_to(learner))
             )
+
+            async def alerted() -> bool:
+                return any(
+                    a.details.get("key") == ref
+                    for a in await courses.list_alerts(kind="expectation_violated")
+                )
+
+            await wait_for("the violation's alert", alerted, timeout=30)
+            for alert in await courses.list_alerts(status="raised"):
+                if alert.details.get("key") == ref or alert.kind.value == "dead_letter":
+                    print(f"alert raised ({alert.kind.value}): {alert.summary}")
     print_commands(database, ref, run_id)
 
 
@@ -318,6 +334,7 @@ def print_commands(database: str, ref: str, run_id: str | None) -> None:
     if run_id is not None:
         print(f"  legato runs show {run_id}{option}")
         print(f"  legato deadletters list{option}")
+        print(f"  legato alerts list{option}")
     print(f"  legato expectations show {EXPECTATION}{option}")
 
 

@@ -145,8 +145,9 @@ async def scan(engine: Engine) -> Scan:
             Condition(
                 AlertKind.EXPECTATION_VIOLATED,
                 f"{inst.expectation} {inst.instance}",
-                f"expectation {inst.expectation} violated for key {inst.key} at "
-                f"{format_time(inst.deadline)}",
+                f"expectation {inst.expectation} violated for key {inst.key}: "
+                f"{', '.join(inst.missing_patterns)} missing at "
+                f"{format_time(inst.deadline.replace(microsecond=0))}",
                 {
                     "expectation": inst.expectation,
                     "key": inst.key,
