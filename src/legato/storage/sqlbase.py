@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import groupby
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from legato.errors import ConcurrencyConflict
 from legato.model import HistoryEvent, Run, Signal, Task
@@ -62,7 +62,7 @@ from legato.storage.sqlrows import (
     task_from_row,
     worker_from_row,
 )
-from legato.storage.sqlupdates import update_run_params, update_run_shape, update_run_sql
+from legato.storage.sqlupdates import update_run_params, update_run_shape
 
 T = TypeVar("T")
 
@@ -151,6 +151,7 @@ class SqlQueries(Protocol):
     count_raised_alerts: str
 
     def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str: ...
+    def update_run_sql(self, shape: tuple[Any, ...]) -> str: ...
     def due_expectations_sql(self, n: int) -> str: ...
     def expectations_of_keys_sql(self, n: int) -> str: ...
     def list_alerts_sql(self, where: Sequence[str]) -> str: ...
@@ -234,7 +235,6 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
     """The ``Store`` methods of every SQL adapter, over ``_transact`` and ``_select``."""
 
     queries: SqlQueries
-    _update_sql: ClassVar[dict[tuple[str, tuple[Any, ...]], str]] = {}  # per marker and shape
 
     # -- what the adapter supplies ---------------------------------------------------
 
@@ -427,11 +427,7 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
                 )
 
     def _update_runs(self, conn: Connection, ops: list[UpdateRun]) -> None:
-        shape = update_run_shape(ops[0])
-        key = (self.queries.param, shape)
-        sql = self._update_sql.get(key)
-        if sql is None:
-            sql = self._update_sql[key] = update_run_sql(shape, self.queries.param)
+        sql = self.queries.update_run_sql(update_run_shape(ops[0]))
         changed = conn.executemany(sql, [update_run_params(op) for op in ops]).rowcount
         # executemany's rowcount sums the rows each one changed: one per matching run.
         if ops[0].required and changed != len(ops):

@@ -1,9 +1,9 @@
 """The SQLite file's two connections, each on its own thread, and group commit.
 
 One writer connection on one thread applies every write; bodies that arrive while a
-transaction commits share the next one (group commit). Reads use a second connection on
-another thread: in WAL mode they never wait for the writer. ``SqliteStore`` builds its
-queries on these primitives.
+transaction commits share the next one (group commit, ``storage/groupcommit.py``).
+Reads use a second connection on another thread: in WAL mode they never wait for the
+writer. ``SqliteStore`` builds its queries on these primitives.
 """
 
 from __future__ import annotations
@@ -14,20 +14,19 @@ import sqlite3
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from legato.errors import DatabaseMoved, StorageError
+from legato.storage.groupcommit import GroupCommit
 from legato.storage.sqlite._errors import is_read_only, sqlite_error
 from legato.storage.sqlite._migrate import ensure_schema
 
 T = TypeVar("T")
 
-_MAX_TRANSACTIONS = 1000
-"""Bodies committed together at most: a bound on how long the first one waits."""
-
-
-class SqliteConnections:
+class SqliteConnections(GroupCommit):
     """A writer and a reader connection on one SQLite file, each used by one thread."""
+
+    begin_sql = "BEGIN IMMEDIATE"
 
     def __init__(self, path: str, *, synchronous: str = "full") -> None:
         if synchronous.lower() not in ("full", "normal", "off", "extra"):
@@ -39,10 +38,9 @@ class SqliteConnections:
         # One thread each: sqlite3 connections must not be used by two threads at once.
         self._write_thread: ThreadPoolExecutor | None = None
         self._read_thread: ThreadPoolExecutor | None = None
-        self._queued: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._init_group_commit()
         self._identity: tuple[int, int] | None = None  # (device, inode) of the opened file
         self._read_only: str | None = None  # why writes are refused, when opened read-only
-        self._committer: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -137,9 +135,7 @@ class SqliteConnections:
 
     async def close(self) -> None:
         """Commit the writes already asked for, then close connections and stop the threads."""
-        committer = self._committer
-        if committer is not None and not committer.done():
-            await asyncio.wait({committer})
+        await self._wait_for_commits()
         for attr, pool_attr in (("_writer", "_write_thread"), ("_reader", "_read_thread")):
             conn, pool = getattr(self, attr), getattr(self, pool_attr)
             setattr(self, attr, None)
@@ -168,90 +164,22 @@ class SqliteConnections:
     async def _read(self, fn: Callable[..., T], *args: Any) -> T:
         return await self._on(self._read_thread, fn, *args)
 
-    async def _transact(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``body`` in a write transaction, committed together with concurrent ones.
+    # -- group commit's hooks (storage/groupcommit.py) ------------------------------------
 
-        Group commit for every write: while the writer thread commits one transaction,
-        the bodies that arrive queue up, and the next transaction runs them all, each in
-        a savepoint of its own (one body's error undoes only that body), for one fsync.
-        """
-        if self._write_thread is None:
-            raise self._not_open()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.append((body, future))
-        if self._committer is None or self._committer.done():
-            self._committer = asyncio.get_running_loop().create_task(self._commit_queued())
-        return cast(T, await future)
+    def _writer_connection(self) -> sqlite3.Connection:
+        assert self._writer is not None
+        return self._writer
 
-    async def _commit_queued(self) -> None:
-        while self._queued:
-            batch = self._queued[:_MAX_TRANSACTIONS]
-            del self._queued[:_MAX_TRANSACTIONS]
-            try:
-                outcomes = await self._write(self._tx_many, [body for body, _ in batch])
-            except asyncio.CancelledError:
-                for _, future in batch + self._queued:
-                    future.cancel()
-                self._queued.clear()
-                raise
-            except Exception as exc:  # the transaction as a whole failed: so did each body
-                outcomes = [(False, exc)] * len(batch)
-            for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                if future.done():  # its caller stopped waiting
-                    continue
-                if ok:
-                    future.set_result(value)
-                elif isinstance(value, sqlite3.Error):
-                    error = sqlite_error(value, self.path, "a write")
-                    error.__cause__ = value
-                    future.set_exception(error)
-                else:
-                    future.set_exception(value)
+    def _in_transaction(self, conn: sqlite3.Connection) -> bool:
+        return conn.in_transaction
 
-    def _tx_many(self, bodies: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
-        """Run ``bodies`` in one transaction; per body, (True, result) or (False, error)."""
-        if len(bodies) == 1:
-            try:
-                return [(True, self._tx(bodies[0]))]
-            except Exception as exc:
-                return [(False, exc)]
-        conn = self._writer
-        assert conn is not None
-        outcomes: list[tuple[bool, Any]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for body in bodies:
-                conn.execute("SAVEPOINT body")
-                try:
-                    outcomes.append((True, body(conn)))
-                except Exception as exc:
-                    if not conn.in_transaction:
-                        raise  # SQLite gave up the whole transaction (disk full, I/O error)
-                    conn.execute("ROLLBACK TO body")
-                    outcomes.append((False, exc))
-                conn.execute("RELEASE body")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return outcomes
+    def _write_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, sqlite3.Error):
+            return sqlite_error(exc, self.path, "a write")
+        return exc
 
-    def _tx(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._writer
-        assert conn is not None
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = body(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            # SQLite may have rolled back already (a full disk or an I/O error while a large
-            # body spills its page cache): a second ROLLBACK would fail, and its "no
-            # transaction is active" would hide the error that says what happened.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
+    def _writes_refused(self) -> BaseException | None:
+        return self._not_open() if self._write_thread is None else None
 
 
 def _file_identity(path: str) -> tuple[int, int]:

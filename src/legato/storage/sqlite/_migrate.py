@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from importlib import resources
 
 from legato.errors import NotALegatoDatabase, SchemaTooNew
 from legato.storage.base import SCHEMA_VERSION
+from legato.storage.migrations import shipped
 from legato.storage.sqlite._errors import sqlite_error
 
 APPLICATION_ID = 0x4C47544F  # "LGTO": marks the file as Legato's (PRAGMA application_id)
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
 def migrations() -> list[tuple[int, str, str]]:
     """``(version, file name, sql)`` of every migration shipped, in order."""
-    found = []
-    for entry in resources.files("legato.storage.sqlite.migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text("utf-8")))
-    found.sort()
-    return found
+    return shipped("legato.storage.sqlite.migrations")
 
 
 def ensure_schema(conn: sqlite3.Connection, where: str) -> None:

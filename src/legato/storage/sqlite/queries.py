@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 from legato.model.runs import TERMINAL_STATUSES
 from legato.storage.sqlrows import (
@@ -15,6 +17,7 @@ from legato.storage.sqlrows import (
     RUN_COLUMNS_NO_PAYLOADS,
     TASK_COLUMNS,
 )
+from legato.storage.sqlupdates import update_run_sql
 
 # Word for word the WHERE of the partial index runs_unfinished in schema.sql: SQLite uses
 # a partial index only when the query repeats its condition (tests/contract pins the plan).
@@ -66,7 +69,7 @@ RELEASE_ORPHANED_RUNS_SQL = (
 
 # A delivery that may go now as far as its key goes: unordered, or the oldest pending
 # delivery of its key (of ``deliveries d``), served by the index deliveries_by_key.
-_HEAD_OF_KEY = (
+HEAD_OF_KEY = (
     "d.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM deliveries e WHERE "
     "e.subscription = d.subscription AND e.ordering_key = d.ordering_key AND "
     "e.status = 'pending' AND e.ordering_key IS NOT NULL AND e.seq < d.seq)"
@@ -296,6 +299,10 @@ class SqliteQueries:
             "ORDER BY opened_at DESC, instance DESC LIMIT ?"
         )
 
+    @functools.cache  # noqa: B019 (one instance per process: nothing leaks)
+    def update_run_sql(self, shape: tuple[Any, ...]) -> str:
+        return update_run_sql(shape, "?")
+
     def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str:
         sql = (
             "UPDATE deliveries SET status = ?, attempts = ?, due_at = ?, "
@@ -316,7 +323,7 @@ class SqliteQueries:
             "UPDATE deliveries SET owner = ? WHERE (subscription, seq) IN ("
             "SELECT subscription, seq FROM deliveries d WHERE status = 'pending' AND "
             "owner IS NULL AND due_at <= ? "
-            f"AND subscription IN ({_marks(n)}) AND ({_HEAD_OF_KEY}) ORDER BY due_at LIMIT ?) "
+            f"AND subscription IN ({_marks(n)}) AND ({HEAD_OF_KEY}) ORDER BY due_at LIMIT ?) "
             "AND EXISTS (SELECT 1 FROM workers WHERE worker_id = ?) "
             "RETURNING subscription, seq, attempts, replay, "
             "(SELECT event FROM events WHERE events.seq = deliveries.seq)"
@@ -325,7 +332,7 @@ class SqliteQueries:
     def next_delivery_due_sql(self, n: int) -> str:
         return (
             "SELECT min(due_at) FROM deliveries d WHERE status = 'pending' AND owner IS NULL "
-            f"AND subscription IN ({_marks(n)}) AND ({_HEAD_OF_KEY})"
+            f"AND subscription IN ({_marks(n)}) AND ({HEAD_OF_KEY})"
         )
 
     def list_events_sql(self, where: Sequence[str]) -> str:
@@ -364,3 +371,7 @@ class SqliteQueries:
     def list_tasks_sql(self, where: Sequence[str]) -> str:
         clause = f"WHERE {' AND '.join(where)} " if where else ""
         return f"SELECT {TASK_COLUMNS} FROM tasks {clause}ORDER BY created_at, task_id LIMIT ?"
+
+
+QUERIES = SqliteQueries()
+"""The one instance (PostgreSQL's queries are built from its statements)."""

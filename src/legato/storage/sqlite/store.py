@@ -19,7 +19,7 @@ from legato.storage.base import SCHEMA_VERSION
 from legato.storage.sqlbase import SqlStore
 from legato.storage.sqlbus import InTransaction
 from legato.storage.sqlite._connections import SqliteConnections
-from legato.storage.sqlite.queries import SqliteQueries
+from legato.storage.sqlite.queries import QUERIES
 
 _LEGACY = getattr(sqlite3, "LEGACY_TRANSACTION_CONTROL", -1)
 
@@ -32,7 +32,7 @@ class SqliteStore(SqliteConnections, SqlStore):
     crash but not an OS crash.
     """
 
-    queries = SqliteQueries()
+    queries = QUERIES
 
     def _is_duplicate(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError)

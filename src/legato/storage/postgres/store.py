@@ -1,0 +1,132 @@
+"""``PostgresStore``: runs, history and the event bus in one PostgreSQL database.
+
+The control flow is ``SqlStore``'s (shared by every SQL adapter), the statements are
+``queries`` (SQLite's, in PostgreSQL's spelling, with ``SKIP LOCKED`` claims), and the
+connections, their threads and group commit are ``_connections``. Nothing here decides
+what a status or a record means: that is the engine's, the same on every adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import psycopg
+
+from legato.errors import ConfigurationError, MigrationRequired
+from legato.storage.postgres._connections import Conn, PostgresConnections
+from legato.storage.postgres._errors import is_duplicate
+from legato.storage.postgres._migrate import schema_state
+from legato.storage.postgres.queries import PostgresQueries
+from legato.storage.sqlbase import SqlQueries, SqlStore
+from legato.storage.sqlbus import InTransaction
+
+
+class PostgresStore(PostgresConnections, SqlStore):
+    """A ``Store`` on a PostgreSQL database, shared by any number of worker processes.
+
+    ``conninfo`` is what libpq takes (a ``postgresql://`` URL without Legato's own
+    options, or ``key=value`` pairs). Legato's tables live in ``schema``. The schema must
+    be current (``legato db migrate``) unless ``migrate=True``, which brings it there.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = "legato",
+        url: str | None = None,
+        where: str | None = None,
+        readers: int = 4,
+        connect_timeout: float = 10.0,
+        notify: bool = True,
+        migrate: bool = False,
+    ) -> None:
+        self.notify = notify  # LISTEN/NOTIFY wake-ups; off behind a transaction pooler
+        # Its statements are set in __init__ from SQLite's, so mypy cannot see them.
+        self.queries = cast(SqlQueries, PostgresQueries(schema))
+        super().__init__(
+            conninfo,
+            url=url or conninfo,
+            where=where or _where(conninfo),
+            schema=schema,
+            readers=readers,
+            connect_timeout=connect_timeout,
+            migrate=migrate,
+        )
+
+    def _is_duplicate(self, exc: BaseException) -> bool:
+        return is_duplicate(exc)
+
+    async def _select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._read(self._fetch, sql, params)
+
+    def in_transaction(self, conn: object) -> InTransaction:
+        """The bus on ``conn``, the caller's own ``psycopg.Connection`` to this database,
+        inside the transaction it has open (or opens now): for ``publish_in_transaction``.
+
+        Refused with ``ConfigurationError``: another kind of connection, one to another
+        database, or one in autocommit mode with no transaction open (the caller's writes
+        were committed already). A database not at this version's schema raises
+        ``MigrationRequired``.
+        """
+        if not isinstance(conn, psycopg.Connection):
+            raise ConfigurationError(
+                "publish_in_transaction takes the psycopg.Connection (psycopg 3, not async) "
+                f"your transaction runs on, got {type(conn).__name__}"
+            )
+        try:
+            status = conn.info.transaction_status
+            if status == psycopg.pq.TransactionStatus.INERROR:
+                raise ConfigurationError(
+                    "the connection's transaction failed already (an earlier statement "
+                    "raised): roll it back before publishing"
+                )
+            if status == psycopg.pq.TransactionStatus.IDLE and conn.autocommit:
+                raise ConfigurationError(
+                    "the connection is in autocommit mode with no transaction open, so "
+                    "your writes are committed already and the event could not commit "
+                    'with them: run conn.execute("BEGIN") (or use conn.transaction()) '
+                    "before your writes"
+                )
+            ours = Conn(conn)
+            database = conn.execute("SELECT current_database()").fetchone()
+            mine = database_name(self.conninfo)
+            if database is not None and mine is not None and database[0] != mine:
+                raise ConfigurationError(
+                    f"the connection is to database {database[0]!r}, not to {mine!r}: the "
+                    "event must commit in the same database as the runs"
+                )
+            state = schema_state(conn, self.schema, self.where)
+        except psycopg.Error as exc:
+            raise ConfigurationError(f"cannot use that connection: {exc}") from exc
+        if not state.current:
+            raise MigrationRequired(
+                f"{self.where} is not at this Legato's schema: run legato db migrate first"
+            )
+        return InTransaction(self, ours)
+
+
+def database_name(conninfo: str) -> str | None:
+    """The database ``conninfo`` names (None: libpq's default, the user's name)."""
+    try:
+        return psycopg.conninfo.conninfo_to_dict(conninfo).get("dbname")  # type: ignore[return-value]
+    except psycopg.ProgrammingError:
+        return None
+
+
+def _where(conninfo: str) -> str:
+    """``host:port/database`` of ``conninfo``, for messages (never the password)."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "the PostgreSQL server"
+    host = str(parts.get("host") or "localhost")
+    port = str(parts.get("port") or "5432")
+    hosts = [f"{h}:{p}" for h, p in zip(host.split(","), _ports(port, host), strict=False)]
+    return f"{','.join(hosts)}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+def _ports(port: str, host: str) -> list[str]:
+    ports = port.split(",")
+    return ports * len(host.split(",")) if len(ports) == 1 else ports
