@@ -70,7 +70,7 @@ def test_bad_input_is_refused_and_writes_nothing(
 
 @pytest.mark.parametrize(
     "url",
-    ["postgres://localhost/legato", "mysql:///x.db", "sqlite://host/x.db", "sqlite:///"],
+    ["mysql:///x.db", "sqlite://host/x.db", "sqlite:///", "postgresql://h/db?schema=X"],
 )
 def test_unusable_database_url_is_refused(cli: Cli, tmp_path: Path, url: str) -> None:
     for args in (["runs", "list"], ["start", "purchase_course", "--input", "{}"]):
@@ -152,3 +152,19 @@ def test_run_id_of_another_workflow_is_refused(cli: Cli, workers: Workers) -> No
     assert_refused(result, 2, "run id 'shared-id' already belongs to workflow 'purchase_course'")
     runs = cli.json("runs", "list")
     assert [(r["run_id"], r["workflow"]) for r in runs] == [("shared-id", "purchase_course")]
+
+
+def test_a_postgres_database_that_does_not_exist_is_named(cli: Cli) -> None:
+    from tests.fixtures.db import POSTGRES_URL
+
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/no_such_legato_db"
+    result = cli.run("runs", "list", "--database", url)
+    assert_refused(result, 1, 'database "no_such_legato_db" does not exist', "createdb")
+
+
+def test_an_unreachable_postgres_server_is_named_with_host_and_port(cli: Cli) -> None:
+    # Nothing listens on port 1 of this machine.
+    result = cli.run("runs", "list", "--database", "postgresql://postgres@127.0.0.1:1/test")
+    assert_refused(
+        result, 1, "cannot reach PostgreSQL at 127.0.0.1:1/test", "Is the server running"
+    )

@@ -65,8 +65,9 @@ def append(
     attempt: int = 1,
     data: object = None,
     ts: float = T0,
+    owner: str | None = None,
 ) -> Append:
-    return Append(run_id, pos, kind.value, key, name, attempt, _json(data), ts)
+    return Append(run_id, pos, kind.value, key, name, attempt, _json(data), ts, owner)
 
 
 def set_run(

@@ -209,6 +209,32 @@ async def test_guarded_set_run_of_a_run_taken_over_conflicts_and_writes_nothing(
     assert other is not None and other.status is RunStatus.RUNNING
 
 
+async def test_fenced_append_to_a_run_taken_over_conflicts_and_writes_nothing(
+    store: Store,
+) -> None:
+    # Given r1, which w1 executed, now owned by w2; and r2 still w1's
+    await store.write([new_run("r1", owner="w2"), append("r1", 1), new_run("r2", owner="w1")])
+    # When w1, not knowing yet, appends its next records (only appends: no SetRun guard)
+    with pytest.raises(ConcurrencyConflict, match="no longer its own"):
+        await store.write([append("r2", 1, owner="w1"), append("r1", 2, owner="w1")])
+    # Then neither record lands: w2's replay will not mistake w1's record for its own
+    assert [e.pos for e in await store.history("r1")] == [1]
+    assert await store.history("r2") == []
+    # And the rightful owners' records go in, fenced or not
+    await store.write([append("r1", 2, owner="w2"), append("r2", 1, owner="w1")])
+    await store.write([new_run("r3", owner="w3"), append("r3", 1, owner="w3")])  # new: exempt
+    assert [e.pos for e in await store.history("r1")] == [1, 2]
+    assert [e.pos for e in await store.history("r3")] == [1]
+
+
+async def test_fenced_append_to_an_unowned_or_unknown_run_conflicts(store: Store) -> None:
+    await store.write([new_run("free")])
+    for run_id in ("free", "ghost"):
+        with pytest.raises(ConcurrencyConflict):
+            await store.write([append(run_id, 1, owner="w1")])
+    assert await store.history("free") == [] and await store.history("ghost") == []
+
+
 async def test_guarded_set_run_of_an_unowned_or_unknown_run_conflicts(store: Store) -> None:
     await store.write([new_run("free")])
     for run_id in ("free", "ghost"):

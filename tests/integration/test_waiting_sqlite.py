@@ -24,6 +24,7 @@ from tests.fixtures.waiting import DAY, SECOND, at, claim_due, engine_of, is_liv
 import legato
 from legato.errors import InvalidTaskResponse, RunFinished, RunNotFound, TaskClosed, WaitTimeout
 from legato.model import EventKind, RunStatus, TaskStatus
+from legato.storage.postgres import PostgresStore
 from legato.storage.sqlite import SqliteStore
 from legato.testing import FakeClock
 
@@ -321,10 +322,12 @@ async def test_timer_longer_than_the_hot_window_fires_within_a_second_on_the_rea
 
 
 def outside_client(harness: Harness) -> legato.AsyncClient:
-    """A client as another process would have: on SQLite, its own connection."""
+    """A client as another process would have: on SQL, its own connections."""
     store = harness.store
     if isinstance(store, SqliteStore):
         return legato.AsyncClient(SqliteStore(store.path))
+    if isinstance(store, PostgresStore):
+        return legato.AsyncClient(PostgresStore(store.conninfo, schema=store.schema))
     return legato.AsyncClient(store)
 
 

@@ -47,7 +47,7 @@ def test_sqlite_synchronous_option_is_kept() -> None:
         ("memory:", "is malformed"),
         ("memory://x", "is malformed"),
         ("legato.db", "has no scheme"),
-        ("postgres://localhost/db", "has an unknown scheme 'postgres'"),
+        ("mysql://localhost/db", "has an unknown scheme 'mysql'"),
         ("sqlite:///x.db?journal=wal", "unknown option(s) ['journal']"),
     ],
 )
@@ -90,3 +90,42 @@ def test_no_url_and_no_environment_is_the_default(monkeypatch: pytest.MonkeyPatc
     monkeypatch.delenv(DATABASE_ENV, raising=False)
 
     assert database_url() == DEFAULT_DATABASE_URL
+
+
+# -- PostgreSQL URLs ----
+
+
+def test_postgres_url_keeps_libpq_options_and_takes_legatos_own() -> None:
+    parsed = parse_database_url(
+        "postgresql://app:s3cret@db1,db2/shop?target_session_attrs=read-write"
+        "&schema=orders&notify=off&readers=2&sslmode=prefer"
+    )
+    assert parsed.scheme == "postgresql"
+    assert parsed.options == {"schema": "orders", "notify": "off", "readers": "2"}
+    assert parsed.conninfo == (
+        "postgresql://app:s3cret@db1,db2/shop?target_session_attrs=read-write&sslmode=prefer"
+    )
+    assert parsed.display == (
+        "postgresql://app:***@db1,db2/shop?target_session_attrs=read-write"
+        "&schema=orders&notify=off&readers=2&sslmode=prefer"
+    )
+
+
+def test_postgres_short_scheme_is_accepted() -> None:
+    assert parse_database_url("postgres://localhost/db").conninfo == "postgresql://localhost/db"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://h/db?schema=Orders", "schema 'Orders' is not a plain lower-case SQL name"),
+        ("postgresql://h/db?schema=a;drop", "is not a plain lower-case SQL name"),
+        ("postgresql://h/db?notify=maybe", "notify is on or off, not 'maybe'"),
+        ("postgresql://h/db?readers=0", "readers is a number of connections, 1 to 64"),
+        ("postgresql:h/db", "is malformed"),
+    ],
+)
+def test_bad_postgres_url_is_refused_saying_why(url: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_database_url(url)
+    assert reason in str(caught.value)

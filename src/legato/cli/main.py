@@ -15,6 +15,7 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 import legato
 from legato.cli import (
     alerts,
+    db,
     deadletters,
     demo,
     events,
@@ -47,6 +48,7 @@ cli.add_typer(flows.flows_app, name="flows")
 cli.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 cli.add_typer(expectations.expectations_app, name="expectations")
 cli.add_typer(alerts.alerts_app, name="alerts")
+cli.add_typer(db.db_app, name="db")
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)

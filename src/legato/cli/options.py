@@ -24,8 +24,9 @@ DatabaseOption = Annotated[
         "--database",
         "-d",
         metavar="URL",
-        help="Database URL: sqlite:///relative.db, sqlite:////absolute/path.db or "
-        f"memory://. Default: ${DATABASE_ENV}, else {DEFAULT_DATABASE_URL}.",
+        help="Database URL: sqlite:///relative.db, sqlite:////absolute/path.db, "
+        f"postgresql://user@host/db or memory://. Default: ${DATABASE_ENV}, else "
+        f"{DEFAULT_DATABASE_URL}.",
     ),
 ]
 

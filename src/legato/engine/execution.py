@@ -167,7 +167,15 @@ class RunExecution:
         else:
             kind, key, name, attempt = record.KIND_VALUE, record.key, record.name, record.attempt
         return Append(
-            self.run_id, self.pos, kind, key, name, attempt, data, self.engine.clock.time()
+            self.run_id,
+            self.pos,
+            kind,
+            key,
+            name,
+            attempt,
+            data,
+            self.engine.clock.time(),
+            self.owner_id,
         )
 
     async def commit(self, *ops: Write) -> None:

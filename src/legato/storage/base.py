@@ -61,7 +61,13 @@ class NewRun:
 
 @dataclass(slots=True)
 class Append:
-    """Append one history record. ``(run_id, pos)`` is unique: a second writer conflicts."""
+    """Append one history record. ``(run_id, pos)`` is unique: a second writer conflicts.
+
+    With ``owner`` set the record is fenced: the batch raises ``ConcurrencyConflict`` and
+    writes nothing unless the run's owner is ``owner`` when the batch begins (a run the
+    same batch creates is exempt). A worker that lost a run to another, and does not
+    know it yet, cannot add a record the new owner's replay would then take as its own.
+    """
 
     run_id: str
     pos: int
@@ -71,6 +77,7 @@ class Append:
     attempt: int
     data: bytes | None
     at: float
+    owner: str | None = None
 
 
 @dataclass(slots=True)
@@ -702,3 +709,4 @@ class QuietRun:
 def to_datetime(ts: float | None) -> datetime | None:
     """Float Unix seconds to an aware UTC datetime (None stays None)."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
+

@@ -34,6 +34,7 @@ from legato.storage.base import (
     Write,
     to_datetime,
 )
+from legato.storage.fencing import fence_conflict, fenced_appends
 from legato.storage.memoryalerts import MemoryAlerts
 from legato.storage.memorybus import MemoryBus
 from legato.storage.memoryexpect import MemoryExpectations
@@ -176,6 +177,10 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
         conflicts: dict[str, str] = {}
         runs = self._runs
         self._check_registry(ops)
+        for owner, run_ids in fenced_appends(ops).items():
+            lost = [r for r in run_ids if r not in runs or runs[r].owner != owner]
+            if lost:
+                raise fence_conflict(owner, lost)
         for op in ops:
             if type(op) is Append:
                 taken = self._positions.setdefault(op.run_id, set())

@@ -40,6 +40,7 @@ from legato.storage.base import (
     WorkerInfo,
     Write,
 )
+from legato.storage.fencing import fence_conflict, fenced_appends
 from legato.storage.sqlalerts import SqlAlerts, apply_raise_alerts, apply_resolve_alerts
 from legato.storage.sqlbus import (
     SqlBus,
@@ -77,6 +78,9 @@ class Connection(Protocol):
 
     def executemany(self, sql: str, rows: Any, /) -> Any: ...
 
+    # Only where the dialect's queries return rows from executemany (PostgreSQL).
+    def executemany_returning(self, sql: str, rows: Any, /) -> list[Any]: ...
+
 
 class SqlQueries(Protocol):
     """A dialect's named queries. Names ending in ``_sql`` build a query for ``n`` values."""
@@ -84,6 +88,8 @@ class SqlQueries(Protocol):
     param: str
     """The parameter marker (``?`` for SQLite, ``%s`` for psycopg)."""
     insert_run: str
+    insert_run_returns: bool
+    """``insert_run`` skips existing ids and returns the ids it inserted (many writers)."""
     append: str
     set_run: str
     set_owned_run: str
@@ -130,6 +136,7 @@ class SqlQueries(Protocol):
     delete_deliveries: str
 
     def existing_runs_sql(self, n: int) -> str: ...
+    def owned_runs_sql(self, n: int) -> str: ...
     def claim_runs_sql(self, n: int) -> str: ...
     def next_due_sql(self, n: int) -> str: ...
     def histories_sql(self, n: int) -> str: ...
@@ -266,6 +273,14 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
     def _apply(self, conn: Connection, ops: Sequence[Write]) -> dict[str, str]:
         conflicts: dict[str, str] = {}
         check_registry(conn, self.queries, ops)
+        for owner, run_ids in fenced_appends(ops).items():
+            held: set[str] = set()
+            for start in range(0, len(run_ids), CHUNK):
+                chunk = run_ids[start : start + CHUNK]
+                sql = self.queries.owned_runs_sql(len(chunk))
+                held.update(r[0] for r in conn.execute(sql, (owner, *chunk)).fetchall())
+            if len(held) != len(run_ids):
+                raise fence_conflict(owner, [r for r in run_ids if r not in held])
         appends = [
             (op.run_id, op.pos, op.kind, op.key, op.name, op.attempt, op.data, op.at)
             for op in ops
@@ -377,26 +392,34 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
             for run_id, workflow in conn.execute(self.queries.existing_runs_sql(len(chunk)), chunk):
                 conflicts[run_id] = workflow
                 del new_runs[run_id]
-        conn.executemany(
-            self.queries.insert_run,
-            [
-                (
-                    op.run_id,
-                    op.workflow,
-                    op.status,
-                    op.input,
-                    op.created_at,
-                    op.created_at,  # updated_at
-                    op.deadline_at,
-                    op.created_at,  # wake_at: a new run is due at once
-                    op.owner,
-                    op.parent_run_id,
-                    op.correlation_id,
-                    op.traceparent,
-                )
-                for op in new_runs.values()
-            ],
-        )
+        rows = [
+            (
+                op.run_id,
+                op.workflow,
+                op.status,
+                op.input,
+                op.created_at,
+                op.created_at,  # updated_at
+                op.deadline_at,
+                op.created_at,  # wake_at: a new run is due at once
+                op.owner,
+                op.parent_run_id,
+                op.correlation_id,
+                op.traceparent,
+            )
+            for op in new_runs.values()
+        ]
+        if not self.queries.insert_run_returns:
+            conn.executemany(self.queries.insert_run, rows)
+            return
+        # Concurrent writers (PostgreSQL): a run another transaction inserted since the
+        # lookup is skipped by ON CONFLICT, and reported with its workflow like the rest.
+        inserted = set(conn.executemany_returning(self.queries.insert_run, rows))
+        lost = [run_id for run_id in new_runs if run_id not in inserted]
+        for start in range(0, len(lost), CHUNK):
+            chunk = lost[start : start + CHUNK]
+            for run_id, workflow in conn.execute(self.queries.existing_runs_sql(len(chunk)), chunk):
+                conflicts[run_id] = workflow
 
     def _set_runs(self, conn: Connection, ops: list[SetRun]) -> None:
         q = self.queries

@@ -54,6 +54,18 @@ class Conn:
         cursor.executemany(sql, rows)
         return cursor
 
+    def executemany_returning(self, sql: str, rows: Any) -> list[Any]:
+        """The first column of every row the statements returned, in order."""
+        if not rows:
+            return []
+        cursor = self.raw.cursor()
+        cursor.executemany(sql, rows, returning=True)
+        found: list[Any] = []
+        while True:
+            found.extend(row[0] for row in cursor.fetchall())
+            if not cursor.nextset():
+                return found
+
 
 class PostgresConnections(GroupCommit):
     """A writer connection (on one thread) and a pool of readers, to one database."""

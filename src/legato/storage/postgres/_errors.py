@@ -28,8 +28,13 @@ def postgres_error(exc: BaseException, where: str, doing: str) -> StorageError:
             f"PostgreSQL at {where} refused the password ({detail}): check the user and "
             "password in the database URL (or PGPASSWORD, ~/.pgpass)"
         )
-    elif isinstance(exc, pg.InvalidCatalogName):
-        message = f"PostgreSQL at {where}: {detail}. Create it (createdb), or fix the URL"
+    elif isinstance(exc, pg.InvalidCatalogName) or _says(detail, "database", "does not exist"):
+        message = (
+            f"PostgreSQL at {where}: {_fatal(detail)}. Create it (createdb NAME), or fix "
+            "the database URL"
+        )
+    elif _says(detail, "role", "does not exist"):
+        message = f"PostgreSQL at {where}: {_fatal(detail)}. Fix the user in the database URL"
     elif is_connection_lost(exc):
         message = (
             f"cannot reach PostgreSQL at {where} ({doing}): {detail}. Is the server "
@@ -40,3 +45,16 @@ def postgres_error(exc: BaseException, where: str, doing: str) -> StorageError:
     error = StorageError(message)
     error.__cause__ = exc
     return error
+
+
+def _says(detail: str, first: str, then: str) -> bool:
+    """True if the server's message names ``first`` and then ``then`` (at connect time
+    psycopg gives an OperationalError whose text is all there is)."""
+    at = detail.find(f"FATAL: {first} ")
+    return at >= 0 and then in detail[at:]
+
+
+def _fatal(detail: str) -> str:
+    """The server's own sentence out of libpq's connection message."""
+    at = detail.find("FATAL: ")
+    return detail[at + len("FATAL: ") :] if at >= 0 else detail

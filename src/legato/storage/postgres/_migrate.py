@@ -10,31 +10,21 @@ transactional on PostgreSQL: a migration that fails leaves the schema as it was.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from legato.errors import MigrationRequired, NotALegatoDatabase, SchemaTooNew
 from legato.storage.base import SCHEMA_VERSION
-from legato.storage.migrations import shipped
+from legato.storage.migrations import SchemaState, shipped, state_of
 
 MIGRATE_COMMAND = "legato db migrate"
 
 
+PACKAGE = "legato.storage.postgres.migrations"
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """``(version, file name, sql)`` of every PostgreSQL migration shipped, in order."""
-    return shipped("legato.storage.postgres.migrations")
-
-
-@dataclass(frozen=True, slots=True)
-class SchemaState:
-    """What a database holds: its schema version (0: none yet) and what is left to do."""
-
-    version: int
-    pending: list[str]
-
-    @property
-    def current(self) -> bool:
-        return not self.pending and self.version == SCHEMA_VERSION
+    return shipped(PACKAGE)
 
 
 def schema_state(conn: Any, schema: str, where: str) -> SchemaState:
@@ -57,8 +47,7 @@ def schema_state(conn: Any, schema: str, where: str) -> SchemaState:
         version = 0 if row is None else int(row[0])
     if version > SCHEMA_VERSION:
         raise SchemaTooNew(version, SCHEMA_VERSION, where)
-    pending = [name for number, name, _ in migrations() if number > version]
-    return SchemaState(version, pending)
+    return state_of(version, PACKAGE)
 
 
 def require_current(conn: Any, schema: str, where: str, url: str) -> None:

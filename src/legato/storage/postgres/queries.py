@@ -53,6 +53,7 @@ class PostgresQueries:
     """The ``SqlQueries`` of PostgreSQL, for the tables of one schema."""
 
     param = "%s"
+    insert_run_returns = True  # many writers: two may insert one run id at once
     events_after: str | None = None  # concurrent writers: each insert RETURNING its seq
 
     def __init__(self, schema: str) -> None:
@@ -72,6 +73,10 @@ class PostgresQueries:
                 setattr(self, name, self._translated(getattr(sqlite.QUERIES, name)))
         s = schema
         unfinished = sqlite.UNFINISHED
+        self.insert_run = (
+            translate(sqlite.SqliteQueries.insert_run, s)
+            + " ON CONFLICT (run_id) DO NOTHING RETURNING run_id"
+        )
         # A publish routes by the registry it reads; FOR SHARE makes a change of the
         # subscriptions wait for the publishes in flight, and a publish for the change.
         self.registry_version = f"SELECT version FROM {s}.registry WHERE id = 1 FOR SHARE"
@@ -89,12 +94,14 @@ class PostgresQueries:
     _OWN = frozenset(
         {
             "registry_version",
+            "insert_run",
             "schema_version",
             "quiet_runs",
             "events_after",
             "claim_runs_sql",
             "claim_deliveries_sql",
             "update_run_sql",
+            "owned_runs_sql",
         }
     )
 
@@ -110,6 +117,17 @@ class PostgresQueries:
     @functools.cache  # noqa: B019 (a few instances per process: nothing leaks)
     def update_run_sql(self, shape: tuple[Any, ...]) -> str:
         return translate(update_run_sql(shape, "?"), self.schema)
+
+    @functools.cache  # noqa: B019
+    def owned_runs_sql(self, n: int) -> str:
+        """Which of ``n`` runs the owner holds, locked ``FOR SHARE`` until the batch
+        commits: a worker presuming this one dead waits to release them, so no record
+        lands on a run after it changed hands."""
+        marks = ", ".join(["%s"] * n)
+        return (
+            f"SELECT run_id FROM {self.schema}.runs WHERE owner = %s AND run_id IN ({marks}) "
+            "FOR SHARE"
+        )
 
     @functools.cache  # noqa: B019
     def claim_runs_sql(self, n: int) -> str:

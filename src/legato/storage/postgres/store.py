@@ -14,6 +14,7 @@ from typing import Any, cast
 import psycopg
 
 from legato.errors import ConfigurationError, MigrationRequired
+from legato.storage import hide_password
 from legato.storage.postgres._connections import Conn, PostgresConnections
 from legato.storage.postgres._errors import is_duplicate
 from legato.storage.postgres._migrate import schema_state
@@ -47,7 +48,7 @@ class PostgresStore(PostgresConnections, SqlStore):
         self.queries = cast(SqlQueries, PostgresQueries(schema))
         super().__init__(
             conninfo,
-            url=url or conninfo,
+            url=url or hide_password(conninfo),
             where=where or _where(conninfo),
             schema=schema,
             readers=readers,

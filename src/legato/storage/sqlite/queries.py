@@ -80,6 +80,7 @@ class SqliteQueries:
     """The ``SqlQueries`` of SQLite."""
 
     param = "?"
+    insert_run_returns = False  # one writer: the lookup before the insert is enough
     insert_run = (
         "INSERT INTO runs (run_id, workflow, status, input, created_at, updated_at, "
         "deadline_at, wake_at, owner, parent_run_id, correlation_id, traceparent) "
@@ -344,6 +345,10 @@ class SqliteQueries:
         return (
             f"SELECT {DELIVERY_COLUMNS} FROM deliveries {clause}ORDER BY seq, subscription LIMIT ?"
         )
+
+    def owned_runs_sql(self, n: int) -> str:
+        """Which of ``n`` runs the owner holds (params: the owner, the run ids)."""
+        return f"SELECT run_id FROM runs WHERE owner = ? AND run_id IN ({_marks(n)})"
 
     def existing_runs_sql(self, n: int) -> str:
         return f"SELECT run_id, workflow FROM runs WHERE run_id IN ({_marks(n)})"

@@ -1,0 +1,233 @@
+"""What only the PostgreSQL adapter promises: its schema and migrations, refusing what is
+not its own, many writers at once, and the user's own transaction (on a real server)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from importlib import resources
+from typing import Any
+
+import psycopg
+import pytest
+
+import legato
+from legato.errors import (
+    ConcurrencyConflict,
+    MigrationRequired,
+    NotALegatoDatabase,
+    RunAlreadyExists,
+    SchemaTooNew,
+)
+from legato.storage import open_store
+from legato.storage.admin import database_status, migrate_database
+from legato.storage.base import SCHEMA_VERSION
+from legato.storage.postgres import PostgresStore
+from tests.contract.ops import append, new_run, set_run
+from tests.fixtures.db import POSTGRES_URL, new_schema, postgres_url
+
+
+def _catalog(schema: str) -> dict[str, Any]:
+    """Tables with their columns (type, null, default) and indexes, of one schema."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        columns = conn.execute(
+            "SELECT table_name, column_name, data_type, is_nullable, column_default, "
+            "is_identity FROM information_schema.columns WHERE table_schema = %s "
+            "ORDER BY table_name, ordinal_position",
+            (schema,),
+        ).fetchall()
+        indexes = conn.execute(
+            "SELECT indexname, replace(indexdef, %s, 'S.') FROM pg_indexes "
+            "WHERE schemaname = %s ORDER BY indexname",
+            (f"{schema}.", schema),
+        ).fetchall()
+        checks = conn.execute(
+            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE connamespace = %s::regnamespace ORDER BY 1, 2",
+            (schema,),
+        ).fetchall()
+    return {
+        "columns": columns,
+        "indexes": indexes,
+        "constraints": [(t.split(".")[-1], d) for t, d in checks],
+    }
+
+
+def test_the_migrations_produce_exactly_schema_sql() -> None:
+    from_migrations, from_schema_sql = new_schema(), new_schema()
+    migrate_database(postgres_url(from_migrations))
+    sql = resources.files("legato.storage.postgres").joinpath("schema.sql").read_text("utf-8")
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {from_schema_sql}")
+        conn.execute(f"SET search_path TO {from_schema_sql}")
+        conn.execute(sql)
+        conn.execute("INSERT INTO legato_version VALUES (1, %s, 0)", (SCHEMA_VERSION,))
+    migrated, declared = _catalog(from_migrations), _catalog(from_schema_sql)
+    assert migrated["columns"] and migrated == declared
+
+
+async def test_a_database_that_needs_migrating_is_refused_naming_the_command() -> None:
+    url = postgres_url()
+    store = open_store(url)
+    with pytest.raises(MigrationRequired, match="legato db migrate --database") as caught:
+        await store.open()
+    assert "has no Legato schema yet" in str(caught.value)
+    assert database_status(url).pending  # and nothing was created meanwhile
+    migrate_database(url)
+    await store.open()
+    try:
+        assert await store.schema_version() == SCHEMA_VERSION
+    finally:
+        await store.close()
+
+
+async def test_a_schema_migrated_by_a_newer_legato_is_refused() -> None:
+    schema = new_schema()
+    url = postgres_url(schema)
+    migrate_database(url)
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"UPDATE {schema}.legato_version SET version = %s", (SCHEMA_VERSION + 1,))
+    for attempt in (lambda: open_store(url).open(), lambda: open_store(url, migrate=True).open()):
+        with pytest.raises(SchemaTooNew, match=f"schema version {SCHEMA_VERSION + 1}"):
+            await attempt()
+    with pytest.raises(SchemaTooNew):
+        migrate_database(url)
+
+
+async def test_a_schema_holding_other_tables_is_not_taken_over() -> None:
+    schema = new_schema()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+        conn.execute(f"CREATE TABLE {schema}.orders (id int)")
+    with pytest.raises(NotALegatoDatabase, match="orders"):
+        migrate_database(postgres_url(schema))
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+        ).fetchall()
+    assert tables == [("orders",)]
+
+
+def test_two_migrators_started_at_once_apply_each_migration_once() -> None:
+    url = postgres_url()
+    results: list[Any] = []
+    barrier = threading.Barrier(4)
+
+    def migrate() -> None:
+        barrier.wait()
+        results.append(migrate_database(url))
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(r.applied) for r in results) == [0, 0, 0, 1]
+    assert all(r.after == SCHEMA_VERSION for r in results)
+    assert database_status(url).current
+
+
+async def test_ten_clients_starting_one_run_id_at_once_make_exactly_one_run() -> None:
+    url = postgres_url()
+    migrate_database(url)
+    registry = open_store(url)
+    await registry.open()
+    await registry.register_workflows(["order"], 0.0)
+    clients = [legato.AsyncClient(url) for _ in range(10)]
+    for client in clients:
+        await client.__aenter__()
+    try:
+        outcomes = await asyncio.gather(
+            *(c.start("order", i, run_id="order-1") for i, c in enumerate(clients)),
+            return_exceptions=True,
+        )
+        made = [o for o in outcomes if not isinstance(o, BaseException)]
+        refused = [o for o in outcomes if isinstance(o, RunAlreadyExists)]
+        assert len(made) + len(refused) == 10, outcomes
+        runs = await registry.list_runs()
+        assert [r.run_id for r in runs] == ["order-1"]
+        assert runs[0].input in ([i] for i in range(10))
+    finally:
+        for client in clients:
+            await client.__aexit__(None, None, None)
+        await registry.close()
+
+
+async def test_two_stores_claiming_at_once_never_take_the_same_run() -> None:
+    url = postgres_url()
+    migrate_database(url)
+    stores = [open_store(url) for _ in range(3)]
+    for s in stores:
+        await s.open()
+    try:
+        await stores[0].write([new_run(f"r{i}", status="pending") for i in range(300)])
+        for i, s in enumerate(stores):
+            await s.register_worker(f"w{i}", "h", i, 0.0, ["wf"])
+        claimed = await asyncio.gather(*(c for _ in range(4) for c in _again(stores)))
+        ids = [r.run_id for batch in claimed for r in batch]
+        assert len(ids) == len(set(ids)) == 300
+    finally:
+        for s in stores:
+            await s.close()
+
+
+def _again(stores: list[Any]) -> list[Any]:
+    return [s.claim_runs(f"w{i}", 2e9, 40, ["wf"]) for i, s in enumerate(stores)]
+
+
+async def test_a_fenced_write_waits_for_no_one_and_loses_to_a_takeover() -> None:
+    # A worker whose batch checked its runs holds them FOR SHARE: a takeover that comes
+    # while the batch commits releases them only after it, and the next batch is refused.
+    url = postgres_url()
+    migrate_database(url)
+    first, second = open_store(url), open_store(url)
+    await first.open()
+    await second.open()
+    try:
+        await first.write([new_run("r1", owner="w1")])
+        await first.write([append("r1", 1, owner="w1")])
+        await second.write([set_run("r1", "running", owner="w1", release=True)])
+        await second.write([new_run("x", owner="w2")])
+        with pytest.raises(ConcurrencyConflict):
+            await first.write([append("r1", 2, owner="w1")])
+        assert [e.pos for e in await second.history("r1")] == [1]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_publish_in_transaction_commits_and_rolls_back_with_the_users_rows() -> None:
+    schema = new_schema()
+    url = postgres_url(schema)
+    migrate_database(url)
+    app = legato.App("shop", url)
+    async with app:
+        with psycopg.connect(POSTGRES_URL) as conn:  # the service's own connection
+            conn.execute("CREATE TEMP TABLE orders (id int)")
+            conn.execute("INSERT INTO orders VALUES (1)")
+            kept = app.publish_in_transaction(conn, "order.placed", {"id": 1})
+            conn.commit()
+            conn.execute("INSERT INTO orders VALUES (2)")
+            dropped = app.publish_in_transaction(conn, "order.placed", {"id": 2})
+            conn.rollback()
+        ids = [e.event.id for e in await app.list_events()]
+    assert ids == [kept.id]
+    assert dropped.id not in ids
+
+
+async def test_publish_in_transaction_refuses_a_connection_to_another_database() -> None:
+    url = postgres_url()
+    migrate_database(url)
+    async with legato.App("shop", url) as app:
+        other = POSTGRES_URL.rsplit("/", 1)[0] + "/postgres"
+        with (
+            psycopg.connect(other) as conn,
+            pytest.raises(legato.errors.ConfigurationError, match="not to 'test'"),
+        ):
+            app.publish_in_transaction(conn, "order.placed", {"id": 1})
+
+
+def test_a_postgres_store_names_its_server() -> None:
+    store = PostgresStore("postgresql://app:secret@db.internal:6432/shop")
+    assert store.where == "db.internal:6432/shop"
+    assert store.url == "postgresql://app:***@db.internal:6432/shop"
