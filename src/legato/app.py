@@ -133,6 +133,15 @@ class App(AppEvents):
             raise ValueError(f"max_concurrent_runs must be a positive integer, got {limit!r}")
         self._max_concurrent_runs = limit
 
+    def set_lease(self, lease: timedelta) -> None:
+        """How long this app's worker may stay silent before others take its runs over
+        (it heartbeats every third of it); only while stopped."""
+        if getattr(self, "_engine", None) is not None:
+            raise NotRunning(f"app {self.name!r} is running; stop it before changing its lease")
+        if not isinstance(lease, timedelta) or lease <= timedelta(0):
+            raise ValueError(f"lease must be a positive timedelta, got {lease!r}")
+        self._lease = lease
+
     # -- registration ----------------------------------------------------------------------
 
     @overload

@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Annotated
@@ -289,6 +290,16 @@ def worker(
             help="The address --metrics-port binds (0.0.0.0: every interface).",
         ),
     ] = "127.0.0.1",
+    lease: Annotated[
+        float | None,
+        typer.Option(
+            "--lease",
+            metavar="SECONDS",
+            min=0.5,
+            help="Silent this long, this worker is presumed dead by the others and its "
+            "runs taken over (it heartbeats every third of it). Default: the app's (15).",
+        ),
+    ] = None,
 ) -> None:
     """Run the engine for an app until stopped; unfinished runs are recovered at start."""
     level = _log_level(log_level)
@@ -310,6 +321,8 @@ def worker(
     # The process is the worker's own: the engine may tune the garbage collector for
     # thousands of live runs (an App in someone else's process leaves it alone).
     app.tune_gc = True
+    if lease is not None:
+        app.set_lease(timedelta(seconds=lease))
     if limit is not None:
         app.set_max_concurrent_runs(limit)
         log.info("at most %d runs in flight at once (--concurrency)", limit)

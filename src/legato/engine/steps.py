@@ -15,6 +15,7 @@ from typing import Any
 from legato.engine.clock import Clock, TimerHandle
 from legato.engine.context import current_attempt, current_step_key, current_step_publishes
 from legato.errors import StepTimeout
+from legato.loopcalls import LoopCalls
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class _Job:
     def __init__(
         self,
         call: Callable[[], Any],
-        loop: asyncio.AbstractEventLoop,
+        loop: LoopCalls,
         future: asyncio.Future[Any],
         on_start: Callable[[], None],
     ) -> None:
@@ -63,6 +64,7 @@ class StepThreads:
         self._closed = False
         self._warned_at: float | None = None  # monotonic time of the last "all busy" warning
         self._full_since_warned = 0  # submits that found every thread busy since then
+        self._mailboxes: dict[asyncio.AbstractEventLoop, LoopCalls] = {}
         # Jobs someone still awaits, with when they were submitted (FakeClock.settle waits
         # for the young ones): a job whose waiter gave up (a timeout abandoned it) leaves
         # this map though its thread runs on.
@@ -94,7 +96,10 @@ class StepThreads:
             self._warn_full()
         self.awaited[future] = time.monotonic()
         future.add_done_callback(self._forget)
-        self._jobs.put(_Job(call, loop, future, on_start))
+        mailbox = self._mailboxes.get(loop)
+        if mailbox is None:
+            mailbox = self._mailboxes[loop] = LoopCalls(loop)
+        self._jobs.put(_Job(call, mailbox, future, on_start))
         return future
 
     def _warn_full(self) -> None:
@@ -157,10 +162,9 @@ class StepThreads:
 
     @staticmethod
     def _deliver(job: _Job, callback: Callable[[], None]) -> None:
-        try:
-            job.loop.call_soon_threadsafe(callback)
-        except RuntimeError:
-            pass  # the loop closed: the engine stopped and abandoned this attempt
+        # One wake-up of the loop per batch (legato.loopcalls); dropped if the loop
+        # closed: the engine stopped and abandoned this attempt.
+        job.loop.post(callback)
 
 
 def _set_result(future: asyncio.Future[Any], result: Any) -> None:

@@ -25,7 +25,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -131,6 +131,7 @@ class Engine:
         self.router = Router()
         self.consumer = Consumer(self, registry.subscriptions)
         self._maintainer: asyncio.Task[None] | None = None
+        self._unwatch: Callable[[], None] = _nothing
         self._poke = asyncio.Event()
         self._pass_done = asyncio.Event()
         self._quiet = asyncio.Event()
@@ -175,6 +176,7 @@ class Engine:
         for hook in self.hooks:
             hook.attach(self)
         await self.store.open()
+        self._unwatch = self.store.watch(self.poke)  # other processes' work wakes us
         self.journal = Journal(
             self.store,
             self._on_write_failed,
@@ -211,6 +213,7 @@ class Engine:
         if not self.running:
             return
         self.running = False
+        self._unwatch()
         unwatch = getattr(self.clock, "unwatch", None)
         if unwatch is not None:
             unwatch(self)
@@ -680,3 +683,7 @@ class Engine:
             list(self.registry.workflows),
             self.lease_s,
         )
+
+
+def _nothing() -> None:
+    pass

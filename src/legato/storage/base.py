@@ -20,7 +20,7 @@ hot, and as aware ``datetime`` on the read side, where callers want to show them
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -439,6 +439,12 @@ class Store(Protocol):
         A file store checks that its path still names the file it opened (not deleted or
         replaced underneath it); a store with nothing to check returns at once.
         """
+
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake`` (on the caller's loop) when another process wrote work this one
+        may claim; returns the function that stops it. A store that cannot tell returns
+        a no-op at once: the engine polls."""
+        ...
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
         """Apply ``ops`` in order (see ``BATCH_ORDER``), in one transaction.

@@ -163,6 +163,10 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
     async def check_location(self) -> None:
         """Nothing to check: the data lives in this object."""
 
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Nothing to watch: only this process writes here, and its engine knows."""
+        return _nothing
+
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
         """Apply ``ops`` in order, atomically: on a conflict, undo what the batch did."""
         undo: list[Callable[[], None]] = []
@@ -515,3 +519,7 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
     async def list_workflows(self) -> list[str]:
         """Registered workflow names."""
         return sorted(self._workflows)
+
+
+def _nothing() -> None:
+    pass

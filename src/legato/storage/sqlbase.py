@@ -257,6 +257,10 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
         """True if ``exc`` is the dialect's unique-key violation."""
         raise NotImplementedError
 
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """No wake-ups between processes by default (SQLite): the engine polls."""
+        return _nothing
+
     # -- writes ----------------------------------------------------------------------
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
@@ -634,3 +638,7 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
     async def list_workflows(self) -> list[str]:
         """Registered workflow names."""
         return [r[0] for r in await self._select(self.queries.list_workflows)]
+
+
+def _nothing() -> None:
+    pass

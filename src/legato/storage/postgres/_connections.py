@@ -37,6 +37,20 @@ log = logging.getLogger("legato.storage.postgres")
 _IN_TRANSACTION = (pq.TransactionStatus.INTRANS, pq.TransactionStatus.INERROR)
 
 
+IDLE_IN_TRANSACTION_TIMEOUT = "5s"
+"""A session left idle inside a transaction this long is ended by the server. Legato's
+transactions never wait on anything but the database; a worker stopped mid-transaction
+(SIGSTOP, a frozen VM) would otherwise hold its row locks forever, and the worker taking
+its runs over would wait on them."""
+LOCK_TIMEOUT = "10s"
+"""A statement waiting this long for a lock fails (and is retried) instead of hanging."""
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_TIMEOUT}'")
+    conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+
+
 class Conn:
     """A psycopg connection as the SQL base speaks to it: ``execute`` and ``executemany``
     (psycopg pipelines the latter: one round trip for many rows)."""
@@ -141,6 +155,7 @@ class PostgresConnections(GroupCommit):
             open=False,
             timeout=self._connect_timeout,
             check=ConnectionPool.check_connection,
+            configure=_configure,
             reconnect_failed=self._reconnect_failed,
             name=f"legato-{self.schema}",
         )

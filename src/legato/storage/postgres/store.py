@@ -8,16 +8,18 @@ what a status or a record means: that is the engine's, the same on every adapter
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import psycopg
 
 from legato.errors import ConfigurationError, MigrationRequired
 from legato.storage import hide_password
+from legato.storage.base import Write
 from legato.storage.postgres._connections import Conn, PostgresConnections
 from legato.storage.postgres._errors import is_duplicate
 from legato.storage.postgres._migrate import schema_state
+from legato.storage.postgres._notify import Wakeups, makes_work_for_others
 from legato.storage.postgres.queries import PostgresQueries
 from legato.storage.sqlbase import SqlQueries, SqlStore
 from legato.storage.sqlbus import InTransaction
@@ -43,7 +45,6 @@ class PostgresStore(PostgresConnections, SqlStore):
         notify: bool = True,
         migrate: bool = False,
     ) -> None:
-        self.notify = notify  # LISTEN/NOTIFY wake-ups; off behind a transaction pooler
         # Its statements are set in __init__ from SQLite's, so mypy cannot see them.
         self.queries = cast(SqlQueries, PostgresQueries(schema))
         super().__init__(
@@ -56,8 +57,51 @@ class PostgresStore(PostgresConnections, SqlStore):
             migrate=migrate,
         )
 
+        self._wakeups = Wakeups(conninfo, schema, self.where) if notify else None
+
     def _is_duplicate(self, exc: BaseException) -> bool:
         return is_duplicate(exc)
+
+    # -- wake-ups between processes (_notify.py) -----------------------------------------
+
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """LISTEN for other processes' work (unless ``?notify=off``)."""
+        if self._wakeups is None:
+            return super().watch(wake)
+        return self._wakeups.watch(wake)
+
+    def _changed(self) -> None:
+        if self._wakeups is not None:
+            self._wakeups.changed()
+
+    async def write(self, ops: Sequence[Write]) -> dict[str, str]:
+        conflicts = await super().write(ops)
+        if makes_work_for_others(ops):
+            self._changed()
+        return conflicts
+
+    async def release_runs(self, worker_id: str, run_ids: Sequence[str] | None = None) -> int:
+        released = await super().release_runs(worker_id, run_ids)
+        if released:
+            self._changed()
+        return released
+
+    async def remove_workers(self, worker_ids: Sequence[str]) -> int:
+        released = await super().remove_workers(worker_ids)
+        if released:
+            self._changed()
+        return released
+
+    async def release_orphaned_runs(self) -> int:
+        released = await super().release_orphaned_runs()
+        if released:
+            self._changed()
+        return released
+
+    async def close(self) -> None:
+        if self._wakeups is not None:
+            await self._wakeups.close()
+        await super().close()
 
     async def _select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await self._read(self._fetch, sql, params)
