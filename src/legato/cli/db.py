@@ -34,10 +34,11 @@ def migrate(database: DatabaseOption = None, as_json: JsonOption = False) -> Non
             }
         )
         return
+    # Plain lines, never wrapped: a deploy log keeps them whole.
     if not done.applied:
-        console().print(f"{done.url} is at schema {done.after}: nothing to migrate")
+        typer.echo(f"{done.url} is at schema {done.after}: nothing to migrate")
         return
-    console().print(
+    typer.echo(
         f"migrated {done.url} from schema {done.before} to {done.after}: "
         + ", ".join(done.applied)
     )
