@@ -59,6 +59,8 @@ _DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
 _ENGINE_GC_THRESHOLD = (50_000, 20, 100)
 
 _MAX_UPKEEP_BACKOFF_S = 5.0
+_REAP_EVERY_S = 1.0
+"""How often at most a worker looks for dead workers (a list of workers, one release)."""
 """The longest wait between upkeep passes while the database keeps failing."""
 
 SETTLE_THREAD_GRACE_S = 1.0
@@ -146,6 +148,7 @@ class Engine:
         self.engine_io = 0  # the engine's own store I/O in flight: direct publishes, expectations
         self._pass_done.set()
         self._last_heartbeat = 0.0
+        self._last_reap = 0.0
         self._to_release: list[str] = []
         # Due runs were left for later for want of room (max_concurrent_runs): claim them
         # as soon as enough live runs here end or park, not at the next poll.
@@ -548,12 +551,16 @@ class Engine:
                         self._last_heartbeat = now
                     else:
                         await self._register_again()
-                    self.presumed_dead.update(
-                        await reap_dead_workers(self.store, self.worker_id, self.lease_s)
-                    )
                     # Now and then, not every pass: a publish routed by an old registry is
                     # refused by its guard and routed again with the new one anyway.
                     await self.router.refresh(self.store)
+                if now - self._last_reap >= min(self.lease_s / 3, _REAP_EVERY_S):
+                    # More often than the heartbeat: a worker on this host whose process
+                    # is gone is dead at once, and its runs should not wait 5 s for us.
+                    self._last_reap = now
+                    self.presumed_dead.update(
+                        await reap_dead_workers(self.store, self.worker_id, self.lease_s)
+                    )
                 if self._to_release:
                     await self.journal.flush()
                     released = list(self._to_release)
