@@ -1,7 +1,12 @@
-"""Benchmark: the event bus on SQLite with fsync.
+"""Benchmark: the event bus on SQLite with fsync (or PostgreSQL, with worker processes).
 
     python bench/events.py                       # 100,000 events to 3 subscriptions
     python bench/events.py -n 20000 --hybrid 5000
+    python bench/events.py --database postgresql://postgres@127.0.0.1/test --workers 2 -n 50000
+
+With ``--workers N``, N ``legato worker`` processes (serving this file's ``app``: the
+three no-op subscribers) deliver, and a client here publishes; deliveries/s is counted
+from the first publish until no delivery is pending (read from the database).
 
 Part 1 publishes ``-n`` events (``app.publish``, 1,000 publishers at once) to three
 subscriptions with no-op handlers, and prints events/s published, deliveries/s
@@ -84,6 +89,52 @@ async def bench_events(database: str, n: int) -> dict[str, float]:
     }
 
 
+app = legato.App("bench-events")  # what `legato worker events.py:app` serves
+for _name in ("receipt", "analytics", "recommendations"):
+
+    @app.on("order.placed", name=_name)
+    async def _react(event: legato.Event) -> None:
+        return None
+
+
+async def bench_workers(database: str, n: int, workers: int) -> dict[str, float]:
+    from _workers import Workers, commits
+
+    with Workers("events.py:app", database, workers) as procs:
+        async with legato.AsyncClient(database) as client:
+            while len(await client.list_workers()) < workers:
+                procs.check()
+                await asyncio.sleep(0.1)
+            store = await client._open()
+            before = commits(database)
+            began = time.perf_counter()
+
+            async def publish(i: int) -> None:
+                await client.publish("order.placed", {"order": i})
+
+            await pool(n, 500, publish)
+            published = time.perf_counter() - began
+            while True:
+                counts = await store.counts(time.time())
+                if not any(k[1] == "pending" and v for k, v in counts.deliveries.items()):
+                    break
+                procs.check()
+                await asyncio.sleep(0.05)
+            delivered = time.perf_counter() - began
+            after = commits(database)
+            done = len(await store.list_deliveries(status="done", limit=3 * n + 1))
+    if done != 3 * n:
+        raise SystemExit(f"only {done} of {3 * n} deliveries are done in the database")
+    result = {
+        "events_per_s": n / published,
+        "deliveries_per_s": 3 * n / delivered,
+        "elapsed_s": delivered,
+    }
+    if before is not None and after is not None:
+        result["commits_per_s"] = (after - before) / delivered
+    return result
+
+
 def hybrid_app(database: str, reactions: asyncio.Event, total: int) -> tuple[legato.App, object]:
     app = legato.App("bench-hybrid", database, tune_gc=True)
     count = [0]
@@ -152,7 +203,22 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=100_000, help="events to publish")
     parser.add_argument("--hybrid", type=int, default=10_000, help="hybrid runs (0: skip)")
     parser.add_argument("--dir", default=None, help="where the SQLite files go (temp)")
+    parser.add_argument("--database", default=None, help="with --workers: the database URL")
+    parser.add_argument("--workers", type=int, default=0, help="worker processes deliver")
     args = parser.parse_args()
+    if args.workers:
+        from _workers import fresh_schema_url
+
+        database = fresh_schema_url(args.database or "postgresql://postgres@127.0.0.1/test")
+        r = asyncio.run(bench_workers(database, args.n, args.workers))
+        print(f"events n={args.n} workers={args.workers} database={database.split('?')[0]}")
+        print(f"  events/s published      {r['events_per_s']:>10.0f}   (a client, 500 at once)")
+        print(
+            f"  deliveries/s completed  {r['deliveries_per_s']:>10.0f}   ({r['elapsed_s']:.1f} s)"
+        )
+        if "commits_per_s" in r:
+            print(f"  db commits/s            {r['commits_per_s']:>10.0f}")
+        return
     directory = args.dir or tempfile.mkdtemp(prefix="legato-bench-events-")
     print(f"events python={sys.version.split()[0]} sqlite (synchronous=full) in {directory}")
     if args.n:
@@ -160,7 +226,9 @@ def main() -> None:
         r = asyncio.run(bench_events(db, args.n))
         print(f"  {args.n} events to 3 subscriptions (no-op handlers)")
         print(f"  events/s published      {r['events_per_s']:>10.0f}")
-        print(f"  deliveries/s completed  {r['deliveries_per_s']:>10.0f}   ({r['elapsed_s']:.1f} s)")
+        print(
+            f"  deliveries/s completed  {r['deliveries_per_s']:>10.0f}   ({r['elapsed_s']:.1f} s)"
+        )
         print(f"  publish->handler p50    {r['p50_ms']:>10.1f} ms")
         print(f"  publish->handler p99    {r['p99_ms']:>10.1f} ms")
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -170,7 +238,9 @@ def main() -> None:
         h = asyncio.run(bench_hybrid(db, args.hybrid))
         print(f"  hybrid course purchase: {args.hybrid} runs, 1 publish each, 3 subscribers")
         print(f"  runs/s                  {h['runs_per_s']:>10.0f}")
-        print(f"  every reaction done in  {h['reactions_s']:>10.1f} s   (runs: {h['runs_s']:.1f} s)")
+        print(
+            f"  every reaction done in  {h['reactions_s']:>10.1f} s   (runs: {h['runs_s']:.1f} s)"
+        )
 
 
 if __name__ == "__main__":
