@@ -2,8 +2,8 @@
 
 Every write of a store is a *body*: a function run in a transaction on the writer
 connection. While the writer thread commits one transaction, the bodies that arrive
-queue up, and the next transaction runs them all, each in a savepoint of its own (one
-body's error undoes only that body), for one commit. An adapter says how to begin a
+queue up, and the next transaction runs them all, for one commit. One body's error
+undoes only that body: the group is then run again with a savepoint per body. An adapter says how to begin a
 transaction, whether one is open, which connection writes, and what its driver's errors
 mean (``GroupCommit``'s four hooks); the queueing is here, once.
 """
@@ -107,6 +107,24 @@ class GroupCommit:
             except Exception as exc:
                 return [(False, exc)]
         conn = self._writer_connection()
+        # Optimistically: no savepoints (on PostgreSQL each is a round trip, two per body),
+        # since bodies rarely fail. If one does, the transaction is rolled back and run
+        # again with a savepoint per body, so only that body's write is lost.
+        conn.execute(self.begin_sql)
+        try:
+            results = [body(conn) for body in bodies]
+        except Exception:
+            self._rollback(conn)
+        except BaseException:
+            self._rollback(conn)
+            raise
+        else:
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback(conn)
+                raise
+            return [(True, result) for result in results]
         outcomes: list[tuple[bool, Any]] = []
         conn.execute(self.begin_sql)
         try:

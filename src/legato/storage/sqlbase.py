@@ -389,8 +389,9 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
             else:
                 new_runs[op.run_id] = op
         # One lookup for the group, then one executemany: far cheaper than an
-        # INSERT-and-check per run when thousands of runs start at once.
-        ids = list(new_runs)
+        # INSERT-and-check per run when thousands of runs start at once. A dialect whose
+        # insert skips existing ids and says which it inserted needs no lookup first.
+        ids = [] if self.queries.insert_run_returns else list(new_runs)
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             for run_id, workflow in conn.execute(self.queries.existing_runs_sql(len(chunk)), chunk):
