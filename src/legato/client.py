@@ -154,6 +154,7 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient):
             self.database = None
             self._store = database
         self._opened = False
+        self._open_lock: asyncio.Lock | None = None
         self.max_payload_bytes = check_payload_limit(max_payload_bytes)
         # When signals, cancels and answers happen: the wall clock, or (in an App) the
         # engine's, so a run woken "now" is due by the clock its worker reads.
@@ -161,8 +162,14 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient):
 
     async def _open(self) -> Store:
         if not self._opened:
-            await self._store.open()
-            self._opened = True
+            # Many calls may come at once on a client nobody entered: one opens the store,
+            # the others wait for it (each opening its own would leak connections).
+            if self._open_lock is None:
+                self._open_lock = asyncio.Lock()
+            async with self._open_lock:
+                if not self._opened:
+                    await self._store.open()
+                    self._opened = True
         return self._store
 
     async def close(self) -> None:

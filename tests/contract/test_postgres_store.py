@@ -231,3 +231,21 @@ def test_a_postgres_store_names_its_server() -> None:
     store = PostgresStore("postgresql://app:secret@db.internal:6432/shop")
     assert store.where == "db.internal:6432/shop"
     assert store.url == "postgresql://app:***@db.internal:6432/shop"
+
+
+async def test_a_multi_host_url_finds_the_server_that_answers() -> None:
+    # The first host is down (nothing listens on port 1): libpq goes on to the next, as
+    # it does after a failover when the old primary is gone.
+    schema = new_schema()
+    base = POSTGRES_URL.replace("127.0.0.1:5432", "127.0.0.1:1,127.0.0.1:5432")
+    assert base != POSTGRES_URL, "the test server URL is not the expected 127.0.0.1:5432"
+    url = f"{base}?target_session_attrs=read-write&schema={schema}"
+    migrate_database(url)
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.write([new_run("r1")])
+        assert (await store.get_run("r1")) is not None
+        assert store.where == "127.0.0.1:1,127.0.0.1:5432/test"  # type: ignore[attr-defined]
+    finally:
+        await store.close()

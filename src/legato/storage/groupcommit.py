@@ -3,9 +3,9 @@
 Every write of a store is a *body*: a function run in a transaction on the writer
 connection. While the writer thread commits one transaction, the bodies that arrive
 queue up, and the next transaction runs them all, for one commit. One body's error
-undoes only that body: the group is then run again with a savepoint per body. An adapter says how to begin a
-transaction, whether one is open, which connection writes, and what its driver's errors
-mean (``GroupCommit``'s four hooks); the queueing is here, once.
+undoes only that body: the group is then run again with a savepoint per body. An adapter
+says how to begin a transaction, whether one is open, which connection writes, and what
+its driver's errors mean (``GroupCommit``'s hooks); the queueing is here, once.
 """
 
 from __future__ import annotations
