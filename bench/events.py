@@ -4,9 +4,10 @@
     python bench/events.py -n 20000 --hybrid 5000
     python bench/events.py --database postgresql://postgres@127.0.0.1/test --workers 2 -n 50000
 
-With ``--workers N``, N ``legato worker`` processes (serving this file's ``app``: the
-three no-op subscribers) deliver, and a client here publishes; deliveries/s is counted
-from the first publish until no delivery is pending (read from the database).
+With ``--workers N``, a client here publishes ``-n`` events while no worker runs, then N
+``legato worker`` processes (serving this file's ``app``: the three no-op subscribers)
+deliver them; deliveries/s is counted from the workers' start (their start-up included)
+until no delivery is pending (read from the database).
 
 Part 1 publishes ``-n`` events (``app.publish``, 1,000 publishers at once) to three
 subscriptions with no-op handlers, and prints events/s published, deliveries/s
@@ -98,22 +99,26 @@ for _name in ("receipt", "analytics", "recommendations"):
 
 
 async def bench_workers(database: str, n: int, workers: int) -> dict[str, float]:
+    """Publish ``n`` events with no worker running (a worker registers the subscriptions
+    first), then start ``workers`` worker processes and time until none is pending."""
     from _workers import Workers, commits
 
-    with Workers("events.py:app", database, workers) as procs:
-        async with legato.AsyncClient(database) as client:
-            while len(await client.list_workers()) < workers:
+    async with legato.AsyncClient(database) as client:
+        with Workers("events.py:app", database, 1) as procs:  # registers the subscribers
+            while not await client.list_workers():
                 procs.check()
                 await asyncio.sleep(0.1)
-            store = await client._open()
-            before = commits(database)
+        store = await client._open()
+        began = time.perf_counter()
+
+        async def publish(i: int) -> None:
+            await client.publish("order.placed", {"order": i})
+
+        await pool(n, 500, publish)
+        published = time.perf_counter() - began
+        before = commits(database)
+        with Workers("events.py:app", database, workers) as procs:
             began = time.perf_counter()
-
-            async def publish(i: int) -> None:
-                await client.publish("order.placed", {"order": i})
-
-            await pool(n, 500, publish)
-            published = time.perf_counter() - began
             while True:
                 counts = await store.counts(time.time())
                 if not any(k[1] == "pending" and v for k, v in counts.deliveries.items()):
@@ -122,7 +127,7 @@ async def bench_workers(database: str, n: int, workers: int) -> dict[str, float]
                 await asyncio.sleep(0.05)
             delivered = time.perf_counter() - began
             after = commits(database)
-            done = len(await store.list_deliveries(status="done", limit=3 * n + 1))
+        done = len(await store.list_deliveries(status="done", limit=3 * n + 1))
     if done != 3 * n:
         raise SystemExit(f"only {done} of {3 * n} deliveries are done in the database")
     result = {

@@ -130,6 +130,33 @@ async def test_due_instances_are_the_open_ones_past_their_deadline_earliest_firs
     assert await store.next_expectation_due(["nobody"]) is None
 
 
+async def test_claimed_deadlines_are_held_from_other_workers_until_the_hold_ends(
+    store: Store,
+) -> None:
+    await store.write(
+        [
+            opened("/shop late", opened_at=T0 + 100),
+            opened("/shop early", opened_at=T0),
+            opened("/shop done", opened_at=T0, status="fulfilled", missing=()),
+            opened("/shop other", expectation="other", opened_at=T0),
+        ]
+    )
+    now = T0 + 400
+    assert await store.claim_due_expectations(["paid"], T0 + 299, 10, T0 + 304) == []
+    # One worker takes the earliest; another, at once, takes what is left, then nothing
+    first = await store.claim_due_expectations(["paid"], now, 1, now + 5)
+    assert [i.instance for i in first] == ["/shop early"]
+    second = await store.claim_due_expectations(["paid", "other"], now, 10, now + 5)
+    assert [i.instance for i in second] == ["/shop other", "/shop late"]
+    assert await store.claim_due_expectations(["paid", "other"], now + 4, 10, now + 9) == []
+    # The hold ends (the worker died before deciding): another worker takes them over
+    again = await store.claim_due_expectations(["paid"], now + 6, 10, now + 11)
+    assert [i.instance for i in again] == ["/shop early", "/shop late"]
+    # A claim reads like any instance, and does not close it
+    assert all(i.status is ExpectationStatus.OPEN for i in again)
+    assert await store.claim_due_expectations([], now, 10, now + 5) == []
+
+
 async def test_instances_are_listed_newest_first_and_filtered(store: Store) -> None:
     await store.write(
         [

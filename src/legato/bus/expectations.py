@@ -483,6 +483,11 @@ def started_run_id(workflow: str, source: str, violation_id: str) -> str:
     return f"{workflow}:{source}:{violation_id}"[:255]
 
 
+DEADLINE_HOLD_S = 5.0
+"""How long a worker holds the instances whose deadline it fires: enough to decide and
+commit; if it dies first, another takes them once the hold ends."""
+
+
 async def fire_due(engine: Engine) -> int:
     """Violate the open instances of this app's expectations whose deadline passed (at
     most ``DUE_BATCH``); return how many were due. Each is its own batch, guarded by the
@@ -492,7 +497,12 @@ async def fire_due(engine: Engine) -> int:
     if not names:
         return 0
     fired = 0
-    due = await engine.store.due_expectations(names, engine.clock.time(), DUE_BATCH)
+    now = engine.clock.time()
+    first = await engine.store.next_expectation_due(names)
+    if first is None or first > now:
+        return 0  # one read through the partial index: nothing to claim
+    # Claimed, not just read: workers firing deadlines at once take different instances.
+    due = await engine.store.claim_due_expectations(names, now, DUE_BATCH, now + DEADLINE_HOLD_S)
     pending = []
     for inst in due:
         trigger = await engine.store.get_event(inst.trigger_seq)  # None: pruned

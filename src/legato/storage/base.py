@@ -36,7 +36,7 @@ from legato.model.deliveries import (
 from legato.model.expectations import Arrival, ExpectationInstance
 from legato.model.workers import WorkerInfo as WorkerInfo  # re-exported: adapters build it
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
@@ -647,6 +647,14 @@ class Store(Protocol):
     ) -> list[ExpectationInstance]:
         """Open instances of ``expectations`` whose deadline is at or before ``now``,
         earliest deadline first."""
+
+    async def claim_due_expectations(
+        self, expectations: Sequence[str], now: float, limit: int, hold_until: float
+    ) -> list[ExpectationInstance]:
+        """Take up to ``limit`` open instances of ``expectations`` past their deadline that
+        no worker holds (or whose hold ended before ``now``), holding them until
+        ``hold_until``, earliest deadline first: workers firing deadlines at once take
+        different instances (``SKIP LOCKED`` on PostgreSQL)."""
 
     async def next_expectation_due(self, expectations: Sequence[str]) -> float | None:
         """The earliest deadline of an open instance of ``expectations``, or None."""

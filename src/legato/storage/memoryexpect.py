@@ -27,6 +27,7 @@ class _InstanceRow:
     closed_at: float | None
     closed_by: int | None
     violation_id: str | None = None
+    claimed_until: float | None = None  # a worker firing its deadline holds it until then
 
 
 def _instance(row: _InstanceRow) -> ExpectationInstance:
@@ -137,6 +138,24 @@ class MemoryExpectations:
             if r.status == _OPEN and r.op.expectation in names and r.op.deadline_at <= now
         ]
         rows.sort(key=lambda r: r.op.deadline_at)
+        return [_instance(r) for r in rows[:limit]]
+
+    async def claim_due_expectations(
+        self, expectations: Sequence[str], now: float, limit: int, hold_until: float
+    ) -> list[ExpectationInstance]:
+        """Open instances past their deadline that no worker holds, held now."""
+        names = set(expectations)
+        rows = [
+            r
+            for r in self._instances.values()
+            if r.status == _OPEN
+            and r.op.expectation in names
+            and r.op.deadline_at <= now
+            and (r.claimed_until is None or r.claimed_until < now)
+        ]
+        rows.sort(key=lambda r: r.op.deadline_at)
+        for r in rows[:limit]:
+            r.claimed_until = hold_until
         return [_instance(r) for r in rows[:limit]]
 
     async def next_expectation_due(self, expectations: Sequence[str]) -> float | None:

@@ -6,8 +6,8 @@ decided in ``legato.bus.expectations`` and written as these ops.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from legato.errors import ConcurrencyConflict
 from legato.model.expectations import Arrival, ExpectationInstance
@@ -72,12 +72,18 @@ def apply_arrivals(conn: Any, queries: Any, ops: Sequence[NewArrival]) -> None:
     )
 
 
+T = TypeVar("T")
+
+
 class SqlExpectations:
     """The expectation reads of every SQL adapter (mixed into ``SqlStore``)."""
 
     queries: Any
 
     async def _select(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def _transact(self, body: Callable[[Any], T]) -> T:
         raise NotImplementedError
 
     async def expectation_instances(
@@ -116,6 +122,19 @@ class SqlExpectations:
         sql = self.queries.due_expectations_sql(len(expectations))
         rows = await self._select(sql, (*expectations, now, limit))
         return [expectation_from_row(r) for r in rows]
+
+    async def claim_due_expectations(
+        self, expectations: Sequence[str], now: float, limit: int, hold_until: float
+    ) -> list[ExpectationInstance]:
+        """Open instances past their deadline that no worker holds, held now."""
+        if not expectations:
+            return []
+        sql = self.queries.claim_due_expectations_sql(len(expectations))
+        params = (hold_until, *expectations, now, now, limit)
+        rows = await self._transact(lambda c: c.execute(sql, params).fetchall())
+        found = [expectation_from_row(r) for r in rows]
+        found.sort(key=lambda i: (i.deadline, i.instance))  # RETURNING keeps no order
+        return found
 
     async def next_expectation_due(self, expectations: Sequence[str]) -> float | None:
         """The earliest deadline of an open instance, or None."""

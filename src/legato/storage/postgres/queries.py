@@ -20,7 +20,7 @@ from typing import Any
 
 from legato.storage import SCHEMA_NAME
 from legato.storage.sqlite import queries as sqlite
-from legato.storage.sqlrows import RUN_COLUMNS
+from legato.storage.sqlrows import EXPECTATION_COLUMNS, RUN_COLUMNS
 from legato.storage.sqlupdates import update_run_sql
 
 TABLES = (
@@ -102,6 +102,7 @@ class PostgresQueries:
             "claim_deliveries_sql",
             "update_run_sql",
             "owned_runs_sql",
+            "claim_due_expectations_sql",
         }
     )
 
@@ -127,6 +128,19 @@ class PostgresQueries:
         return (
             f"SELECT run_id FROM {self.schema}.runs WHERE owner = %s AND run_id IN ({marks}) "
             "FOR SHARE"
+        )
+
+    @functools.cache  # noqa: B019
+    def claim_due_expectations_sql(self, n: int) -> str:
+        """SQLite's claim of due deadlines, the instances locked ``SKIP LOCKED``."""
+        s = self.schema
+        marks = ", ".join(["%s"] * n)
+        return (
+            f"UPDATE {s}.expectations SET claimed_until = %s WHERE (expectation, instance) IN ("
+            f"SELECT expectation, instance FROM {s}.expectations WHERE status = 'open' "
+            f"AND expectation IN ({marks}) AND deadline_at <= %s "
+            "AND (claimed_until IS NULL OR claimed_until < %s) ORDER BY deadline_at LIMIT %s "
+            f"FOR UPDATE SKIP LOCKED) RETURNING {EXPECTATION_COLUMNS}"
         )
 
     @functools.cache  # noqa: B019

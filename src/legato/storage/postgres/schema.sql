@@ -179,6 +179,7 @@ CREATE TABLE expectations (
     closed_by      BIGINT,                    -- events.seq of the event that closed it
     violation_id   TEXT,                      -- id of its legato.expectation.violated event
     awaited        BYTEA NOT NULL,            -- JSON list: the then patterns, as text
+    claimed_until  DOUBLE PRECISION,          -- a worker firing its deadline holds it until then
     PRIMARY KEY (expectation, instance)
 );
 

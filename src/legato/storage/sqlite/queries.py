@@ -287,6 +287,17 @@ class SqliteQueries:
             f"AND expectation IN ({_marks(n)}) AND deadline_at <= ? ORDER BY deadline_at LIMIT ?"
         )
 
+    def claim_due_expectations_sql(self, n: int) -> str:
+        """Hold open instances past their deadline that no worker holds (params: hold
+        until, the names, now, now, limit), through ``expectations_due``."""
+        return (
+            "UPDATE expectations SET claimed_until = ? WHERE (expectation, instance) IN ("
+            "SELECT expectation, instance FROM expectations WHERE status = 'open' "
+            f"AND expectation IN ({_marks(n)}) AND deadline_at <= ? "
+            "AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY deadline_at LIMIT ?) "
+            f"RETURNING {EXPECTATION_COLUMNS}"
+        )
+
     def next_expectation_due_sql(self, n: int) -> str:
         return (
             "SELECT min(deadline_at) FROM expectations WHERE status = 'open' "

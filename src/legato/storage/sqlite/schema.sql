@@ -166,6 +166,7 @@ CREATE TABLE expectations (
     closed_by      INTEGER,                   -- events.seq of the event that closed it
     violation_id   TEXT,                      -- id of its legato.expectation.violated event
     awaited        BLOB NOT NULL,             -- JSON list: the then patterns, as text
+    claimed_until  REAL,                      -- a worker firing its deadline holds it until then
     PRIMARY KEY (expectation, instance)
 ) WITHOUT ROWID;
 
