@@ -7,6 +7,7 @@ what happened from the database.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -90,14 +91,25 @@ class Workers:
 
 
 def fresh_schema_url(base: str) -> str:
-    """``base`` (a postgresql:// URL) with a new schema, migrated; or ``base`` itself."""
+    """``base`` (a postgresql:// URL) with a new schema, migrated and dropped when the
+    bench exits; or ``base`` itself."""
     if not base.startswith(("postgresql://", "postgres://")) or "schema=" in base:
         return base
     name = f"bench_{os.getpid()}_{int(time.time())}"
     url = f"{base}{'&' if '?' in base else '?'}schema={name}"
+    from legato.storage import parse_database_url
     from legato.storage.admin import migrate_database
 
     migrate_database(url)
+    conninfo = parse_database_url(url).conninfo
+
+    def drop() -> None:
+        import psycopg
+
+        with contextlib.suppress(psycopg.Error), psycopg.connect(conninfo, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+    atexit.register(drop)
     return url
 
 

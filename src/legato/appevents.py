@@ -104,9 +104,9 @@ class AppEvents:
         correlationid: str | None = None,
         causationid: str | None = None,
     ) -> Event:
-        """Publish with ``conn``, your own ``sqlite3.Connection`` to this app's database, in
-        the transaction it has open: the event commits when you commit, and not if you
-        roll back (see ``AsyncClient.publish_in_transaction``)."""
+        """Publish with ``conn``, your own ``sqlite3.Connection`` (or ``psycopg.Connection``)
+        to this app's database, in the transaction it has open: the event commits when you
+        commit, and not if you roll back (see ``AsyncClient.publish_in_transaction``)."""
         return self._client.publish_in_transaction(
             conn,
             type,

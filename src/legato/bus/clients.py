@@ -122,9 +122,10 @@ class AsyncBusClient:
         """Publish with ``conn``, your own connection to this database, in the transaction
         it has open: the event commits when you commit, and not if you roll back.
 
-        Synchronous, since ``conn`` is (a ``sqlite3.Connection`` to the same file). Nothing
-        is committed here. Raises ``ConfigurationError`` for a connection that cannot
-        carry it (another file, autocommit with no transaction open).
+        Synchronous, since ``conn`` is (a ``sqlite3.Connection`` to the same file, or a
+        ``psycopg.Connection`` to the same database). Nothing is committed here. Raises
+        ``ConfigurationError`` for a connection that cannot carry it (another database,
+        autocommit with no transaction open).
         """
         at = self._time()
         event = build_event(
