@@ -58,6 +58,7 @@ class PostgresStore(PostgresConnections, SqlStore):
         )
 
         self._wakeups = Wakeups(conninfo, schema, self.where) if notify else None
+        self._schema_current = False  # seen current by publish_in_transaction
 
     def _is_duplicate(self, exc: BaseException) -> bool:
         return is_duplicate(exc)
@@ -142,13 +143,15 @@ class PostgresStore(PostgresConnections, SqlStore):
                     f"the connection is to database {database[0]!r}, not to {mine!r}: the "
                     "event must commit in the same database as the runs"
                 )
-            state = schema_state(conn, self.schema, self.where)
+            # Once per store: a schema found current stays so while this code runs.
+            current = self._schema_current or schema_state(conn, self.schema, self.where).current
         except psycopg.Error as exc:
             raise ConfigurationError(f"cannot use that connection: {exc}") from exc
-        if not state.current:
+        if not current:
             raise MigrationRequired(
                 f"{self.where} is not at this Legato's schema: run legato db migrate first"
             )
+        self._schema_current = True
         return InTransaction(self, ours)
 
 
