@@ -117,12 +117,13 @@ class Wakeups:
                     while not self._stopping.is_set():
                         for _ in conn.notifies(timeout=_LISTEN_TICK_S):
                             self._wake_all()
-            except psycopg.Error as exc:
+            except Exception as exc:  # the thread must not die: polling would be all left
                 if not outage:
                     log.warning(
                         "lost the wake-up listener on %s (%s); polling meanwhile, reconnecting",
                         self.where,
                         " ".join(str(exc).split()),
+                        exc_info=not isinstance(exc, psycopg.Error),
                     )
                     outage = True
                 self._stopping.wait(backoff)
