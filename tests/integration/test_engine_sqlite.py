@@ -1,4 +1,5 @@
-"""The engine on a real SQLite file: sagas, restarts, many concurrent runs, reopening."""
+"""The engine on real databases (a SQLite file; PostgreSQL where `sql_harness` says): sagas,
+restarts, many concurrent runs, reopening."""
 
 from __future__ import annotations
 
@@ -73,20 +74,20 @@ def purchase(calls: Counter[str], log: list[str], *, enroll_fails_first: bool = 
     return define
 
 
-async def test_happy_path_completes_on_sqlite(sqlite_harness: Harness) -> None:
+async def test_happy_path_completes_on_sql(sql_harness: Harness) -> None:
     calls: Counter[str] = Counter()
-    defs = await sqlite_harness.start(purchase(calls, []))
-    handle = await sqlite_harness.running.start(defs.purchase, {"id": 1}, run_id="p-1")
+    defs = await sql_harness.start(purchase(calls, []))
+    handle = await sql_harness.running.start(defs.purchase, {"id": 1}, run_id="p-1")
     assert await outcome(handle) == {"order": 1, "payment": "pay-1"}
-    run = await sqlite_harness.running.store.get_run("p-1")
+    run = await sql_harness.running.store.get_run("p-1")
     assert run is not None and run.status is RunStatus.COMPLETED
     assert calls == {"authorize": 1, "reserve_seat": 1, "enroll": 1, "notify": 1}
 
 
-async def test_failure_compensates_in_reverse_order_on_sqlite(sqlite_harness: Harness) -> None:
+async def test_failure_compensates_in_reverse_order_on_sql(sql_harness: Harness) -> None:
     log: list[str] = []
-    defs = await sqlite_harness.start(purchase(Counter(), log))
-    handle = await sqlite_harness.running.start(defs.purchase, {"id": 2, "full": True})
+    defs = await sql_harness.start(purchase(Counter(), log))
+    handle = await sql_harness.running.start(defs.purchase, {"id": 2, "full": True})
     failed = await outcome(handle)
     assert isinstance(failed, legato.errors.RunFailed)
     assert (failed.status, failed.error_type, failed.step_name) == (
@@ -95,29 +96,29 @@ async def test_failure_compensates_in_reverse_order_on_sqlite(sqlite_harness: Ha
         "fail_for_good",
     )
     assert log == ["free seat-2", "refund pay-2"]
-    history = await sqlite_harness.running.history(handle.run_id)
+    history = await sql_harness.running.history(handle.run_id)
     assert [e.name for e in of_kind(history, EventKind.COMPENSATION_COMPLETED)] == [
         "reserve_seat",
         "authorize",
     ]
 
 
-async def test_restart_on_sqlite_resumes_without_rerunning_recorded_steps(
-    sqlite_harness: Harness, clock: FakeClock
+async def test_restart_resumes_without_rerunning_recorded_steps(
+    sql_harness: Harness, clock: FakeClock
 ) -> None:
     # Given a run waiting an hour to retry enroll, after authorize and reserve_seat
     calls: Counter[str] = Counter()
     define = purchase(calls, [], enroll_fails_first=True)
-    defs = await sqlite_harness.start(define)
-    handle = await sqlite_harness.running.start(defs.purchase, {"id": 3})
-    store = sqlite_harness.running.store
+    defs = await sql_harness.start(define)
+    handle = await sql_harness.running.start(defs.purchase, {"id": 3})
+    store = sql_harness.running.store
 
     async def enroll_failed_once() -> bool:
         return bool(of_kind(await store.history(handle.run_id), EventKind.STEP_FAILED))
 
     await poll_until(enroll_failed_once)
     # When the process stops and another starts on the same file
-    await sqlite_harness.restart(define)
+    await sql_harness.restart(define)
 
     async def waits_for_its_retry() -> bool:
         # Either in memory with a timer on the clock, or parked in the database until then.
@@ -135,20 +136,20 @@ async def test_restart_on_sqlite_resumes_without_rerunning_recorded_steps(
     assert calls == {"authorize": 1, "reserve_seat": 1, "enroll": 1}
     await advance(clock, seconds(3600))
     # Then only the remaining work runs
-    result = await outcome(sqlite_harness.running.handle(handle.run_id))
+    result = await outcome(sql_harness.running.handle(handle.run_id))
     assert result == {"order": 3, "payment": "pay-3"}
     assert calls == {"authorize": 1, "reserve_seat": 1, "enroll": 2, "notify": 1}
 
 
-async def test_idempotent_start_on_sqlite(sqlite_harness: Harness) -> None:
+async def test_idempotent_start_on_sql(sql_harness: Harness) -> None:
     calls: Counter[str] = Counter()
-    defs = await sqlite_harness.start(purchase(calls, []))
-    first = await sqlite_harness.running.start(defs.purchase, {"id": 4}, run_id="p-4")
+    defs = await sql_harness.start(purchase(calls, []))
+    first = await sql_harness.running.start(defs.purchase, {"id": 4}, run_id="p-4")
     await outcome(first)
-    again = await sqlite_harness.running.start(defs.purchase, {"id": 4}, run_id="p-4")
+    again = await sql_harness.running.start(defs.purchase, {"id": 4}, run_id="p-4")
     assert await outcome(again) == {"order": 4, "payment": "pay-4"}
     assert calls["authorize"] == 1
-    assert len(await sqlite_harness.running.store.list_runs()) == 1
+    assert len(await sql_harness.running.store.list_runs()) == 1
 
 
 async def test_app_accepts_a_sqlite_url(
@@ -218,19 +219,19 @@ async def test_two_hundred_concurrent_runs_complete_with_their_own_history(
         await reopened.close()
 
 
-async def test_cancel_on_sqlite_compensates(sqlite_harness: Harness) -> None:
+async def test_cancel_on_sql_compensates(sql_harness: Harness) -> None:
     calls: Counter[str] = Counter()
     log: list[str] = []
-    defs = await sqlite_harness.start(purchase(calls, log, enroll_fails_first=True))
-    handle = await sqlite_harness.running.start(defs.purchase, {"id": 8})
+    defs = await sql_harness.start(purchase(calls, log, enroll_fails_first=True))
+    handle = await sql_harness.running.start(defs.purchase, {"id": 8})
     await poll_until(lambda: calls["enroll"] == 1)
-    store = sqlite_harness.running.store
+    store = sql_harness.running.store
 
     async def waiting_to_retry() -> bool:
         return bool(of_kind(await store.history(handle.run_id), EventKind.STEP_FAILED))
 
     await poll_until(waiting_to_retry)
-    await sqlite_harness.running.cancel(handle.run_id)
+    await sql_harness.running.cancel(handle.run_id)
     failed = await outcome(handle)
     assert isinstance(failed, legato.errors.RunFailed)
     assert failed.status == "cancelled"
