@@ -11,9 +11,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 import legato
 from tests.acceptance.cli_driver import LEGATO, REPO_ROOT
 from tests.fixtures.db import postgres_url
+
+pytestmark = pytest.mark.postgres_only
 
 DOC = REPO_ROOT / "docs" / "deployment.md"
 

@@ -19,6 +19,8 @@ import legato
 from tests.acceptance.cli_driver import REPO_ROOT, Cli, Workers, purchase
 from tests.fixtures.db import postgres_url
 
+pytestmark = pytest.mark.postgres_only
+
 
 @pytest.fixture
 def pg_cli() -> Cli:

@@ -22,6 +22,8 @@ from legato.errors import StorageError
 from legato.storage import open_store
 from tests.acceptance.cli_driver import Cli
 
+pytestmark = pytest.mark.postgres_only
+
 
 def _bin(name: str) -> str:
     versions = sorted(os.listdir("/usr/lib/postgresql"), key=lambda v: int(v.split(".")[0]))

@@ -27,6 +27,8 @@ from legato.storage.postgres._migrate import migrations as postgres_migrations
 from tests.contract.ops import append, new_run, set_run
 from tests.fixtures.db import POSTGRES_URL, new_schema, postgres_url
 
+pytestmark = pytest.mark.postgres_only
+
 
 def _catalog(schema: str) -> dict[str, Any]:
     """Tables with their columns (type, null, default) and indexes, of one schema."""

@@ -11,11 +11,14 @@ import time
 from collections import Counter
 from datetime import timedelta
 
+import pytest
 from tests.fixtures.db import postgres_url
 from tests.fixtures.engine import poll_until
 
 import legato
 from legato.storage.admin import migrate_database
+
+pytestmark = pytest.mark.postgres_only
 
 
 def consumer(url: str, seen: Counter[str], name: str) -> legato.App:

@@ -47,6 +47,8 @@ from tests.integration.test_crash_recovery import (
 import legato
 from legato.storage.admin import migrate_database
 
+pytestmark = pytest.mark.postgres_only
+
 pytestmark = pytest.mark.slow
 
 APP_TARGET = "tests.integration.crash_app:app"
