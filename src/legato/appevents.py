@@ -119,6 +119,33 @@ class AppEvents:
             causationid=causationid,
         )
 
+    async def publish_in_transaction_async(
+        self,
+        conn: Any,
+        type: str,
+        data: Any = None,
+        *,
+        subject: str | None = None,
+        key: str | None = None,
+        id: str | None = None,
+        source: str | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+    ) -> Event:
+        """``publish_in_transaction`` with your ``psycopg.AsyncConnection`` (PostgreSQL),
+        awaited (see ``AsyncClient.publish_in_transaction_async``)."""
+        return await self._client.publish_in_transaction_async(
+            conn,
+            type,
+            data,
+            subject=subject,
+            key=key,
+            id=id,
+            source=source,
+            correlationid=correlationid,
+            causationid=causationid,
+        )
+
     async def list_events(
         self,
         *,

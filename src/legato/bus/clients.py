@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from legato.bus.outbox import publish_in_transaction
+from legato.bus.outbox import publish_in_async_transaction, publish_in_transaction
 from legato.bus.publishing import Router, build_event, publish
 from legato.bus.subscriptions import ordering_key
 from legato.errors import AmbiguousEvent, DefinitionError, EventNotFound, UnknownSubscription
@@ -127,6 +127,49 @@ class AsyncBusClient:
         ``ConfigurationError`` for a connection that cannot carry it (another database,
         autocommit with no transaction open).
         """
+        at, event = self._transaction_event(
+            type, data, subject, key, id, source, correlationid, causationid
+        )
+        return publish_in_transaction(
+            self._store, self._router, conn, event, at=at, limit=self.max_payload_bytes
+        )
+
+    async def publish_in_transaction_async(
+        self,
+        conn: Any,
+        type: str,
+        data: Any = None,
+        *,
+        subject: str | None = None,
+        key: str | None = None,
+        id: str | None = None,
+        source: str | None = None,
+        correlationid: str | None = None,
+        causationid: str | None = None,
+    ) -> Event:
+        """``publish_in_transaction`` for async code on PostgreSQL: ``conn`` is your
+        ``psycopg.AsyncConnection`` to this database, in the transaction it has open. The
+        event commits when you commit, and not if you roll back; nothing is committed
+        here. Don't use ``conn`` elsewhere until this returns.
+        """
+        at, event = self._transaction_event(
+            type, data, subject, key, id, source, correlationid, causationid
+        )
+        return await publish_in_async_transaction(
+            self._store, self._router, conn, event, at=at, limit=self.max_payload_bytes
+        )
+
+    def _transaction_event(
+        self,
+        type: str,
+        data: Any,
+        subject: str | None,
+        key: str | None,
+        id: str | None,
+        source: str | None,
+        correlationid: str | None,
+        causationid: str | None,
+    ) -> tuple[float, Event]:
         at = self._time()
         event = build_event(
             type,
@@ -139,9 +182,7 @@ class AsyncBusClient:
             causationid=causationid,
             recorded_at=at,
         )
-        return publish_in_transaction(
-            self._store, self._router, conn, event, at=at, limit=self.max_payload_bytes
-        )
+        return at, event
 
     # -- the log -----------------------------------------------------------------------------
 

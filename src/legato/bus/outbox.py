@@ -4,10 +4,15 @@ A service that keeps its own tables in the same database writes its row and the 
 one commit: it passes the connection its transaction runs on, Legato writes the event
 and its deliveries there (in a savepoint), and the caller commits, or rolls back, both.
 An event is delivered if and only if that transaction committed.
+
+An async service passes its ``psycopg.AsyncConnection`` to the async form: the same
+statements run on a thread, each one handed to the connection's event loop
+(``storage/postgres/_bridge.py``), so there is one outbox, not a blocking and an async copy.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
 
 from legato.bus.publishing import (
@@ -44,6 +49,24 @@ def open_transaction(store: Store, conn: object) -> Transaction:
         )
     transaction: Transaction = in_transaction(conn)
     return transaction
+
+
+async def publish_in_async_transaction(
+    store: Store, router: Router, conn: object, event: Event, *, at: float, limit: int
+) -> Event:
+    """``publish_in_transaction`` with ``conn``, an async connection in its open transaction,
+    on the running loop; ``ConfigurationError`` for a store that takes none."""
+    on_loop = getattr(store, "on_loop", None)
+    if on_loop is None:
+        raise ConfigurationError(
+            "publish_in_transaction_async needs PostgreSQL and a psycopg.AsyncConnection, "
+            f"not {type(store).__name__}: on SQLite, call publish_in_transaction with your "
+            "sqlite3.Connection"
+        )
+    bridged = on_loop(conn, asyncio.get_running_loop())
+    return await asyncio.to_thread(
+        publish_in_transaction, store, router, bridged, event, at=at, limit=limit
+    )
 
 
 def publish_in_transaction(

@@ -43,8 +43,14 @@ class Router:
     """The subscriptions an event goes to, by the registry this database holds."""
 
     def __init__(self) -> None:
-        self.version: int | None = None
-        self._routes: list[tuple[str, Pattern, str | None]] = []
+        # (version, routes), replaced whole: a publish on a thread (the async outbox) may
+        # load a registry while the loop routes with the one before.
+        self._table: tuple[int | None, list[tuple[str, Pattern, str | None]]] = (None, [])
+
+    @property
+    def version(self) -> int | None:
+        """The registry version the routes are from (None until one was read)."""
+        return self._table[0]
 
     @property
     def is_loaded(self) -> bool:
@@ -63,7 +69,7 @@ class Router:
                 log.error("subscription %r has a pattern this version cannot use: %s", sub, exc)
                 continue
             routes.append((sub.name, pattern, sub.ordered_by))
-        self.version, self._routes = version, routes
+        self._table = (version, routes)
 
     async def refresh(self, store: Store) -> None:
         """Read the registry again if it moved (one small read when it did not)."""
@@ -75,7 +81,7 @@ class Router:
     ) -> tuple[NewDelivery, ...]:
         """One delivery per subscription whose pattern matches ``event`` (structured JSON)."""
         out = []
-        for name, pattern, ordered_by in self._routes:
+        for name, pattern, ordered_by in self._table[1]:
             if pattern.matches(event):
                 key = ordering_key(event, ordered_by)
                 # A delivery of an ordered subscription is never claimed as it is written:

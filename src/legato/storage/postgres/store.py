@@ -8,6 +8,7 @@ what a status or a record means: that is the engine's, the same on every adapter
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ import psycopg
 from legato.errors import ConfigurationError, MigrationRequired
 from legato.storage import hide_password
 from legato.storage.base import Write
+from legato.storage.postgres._bridge import AsyncConn
 from legato.storage.postgres._connections import Conn, PostgresConnections
 from legato.storage.postgres._errors import is_duplicate
 from legato.storage.postgres._migrate import schema_state
@@ -110,17 +112,26 @@ class PostgresStore(PostgresConnections, SqlStore):
     def in_transaction(self, conn: object) -> InTransaction:
         """The bus on ``conn``, the caller's own ``psycopg.Connection`` to this database,
         inside the transaction it has open (or opens now): for ``publish_in_transaction``.
+        (``publish_in_transaction_async`` comes here from a thread, with its
+        ``AsyncConnection`` wrapped by ``on_loop``.)
 
         Refused with ``ConfigurationError``: another kind of connection, one to another
         database, or one in autocommit mode with no transaction open (the caller's writes
         were committed already). A database not at this version's schema raises
         ``MigrationRequired``.
         """
-        if not isinstance(conn, psycopg.Connection):
+        if isinstance(conn, psycopg.AsyncConnection):
             raise ConfigurationError(
-                "publish_in_transaction takes the psycopg.Connection (psycopg 3, not async) "
-                f"your transaction runs on, got {type(conn).__name__}"
+                "publish_in_transaction takes a psycopg.Connection; for a "
+                "psycopg.AsyncConnection, await publish_in_transaction_async"
             )
+        if not isinstance(conn, psycopg.Connection | AsyncConn):
+            raise ConfigurationError(
+                "publish_in_transaction takes the psycopg.Connection your transaction runs "
+                f"on (publish_in_transaction_async: the psycopg.AsyncConnection), got "
+                f"{type(conn).__name__}"
+            )
+        ours = Conn(conn) if isinstance(conn, psycopg.Connection) else conn
         try:
             status = conn.info.transaction_status
             if status == psycopg.pq.TransactionStatus.INERROR:
@@ -135,7 +146,6 @@ class PostgresStore(PostgresConnections, SqlStore):
                     'with them: run conn.execute("BEGIN") (or use conn.transaction()) '
                     "before your writes"
                 )
-            ours = Conn(conn)
             database = conn.execute("SELECT current_database()").fetchone()
             mine = database_name(self.conninfo)
             if database is not None and mine is not None and database[0] != mine:
@@ -153,6 +163,17 @@ class PostgresStore(PostgresConnections, SqlStore):
             )
         self._schema_current = True
         return InTransaction(self, ours)
+
+    def on_loop(self, conn: object, loop: asyncio.AbstractEventLoop) -> AsyncConn:
+        """``conn``, the caller's ``psycopg.AsyncConnection`` on ``loop``, for
+        ``in_transaction`` called from a thread (``_bridge.py``)."""
+        if not isinstance(conn, psycopg.AsyncConnection):
+            raise ConfigurationError(
+                "publish_in_transaction_async takes the psycopg.AsyncConnection your "
+                f"transaction runs on (publish_in_transaction: a psycopg.Connection), got "
+                f"{type(conn).__name__}"
+            )
+        return AsyncConn(conn, loop)
 
 
 def database_name(conninfo: str) -> str | None:
