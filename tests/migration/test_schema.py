@@ -94,6 +94,7 @@ def test_schema_sql_defines_the_tables_legato_uses() -> None:
         "expectations",
         "expectation_arrivals",
         "alerts",
+        "api_tokens",
     }
 
 

@@ -34,6 +34,7 @@ from legato.model.deliveries import (
     SubscriptionInfo,
 )
 from legato.model.expectations import Arrival, ExpectationInstance
+from legato.model.tokens import ApiToken
 from legato.model.workers import WorkerInfo as WorkerInfo  # re-exported: adapters build it
 from legato.storage.busops import (  # re-exported: the bus's, expectations' and alerts' ops
     NewArrival as NewArrival,
@@ -48,7 +49,7 @@ from legato.storage.busops import ResolveAlert as ResolveAlert
 from legato.storage.busops import UpdateDelivery as UpdateDelivery
 from legato.storage.busops import UpdateExpectation as UpdateExpectation
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
@@ -505,6 +506,21 @@ class Store(Protocol):
         self, *, status: str | None = None, kind: str | None = None, limit: int = 100
     ) -> list[Alert]:
         """Alerts, latest raised first, filtered."""
+
+    # -- API tokens (the HTTP API's bearer tokens; see legato.server.tokens) --------------
+
+    async def create_token(self, name: str, digest: str, scope: str, at: float) -> bool:
+        """Store a token (its secret's digest, never the secret); False, writing nothing,
+        if a token of that name exists, revoked or not."""
+
+    async def revoke_token(self, name: str, at: float) -> bool:
+        """Revoke the active token ``name``; False if there is none."""
+
+    async def list_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones too, by name."""
+
+    async def find_token(self, digest: str) -> ApiToken | None:
+        """The token whose secret has this digest (revoked or not), or None."""
 
     async def schema_version(self) -> int:
         """The schema version of the database, read from it (a round trip: ``/readyz``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 import orjson
@@ -20,6 +20,7 @@ from legato.model import HistoryEvent, Run, RunStatus, Signal, Task, TaskStatus
 from legato.model.history import kind_of
 from legato.model.ids import RunId
 from legato.model.runs import TERMINAL_STATUSES
+from legato.model.tokens import ApiToken, Scope
 from legato.storage.base import (
     KEEP,
     Append,
@@ -153,6 +154,7 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
         self._signals: dict[str, list[Signal]] = {}
         self._signal_ids = 0
         self._tasks: dict[str, _TaskRow] = {}
+        self._tokens: dict[str, tuple[str, ApiToken]] = {}  # name -> (digest, token)
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -166,6 +168,32 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
     def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Nothing to watch: only this process writes here, and its engine knows."""
         return _nothing
+
+    # -- API tokens --------------------------------------------------------------------
+
+    async def create_token(self, name: str, digest: str, scope: str, at: float) -> bool:
+        """Store a token; False (nothing written) if one of that name exists."""
+        if name in self._tokens or any(d == digest for d, _ in self._tokens.values()):
+            return False
+        self._tokens[name] = (digest, ApiToken(name, Scope(scope), _datetime(at)))
+        return True
+
+    async def revoke_token(self, name: str, at: float) -> bool:
+        """Revoke the active token ``name``; False if there is none."""
+        found = self._tokens.get(name)
+        if found is None or not found[1].active:
+            return False
+        revoked = dataclasses.replace(found[1], revoked_at=_datetime(at))
+        self._tokens[name] = (found[0], revoked)
+        return True
+
+    async def list_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones too, by name."""
+        return [token for _, (_, token) in sorted(self._tokens.items())]
+
+    async def find_token(self, digest: str) -> ApiToken | None:
+        """The token whose secret has this digest, or None."""
+        return next((t for d, t in self._tokens.values() if d == digest), None)
 
     async def write(self, ops: Sequence[Write]) -> dict[str, str]:
         """Apply ``ops`` in order, atomically: on a conflict, undo what the batch did."""
@@ -523,3 +551,9 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
 
 def _nothing() -> None:
     pass
+
+
+def _datetime(at: float) -> datetime:
+    when = to_datetime(at)
+    assert when is not None
+    return when

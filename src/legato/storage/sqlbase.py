@@ -63,6 +63,7 @@ from legato.storage.sqlrows import (
     task_from_row,
     worker_from_row,
 )
+from legato.storage.sqltokens import SqlTokens
 from legato.storage.sqlupdates import update_run_params, update_run_shape
 
 T = TypeVar("T")
@@ -239,7 +240,7 @@ def _order_key(op: Write) -> Any:
     return op.run_id
 
 
-class SqlStore(SqlBus, SqlExpectations, SqlAlerts):
+class SqlStore(SqlBus, SqlExpectations, SqlAlerts, SqlTokens):
     """The ``Store`` methods of every SQL adapter, over ``_transact`` and ``_select``."""
 
     queries: SqlQueries

@@ -37,6 +37,7 @@ TABLES = (
     "expectations",
     "expectation_arrivals",
     "alerts",
+    "api_tokens",
     "legato_version",
 )
 _TABLE = re.compile(r"\b(FROM|JOIN|INTO|UPDATE)\s+(" + "|".join(TABLES) + r")\b")

@@ -254,6 +254,15 @@ class SqliteQueries:
     )
     count_raised_alerts = "SELECT kind, count(*) FROM alerts WHERE status = 'raised' GROUP BY kind"
 
+    # -- API tokens ---------------------------------------------------------------------------
+    insert_token = (
+        "INSERT INTO api_tokens (name, digest, scope, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT DO NOTHING"
+    )
+    revoke_token = "UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL"
+    list_tokens = "SELECT name, scope, created_at, revoked_at FROM api_tokens ORDER BY name"
+    find_token = "SELECT name, scope, created_at, revoked_at FROM api_tokens WHERE digest = ?"
+
     def get_alerts_sql(self, n: int) -> str:
         return f"SELECT {ALERT_COLUMNS} FROM alerts WHERE alert_id IN ({_marks(n)})"
 
