@@ -1,7 +1,8 @@
 """Run as pid 1 of a new pid namespace by ``test_pid_reuse.py``: a worker dies, and the
 next one comes back with the same pid, as in a container whose worker is restarted.
 
-Usage: ``unshare --pid --fork --mount-proc python -m tests.integration.pid_reuse_driver DIR``.
+Usage: ``unshare --pid --fork --mount-proc python -m tests.integration.pid_reuse_driver DIR
+URL``: DIR for the ledger and the logs, URL the runs database (the test's own).
 Starts a worker on ``crash_app`` that holds every run in step2, SIGKILLs it, makes the
 kernel hand its pid to the next process (``/proc/sys/kernel/ns_last_pid``), starts the
 next worker, and prints one JSON line: both pids, and seconds from the second worker's
@@ -29,8 +30,8 @@ import legato
 RUNS = 20
 
 
-def main(directory: Path) -> None:
-    env = CrashEnv(directory)
+def main(directory: Path, url: str) -> None:
+    env = CrashEnv(directory, url)
     try:
         first = env.start_worker("first", hold="step2")
         with legato.Client(env.url) as client:
@@ -77,4 +78,4 @@ def main(directory: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2])

@@ -1,7 +1,8 @@
 """Cancelling a run interrupts its step in flight, then compensates the completed steps.
 
-Real clock, real SQLite file: a step that would await for an hour must not hold the
-cancel up. The interrupted step never completed, so it is not compensated.
+Real clock, a real database (a SQLite file; a PostgreSQL schema in the PostgreSQL pass): a
+step that would await for an hour must not hold the cancel up. The interrupted step never
+completed, so it is not compensated.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tests.fixtures.db import fresh_database
 from tests.fixtures.engine import poll_until
 
 import legato
@@ -67,7 +69,7 @@ def shop(effects: list[str], sync_gate: threading.Event):
 async def running(tmp_path: Path) -> AsyncIterator[SimpleNamespace]:
     effects: list[str] = []
     gate = threading.Event()
-    database = f"sqlite:///{tmp_path / 'runs.db'}"
+    database = fresh_database(tmp_path, "runs.db")
     app = legato.App("t", database)
     defs = shop(effects, gate)(app)
     try:

@@ -2,8 +2,8 @@
 
 The worker serves ``tests/integration/crash_app.py``, a three-step saga whose steps and
 compensations count their executions in a separate SQLite *ledger*. The engine's own
-database (``runs.db``) is read directly, never through the engine, so what the test
-sees at the kill is exactly what was committed.
+database (``runs.db``, or a PostgreSQL schema in the PostgreSQL pass) is read directly,
+never through the engine, so what the test sees at the kill is exactly what was committed.
 
 What may run twice: only a step (or compensation) in flight at the kill, whose effect
 was committed but whose ``step_completed`` record was not. Anything recorded before the
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures.db import fresh_database
+from tests.integration.direct_db import DirectDb
 
 import legato
 
@@ -68,33 +70,8 @@ def expected_effects(order: dict[str, Any]) -> tuple[str, ...]:
 # -- reading the databases directly ----------------------------------------------------------
 
 
-class Db:
-    """A plain reader on a SQLite file the worker writes (WAL: reads never block it)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-
-    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of ``sql``; no rows while the file or its schema does not exist yet."""
-        if self._conn is None:
-            if not self.path.exists():
-                return []
-            # mode=rw: never create the file; the worker must.
-            self._conn = sqlite3.connect(
-                f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=30.0
-            )
-        try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return []
-            raise
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+Db = DirectDb
+"""A plain reader on a database the worker writes (``direct_db.py``)."""
 
 
 def terminal_count(runs_db: Db) -> int:
@@ -229,16 +206,15 @@ def crash_env(tmp_path: Path) -> Iterator[CrashEnv]:
 class CrashEnv:
     """A runs database, a ledger, and the workers serving them (all killed at teardown)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, url: str | None = None) -> None:
         self.tmp_path = tmp_path
-        self.runs_path = tmp_path / "runs.db"
-        self.url = f"sqlite:///{self.runs_path}"
-        ledger_path = tmp_path / "ledger.db"
-        with contextlib.closing(sqlite3.connect(ledger_path)) as conn:
+        self.url = url or fresh_database(tmp_path, "runs.db")
+        self.ledger_path = tmp_path / "ledger.db"
+        with contextlib.closing(sqlite3.connect(self.ledger_path)) as conn:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(LEDGER_SCHEMA)
-        self.runs = Db(self.runs_path)
-        self.ledger = Db(ledger_path)
+        self.runs = Db(self.url)
+        self.ledger = Db(f"sqlite:///{self.ledger_path}")
         self.workers: list[Worker] = []
 
     def start_worker(self, label: str, *, hold: str | None = None) -> Worker:
@@ -247,7 +223,7 @@ class CrashEnv:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p
         )
-        env["CRASH_APP_LEDGER"] = str(self.ledger.path)
+        env["CRASH_APP_LEDGER"] = str(self.ledger_path)
         if hold:
             env["CRASH_APP_HOLD"] = hold
         log_path = self.tmp_path / f"worker-{label}.log"

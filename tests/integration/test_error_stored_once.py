@@ -1,13 +1,16 @@
 """A run's error is stored once: its row names the history record that holds it.
 
-Read through the API, ``Run.error`` is the same object as before; in the SQLite file the
-``runs`` row holds no copy of it (``error`` NULL, ``error_pos`` the record's position).
+Read through the API, ``Run.error`` is the same object as before; in the database (a
+SQLite file; a PostgreSQL schema in the PostgreSQL pass) the ``runs`` row holds no copy of
+it (``error`` NULL, ``error_pos`` the record's position).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
+
+from tests.fixtures.db import fresh_database
+from tests.integration.direct_db import DirectDb, as_bytes
 
 import legato
 from legato.errors import RunFailed
@@ -39,21 +42,29 @@ def define(app: legato.App) -> None:
         return await charge(order)
 
 
-def rows(path: Path, run_id: str) -> tuple[bytes | None, int | None, list[tuple[int, str]]]:
-    with sqlite3.connect(path) as conn:
-        error, error_pos = conn.execute(
+def rows(url: str, run_id: str) -> tuple[bytes | None, int | None, list[tuple[int, str]]]:
+    """The run row's error and error_pos, and the history records holding the message."""
+    with DirectDb(url) as db:
+        [(error, error_pos)] = db.rows(
             "SELECT error, error_pos FROM runs WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        holding = conn.execute(
-            "SELECT pos, kind FROM history WHERE run_id = ? AND instr(data, ?) > 0 ORDER BY pos",
-            (run_id, MESSAGE.encode()),
-        ).fetchall()
+        )
+        records = db.rows(
+            "SELECT pos, kind, data FROM history WHERE run_id = ? ORDER BY pos", (run_id,)
+        )
+    holding = [(pos, kind) for pos, kind, data in records if MESSAGE.encode() in as_bytes(data)]
     return error, error_pos, holding
 
 
+def copies_in_run_rows(url: str) -> int:
+    """How many ``runs`` rows hold the message in their ``error`` column."""
+    with DirectDb(url) as db:
+        errors = db.rows("SELECT error FROM runs")
+    return sum(MESSAGE.encode() in as_bytes(error) for (error,) in errors)
+
+
 async def test_a_failed_and_a_compensated_run_store_their_error_once(tmp_path: Path) -> None:
-    path = tmp_path / "legato.db"
-    app = legato.App("shop", f"sqlite:///{path}")
+    url = fresh_database(tmp_path)
+    app = legato.App("shop", url)
     define(app)
     async with app:
         for workflow, run_id in (("checkout", "c-1"), ("quick", "q-1")):
@@ -78,14 +89,10 @@ async def test_a_failed_and_a_compensated_run_store_their_error_once(tmp_path: P
             [failed] = [e for e in history if e.kind == "run_failed"]
             assert (await app.describe(run_id)).last_error == run.error
 
-            # In the file: no copy in the row, which names the run_failed record
-            error, error_pos, holding = rows(path, run_id)
+            # In the database: no copy in the row, which names the run_failed record
+            error, error_pos, holding = rows(url, run_id)
             assert error is None
             assert error_pos == failed.pos
             # the message is in the attempt's record and the run's failure, nowhere else
             assert [kind for _, kind in holding] == ["step_failed", "run_failed"]
-            with sqlite3.connect(path) as conn:
-                copies = conn.execute(
-                    "SELECT count(*) FROM runs WHERE instr(error, ?) > 0", (MESSAGE.encode(),)
-                ).fetchone()[0]
-            assert copies == 0
+            assert copies_in_run_rows(url) == 0

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.fixtures.db import fresh_database
 
 import legato
 from legato.bus.expectations import VIOLATED
@@ -33,7 +34,7 @@ def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 30.0) ->
 
 @pytest.mark.parametrize("point", ["before_violation", "after_violation"])
 def test_a_violation_happens_exactly_once_across_a_crash(tmp_path: Path, point: str) -> None:
-    url = f"sqlite:///{tmp_path / 'legato.db'}"
+    url = fresh_database(tmp_path)
     crashing = WorkerProcess(TARGET, url, crash_at=f"{point}:{NAME}", cwd=str(REPO_ROOT))
     with legato.Client(url) as client, crashing as worker:
         worker.wait_ready("refund_or_enroll")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
+from tests.fixtures.db import fresh_database
 
 import legato
 from legato.observability.http import ObservabilityServer
@@ -49,7 +50,7 @@ def value(
 async def test_counters_after_a_known_workload_equal_the_known_counts(tmp_path: Path) -> None:
     clock = FakeClock()
     metrics = Metrics()
-    app = legato.App("shop", f"sqlite:///{tmp_path / 'shop.db'}", clock=clock, hooks=[metrics])
+    app = legato.App("shop", fresh_database(tmp_path, "shop.db"), clock=clock, hooks=[metrics])
     flaky = {"n": 0}
 
     @app.step(retry=RETRY)
@@ -156,7 +157,7 @@ def test_legato_worker_serves_metrics_and_probes_and_logs_json(tmp_path: Path) -
         "import legato\napp = legato.App('shop')\n\n"
         "@app.workflow\nasync def hello(name: str) -> str:\n    return f'hi {name}'\n"
     )
-    database = f"sqlite:///{tmp_path / 'shop.db'}"
+    database = fresh_database(tmp_path, "shop.db")
     port = free_port()
     worker = subprocess.Popen(
         [

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from tests.fixtures.db import fresh_database
 
 from legato.engine.liveness import is_dead_here, process_started_at
 from legato.storage.base import WorkerInfo
@@ -79,6 +80,7 @@ def test_worker_restarted_with_the_same_pid_recovers_without_waiting_for_the_lea
             "-m",
             "tests.integration.pid_reuse_driver",
             str(tmp_path),
+            fresh_database(tmp_path, "runs.db"),
         ],
         cwd=REPO_ROOT,
         env=env,

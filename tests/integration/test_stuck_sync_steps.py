@@ -15,6 +15,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from tests.fixtures.db import fresh_database
 from tests.fixtures.engine import poll_until
 
 import legato
@@ -26,7 +27,7 @@ async def test_a_queued_sync_step_times_out_on_its_own_run_not_its_wait_for_a_th
     tmp_path: Path,
 ) -> None:
     gate = threading.Event()
-    app = legato.App("t", f"sqlite:///{tmp_path / 'runs.db'}", step_threads=1)
+    app = legato.App("t", fresh_database(tmp_path, "runs.db"), step_threads=1)
 
     @app.step(name="hog")
     def hog(order: str) -> str:
@@ -63,7 +64,7 @@ async def test_a_queued_sync_step_times_out_on_its_own_run_not_its_wait_for_a_th
 
 
 def test_sigterm_stops_a_worker_whose_step_threads_are_stuck(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'runs.db'}"
+    database = fresh_database(tmp_path, "runs.db")
     log = (tmp_path / "worker.log").open("wb")
     worker = subprocess.Popen(
         [

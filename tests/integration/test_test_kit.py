@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.fixtures.db import fresh_database
 
 import legato
 from legato.errors import RunFailed, StepTimeout
@@ -111,7 +112,7 @@ def test_worker_crashed_at_a_named_point_finishes_the_run_after_restart(
     tmp_path: Path, point: str
 ) -> None:
     ledger = tmp_path / "ledger.db"
-    database = f"sqlite:///{tmp_path / 'runs.db'}"
+    database = fresh_database(tmp_path, "runs.db")
     env = {"KIT_LEDGER": str(ledger)}
     worker = WorkerProcess(
         "tests.integration.kit_app:app", database, crash_at=point, cwd=str(REPO), env=env

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.fixtures.db import fresh_database
 from tests.integration.otel_app import FAILED_ONCE_ENV, SPANS_ENV
 
 import legato
@@ -25,7 +26,7 @@ TARGET = "tests.integration.otel_app:app"
 
 def test_one_trace_from_the_start_to_every_reaction_across_a_crash(tmp_path: Path) -> None:
     spans_file = tmp_path / "spans.jsonl"
-    database = f"sqlite:///{tmp_path / 'school.db'}"
+    database = fresh_database(tmp_path, "school.db")
     env = {SPANS_ENV: str(spans_file), FAILED_ONCE_ENV: str(tmp_path / "failed-once")}
     with legato.Client(database) as client:
         client.list_runs()  # creates the schema
