@@ -37,6 +37,7 @@ from legato.model.workers import WorkerInfo
 from legato.observability import tracing
 from legato.storage import database_url, open_store
 from legato.storage.base import NewRun, Store
+from legato.tokens import AsyncTokenClient, TokenClient
 
 T = TypeVar("T")
 
@@ -129,7 +130,7 @@ async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outc
         delay = min(delay * 2, 0.5)
 
 
-class AsyncClient(AsyncBusClient, AsyncVisibilityClient):
+class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient):
     """Start, cancel and inspect runs, and publish and inspect events, on a database, with
     no engine in this process.
 
@@ -415,7 +416,7 @@ class SyncRunHandle:
         return f"<SyncRunHandle {self.run_id!r}>"
 
 
-class Client(BusClient, VisibilityClient):
+class Client(BusClient, VisibilityClient, TokenClient):
     """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
 
     _async: AsyncClient

@@ -392,6 +392,37 @@ class UnknownSubscription(BusError, LookupError):
         self.known = known
 
 
+class TokenError(LegatoError):
+    """An error about an API token (``legato tokens``, the HTTP API)."""
+
+
+class TokenExists(TokenError):
+    """A token of this name exists already (names stay taken after a revoke, so what an
+    old token did is never ascribed to a new one)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"a token named {name!r} exists already (revoked or not): choose another name"
+        )
+        self.name = name
+
+
+class TokenNotFound(TokenError, LookupError):
+    """No active token has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no active token named {name!r}")
+        self.name = name
+
+
+class NotAuthorized(TokenError):
+    """The request carries no token the server knows, or one that was revoked (HTTP 401)."""
+
+
+class NotPermitted(TokenError):
+    """The token's scope does not allow this, or the server is read-only (HTTP 403)."""
+
+
 MAX_ERROR_MESSAGE = 16 * 1024
 """Characters of an exception's message that history keeps (the rest is cut, and said)."""
 

@@ -10,7 +10,7 @@ subject.
 from __future__ import annotations
 
 import shlex
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -19,6 +19,7 @@ from rich.text import Text
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, print_table, when, whole_column
 from legato.model.alerts import Alert, AlertKind, AlertStatus
+from legato.views import alert_json
 
 alerts_app = typer.Typer(
     help="List alerts: stuck runs, dead letters, violated expectations…", no_args_is_help=True
@@ -27,22 +28,6 @@ alerts_app = typer.Typer(
 _NONE = "—"
 _MOST = 10_000
 _STATUS_STYLES = {AlertStatus.RAISED: "red", AlertStatus.RESOLVED: "green"}
-
-
-def alert_json(alert: Alert) -> dict[str, Any]:
-    """One alert as JSON, as ``legato.Alert`` has it."""
-    return {
-        "alert_id": alert.alert_id,
-        "kind": alert.kind.value,
-        "subject": alert.subject,
-        "status": alert.status.value,
-        "summary": alert.summary,
-        "details": alert.details,
-        "raised_at": alert.raised_at,
-        "resolved_at": alert.resolved_at,
-        "times": alert.times,
-        "event_id": alert.event_id,
-    }
 
 
 def alerts_table(alerts: list[Alert]) -> Table:

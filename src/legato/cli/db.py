@@ -39,8 +39,7 @@ def migrate(database: DatabaseOption = None, as_json: JsonOption = False) -> Non
         typer.echo(f"{done.url} is at schema {done.after}: nothing to migrate")
         return
     typer.echo(
-        f"migrated {done.url} from schema {done.before} to {done.after}: "
-        + ", ".join(done.applied)
+        f"migrated {done.url} from schema {done.before} to {done.after}: " + ", ".join(done.applied)
     )
 
 

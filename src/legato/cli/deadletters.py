@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -18,9 +18,10 @@ from rich.text import Text
 from legato.cli.events import one_source
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, print_table, when, whole_column
-from legato.cli.render_bus import delivery_json, error_text
+from legato.cli.render_bus import error_text
 from legato.client import Client
 from legato.model.deliveries import Delivery, StoredEvent
+from legato.views import dead_letter_json
 
 deadletters_app = typer.Typer(help="List and redrive dead letters.", no_args_is_help=True)
 
@@ -50,16 +51,6 @@ def _events_of(client: Client, dead: list[Delivery]) -> dict[int, StoredEvent]:
         if page and page[0].seq == seq:
             found[seq] = page[0]
     return found
-
-
-def dead_letter_json(delivery: Delivery, stored: StoredEvent | None) -> dict[str, Any]:
-    """A dead letter as JSON: the delivery, and which event it was (id, source, type)."""
-    event = None if stored is None else stored.event
-    return delivery_json(delivery, stored) | {
-        "event_id": None if event is None else event.id,
-        "source": None if event is None else event.source,
-        "type": None if event is None else event.type,
-    }
 
 
 def dead_letters_table(dead: list[Delivery], events: dict[int, StoredEvent]) -> Table:

@@ -31,20 +31,14 @@ from rich.text import Text
 import legato
 from legato.cli.errors import fail
 from legato.cli.options import JsonOption, resolve_database
-from legato.cli.render import (
-    console,
-    print_json,
-    print_table,
-    status_text,
-    step_line,
-    whole_column,
-)
-from legato.cli.render_bus import delivery_json, outcome, stored_event_json
+from legato.cli.render import console, print_json, print_table, status_text, step_line, whole_column
+from legato.cli.render_bus import outcome
 from legato.cli.render_bus import status_text as delivery_status_text
 from legato.model import RunStatus
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
 from legato.model.description import RunDescription
 from legato.storage import DATABASE_ENV, parse_database_url
+from legato.views import delivery_json, stored_event_json
 
 EXAMPLE_PACKAGE = "course_purchase"
 """The name the example is imported under (it shows in recorded error types)."""

@@ -109,6 +109,11 @@ _PROBLEMS: list[tuple[type[BaseException], Problem]] = [
         errors.EventNotFound,
         Problem(FAILURE, "check the id (and --source), and --database / LEGATO_DATABASE_URL"),
     ),
+    (errors.TokenExists, Problem(USAGE, "see the names taken with `legato tokens list`")),
+    (
+        errors.TokenNotFound,
+        Problem(FAILURE, "list tokens with `legato tokens list`; nothing was revoked"),
+    ),
     (errors.SchemaTooNew, Problem(FAILURE)),
     (
         errors.NotALegatoDatabase,

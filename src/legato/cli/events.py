@@ -21,8 +21,9 @@ from legato.bus.clients import CLIENT_SOURCE
 from legato.cli.errors import USAGE, fail
 from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
 from legato.cli.render import console, print_json, print_table
-from legato.cli.render_bus import delivery_json, event_view, events_table, stored_event_json
+from legato.cli.render_bus import event_view, events_table
 from legato.errors import AmbiguousEvent, EventNotFound
+from legato.views import delivery_json, stored_event_json
 
 events_app = typer.Typer(help="List, show, publish, replay and prune events.", no_args_is_help=True)
 

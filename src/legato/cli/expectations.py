@@ -11,7 +11,7 @@ after the violation. ``list`` scans them all; ``show`` details one expectation's
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Group, RenderableType
@@ -26,6 +26,7 @@ from legato.cli.render import console, print_json, print_table, when, whole_colu
 from legato.client import Client
 from legato.model.deliveries import SubscriptionKind
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
+from legato.views import instance_json
 
 expectations_app = typer.Typer(
     help="List expectation instances and show one expectation's.", no_args_is_help=True
@@ -85,25 +86,6 @@ def status_text(status: ExpectationStatus) -> Text:
 
 def _missing(inst: ExpectationInstance) -> str:
     return ", ".join(inst.missing_patterns) or _NONE
-
-
-def instance_json(inst: ExpectationInstance) -> dict[str, Any]:
-    """One instance as JSON (``expectations list`` and ``expectations show``)."""
-    return {
-        "expectation": inst.expectation,
-        "instance": inst.instance,
-        "key": inst.key,
-        "status": inst.status.value,
-        "missing": list(inst.missing),
-        "awaited": list(inst.awaited),
-        "trigger_seq": inst.trigger_seq,
-        "correlation_id": inst.correlation_id,
-        "opened_at": inst.opened_at,
-        "deadline": inst.deadline,
-        "closed_at": inst.closed_at,
-        "closed_by": inst.closed_by,
-        "violation_id": inst.violation_id,
-    }
 
 
 def instances_table(instances: list[ExpectationInstance], now: datetime) -> Table:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
@@ -28,25 +28,17 @@ from legato.bus.flows import (
 )
 from legato.bus.subscriptions import EXPECTATION_PREFIX
 from legato.cli.errors import fail
-from legato.cli.expectations import instance_json
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, status_text, when
-from legato.cli.render_bus import (
-    delivery_json,
-    error_line,
-    outcome,
-    published_by,
-    stored_event_json,
-)
-from legato.cli.render_bus import (
-    status_text as delivery_status_text,
-)
+from legato.cli.render_bus import error_line, outcome, published_by
+from legato.cli.render_bus import status_text as delivery_status_text
 from legato.client import Client
 from legato.errors import RunNotFound
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
 from legato.model.events import format_time
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.model.runs import Run, RunStatus
+from legato.views import flow_json
 
 flows_app = typer.Typer(
     help="Show what happened for a correlation id: events, deliveries, runs.",
@@ -95,51 +87,6 @@ def shown(node: _Node) -> list[_Node]:
 
 
 # -- JSON ----------------------------------------------------------------------------------
-
-
-def node_json(node: _Node) -> dict[str, Any]:
-    """One node of the flow and everything under it, as JSON."""
-    if isinstance(node, EventNode):
-        return (
-            {"kind": "event"}
-            | stored_event_json(node.stored)
-            | {
-                "deliveries": [node_json(d) for d in node.deliveries],
-                "caused": [node_json(e) for e in node.caused],
-                "run": None if node.run is None else node_json(node.run),
-            }
-        )
-    if isinstance(node, DeliveryNode):
-        out = delivery_json(node.delivery)
-        out.pop("run_id")
-        return (
-            {"kind": "delivery"}
-            | out
-            | {
-                "run": None if node.run is None else node_json(node.run),
-                "published": [node_json(e) for e in node.published],
-            }
-        )
-    return {
-        "kind": "run",
-        "run_id": node.run_id,
-        "workflow": node.workflow,
-        "status": None if node.status is None else node.status.value,
-        "published": [node_json(e) for e in node.published],
-    }
-
-
-def flow_json(flow: Flow) -> dict[str, Any]:
-    """The flow as JSON: counts, and the tree from its roots."""
-    return {
-        "correlation_id": flow.correlation_id,
-        "events": len(flow.events),
-        "runs": len(flow.runs),
-        "dead": len(flow.deliveries(DeliveryStatus.DEAD)),
-        "pending": len(flow.deliveries(DeliveryStatus.PENDING)),
-        "roots": [node_json(n) for n in flow.roots],
-        "expectations": [instance_json(i) for i in flow.expectations],
-    }
 
 
 # -- the tree ------------------------------------------------------------------------------

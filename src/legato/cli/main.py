@@ -25,6 +25,7 @@ from legato.cli import (
     signals,
     subscriptions,
     tasks,
+    tokens,
     worker,
     workers,
     workflows,
@@ -49,6 +50,7 @@ cli.add_typer(subscriptions.subscriptions_app, name="subscriptions")
 cli.add_typer(expectations.expectations_app, name="expectations")
 cli.add_typer(alerts.alerts_app, name="alerts")
 cli.add_typer(db.db_app, name="db")
+cli.add_typer(tokens.tokens_app, name="tokens")
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -387,33 +386,12 @@ def history_lines(run_id: str, events: list[HistoryEvent], width: int) -> list[T
     return lines
 
 
-def history_json(events: list[HistoryEvent]) -> list[dict[str, Any]]:
-    """History records as JSON objects."""
-    return [
-        {
-            "pos": e.pos,
-            "kind": str(e.kind),
-            "key": e.key,
-            "name": e.name,
-            "attempt": e.attempt,
-            "data": e.data,
-            "at": e.at,
-        }
-        for e in events
-    ]
-
-
 _TASK_STYLES = {
     TaskStatus.OPEN: "cyan",
     TaskStatus.COMPLETED: "green",
     TaskStatus.EXPIRED: "yellow",
     TaskStatus.CANCELLED: "magenta",
 }
-
-
-def task_json(task: Task) -> dict[str, Any]:
-    """One task as JSON (``tasks list``, ``tasks show`` and ``tasks complete``)."""
-    return asdict(task) | {"status": task.status.value}
 
 
 def _due(task: Task, short: bool) -> Text:

@@ -26,41 +26,6 @@ _DELIVERY_STYLES = {
 }
 
 
-def stored_event_json(stored: StoredEvent) -> dict[str, Any]:
-    """An event of the log as JSON: the CloudEvents object and where it came from."""
-    return {
-        "seq": stored.seq,
-        "recorded_at": stored.recorded_at,
-        "routed": stored.routed,
-        "run_id": stored.run_id,
-        "call_key": stored.call_key,
-        "reply_types": None if stored.reply_types is None else list(stored.reply_types),
-        "event": stored.event.to_dict(),
-    }
-
-
-def delivery_json(delivery: Delivery, stored: StoredEvent | None = None) -> dict[str, Any]:
-    """One subscriber's delivery as JSON; a trigger's names the run it starts (``run_id``)."""
-    d = delivery
-    workflow = trigger_workflow(d.subscription)
-    run_id = (
-        None if workflow is None or stored is None else triggered_run_id(workflow, stored.event)
-    )
-    return {
-        "subscription": d.subscription,
-        "seq": d.seq,
-        "status": d.status.value,
-        "attempts": d.attempts,
-        "due_at": d.due_at,
-        "updated_at": d.updated_at,
-        "error": d.error,
-        "replay": d.replay,
-        "ordering_key": d.ordering_key,
-        "owner": d.owner,
-        "run_id": run_id,
-    }
-
-
 def status_text(status: DeliveryStatus) -> Text:
     """A delivery status, coloured: dead letters stand out."""
     return Text(status.value, style=_DELIVERY_STYLES.get(status, ""))

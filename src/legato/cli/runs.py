@@ -19,7 +19,6 @@ from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
 from legato.cli.render import (
     console,
     description_view,
-    history_json,
     history_lines,
     print_json,
     print_table,
@@ -29,6 +28,7 @@ from legato.cli.render import (
 )
 from legato.errors import RunFailed
 from legato.model import RunStatus
+from legato.views import history_json
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
 

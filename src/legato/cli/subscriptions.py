@@ -7,7 +7,7 @@ to it, and wait for it) until ``remove`` forgets it.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 import typer
@@ -16,7 +16,8 @@ from rich.text import Text
 
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, print_table, when, whole_column
-from legato.model.deliveries import DeliveryStatus, SubscriptionInfo
+from legato.model.deliveries import DeliveryStatus
+from legato.views import subscription_json
 
 subscriptions_app = typer.Typer(
     help="List registered subscriptions; remove one whose handler is gone.",
@@ -30,18 +31,6 @@ _MOST = 10_000
 
 def _count(n: int) -> str:
     return f"{n}+" if n >= _MOST else str(n)
-
-
-def subscription_json(sub: SubscriptionInfo, pending: int, dead: int) -> dict[str, Any]:
-    return {
-        "name": sub.name,
-        "kind": sub.kind.value,
-        "pattern": sub.pattern,
-        "ordered_by": sub.ordered_by,
-        "registered_at": sub.registered_at.isoformat(),
-        "pending": pending,
-        "dead": dead,
-    }
 
 
 @subscriptions_app.command("list")

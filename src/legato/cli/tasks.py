@@ -12,15 +12,9 @@ from typing import Annotated
 import typer
 
 from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
-from legato.cli.render import (
-    console,
-    print_json,
-    print_table,
-    task_json,
-    task_view,
-    tasks_table,
-)
+from legato.cli.render import console, print_json, print_table, task_view, tasks_table
 from legato.model import TaskStatus
+from legato.views import task_json
 
 tasks_app = typer.Typer(help="List, show and complete human tasks.", no_args_is_help=True)
 

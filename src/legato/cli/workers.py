@@ -18,6 +18,7 @@ from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, print_table, when, whole_column
 from legato.client import Client
 from legato.model import RunStatus
+from legato.views import worker_json
 
 workers_app = typer.Typer(help="List the workers registered on a database.", no_args_is_help=True)
 
@@ -55,21 +56,7 @@ def list_workers(database: DatabaseOption = None, as_json: JsonOption = False) -
         counts, complete = owned_runs(client)
     now = datetime.now(UTC)
     if as_json:
-        print_json(
-            [
-                {
-                    "worker_id": w.worker_id,
-                    "host": w.host,
-                    "pid": w.pid,
-                    "started_at": w.started_at,
-                    "heartbeat_at": w.heartbeat_at,
-                    "workflows": None if w.workflows is None else list(w.workflows),
-                    "lease_s": None if w.lease is None else w.lease.total_seconds(),
-                    "runs": counts[w.worker_id],
-                }
-                for w in workers
-            ]
-        )
+        print_json([worker_json(w, counts[w.worker_id]) for w in workers])
         return
     if not workers:
         console().print(
