@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from legato import lifecycle
 from legato.bus.clients import CLIENT_SOURCE, AsyncBusClient, BusClient
+from legato.bus.flows import Flow, build_flow, runs_to_read
 from legato.bus.publishing import Router
 from legato.bus.visibility import AsyncVisibilityClient, VisibilityClient
 from legato.errors import (
@@ -28,6 +29,7 @@ from legato.errors import (
     TaskNotFound,
 )
 from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
+from legato.model.deliveries import StoredEvent
 from legato.model.description import RunDescription, describe_run
 from legato.model.events import stored_arguments
 from legato.model.ids import check_run_id
@@ -40,6 +42,8 @@ from legato.storage.base import NewRun, Store
 from legato.tokens import AsyncTokenClient, TokenClient
 
 T = TypeVar("T")
+
+_FLOW_PAGE = 1000
 
 
 class TimeSource(Protocol):
@@ -282,6 +286,29 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient):
             for run in runs
         ]
 
+    async def flow(self, correlation_id: str) -> Flow:
+        """What happened for ``correlation_id``: every event of the flow, each subscriber's
+        delivery of it, the runs they started or name (those still stored) and the
+        expectations the flow opened, as a tree from its first events."""
+        store = await self._open()
+        events: list[StoredEvent] = []
+        while True:
+            after = events[-1].seq if events else 0
+            page = await store.list_events(
+                correlation_id=correlation_id, after_seq=after, limit=_FLOW_PAGE
+            )
+            events += page
+            if len(page) < _FLOW_PAGE:
+                break
+        deliveries = {s.seq: await store.deliveries(s.seq) for s in events}
+        runs: dict[str, Run] = {}
+        for run_id in runs_to_read(events, deliveries):
+            run = await store.get_run(run_id)
+            if run is not None:  # else shown without a status: not created yet, or gone
+                runs[run_id] = run
+        expected = await store.list_expectations(correlation_id=correlation_id, limit=_FLOW_PAGE)
+        return build_flow(correlation_id, events, deliveries, runs, expected)
+
     async def list_workflows(self) -> list[str]:
         """Workflow names registered on this database."""
         return await (await self._open()).list_workflows()
@@ -492,6 +519,10 @@ class Client(BusClient, VisibilityClient, TokenClient):
     ) -> list[RunDescription]:
         """``describe()`` of the newest runs, without input and output (see AsyncClient)."""
         return self._call(self._async.describe_runs, status=status, workflow=workflow, limit=limit)
+
+    def flow(self, correlation_id: str) -> Flow:
+        """What happened for ``correlation_id`` (see ``AsyncClient.flow``)."""
+        return self._call(self._async.flow, correlation_id)
 
     def list_workflows(self) -> list[str]:
         """Workflow names registered on this database."""

@@ -22,9 +22,7 @@ from legato.bus.flows import (
     EventNode,
     Flow,
     RunNode,
-    build_flow,
     children,
-    runs_to_read,
 )
 from legato.bus.subscriptions import EXPECTATION_PREFIX
 from legato.cli.errors import fail
@@ -32,12 +30,10 @@ from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, status_text, when
 from legato.cli.render_bus import error_line, outcome, published_by
 from legato.cli.render_bus import status_text as delivery_status_text
-from legato.client import Client
-from legato.errors import RunNotFound
-from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
+from legato.model.deliveries import DeliveryStatus
 from legato.model.events import format_time
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
-from legato.model.runs import Run, RunStatus
+from legato.model.runs import RunStatus
 from legato.views import flow_json
 
 flows_app = typer.Typer(
@@ -47,29 +43,6 @@ flows_app = typer.Typer(
 
 _PAGE = 1000
 _Node = EventNode | DeliveryNode | RunNode
-
-
-def read_flow(client: Client, correlation_id: str) -> Flow:
-    """The flow of ``correlation_id``: every page of its events, their deliveries, and
-    the runs they name (those still stored)."""
-    events: list[StoredEvent] = []
-    while True:
-        after = events[-1].seq if events else 0
-        page = client.list_events(correlation_id=correlation_id, after_seq=after, limit=_PAGE)
-        events += page
-        if len(page) < _PAGE:
-            break
-    deliveries: dict[int, list[Delivery]] = {
-        s.seq: client.deliveries(s.event.id, s.event.source) for s in events
-    }
-    runs: dict[str, Run] = {}
-    for run_id in runs_to_read(events, deliveries):
-        try:
-            runs[run_id] = client.get_run(run_id)
-        except RunNotFound:
-            pass  # shown without a status: not created yet, or gone
-    expected = client.list_expectations(correlation_id=correlation_id, limit=_PAGE)
-    return build_flow(correlation_id, events, deliveries, runs, expected)
 
 
 def shown(node: _Node) -> list[_Node]:
@@ -219,7 +192,7 @@ def show(
     if mermaid and as_json:
         raise typer.BadParameter("give --json or --mermaid, not both", param_hint="--mermaid")
     with connect(database) as client:
-        flow = read_flow(client, correlation_id)
+        flow = client.flow(correlation_id)
     if not flow.roots:
         raise fail(
             f"no events with correlation id {correlation_id!r}",

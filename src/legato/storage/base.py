@@ -568,4 +568,3 @@ class QuietRun:
 def to_datetime(ts: float | None) -> datetime | None:
     """Float Unix seconds to an aware UTC datetime (None stays None)."""
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
-

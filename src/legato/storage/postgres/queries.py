@@ -196,4 +196,3 @@ _BY_CLAUSES = frozenset(
         "list_expectations_sql",
     }
 )
-

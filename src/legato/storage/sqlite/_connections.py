@@ -23,6 +23,7 @@ from legato.storage.sqlite._migrate import ensure_schema
 
 T = TypeVar("T")
 
+
 class SqliteConnections(GroupCommit):
     """A writer and a reader connection on one SQLite file, each used by one thread."""
 
