@@ -4,7 +4,7 @@ The integration tests look at what was committed (run rows, history records, del
 with a plain connection of their own: ``sqlite3`` on a SQLite file, ``psycopg`` on
 PostgreSQL, where Legato's tables live in the schema the URL's ``schema=`` option names
 (the connection's ``search_path``). Statements are written once, SQLite-style, with
-``?`` placeholders; on PostgreSQL they become ``%s``.
+``?`` placeholders; on PostgreSQL they become ``%s`` (and a literal ``%``, ``%%``).
 
 ``own_connection`` is the connection a test's "service" keeps to the same database for
 its own tables (and for ``publish_in_transaction``): not in autocommit mode, so its
@@ -27,7 +27,12 @@ def is_postgres(url: str) -> bool:
 
 def sql_for(url: str, statement: str) -> str:
     """``statement`` (``?`` placeholders) in the dialect of ``url``'s database."""
-    return statement.replace("?", "%s") if is_postgres(url) else statement
+    return to_postgres(statement) if is_postgres(url) else statement
+
+
+def to_postgres(statement: str) -> str:
+    """A SQLite-style statement in psycopg's placeholders."""
+    return statement.replace("%", "%%").replace("?", "%s")
 
 
 def own_connection(url: str) -> Any:
@@ -89,7 +94,7 @@ class DirectDb:
             self._conn = psycopg.connect(
                 self._conninfo, autocommit=True, options=f"-c search_path={self._schema}"
             )
-        return self._conn.execute(sql.replace("?", "%s"), params).fetchall()  # type: ignore[no-any-return]
+        return self._conn.execute(to_postgres(sql), params).fetchall()  # type: ignore[no-any-return]
 
     def close(self) -> None:
         if self._conn is not None:

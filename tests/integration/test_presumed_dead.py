@@ -1,4 +1,5 @@
-"""A worker presumed dead that comes back (issue 7), with real processes on one SQLite file.
+"""A worker presumed dead that comes back (issue 7), with real processes on one database
+(a SQLite file; a PostgreSQL schema in the PostgreSQL pass).
 
 Worker A stalls past its 1 s lease (SIGSTOP, or a step blocking its event loop with
 ``time.sleep``) while worker B runs: B removes A's row and takes A's runs. Then A wakes.
@@ -24,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.fixtures.db import fresh_database
+from tests.integration.direct_db import DirectDb
 
 import legato
+from legato.storage import parse_database_url
 from legato.testing.crash import WorkerProcess
 
 pytestmark = pytest.mark.slow
@@ -42,21 +46,16 @@ class Env:
     """The runs database, read directly, and the worker processes serving it."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.path = tmp_path / "runs.db"
-        self.url = f"sqlite:///{self.path}"
+        self.url = fresh_database(tmp_path, "runs.db")
         self.worker_env = {
             "PRESUMED_DEAD_STEP_S": "1.0",
             "PRESUMED_DEAD_MARKER": str(tmp_path / "blocked-once"),
         }
         self.workers: list[WorkerProcess] = []
-        self._conn: sqlite3.Connection | None = None
+        self.db = DirectDb(self.url)
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        if self._conn is None:
-            self._conn = sqlite3.connect(
-                f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=30.0
-            )
-        return self._conn.execute(sql, params).fetchall()
+        return self.db.rows(sql, params)
 
     def start_worker(self) -> WorkerProcess:
         worker = WorkerProcess(APP_TARGET, self.url, cwd=str(REPO_ROOT), env=self.worker_env)
@@ -109,8 +108,7 @@ class Env:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid(worker), signal.SIGCONT)  # a stopped process ignores SIGTERM
             worker.__exit__(None, None, None)  # stops it and closes its log file
-        if self._conn is not None:
-            self._conn.close()
+        self.db.close()
 
 
 def pid(worker: WorkerProcess) -> int:
@@ -119,14 +117,22 @@ def pid(worker: WorkerProcess) -> int:
 
 
 def stop_outside_a_write(env: Env, worker: WorkerProcess) -> None:
-    """SIGSTOP ``worker`` at a moment it holds no SQLite write transaction.
+    """SIGSTOP ``worker`` at a moment it holds no write transaction.
 
     SQLite has one write lock per file: a process frozen inside a write transaction keeps
-    every other writer waiting until it thaws, and no lease can take that lock from it
-    (PostgreSQL has no such limit). This test is about a worker frozen between writes, so
-    when the stop lands inside one it thaws the worker for a moment and stops it again.
+    every other writer waiting until it thaws, and no lease can take that lock from it.
+    On PostgreSQL the server ends a transaction left idle for seconds, and with it the
+    worker's connection: a different story. This test is about a worker frozen between
+    writes, so when the stop lands inside one it thaws the worker for a moment and stops
+    it again.
     """
-    probe = sqlite3.connect(f"file:{env.path}?mode=rw", uri=True, isolation_level=None, timeout=0.2)
+    if env.db.postgres:
+        stop_outside_a_postgres_transaction(env, worker)
+        return
+    assert env.db.path is not None
+    probe = sqlite3.connect(
+        f"file:{env.db.path}?mode=rw", uri=True, isolation_level=None, timeout=0.2
+    )
     try:
         for _ in range(200):
             os.kill(pid(worker), signal.SIGSTOP)
@@ -141,6 +147,30 @@ def stop_outside_a_write(env: Env, worker: WorkerProcess) -> None:
         pytest.fail("could not stop the worker outside a write transaction", pytrace=False)
     finally:
         probe.close()
+
+
+IN_A_TRANSACTION_HERE = """
+SELECT count(*) FROM pg_stat_activity
+WHERE pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'
+  AND pid IN (SELECT l.pid FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ?)
+"""
+"""Sessions inside a transaction that has touched the test's schema: only the stopped
+worker's can be (nothing else writes there then; other tests use other schemas)."""
+
+
+def stop_outside_a_postgres_transaction(env: Env, worker: WorkerProcess) -> None:
+    """``stop_outside_a_write`` on PostgreSQL: a statement in flight at the stop finishes
+    on the server; a transaction left open then holds locks in the test's schema."""
+    schema = parse_database_url(env.url).options["schema"]
+    for _ in range(200):
+        os.kill(pid(worker), signal.SIGSTOP)
+        time.sleep(0.05)  # a statement sent before the stop completes meanwhile
+        if env.rows(IN_A_TRANSACTION_HERE, (schema,)) == [(0,)]:
+            return
+        os.kill(pid(worker), signal.SIGCONT)  # stopped inside a transaction: let it finish
+        time.sleep(0.01)
+    pytest.fail("could not stop the worker outside a transaction", pytrace=False)
 
 
 def kill(worker: WorkerProcess) -> None:
