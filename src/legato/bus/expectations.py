@@ -51,7 +51,12 @@ from legato.bus.subscriptions import (
 from legato.errors import DefinitionError, InvalidPattern
 from legato.model.deliveries import StoredEvent, SubscriptionKind
 from legato.model.events import Event, format_time
-from legato.model.expectations import Arrival, ExpectationInstance, ExpectationStatus
+from legato.model.expectations import (
+    VIOLATED_TYPE,
+    Arrival,
+    ExpectationInstance,
+    ExpectationStatus,
+)
 from legato.model.patterns import Pattern, compile_pattern
 from legato.model.payloads import dumps
 from legato.model.runs import RunStatus
@@ -70,7 +75,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-VIOLATED = "legato.expectation.violated"
+VIOLATED = VIOLATED_TYPE
 """The type of the event a violation publishes."""
 RECOVERED = "legato.expectation.recovered"
 """The type of the event a late fulfilment publishes."""

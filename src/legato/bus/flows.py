@@ -24,10 +24,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from legato.bus.expectations import VIOLATED
 from legato.bus.subscriptions import TRIGGER_PREFIX, triggered_run_id
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
-from legato.model.expectations import ExpectationInstance
+from legato.model.expectations import VIOLATED_TYPE, ExpectationInstance
 from legato.model.runs import Run, RunStatus
 
 
@@ -151,7 +150,7 @@ def _started_by_violations(events: Sequence[StoredEvent]) -> dict[str, int]:
     started: dict[str, int] = {}
     for stored in sorted(events, key=lambda s: s.seq):
         data = stored.event.data
-        if stored.event.type == VIOLATED and isinstance(data, Mapping):
+        if stored.event.type == VIOLATED_TYPE and isinstance(data, Mapping):
             run_id = data.get("run_id")
             if isinstance(run_id, str):
                 started.setdefault(run_id, stored.seq)

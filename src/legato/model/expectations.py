@@ -13,6 +13,9 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+VIOLATED_TYPE = "legato.expectation.violated"
+"""The type of the event an expectation instance publishes when it is violated."""
+
 
 class ExpectationStatus(enum.StrEnum):
     """Where an expectation instance stands."""
