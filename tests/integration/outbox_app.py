@@ -8,6 +8,10 @@ database says. ``ship`` also has an effect of its own in the engine's database: 
 announces (``shipment.created``) in one transaction through ``publish_in_transaction``,
 so however often it runs, the shipment and its event exist once.
 
+The engine's database is a SQLite file or a PostgreSQL schema (the service's own tables,
+``orders`` and ``shipments``, sit beside Legato's there): the service's connection is a
+``sqlite3.Connection`` or a ``psycopg.Connection`` (``direct_db.own_connection``).
+
 ``$OUTBOX_CRASH_IN=ship`` makes ``ship`` SIGKILL its process after its effect committed
 and before the delivery is recorded (the handler has not returned).
 """
@@ -20,6 +24,8 @@ import sqlite3
 import threading
 from datetime import timedelta
 from typing import Any
+
+from tests.integration.direct_db import own_connection, sql_for
 
 import legato
 
@@ -45,20 +51,18 @@ def count(handler: str, event: legato.Event) -> None:
             conn.close()
 
 
-def database_path() -> str:
-    url = app.database or ""
-    return url.removeprefix("sqlite:///")
-
-
 @app.on("order.placed", name="ship", retry=FAST_RETRY)
 def ship(event: legato.Event) -> None:
     """Create the shipment once, and announce it in the same transaction."""
     count("ship", event)
     key = legato.delivery().idempotency_key
-    conn = sqlite3.connect(database_path(), timeout=30.0)
+    url = app.database or ""
+    conn = own_connection(url)
     try:
         created = conn.execute(
-            "INSERT INTO shipments (key, order_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            sql_for(
+                url, "INSERT INTO shipments (key, order_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
+            ),
             (key, event.data["order"]),
         ).rowcount
         if created:
@@ -78,8 +82,9 @@ async def bill(event: legato.Event) -> None:
 
 
 def setup(database: str, ledger: str) -> None:
-    """Create the service's own table in the engine's database, and the ledger."""
-    conn = sqlite3.connect(database)
+    """Create the service's own tables in the engine's database (at URL ``database``), and
+    the ledger (a SQLite file)."""
+    conn = own_connection(database)
     conn.execute("CREATE TABLE IF NOT EXISTS shipments (key TEXT PRIMARY KEY, order_id TEXT)")
     conn.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY)")
     conn.commit()
@@ -94,14 +99,15 @@ def setup(database: str, ledger: str) -> None:
 
 
 def place_order(database: str, order_id: str, *, commit: bool, crash: bool = False) -> Any:
-    """A service's transaction: its ``orders`` row and the ``order.placed`` event together.
+    """A service's transaction: its ``orders`` row and the ``order.placed`` event together,
+    on the database at URL ``database``.
 
     ``commit=False`` rolls both back; ``crash=True`` SIGKILLs the process before the
     commit (the transaction is open, the writes made).
     """
-    client = legato.Client(f"sqlite:///{database}")
-    conn = sqlite3.connect(database, timeout=30.0)
-    conn.execute("INSERT INTO orders (id) VALUES (?)", (order_id,))
+    client = legato.Client(database)
+    conn = own_connection(database)
+    conn.execute(sql_for(database, "INSERT INTO orders (id) VALUES (?)"), (order_id,))
     event = client.publish_in_transaction(
         conn, "order.placed", {"order": order_id}, id=order_id, source="/shop"
     )
@@ -119,7 +125,7 @@ def place_order(database: str, order_id: str, *, commit: bool, crash: bool = Fal
 if __name__ == "__main__":
     import sys
 
-    # python -m tests.integration.outbox_app DATABASE ORDER_ID commit|rollback|crash [COUNT]
+    # python -m tests.integration.outbox_app DATABASE_URL ORDER_ID commit|rollback|crash [COUNT]
     # With COUNT: orders ORDER_ID-0 ... ORDER_ID-(COUNT-1), each in its own transaction.
     db, order, how = sys.argv[1:4]
     count = int(sys.argv[4]) if len(sys.argv) > 4 else 0

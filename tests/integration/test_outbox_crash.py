@@ -4,7 +4,9 @@ published it committed, and every committed event reaches every matching subscri
 Publishers and workers are real processes, killed with SIGKILL at each crash point:
 after the business write and before its commit; after the commit and before any
 delivery; after a handler ran and before its delivery was recorded; after that record.
-Handler executions are counted in a separate ledger file (``outbox_app.py``).
+Handler executions are counted in a separate ledger file (``outbox_app.py``). The engine's
+database is a SQLite file, or a PostgreSQL schema in the PostgreSQL pass (the service's
+connection then a ``psycopg.Connection``), read directly by the test.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.fixtures.db import fresh_database
 from tests.integration import outbox_app
+from tests.integration.direct_db import DirectDb
 
 import legato
 from legato.testing import WorkerProcess
@@ -32,12 +36,12 @@ TARGET = "tests.integration.outbox_app:app"
 
 class Setup:
     def __init__(self, tmp_path: Path) -> None:
-        self.db = tmp_path / "legato.db"
         self.ledger = tmp_path / "ledger.db"
-        self.url = f"sqlite:///{self.db}"
+        self.url = fresh_database(tmp_path)
         with legato.Client(self.url) as client:
             client.list_runs()  # opens the database: creates and migrates the schema
-        outbox_app.setup(str(self.db), str(self.ledger))
+        outbox_app.setup(self.url, str(self.ledger))
+        self.db = DirectDb(self.url)
         self.env = {outbox_app.LEDGER_ENV: str(self.ledger)}
 
     def worker(self, crash_at: str | None = None, **env: str) -> WorkerProcess:
@@ -48,7 +52,7 @@ class Setup:
     def publish(self, order_id: str, how: str) -> int:
         """Place an order in a separate process: commit, rollback, or crash before commit."""
         result = subprocess.run(
-            [sys.executable, "-m", "tests.integration.outbox_app", str(self.db), order_id, how],
+            [sys.executable, "-m", "tests.integration.outbox_app", self.url, order_id, how],
             cwd=REPO_ROOT,
             capture_output=True,
             timeout=60,
@@ -65,11 +69,7 @@ class Setup:
         return Counter((h, e) for h, e in rows)
 
     def rows(self, sql: str) -> list[tuple[object, ...]]:
-        conn = sqlite3.connect(self.db)
-        try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.close()
+        return self.db.rows(sql)
 
     def wait_for(self, predicate: object, what: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -91,7 +91,11 @@ class Setup:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
-    yield Setup(tmp_path)
+    made = Setup(tmp_path)
+    try:
+        yield made
+    finally:
+        made.db.close()
 
 
 def test_a_publisher_killed_before_its_commit_publishes_nothing(setup: Setup) -> None:
@@ -195,7 +199,7 @@ def test_concurrent_publishers_lose_no_event_to_each_others_commits(setup: Setup
                     sys.executable,
                     "-m",
                     "tests.integration.outbox_app",
-                    str(setup.db),
+                    setup.url,
                     f"p{k}",
                     "commit",
                     "25",
