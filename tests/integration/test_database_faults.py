@@ -1,7 +1,8 @@
 """Storage faults are named and survived: an outage is logged once, a lost file stops.
 
 Real processes and files: the worker's database is deleted or replaced under it, and a
-store that fails for a while (as a full disk or a held lock would) is ridden out.
+store that fails for a while (as a full disk or a held lock would) is ridden out. The
+faults of files (deleted, replaced, read-only media, a full tmpfs) are ``sqlite_only``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def wait_registered(database: str, worker: subprocess.Popen[bytes]) -> None:
             time.sleep(0.05)
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("how", ["deleted", "replaced"])
 def test_a_worker_stops_when_its_database_file_is_deleted_or_replaced(
     tmp_path: Path, how: str
@@ -135,6 +137,7 @@ def make_database(path: Path) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.sqlite_only
 def test_read_only_media_serve_every_read_and_refuse_writes_clearly(small_disk: Path) -> None:
     path = small_disk / "runs.db"
     make_database(path)
@@ -160,6 +163,7 @@ def test_read_only_media_serve_every_read_and_refuse_writes_clearly(small_disk: 
     assert "new file" not in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.sqlite_only
 def test_a_full_disk_is_named_and_writes_work_again_once_space_returns(
     small_disk: Path,
 ) -> None:

@@ -1,5 +1,6 @@
-"""The engine on real databases (a SQLite file; PostgreSQL where `sql_harness` says): sagas,
-restarts, many concurrent runs, reopening."""
+"""The engine on real databases (a SQLite file; PostgreSQL where `sql_harness` says, and
+wherever ``fresh_database`` gives a schema in the PostgreSQL pass): sagas, restarts, many
+concurrent runs, reopening."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+from tests.fixtures.db import fresh_database
 from tests.fixtures.engine import Harness, advance, kinds, of_kind, outcome, poll_until, seconds
 
 import legato
 from legato.model import EventKind, RunStatus
+from legato.storage import open_store
 from legato.storage.base import Store
-from legato.storage.sqlite import SqliteStore
 from legato.testing import FakeClock
 
 HOURLY = legato.Retry(
@@ -152,6 +155,7 @@ async def test_idempotent_start_on_sql(sql_harness: Harness) -> None:
     assert len(await sql_harness.running.store.list_runs()) == 1
 
 
+@pytest.mark.sqlite_only
 async def test_app_accepts_a_sqlite_url(
     make_app: Callable[[Store | str], legato.App], sqlite_url: str, sqlite_path: Path
 ) -> None:
@@ -175,10 +179,11 @@ async def test_saga_on_either_backend(backend_app: legato.App) -> None:
 
 
 async def test_two_hundred_concurrent_runs_complete_with_their_own_history(
-    sqlite_path: Path, make_app: Callable[[Store | str], legato.App]
+    tmp_path: Path, make_app: Callable[[Store | str], legato.App]
 ) -> None:
+    url = fresh_database(tmp_path)
     calls: Counter[str] = Counter()
-    app = make_app(SqliteStore(str(sqlite_path)))
+    app = make_app(open_store(url))
     defs = purchase(calls, [])(app)
     async with app:
         handles = await asyncio.gather(
@@ -204,8 +209,8 @@ async def test_two_hundred_concurrent_runs_complete_with_their_own_history(
         assert outcomes[0].data["result"] == f"pay-{i}"
         assert outcomes[-1].data == {"order": i, "payment": f"pay-{i}"}
 
-    # Reopening the file after the app stopped shows every run completed.
-    reopened = SqliteStore(str(sqlite_path))
+    # Reopening the database after the app stopped shows every run completed.
+    reopened = open_store(url)
     await reopened.open()
     try:
         runs = await reopened.list_runs(limit=1000)

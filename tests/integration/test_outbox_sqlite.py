@@ -1,6 +1,10 @@
 """``publish_in_transaction`` on a real SQLite file: the caller's row and the event commit
 together or not at all, bad connections are refused, and a handler's own writes made this
-way have one effect however often it is delivered."""
+way have one effect however often it is delivered.
+
+Those are about the ``sqlite3.Connection`` a caller hands in (``sqlite_only``; the
+PostgreSQL side is ``test_postgres_outbox_async.py``'s). A fresh client's dead letters are
+about any database, and run on PostgreSQL too."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tests.fixtures.db import fresh_database
 from tests.fixtures.engine import advance, poll_until
 
 import legato
@@ -41,6 +46,7 @@ def place(path: Path, app: legato.App, order_id: str, *, commit: bool) -> legato
         conn.close()
 
 
+@pytest.mark.sqlite_only
 async def test_the_event_commits_with_the_callers_row_and_rolls_back_with_it(
     app: legato.App, sqlite_path: Path, clock: FakeClock
 ) -> None:
@@ -63,6 +69,7 @@ async def test_the_event_commits_with_the_callers_row_and_rolls_back_with_it(
     conn.close()
 
 
+@pytest.mark.sqlite_only
 async def test_a_connection_that_cannot_carry_the_event_is_refused_and_writes_nothing(
     app: legato.App, sqlite_path: Path, tmp_path: Path
 ) -> None:
@@ -82,6 +89,7 @@ async def test_a_connection_that_cannot_carry_the_event_is_refused_and_writes_no
     assert await app.list_events() == []
 
 
+@pytest.mark.sqlite_only
 async def test_a_database_never_opened_by_legato_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "fresh.db"
     app = legato.App("shop", f"sqlite:///{path}")
@@ -91,6 +99,7 @@ async def test_a_database_never_opened_by_legato_is_refused(tmp_path: Path) -> N
     conn.close()
 
 
+@pytest.mark.sqlite_only
 async def test_an_explicit_transaction_in_autocommit_mode_carries_the_event(
     app: legato.App, sqlite_path: Path
 ) -> None:
@@ -103,6 +112,7 @@ async def test_an_explicit_transaction_in_autocommit_mode_carries_the_event(
     assert await app.list_events() == []
 
 
+@pytest.mark.sqlite_only
 async def test_a_handler_writing_through_publish_in_transaction_has_one_effect_when_redriven(
     app: legato.App, sqlite_path: Path, clock: FakeClock
 ) -> None:
@@ -146,13 +156,15 @@ async def test_a_handler_writing_through_publish_in_transaction_has_one_effect_w
     conn.close()
 
 
-def test_a_fresh_client_lists_dead_letters_without_other_calls_first(sqlite_path: Path) -> None:
+def test_a_fresh_client_lists_dead_letters_without_other_calls_first(tmp_path: Path) -> None:
+    url = fresh_database(tmp_path)
+
     async def make() -> None:
-        async with legato.AsyncClient(f"sqlite:///{sqlite_path}") as client:
+        async with legato.AsyncClient(url) as client:
             await client.list_runs()
 
     import asyncio
 
     asyncio.run(make())
-    with legato.Client(f"sqlite:///{sqlite_path}") as client:
+    with legato.Client(url) as client:
         assert client.list_dead_letters() == []

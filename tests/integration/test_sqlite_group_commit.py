@@ -1,5 +1,6 @@
 """SQLite group commit for every write: concurrent calls share one transaction and fsync,
-each in a savepoint of its own, so one call's error undoes only that call."""
+each in a savepoint of its own, so one call's error undoes only that call. The internals of
+``SqliteStore`` (its writer thread, ``sqlite3`` bodies): ``sqlite_only``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from legato.errors import StorageError
 from legato.storage.base import NewRun, NewSignal
 from legato.storage.sqlite import SqliteStore
+
+pytestmark = pytest.mark.sqlite_only
 
 
 class CountingStore(SqliteStore):

@@ -2,6 +2,7 @@
 
 Real faults only: a tmpfs of our own filled by a file and then freed under a real
 ``legato worker``, and the CLI run as user nobody against files root keeps to itself.
+All of it is about a SQLite file and the disk and directory holding it (``sqlite_only``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import legato
 from legato.errors import StorageError
 from legato.model import EventKind, RunStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.sqlite_only]
 
 REPO = Path(__file__).resolve().parents[2]
 LEGATO = str(Path(sys.executable).parent / "legato")

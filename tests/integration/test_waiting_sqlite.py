@@ -1,8 +1,9 @@
-"""Durable waits where they touch storage: on the in-memory store and on a SQLite file.
+"""Durable waits where they touch storage: on every backend, and on the test's own database
+(a SQLite file; a PostgreSQL schema in the PostgreSQL pass).
 
 Timers, signals, human tasks, child runs and parallel branches, each checked through
 what the store holds (run rows, signals, tasks) and across restarts on the same store.
-SQLite works in threads, so checks of stored state poll with a bound.
+SQL stores work in threads, so checks of stored state poll with a bound.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.fixtures.waiting import DAY, SECOND, at, claim_due, engine_of, is_liv
 import legato
 from legato.errors import InvalidTaskResponse, RunFinished, RunNotFound, TaskClosed, WaitTimeout
 from legato.model import EventKind, RunStatus, TaskStatus
+from legato.storage import open_store
 from legato.storage.postgres import PostgresStore
 from legato.storage.sqlite import SqliteStore
 from legato.testing import FakeClock
@@ -147,34 +149,34 @@ async def test_signals_sent_before_the_wait_are_kept_and_consumed_in_order(
 
 
 async def test_sync_client_on_another_connection_signals_an_evicted_run(
-    sqlite_harness: Harness, sqlite_path: Path
+    database_harness: Harness, database_url: str
 ) -> None:
-    # Given a run waiting for a signal on a SQLite file
-    defs = await sqlite_harness.start(waits(Counter()))
-    handle = await sqlite_harness.running.start(defs.collector, 1)
-    await advance(sqlite_harness.clock, DAY)
-    await stored_status(sqlite_harness, handle.run_id, RunStatus.WAITING)
+    # Given a run waiting for a signal in a database
+    defs = await database_harness.start(waits(Counter()))
+    handle = await database_harness.running.start(defs.collector, 1)
+    await advance(database_harness.clock, DAY)
+    await stored_status(database_harness, handle.run_id, RunStatus.WAITING)
 
     # When a script with its own connection signals it (blocking client, in a thread)
     def script() -> None:
-        with legato.Client(f"sqlite:///{sqlite_path}") as client:
+        with legato.Client(database_url) as client:
             client.signal(handle.run_id, "item", {"from": "script"})
 
     await asyncio.to_thread(script)
     # Then the worker notices it in the database and the run completes
-    await stored_status(sqlite_harness, handle.run_id, RunStatus.COMPLETED)
+    await stored_status(database_harness, handle.run_id, RunStatus.COMPLETED)
     assert await outcome(handle) == [{"from": "script"}]
 
 
 async def test_sync_client_on_another_connection_answers_a_task(
-    sqlite_harness: Harness, sqlite_path: Path
+    database_harness: Harness, database_url: str
 ) -> None:
-    defs = await sqlite_harness.start(waits(Counter()))
-    handle = await sqlite_harness.running.start(defs.review, None)
-    await stored_status(sqlite_harness, handle.run_id, RunStatus.WAITING)
+    defs = await database_harness.start(waits(Counter()))
+    handle = await database_harness.running.start(defs.review, None)
+    await stored_status(database_harness, handle.run_id, RunStatus.WAITING)
 
     def reviewer() -> tuple[list[str], str]:
-        with legato.Client(f"sqlite:///{sqlite_path}") as client:
+        with legato.Client(database_url) as client:
             (task,) = client.list_tasks(assignee="bob")
             with pytest.raises(InvalidTaskResponse) as refused:
                 client.complete_task(task.task_id, {"ok": 1})
@@ -184,7 +186,7 @@ async def test_sync_client_on_another_connection_answers_a_task(
     still_open, reason = await asyncio.to_thread(reviewer)
     assert still_open == []
     assert "is not of type 'boolean'" in reason
-    await stored_status(sqlite_harness, handle.run_id, RunStatus.COMPLETED)
+    await stored_status(database_harness, handle.run_id, RunStatus.COMPLETED)
     assert await outcome(handle) == {"ok": False}
 
 
@@ -296,12 +298,12 @@ async def test_three_hundred_waiting_runs_are_evicted_then_all_complete(
 
 
 async def test_timer_longer_than_the_hot_window_fires_within_a_second_on_the_real_clock(
-    sqlite_path: Path,
+    database_url: str,
 ) -> None:
     # Real time: a 2.2 s sleep outlasts the 2 s hot window, so the run is evicted to its
     # row and must be claimed again when due.
     woke: list[float] = []
-    app = legato.App("test", SqliteStore(str(sqlite_path)))
+    app = legato.App("test", open_store(database_url))
 
     @app.step(name="mark")
     async def mark() -> None:
@@ -356,10 +358,10 @@ async def test_signals_from_outside_the_engine_at_any_moment_are_never_lost(
 
 
 async def test_signal_resumes_an_evicted_run_within_a_second_on_the_real_clock(
-    sqlite_path: Path,
+    database_url: str,
 ) -> None:
     resumed: list[float] = []
-    app = legato.App("test", SqliteStore(str(sqlite_path)))
+    app = legato.App("test", open_store(database_url))
 
     @app.step(name="mark")
     async def mark() -> None:
