@@ -37,6 +37,7 @@ from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit
 from legato.model.runs import Outcome, continued_as
 from legato.model.workers import WorkerInfo
 from legato.observability import tracing
+from legato.runsearch import AsyncRunSearchClient, RunSearchClient
 from legato.storage import database_url, open_store
 from legato.storage.base import NewRun, Store
 from legato.tokens import AsyncTokenClient, TokenClient
@@ -134,7 +135,7 @@ async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outc
         delay = min(delay * 2, 0.5)
 
 
-class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient):
+class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, AsyncRunSearchClient):
     """Start, cancel and inspect runs, and publish and inspect events, on a database, with
     no engine in this process.
 
@@ -443,7 +444,7 @@ class SyncRunHandle:
         return f"<SyncRunHandle {self.run_id!r}>"
 
 
-class Client(BusClient, VisibilityClient, TokenClient):
+class Client(BusClient, VisibilityClient, TokenClient, RunSearchClient):
     """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
 
     _async: AsyncClient

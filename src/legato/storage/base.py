@@ -49,7 +49,7 @@ from legato.storage.busops import ResolveAlert as ResolveAlert
 from legato.storage.busops import UpdateDelivery as UpdateDelivery
 from legato.storage.busops import UpdateExpectation as UpdateExpectation
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
@@ -296,11 +296,14 @@ class Store(Protocol):
         workflow: str | None = None,
         limit: int = 100,
         payloads: bool = True,
+        search: RunSearch | None = None,
     ) -> list[Run]:
-        """Runs, newest first, optionally filtered.
+        """Runs, newest first (by ``created_at``, then ``run_id``), optionally filtered.
 
         With ``payloads=False`` the runs' ``input`` and ``output`` are not read (they are
         None): a listing of many runs need not load every run's arguments and result.
+        ``search`` narrows further: a time range, a correlation id, a run id prefix, and
+        ``before``, the position of the last run of the previous page.
         """
 
     async def history(self, run_id: str) -> list[HistoryEvent]:
@@ -536,6 +539,23 @@ class Store(Protocol):
         """Unfinished runs with no progress since ``before`` (neither their row nor their
         history changed) that should have moved: pending, running or compensating ones,
         and parked ones whose wake-up time is before ``before``; quietest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSearch:
+    """What ``Store.list_runs`` narrows to beyond status and workflow.
+
+    ``created_after`` is inclusive and ``created_before`` exclusive (Unix seconds);
+    ``correlation_id`` matches a run's ``correlation`` (its own id when none was stored);
+    ``before`` is ``(created_at, run_id)`` of the last run already listed: only runs after
+    it in list order (older, or as old with a smaller id) come.
+    """
+
+    created_after: float | None = None
+    created_before: float | None = None
+    correlation_id: str | None = None
+    run_id_prefix: str | None = None
+    before: tuple[float, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from legato.storage.base import (
     NewRun,
     NewSignal,
     NewTask,
+    RunSearch,
     SetRun,
     UpdateRun,
     UpdateTask,
@@ -371,13 +372,16 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
         workflow: str | None = None,
         limit: int = 100,
         payloads: bool = True,
+        search: RunSearch | None = None,
     ) -> list[Run]:
         """Runs, newest first, optionally filtered (without input and output if asked)."""
+        found = search or RunSearch()
         rows = [
             r
             for r in self._runs.values()
             if (status is None or r.status == status)
             and (workflow is None or r.workflow == workflow)
+            and _found(r, found)
         ]
         rows.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         runs = [_run(r, self._history.get(r.run_id)) for r in rows[:limit]]
@@ -557,3 +561,18 @@ def _datetime(at: float) -> datetime:
     when = to_datetime(at)
     assert when is not None
     return when
+
+
+def _found(row: _Row, search: RunSearch) -> bool:
+    """Whether ``row`` is one ``search`` asks for (see ``RunSearch``)."""
+    at = row.created_at
+    return (
+        (search.created_after is None or at >= search.created_after)
+        and (search.created_before is None or at < search.created_before)
+        and (
+            search.correlation_id is None
+            or (row.correlation_id or row.run_id) == search.correlation_id
+        )
+        and (not search.run_id_prefix or row.run_id.startswith(search.run_id_prefix))
+        and (search.before is None or (at, row.run_id) < search.before)
+    )

@@ -32,6 +32,7 @@ from legato.storage.base import (
     RaiseAlert,
     ReplayDelivery,
     ResolveAlert,
+    RunSearch,
     SetRun,
     UpdateDelivery,
     UpdateExpectation,
@@ -564,6 +565,7 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts, SqlTokens):
         workflow: str | None = None,
         limit: int = 100,
         payloads: bool = True,
+        search: RunSearch | None = None,
     ) -> list[Run]:
         """Runs, newest first, optionally filtered (without input and output if asked)."""
         p = self.queries.param
@@ -572,6 +574,10 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts, SqlTokens):
             if value is not None:
                 where.append(f"{column} = {p}")
                 params.append(value)
+        if search is not None:
+            where_search, params_search = _search_clauses(search, p)
+            where += where_search
+            params += params_search
         sql = self.queries.list_runs_sql(where, payloads)
         return [run_from_row(r) for r in await self._select(sql, (*params, limit))]
 
@@ -645,3 +651,27 @@ class SqlStore(SqlBus, SqlExpectations, SqlAlerts, SqlTokens):
 
 def _nothing() -> None:
     pass
+
+
+def _search_clauses(search: RunSearch, p: str) -> tuple[list[str], list[Any]]:
+    """The WHERE clauses and parameters of ``search`` (``p``: the parameter marker)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if search.created_after is not None:
+        where.append(f"created_at >= {p}")
+        params.append(search.created_after)
+    if search.created_before is not None:
+        where.append(f"created_at < {p}")
+        params.append(search.created_before)
+    if search.correlation_id is not None:
+        where.append(f"(correlation_id = {p} OR (correlation_id IS NULL AND run_id = {p}))")
+        params += [search.correlation_id, search.correlation_id]
+    if search.run_id_prefix:
+        # Not LIKE: SQLite's is case-insensitive, and a prefix may hold % or _.
+        where.append(f"substr(run_id, 1, length({p})) = {p}")
+        params += [search.run_id_prefix, search.run_id_prefix]
+    if search.before is not None:
+        where.append(f"(created_at < {p} OR (created_at = {p} AND run_id < {p}))")
+        at, run_id = search.before
+        params += [at, at, run_id]
+    return where, params

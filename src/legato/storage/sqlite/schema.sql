@@ -24,6 +24,8 @@ CREATE TABLE runs (
 
 CREATE INDEX runs_by_created ON runs (created_at);
 CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_workflow ON runs (workflow, created_at);
+CREATE INDEX runs_by_correlation ON runs (correlation_id, created_at);
 -- Claiming scans only unfinished runs.
 CREATE INDEX runs_unfinished ON runs (owner, wake_at)
     WHERE status NOT IN ('completed', 'failed', 'compensated', 'compensation_failed',
