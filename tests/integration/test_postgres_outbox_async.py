@@ -107,9 +107,11 @@ async def test_connections_it_cannot_use_are_refused_and_nothing_is_written(
     url = postgres_url()
     migrate_database(url)
     async with legato.AsyncClient(url) as client:
-        with psycopg.connect(POSTGRES_URL) as blocking:
-            with pytest.raises(ConfigurationError, match="takes the psycopg.AsyncConnection"):
-                await client.publish_in_transaction_async(blocking, "order.placed")
+        with (
+            psycopg.connect(POSTGRES_URL) as blocking,
+            pytest.raises(ConfigurationError, match=r"takes the psycopg\.AsyncConnection"),
+        ):
+            await client.publish_in_transaction_async(blocking, "order.placed")
         async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
             with pytest.raises(ConfigurationError, match="await publish_in_transaction_async"):
                 client.publish_in_transaction(conn, "order.placed")
@@ -127,7 +129,9 @@ async def test_connections_it_cannot_use_are_refused_and_nothing_is_written(
                 await client.publish_in_transaction_async(conn, "order.placed")
         assert await client.list_events() == []
 
-    async with legato.AsyncClient(f"sqlite:///{tmp_path / 'shop.db'}") as on_sqlite:
-        async with await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn:
-            with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
-                await on_sqlite.publish_in_transaction_async(conn, "order.placed")
+    async with (
+        legato.AsyncClient(f"sqlite:///{tmp_path / 'shop.db'}") as on_sqlite,
+        await psycopg.AsyncConnection.connect(POSTGRES_URL) as conn,
+    ):
+        with pytest.raises(ConfigurationError, match="needs PostgreSQL"):
+            await on_sqlite.publish_in_transaction_async(conn, "order.placed")
