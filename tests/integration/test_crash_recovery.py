@@ -204,7 +204,8 @@ def crash_env(tmp_path: Path) -> Iterator[CrashEnv]:
 
 
 class CrashEnv:
-    """A runs database, a ledger, and the workers serving them (all killed at teardown)."""
+    """A runs database (``url``, else a ``fresh_database``), a SQLite ledger, and the
+    workers serving them (all killed at teardown)."""
 
     def __init__(self, tmp_path: Path, url: str | None = None) -> None:
         self.tmp_path = tmp_path
