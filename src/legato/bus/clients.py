@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time as _time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -221,6 +221,17 @@ class AsyncBusClient:
         if len(found) > 1:
             raise AmbiguousEvent(event_id, [e.event.source for e in found])
         return found[0]
+
+    async def events_at(self, seqs: Iterable[int]) -> dict[int, StoredEvent]:
+        """The events at these positions of the log (those still stored), by ``seq``: what
+        dead letters and deliveries, which name only a ``seq``, are deliveries of."""
+        store = await self._open()
+        found: dict[int, StoredEvent] = {}
+        for seq in sorted(set(seqs)):
+            page = await store.list_events(after_seq=seq - 1, limit=1)
+            if page and page[0].seq == seq:
+                found[seq] = page[0]
+        return found
 
     async def deliveries(self, event_id: str, source: str | None = None) -> list[Delivery]:
         """Every subscription's delivery of the event: attempts, last error, status."""
@@ -488,6 +499,10 @@ class BusClient:
     def get_event(self, event_id: str, source: str | None = None) -> StoredEvent:
         """The stored event with this id; raises ``EventNotFound``."""
         return self._call(self._async.get_event, event_id, source)
+
+    def events_at(self, seqs: Iterable[int]) -> dict[int, StoredEvent]:
+        """The events at these positions of the log, by ``seq``."""
+        return self._call(self._async.events_at, seqs)
 
     def deliveries(self, event_id: str, source: str | None = None) -> list[Delivery]:
         """Every subscription's delivery of the event."""

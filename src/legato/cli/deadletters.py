@@ -19,7 +19,6 @@ from legato.cli.events import one_source
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, print_table, when, whole_column
 from legato.cli.render_bus import error_text
-from legato.client import Client
 from legato.model.deliveries import Delivery, StoredEvent
 from legato.views import dead_letter_json
 
@@ -41,16 +40,6 @@ def parse_rate(text: str) -> float:
             param_hint="--rate",
         )
     return rate
-
-
-def _events_of(client: Client, dead: list[Delivery]) -> dict[int, StoredEvent]:
-    """The events the dead letters are deliveries of, by seq."""
-    found: dict[int, StoredEvent] = {}
-    for seq in sorted({d.seq for d in dead}):
-        page = client.list_events(after_seq=seq - 1, limit=1)
-        if page and page[0].seq == seq:
-            found[seq] = page[0]
-    return found
 
 
 def dead_letters_table(dead: list[Delivery], events: dict[int, StoredEvent]) -> Table:
@@ -94,7 +83,7 @@ def list_dead_letters(
     """List dead letters, oldest event first, with their last error."""
     with connect(database) as client:
         dead = client.list_dead_letters(subscription=subscription, limit=limit)
-        events = _events_of(client, dead)
+        events = client.events_at(d.seq for d in dead)
     if as_json:
         print_json([dead_letter_json(d, events.get(d.seq)) for d in dead])
         return

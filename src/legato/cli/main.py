@@ -22,6 +22,7 @@ from legato.cli import (
     expectations,
     flows,
     runs,
+    server,
     signals,
     subscriptions,
     tasks,
@@ -55,6 +56,7 @@ cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)
 cli.command("worker")(worker.worker)
+cli.command("server")(server.server)
 cli.command("demo")(demo.demo)
 
 

@@ -1,0 +1,66 @@
+"""``/api/workers``, ``/api/expectations``, ``/api/alerts`` and ``/api/workflows``: what
+an operator watches."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from legato.model import RunStatus
+from legato.model.alerts import AlertKind, AlertStatus
+from legato.model.expectations import ExpectationStatus
+from legato.server.schemas import PROBLEMS, AlertOut, ExpectationOut, WorkerOut
+from legato.server.security import Client, Reader
+from legato.views import alert_json, instance_json, worker_json
+
+router = APIRouter(tags=["operations"], responses=PROBLEMS)
+
+_UNFINISHED = [s for s in RunStatus if not s.is_terminal]
+_OWNED_COUNTED = 100_000
+
+
+@router.get("/api/workers", response_model=list[WorkerOut], summary="Registered workers")
+async def workers(client: Client, caller: Reader) -> list[WorkerOut]:
+    listed = await client.list_workers()
+    owned: Counter[str] = Counter()
+    for status in _UNFINISHED:
+        runs = await client.list_runs(status=status.value, limit=_OWNED_COUNTED, payloads=False)
+        owned.update(r.owner for r in runs if r.owner is not None)
+    return [WorkerOut(**worker_json(w, owned[w.worker_id])) for w in listed]
+
+
+@router.get("/api/workflows", response_model=list[str], summary="Registered workflow names")
+async def workflows(client: Client, caller: Reader) -> list[str]:
+    return await client.list_workflows()
+
+
+@router.get(
+    "/api/expectations", response_model=list[ExpectationOut], summary="Expectation instances"
+)
+async def expectations(
+    client: Client,
+    caller: Reader,
+    name: str | None = None,
+    status: ExpectationStatus | None = None,
+    key: str | None = None,
+    correlation_id: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ExpectationOut]:
+    found = await client.list_expectations(
+        name=name, status=status, key=key, correlation_id=correlation_id, limit=limit
+    )
+    return [ExpectationOut(**instance_json(i)) for i in found]
+
+
+@router.get("/api/alerts", response_model=list[AlertOut], summary="Alerts, latest first")
+async def alerts(
+    client: Client,
+    caller: Reader,
+    status: AlertStatus | None = None,
+    kind: AlertKind | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AlertOut]:
+    found = await client.list_alerts(status=status, kind=kind, limit=limit)
+    return [AlertOut(**alert_json(a)) for a in found]
