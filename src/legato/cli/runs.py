@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -28,6 +29,8 @@ from legato.cli.render import (
 )
 from legato.errors import RunFailed
 from legato.model import RunStatus
+from legato.model.description import RunDescription
+from legato.runsearch import MAX_PAGE
 from legato.views import history_json
 
 runs_app = typer.Typer(help="List and inspect runs.", no_args_is_help=True)
@@ -41,30 +44,68 @@ def list_runs(
     workflow: Annotated[
         str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")
     ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(help="Only runs created at or after this time (ISO 8601; UTC if no offset)."),
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="Only runs created before this time (ISO 8601).")
+    ] = None,
+    correlation_id: Annotated[
+        str | None, typer.Option("--correlation-id", help="Only runs of this business flow.")
+    ] = None,
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Only runs whose id starts with this.")
+    ] = None,
     limit: Annotated[
         int,
         typer.Option(
             "--limit", "-n", min=1, max=10_000, help="At most this many runs, newest first."
         ),
     ] = 20,
+    cursor: Annotated[
+        str | None, typer.Option("--cursor", help="Go on from where a listing stopped.")
+    ] = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first, with the step each one is on."""
+    descriptions: list[RunDescription] = []
     with connect(database) as client:
-        # A few reads for the whole page, without every run's input and output.
-        descriptions = client.describe_runs(
-            status=None if status is None else status.value, workflow=workflow, limit=limit
-        )
+        # A few reads a page, without every run's input and output.
+        while len(descriptions) < limit:
+            page = client.search_runs(
+                status=None if status is None else status.value,
+                workflow=workflow,
+                since=_utc(since),
+                until=_utc(until),
+                correlation_id=correlation_id,
+                run_id_prefix=prefix,
+                limit=min(MAX_PAGE, limit - len(descriptions)),
+                cursor=cursor,
+            )
+            descriptions += page.runs
+            cursor = page.next_cursor
+            if cursor is None:
+                break
     if as_json:
         print_json([run_summary(d) for d in descriptions])
         return
+    filtered = status or workflow or since or until or correlation_id or prefix
     if not descriptions:
-        console().print("no runs" + (" match" if status or workflow else " yet"))
+        console().print("no runs" + (" match" if filtered else " yet"))
         return
     print_table(runs_table(descriptions))
-    if len(descriptions) == limit:
-        console().print(f"the {limit} newest runs shown; --limit N shows more", style="dim")
+    if cursor is not None:
+        console().print(
+            f"the {len(descriptions)} newest runs shown; more with --cursor {cursor}",
+            style="dim",
+            markup=False,
+        )
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    return when if when is None or when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 @runs_app.command("show")
