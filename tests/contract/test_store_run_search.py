@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from tests.contract.ops import T0, new_run
-
 from legato.storage.base import RunSearch, Store
+from tests.contract.ops import T0, new_run
 
 
 async def seeded(store: Store) -> None:
@@ -70,3 +69,19 @@ async def test_pages_after_a_position_list_every_run_once_in_order(store: Store)
         last = page[-1]
         before = (last.created_at.timestamp(), last.run_id)
     assert seen == everything and len(seen) == 6
+
+
+async def test_pages_follow_runs_whose_times_have_more_digits_than_a_datetime(
+    store: Store,
+) -> None:
+    # time.time() has sub-microsecond digits; a Run's created_at (a datetime) does not.
+    await store.write([new_run(f"r{i}", created=T0 + i + 0.123_456_789) for i in range(4)])
+    seen: list[str] = []
+    before = None
+    for _ in range(5):
+        page = await store.list_runs(limit=1, search=RunSearch(before=before))
+        if not page:
+            break
+        seen += ids(page)
+        before = (page[-1].created_at.timestamp(), page[-1].run_id)
+    assert seen == ["r3", "r2", "r1", "r0"]

@@ -548,7 +548,9 @@ class RunSearch:
     ``created_after`` is inclusive and ``created_before`` exclusive (Unix seconds);
     ``correlation_id`` matches a run's ``correlation`` (its own id when none was stored);
     ``before`` is ``(created_at, run_id)`` of the last run already listed: only runs after
-    it in list order (older, or as old with a smaller id) come.
+    it in list order (older, or as old with a smaller id) come. The store takes that run's
+    ``created_at`` as stored (a time that went through a ``datetime`` lost its last
+    digits); the one given counts only for a run that is gone.
     """
 
     created_after: float | None = None

@@ -376,6 +376,10 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
     ) -> list[Run]:
         """Runs, newest first, optionally filtered (without input and output if asked)."""
         found = search or RunSearch()
+        if found.before is not None:  # the listed run's own time (see SqlStore.list_runs)
+            listed = self._runs.get(found.before[1])
+            if listed is not None:
+                found = dataclasses.replace(found, before=(listed.created_at, listed.run_id))
         rows = [
             r
             for r in self._runs.values()

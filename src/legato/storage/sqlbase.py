@@ -671,7 +671,10 @@ def _search_clauses(search: RunSearch, p: str) -> tuple[list[str], list[Any]]:
         where.append(f"substr(run_id, 1, length({p})) = {p}")
         params += [search.run_id_prefix, search.run_id_prefix]
     if search.before is not None:
-        where.append(f"(created_at < {p} OR (created_at = {p} AND run_id < {p}))")
-        at, run_id = search.before
-        params += [at, at, run_id]
+        # The listed run's own created_at, read here: a float that went through a datetime
+        # (microseconds) is not always the one stored. The cursor's is for a run gone since.
+        at = f"COALESCE((SELECT b.created_at FROM runs b WHERE b.run_id = {p}), {p})"
+        where.append(f"(created_at < {at} OR (created_at = {at} AND run_id < {p}))")
+        approx, run_id = search.before
+        params += [run_id, approx, run_id, approx, run_id]
     return where, params
