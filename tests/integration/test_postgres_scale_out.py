@@ -47,9 +47,7 @@ from tests.integration.test_crash_recovery import (
 import legato
 from legato.storage.admin import migrate_database
 
-pytestmark = pytest.mark.postgres_only
-
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.postgres_only, pytest.mark.slow]
 
 APP_TARGET = "tests.integration.crash_app:app"
 START_TIMEOUT_S = 30.0

@@ -11,9 +11,17 @@ from fastapi import APIRouter, Query
 from legato.model import RunStatus
 from legato.model.alerts import AlertKind, AlertStatus
 from legato.model.expectations import ExpectationStatus
-from legato.server.schemas import PROBLEMS, AlertOut, ExpectationOut, WorkerOut
-from legato.server.security import Client, Reader
-from legato.views import alert_json, instance_json, worker_json
+from legato.server.schemas import (
+    PROBLEMS,
+    AlertOut,
+    ExpectationOut,
+    NewTokenIn,
+    NewTokenOut,
+    TokenOut,
+    WorkerOut,
+)
+from legato.server.security import Admin, Client, Reader
+from legato.views import alert_json, instance_json, token_json, worker_json
 
 router = APIRouter(tags=["operations"], responses=PROBLEMS)
 
@@ -64,3 +72,24 @@ async def alerts(
 ) -> list[AlertOut]:
     found = await client.list_alerts(status=status, kind=kind, limit=limit)
     return [AlertOut(**alert_json(a)) for a in found]
+
+
+@router.get("/api/tokens", response_model=list[TokenOut], summary="API tokens (never secrets)")
+async def tokens(client: Client, caller: Admin) -> list[TokenOut]:
+    return [TokenOut(**token_json(t)) for t in await client.list_tokens()]
+
+
+@router.post(
+    "/api/tokens",
+    status_code=201,
+    response_model=NewTokenOut,
+    summary="Create a token: its secret is in this answer only",
+)
+async def create_token(body: NewTokenIn, client: Client, caller: Admin) -> NewTokenOut:
+    new = await client.create_token(body.name, body.scope.value)
+    return NewTokenOut(**token_json(new.token), secret=new.secret)
+
+
+@router.delete("/api/tokens/{name}", response_model=TokenOut, summary="Revoke a token")
+async def revoke_token(name: str, client: Client, caller: Admin) -> TokenOut:
+    return TokenOut(**token_json(await client.revoke_token(name)))

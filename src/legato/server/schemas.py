@@ -270,3 +270,16 @@ class TokenOut(BaseModel):
     scope: Scope
     created_at: datetime
     revoked_at: datetime | None
+
+
+class NewTokenIn(Body):
+    """A token to create: who uses it, and what it may do."""
+
+    name: str
+    scope: Scope = Scope.READ
+
+
+class NewTokenOut(TokenOut):
+    """A token just created, with its secret: shown in this answer only."""
+
+    secret: str
