@@ -199,6 +199,14 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
         says so. An existing ``run_id`` of the same workflow returns a handle on that
         run; of another workflow, raises ``RunAlreadyExists``.
         """
+        run_id, _ = await self.create_run(workflow, *args, run_id=run_id)
+        return RunHandle(self, run_id)
+
+    async def create_run(
+        self, workflow: str, *args: Any, run_id: str | None = None
+    ) -> tuple[str, float | None]:
+        """``start``, saying what it did: the run id, and when the run was created (None
+        when a run of that id and workflow existed already)."""
         if not isinstance(workflow, str) or not workflow:
             raise DefinitionError(f"workflow must be a non-empty name, got {workflow!r}")
         run_id = str(uuid.uuid4()) if run_id is None else check_run_id(run_id)
@@ -208,6 +216,7 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
             self.max_payload_bytes,
         )
         store = await self._open()
+        at = self._time()
         conflicts = await store.write(
             [
                 NewRun(
@@ -215,7 +224,7 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
                     workflow,
                     RunStatus.PENDING.value,
                     payload,
-                    self._time(),
+                    at,
                     None,
                     None,
                     traceparent=_traceparent(workflow),
@@ -225,7 +234,7 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
         existing = conflicts.get(run_id)
         if existing is not None and existing != workflow:
             raise RunAlreadyExists(run_id, existing, workflow)
-        return RunHandle(self, run_id)
+        return run_id, None if existing is not None else at
 
     def handle(self, run_id: str) -> RunHandle:
         """A handle on an existing run (not checked until used)."""
@@ -481,6 +490,12 @@ class Client(BusClient, VisibilityClient, TokenClient, RunSearchClient):
         return SyncRunHandle(
             self, self._call(self._async.start, workflow, *args, run_id=run_id).run_id
         )
+
+    def create_run(
+        self, workflow: str, *args: Any, run_id: str | None = None
+    ) -> tuple[str, float | None]:
+        """``start``, saying what it did (see ``AsyncClient.create_run``)."""
+        return self._call(self._async.create_run, workflow, *args, run_id=run_id)
 
     def handle(self, run_id: str) -> SyncRunHandle:
         """A handle on an existing run (not checked until used)."""

@@ -46,6 +46,9 @@ def server(
     tls_key: Annotated[
         Path | None, typer.Option("--tls-key", help="The certificate's private key (PEM).")
     ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Server processes sharing the port.")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs) on a database."""
     if no_auth and not is_loopback(host):
@@ -68,19 +71,27 @@ def server(
     url = resolve_database(database)
     require_database(url, database)
 
+    import os
+
+    import orjson
     import uvicorn
 
-    from legato.client import AsyncClient
-    from legato.server import ServerSettings, create_app
+    from legato.server.app import SERVE_ENV
 
-    app = create_app(AsyncClient(url), ServerSettings(auth=not no_auth, read_only=read_only))
+    os.environ[SERVE_ENV] = orjson.dumps(
+        {"database": url, "auth": not no_auth, "read_only": read_only}
+    ).decode()
     scheme = "https" if tls_cert else "http"
     notes = ["auth off" if no_auth else "auth on", *(["read-only"] if read_only else [])]
+    if workers > 1:
+        notes.append(f"{workers} processes")
     typer.echo(f"legato server on {scheme}://{host}:{port} ({', '.join(notes)})", err=True)
     uvicorn.run(
-        app,
+        "legato.server.app:from_environment",
+        factory=True,
         host=host,
         port=port,
+        workers=workers,
         ssl_certfile=None if tls_cert is None else str(tls_cert),
         ssl_keyfile=None if tls_key is None else str(tls_key),
         log_level="warning",

@@ -4,15 +4,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from fastapi import FastAPI
 
 import legato
 from legato.client import AsyncClient
 from legato.server import events, health, ops, problems, runs, tasks
-from legato.server.metrics import ServerMetrics
+from legato.server.metrics import MetricsMiddleware, ServerMetrics
 from legato.server.security import ServerSettings
 
 
@@ -37,8 +39,20 @@ def create_app(client: AsyncClient, settings: ServerSettings | None = None) -> F
     app.state.client = client
     app.state.settings = settings or ServerSettings()
     app.state.metrics = ServerMetrics()
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     problems.install(app)
     for module in (runs, tasks, events, ops, health):
         app.include_router(module.router)
     return app
+
+
+SERVE_ENV = "LEGATO_SERVER"
+"""Where ``legato server --workers N`` hands its settings to the processes uvicorn
+starts: JSON ``{"database", "auth", "read_only"}``."""
+
+
+def from_environment() -> FastAPI:
+    """The app ``legato server`` describes in ``$LEGATO_SERVER`` (a uvicorn factory)."""
+    spec = orjson.loads(os.environ[SERVE_ENV])
+    settings = ServerSettings(auth=spec["auth"], read_only=spec["read_only"])
+    return create_app(AsyncClient(spec["database"]), settings)

@@ -26,7 +26,7 @@ async def healthz() -> Health:
     summary="The database answers, at this version's schema",
 )
 async def readyz(request: Request) -> JSONResponse | Health:
-    store = await client_of(request)._open()
+    store = await (await client_of(request))._open()
     try:
         version = await store.schema_version()
     except Exception as exc:

@@ -1,13 +1,17 @@
 """The server's own metrics: requests by route, method and status, and their durations,
-in a registry of its own (``/metrics``)."""
+in a registry of its own (``/metrics``).
+
+A plain ASGI middleware (not Starlette's ``BaseHTTPMiddleware``, which costs a task and
+a stream per request): it notes the status as the response starts and the route the
+router chose (``scope["route"]``) once it is done.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ServerMetrics:
@@ -28,18 +32,36 @@ class ServerMetrics:
             registry=self.registry,
         )
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request into ``metrics``."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         began = time.perf_counter()
-        response = await call_next(request)
-        route = _route_of(request)
-        self.requests.labels(route, request.method, str(response.status_code)).inc()
-        self.seconds.labels(route, request.method).observe(time.perf_counter() - began)
-        return response
+        status = 500
+
+        async def noting(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noting)
+        finally:
+            route = _route_of(scope)
+            method = scope["method"]
+            self.metrics.requests.labels(route, method, str(status)).inc()
+            self.metrics.seconds.labels(route, method).observe(time.perf_counter() - began)
 
 
-def _route_of(request: Request) -> str:
+def _route_of(scope: Scope) -> str:
     """The route's template (``/api/runs/{run_id:path}``), not the path: ids are not labels."""
-    route = request.scope.get("route")
-    return str(getattr(route, "path", "unmatched"))
+    return str(getattr(scope.get("route"), "path", "unmatched"))

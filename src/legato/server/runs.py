@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
@@ -34,9 +34,12 @@ class RunStarted(RunStatusOut):
 async def start_run(
     body: StartRun, client: Client, caller: Operator, response: Response
 ) -> RunStarted:
-    handle = await client.start(body.workflow, *body.arguments(), run_id=body.run_id)
-    run = await client.get_run(handle.run_id)
-    response.headers["Location"] = f"/api/runs/{run.run_id}"
+    run_id, created = await client.create_run(body.workflow, *body.arguments(), run_id=body.run_id)
+    response.headers["Location"] = f"/api/runs/{run_id}"
+    if created is not None:  # just created: nothing to read back
+        at = datetime.fromtimestamp(created, UTC)
+        return RunStarted(run_id=run_id, status="pending", workflow=body.workflow, created_at=at)
+    run = await client.get_run(run_id)  # it existed: as it stands now
     return RunStarted(
         run_id=run.run_id, status=run.status.value, workflow=run.workflow, created_at=run.created_at
     )
@@ -107,6 +110,4 @@ def _aware(when: datetime | None) -> datetime | None:
     """A time without an offset is taken as UTC."""
     if when is None or when.tzinfo is not None:
         return when
-    from datetime import UTC
-
     return when.replace(tzinfo=UTC)
