@@ -207,7 +207,7 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
     ) -> tuple[str, float | None]:
         """``start``, saying what it did: the run id, and when the run was created (None
         when a run of that id and workflow existed already)."""
-        if not isinstance(workflow, str) or not workflow:
+        if not isinstance(workflow, str) or not workflow or "\x00" in workflow:
             raise DefinitionError(f"workflow must be a non-empty name, got {workflow!r}")
         run_id = str(uuid.uuid4()) if run_id is None else check_run_id(run_id)
         payload = encode(
@@ -356,9 +356,10 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
 
         Raises ``RunNotFound`` for an unknown run and ``RunFinished`` for one that ended.
         """
-        if not isinstance(name, str) or not name or name.startswith("__"):
+        if not isinstance(name, str) or not name or name.startswith("__") or "\x00" in name:
             raise DefinitionError(
-                f"signal names are non-empty strings not starting with '__', got {name!r}"
+                "signal names are non-empty strings not starting with '__' (and without NUL), "
+                f"got {name!r}"
             )
         data = encode(payload, f"the payload of signal {name!r}", self.max_payload_bytes)
         store = await self._open()

@@ -199,6 +199,8 @@ class AsyncBusClient:
         limit: int = 100,
     ) -> list[StoredEvent]:
         """Events in log order, filtered; ``unrouted``: those no subscription matched."""
+        if not isinstance(after_seq, int) or not 0 <= after_seq < 2**63:
+            raise DefinitionError(f"after_seq must be a position in the log, got {after_seq!r}")
         return await (await self._open()).list_events(
             type=type,
             correlation_id=correlation_id,

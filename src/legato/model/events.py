@@ -86,10 +86,13 @@ class Event:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise InvalidEvent(f"{name} must be a non-empty string, got {value!r}")
+            _check_characters(name, value)
         for name in _STRINGS:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise InvalidEvent(f"{name} must be a non-empty string or unset, got {value!r}")
+            if value is not None:
+                _check_characters(name, value)
         for name in _TIMES:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, datetime) or value.utcoffset() is None):
@@ -279,6 +282,20 @@ def _json(text: str | bytes, what: str) -> Any:
         raise InvalidEvent(f"{what} must be JSON: {exc}") from None
 
 
+_DISALLOWED = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+"""What a CloudEvents string may not hold (spec 1.0, type system): control characters and
+surrogates (and no database column takes a NUL)."""
+
+
+def _check_characters(name: str, value: str) -> None:
+    found = _DISALLOWED.search(value)
+    if found is not None:
+        raise InvalidEvent(
+            f"{name} holds {found.group()!r}, which a CloudEvents string may not: no control "
+            "characters (U+0000-U+001F, U+007F-U+009F) or surrogates"
+        )
+
+
 def _check_extension(name: object, value: object) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidEvent(
@@ -286,7 +303,10 @@ def _check_extension(name: object, value: object) -> None:
         )
     if name in _CORE:
         raise InvalidEvent(f"{name!r} is a CloudEvents attribute, not an extension")
-    if isinstance(value, bool) or (isinstance(value, str) and value):
+    if isinstance(value, bool):
+        return
+    if isinstance(value, str) and value:
+        _check_characters(f"extension {name!r}", value)
         return
     if isinstance(value, int) and _INT32[0] <= value <= _INT32[1]:
         return

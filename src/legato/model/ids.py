@@ -28,6 +28,8 @@ def check_run_id(run_id: object) -> RunId:
             f"run_id must be a non-empty string of at most {MAX_RUN_ID_LENGTH} characters, "
             f"got {shown!r}" + ("..." if isinstance(run_id, str) and len(run_id) > 40 else "")
         )
+    if "\x00" in run_id:
+        raise DefinitionError(f"run_id {run_id!r} holds a NUL character, which no database takes")
     return RunId(run_id)
 
 

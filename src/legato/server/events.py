@@ -30,6 +30,7 @@ from legato.views import dead_letter_json, delivery_json, flow_json, stored_even
 
 router = APIRouter(tags=["events"], responses=PROBLEMS)
 
+MAX_SEQ = 2**63 - 1  # a seq is a 64-bit integer in every store
 CLOUDEVENT = "application/cloudevents+json"
 CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
 
@@ -96,7 +97,7 @@ async def list_events(
     since: datetime | None = None,
     until: datetime | None = None,
     unrouted: bool = False,
-    after_seq: Annotated[int, Query(ge=0)] = 0,
+    after_seq: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[StoredEventOut]:
     events = await client.list_events(

@@ -67,7 +67,13 @@ def _kind(exc: BaseException) -> str:
 
 
 def problem(
-    status: int, title: str, detail: str, instance: str, kind: str, **extra: Any
+    status: int,
+    title: str,
+    detail: str,
+    instance: str,
+    kind: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     """A problem details response."""
     body = {
@@ -77,7 +83,8 @@ def problem(
         "detail": detail,
         "instance": instance,
     } | {k: v for k, v in extra.items() if v is not None}
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -128,11 +135,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        title = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}.get(
+            exc.status_code, "Error"
+        )
         return problem(
             exc.status_code,
             title,
             str(exc.detail),
             request.url.path,
             title.lower().replace(" ", "-"),
+            headers=dict(exc.headers or {}),  # a 405's Allow
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Query, Response
 
@@ -35,7 +36,7 @@ async def start_run(
     body: StartRun, client: Client, caller: Operator, response: Response
 ) -> RunStarted:
     run_id, created = await client.create_run(body.workflow, *body.arguments(), run_id=body.run_id)
-    response.headers["Location"] = f"/api/runs/{run_id}"
+    response.headers["Location"] = f"/api/runs/{quote(run_id, safe='/')}"
     if created is not None:  # just created: nothing to read back
         at = datetime.fromtimestamp(created, UTC)
         return RunStarted(run_id=run_id, status="pending", workflow=body.workflow, created_at=at)
@@ -56,7 +57,7 @@ async def list_runs(
     correlation_id: str | None = None,
     run_id_prefix: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, Query(min_length=1)] = None,
 ) -> RunPage:
     page = await client.search_runs(
         status=None if status is None else status.value,

@@ -36,7 +36,7 @@ class Problem(BaseModel):
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (401, 403, 404, 409, 422, 503)
+    for status in (400, 401, 403, 404, 409, 422, 503)
 }
 """The error responses every route may give, for the OpenAPI document."""
 
@@ -52,7 +52,7 @@ class StartRun(Body):
     workflow: str = Field(min_length=1)
     args: list[Any] | None = None
     input: Any = None
-    run_id: str | None = None
+    run_id: str | None = Field(default=None, min_length=1, max_length=255)
 
     @model_validator(mode="after")
     def _one_way_of_arguments(self) -> StartRun:
@@ -275,7 +275,7 @@ class TokenOut(BaseModel):
 class NewTokenIn(Body):
     """A token to create: who uses it, and what it may do."""
 
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
     scope: Scope = Scope.READ
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from psycopg import errors as pg
 
-from legato.errors import StorageError
+from legato.errors import DefinitionError, StorageError
 
 
 def is_duplicate(exc: BaseException) -> bool:
@@ -20,9 +20,17 @@ def is_connection_lost(exc: BaseException) -> bool:
     )
 
 
-def postgres_error(exc: BaseException, where: str, doing: str) -> StorageError:
-    """A ``StorageError`` for ``exc``, met while ``doing`` on the server ``where``."""
+def postgres_error(exc: BaseException, where: str, doing: str) -> StorageError | DefinitionError:
+    """A ``StorageError`` for ``exc``, met while ``doing`` on the server ``where``; a
+    ``DefinitionError`` when the caller's value is one PostgreSQL cannot hold."""
     detail = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, psycopg.DataError) and "NUL (0x00)" in detail:
+        refused = DefinitionError(
+            "a text value holds a NUL character (0x00), which PostgreSQL does not store "
+            "(nothing was written)"
+        )
+        refused.__cause__ = exc
+        return refused
     if isinstance(exc, pg.InvalidPassword) or "password authentication failed" in detail:
         message = (
             f"PostgreSQL at {where} refused the password ({detail}): check the user and "
