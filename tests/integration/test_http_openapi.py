@@ -79,6 +79,7 @@ def test_generated_requests_find_no_server_error_and_no_schema_violation(tmp_pat
                 "--exclude-method",
                 "DELETE",
             ],
+            cwd=tmp_path,  # where schemathesis keeps its .schemathesis/ folder
             capture_output=True,
             text=True,
             timeout=300,
