@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import orjson
 import pytest
 
@@ -72,3 +74,27 @@ def test_runs_list_searches_by_prefix_and_time_and_pages_with_a_cursor(cli: Cli)
 
     bad = cli.run("runs", "list", "--cursor", "not-a-cursor")
     assert bad.returncode == 2 and "is not one a run listing returned" in bad.stderr
+
+
+def test_runs_watch_follows_a_run_to_its_end_a_line_per_change(cli: Cli, workers) -> None:
+    workers.start()
+    cli.ok(
+        "start", "purchase_course", "--input", orjson.dumps(purchase(1)).decode(), "--run-id", "w-1"
+    )
+    watched = cli.run("runs", "watch", "w-1", "--json", "--interval", "0.05", timeout=60)
+    assert watched.returncode == 0, watched.stderr
+    lines = [orjson.loads(line) for line in watched.stdout.splitlines()]
+    assert lines[-1]["status"] == "completed"
+    seen = [(x["status"], x["step"], x["completed_steps"], x["compensations_done"]) for x in lines]
+    assert all(a != b for a, b in itertools.pairwise(seen))  # a line per change
+    plain = cli.run("runs", "watch", "w-1")
+    assert plain.returncode == 0 and "completed" in plain.stdout and "next:" in plain.stdout
+
+
+def test_runs_watch_of_a_run_that_does_not_end_gives_up_when_told(cli: Cli) -> None:
+    cli.ok(
+        "start", "purchase_course", "--input", orjson.dumps(purchase(2)).decode(), "--run-id", "w-2"
+    )
+    watched = cli.run("runs", "watch", "w-2", "--timeout", "0.5", "--interval", "0.1")
+    assert watched.returncode == 1 and "still pending after 0.5s" in watched.stderr
+    assert "not started" in watched.stdout

@@ -46,6 +46,13 @@ def waiting(message: str) -> AbstractContextManager[object]:
     return err.status(message) if err.is_terminal else nullcontext()
 
 
+def print_json_line(data: Any) -> None:
+    """Write ``data`` as one line of JSON on stdout (a stream of them: ``runs watch``)."""
+    sys.stdout.buffer.write(orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS))
+    sys.stdout.buffer.write(b"\n")
+    sys.stdout.flush()
+
+
 def print_json(data: Any) -> None:
     """Write ``data`` as indented JSON on stdout: datetimes ISO 8601, enums by value."""
     sys.stdout.buffer.write(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import shlex
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,10 +23,13 @@ from legato.cli.render import (
     description_view,
     history_lines,
     print_json,
+    print_json_line,
     print_table,
     run_summary,
     runs_table,
+    step_line,
     waiting,
+    when,
 )
 from legato.errors import RunFailed
 from legato.model import RunStatus
@@ -122,6 +126,48 @@ def show(
         print_json(description.to_dict() | {"cancel_requested": cancel_requested})
     else:
         console().print(description_view(description, cancel_requested=cancel_requested))
+
+
+@runs_app.command("watch")
+def watch(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.05, help="Seconds between looks.")
+    ] = 0.5,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=0, help="Give up after this many seconds.")
+    ] = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a run live: a line each time its status or step changes, until it ends
+    (exit 0 if it completed, 1 otherwise; --json: one JSON object a line)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    shown: tuple[object, ...] | None = None
+    with connect(database) as client:
+        while True:
+            d = client.describe(run_id)
+            seen = (d.status, step_line(d), len(d.completed_steps), len(d.compensations_done))
+            if seen != shown:
+                shown = seen
+                if as_json:
+                    print_json_line(run_summary(d))
+                else:
+                    console().print(
+                        f"{when(d.updated_at, short=True)}  {d.status.value:<20} {step_line(d)}",
+                        markup=False,
+                        highlight=False,
+                    )
+            if d.status.is_terminal:
+                if not as_json:
+                    console().print(f"next: {d.next}", markup=False, highlight=False)
+                raise typer.Exit(0 if d.status is RunStatus.COMPLETED else 1)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise fail(
+                    f"run {run_id} is still {d.status.value} after {timeout:g}s",
+                    hint=f"watch it again with `legato runs watch {run_id}`",
+                )
+            time.sleep(interval)
 
 
 @runs_app.command("history")
