@@ -9,19 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from legato.model import RunStatus
-from legato.model.alerts import AlertKind, AlertStatus
-from legato.model.expectations import ExpectationStatus
+from legato.model.alerts import Alert, AlertKind, AlertStatus
+from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.server.schemas import (
     PROBLEMS,
-    AlertOut,
-    ExpectationOut,
     NewTokenIn,
     NewTokenOut,
     TokenOut,
     WorkerOut,
 )
 from legato.server.security import Admin, Client, Reader
-from legato.views import alert_json, instance_json, token_json, worker_json
+from legato.views import token_json, worker_json
 
 router = APIRouter(tags=["operations"], responses=PROBLEMS)
 
@@ -45,7 +43,7 @@ async def workflows(client: Client, caller: Reader) -> list[str]:
 
 
 @router.get(
-    "/api/expectations", response_model=list[ExpectationOut], summary="Expectation instances"
+    "/api/expectations", response_model=list[ExpectationInstance], summary="Expectation instances"
 )
 async def expectations(
     client: Client,
@@ -55,23 +53,23 @@ async def expectations(
     key: str | None = None,
     correlation_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[ExpectationOut]:
+) -> list[ExpectationInstance]:
     found = await client.list_expectations(
         name=name, status=status, key=key, correlation_id=correlation_id, limit=limit
     )
-    return [ExpectationOut(**instance_json(i)) for i in found]
+    return found
 
 
-@router.get("/api/alerts", response_model=list[AlertOut], summary="Alerts, latest first")
+@router.get("/api/alerts", response_model=list[Alert], summary="Alerts, latest first")
 async def alerts(
     client: Client,
     caller: Reader,
     status: AlertStatus | None = None,
     kind: AlertKind | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[AlertOut]:
+) -> list[Alert]:
     found = await client.list_alerts(status=status, kind=kind, limit=limit)
-    return [AlertOut(**alert_json(a)) for a in found]
+    return found
 
 
 @router.get("/api/tokens", response_model=list[TokenOut], summary="API tokens (never secrets)")

@@ -1,5 +1,8 @@
 """The HTTP API's request and response bodies (they are its OpenAPI schemas).
 
+Where the model's own dataclass is the shape (``RunDescription``, ``Task``, ``Alert``,
+``ExpectationInstance``) a route answers with it as it is: one typed definition.
+
 Responses carry what ``legato.views`` makes of the clients' results, the shapes the CLI
 prints with ``--json``: a run as ``RunDescription``, an event as its CloudEvents object
 with where it came from, and so on.
@@ -102,22 +105,6 @@ class RunStatusOut(BaseModel):
 # -- tasks -------------------------------------------------------------------------------
 
 
-class TaskOut(BaseModel):
-    """A human task: what it asks (``data``, its ``form`` a JSON Schema), and its answer."""
-
-    task_id: str
-    run_id: str
-    name: str
-    data: Any
-    assignee: str | None
-    form: dict[str, Any] | None
-    status: str
-    response: Any
-    created_at: datetime
-    due_at: datetime | None
-    completed_at: datetime | None
-
-
 class CompleteTask(Body):
     """The answer to a task, checked against its form."""
 
@@ -218,35 +205,6 @@ class FlowOut(BaseModel):
 
 
 # -- the rest ----------------------------------------------------------------------------
-
-
-class ExpectationOut(BaseModel):
-    expectation: str
-    instance: str
-    key: str
-    status: str
-    missing: list[int]
-    awaited: list[str]
-    trigger_seq: int
-    correlation_id: str | None
-    opened_at: datetime
-    deadline: datetime
-    closed_at: datetime | None
-    closed_by: int | None
-    violation_id: str | None
-
-
-class AlertOut(BaseModel):
-    alert_id: str
-    kind: str
-    subject: str
-    status: str
-    summary: str
-    details: dict[str, Any]
-    raised_at: datetime
-    resolved_at: datetime | None
-    times: int
-    event_id: str | None
 
 
 class WorkerOut(BaseModel):

@@ -7,14 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from legato.model import TaskStatus
-from legato.server.schemas import PROBLEMS, CompleteTask, TaskOut
+from legato.model.waits import Task
+from legato.server.schemas import PROBLEMS, CompleteTask
 from legato.server.security import Client, Operator, Reader
-from legato.views import task_json
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=PROBLEMS)
 
 
-@router.get("", response_model=list[TaskOut], summary="List human tasks")
+@router.get("", response_model=list[Task], summary="List human tasks")
 async def list_tasks(
     client: Client,
     caller: Reader,
@@ -22,22 +22,20 @@ async def list_tasks(
     run_id: str | None = None,
     assignee: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[TaskOut]:
+) -> list[Task]:
     tasks = await client.list_tasks(
         status=status.value, run_id=run_id, assignee=assignee, limit=limit
     )
-    return [TaskOut(**task_json(t)) for t in tasks]
+    return tasks
 
 
-@router.get("/{task_id}", response_model=TaskOut, summary="Show a task and its form")
-async def get_task(task_id: str, client: Client, caller: Reader) -> TaskOut:
-    return TaskOut(**task_json(await client.get_task(task_id)))
+@router.get("/{task_id}", response_model=Task, summary="Show a task and its form")
+async def get_task(task_id: str, client: Client, caller: Reader) -> Task:
+    return await client.get_task(task_id)
 
 
 @router.post(
-    "/{task_id}/complete", response_model=TaskOut, summary="Answer a task (checked by its form)"
+    "/{task_id}/complete", response_model=Task, summary="Answer a task (checked by its form)"
 )
-async def complete_task(
-    task_id: str, body: CompleteTask, client: Client, caller: Operator
-) -> TaskOut:
-    return TaskOut(**task_json(await client.complete_task(task_id, body.response)))
+async def complete_task(task_id: str, body: CompleteTask, client: Client, caller: Operator) -> Task:
+    return await client.complete_task(task_id, body.response)
