@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -32,7 +32,7 @@ from legato.model import HistoryEvent, Run, RunStatus, Task, TaskStatus
 from legato.model.deliveries import StoredEvent
 from legato.model.description import RunDescription, describe_run
 from legato.model.events import stored_arguments
-from legato.model.ids import check_run_id
+from legato.model.ids import check_run_id, new_run_id
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit, encode
 from legato.model.runs import Outcome, continued_as
 from legato.model.workers import WorkerInfo
@@ -209,7 +209,7 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
         when a run of that id and workflow existed already)."""
         if not isinstance(workflow, str) or not workflow or "\x00" in workflow:
             raise DefinitionError(f"workflow must be a non-empty name, got {workflow!r}")
-        run_id = str(uuid.uuid4()) if run_id is None else check_run_id(run_id)
+        run_id = new_run_id() if run_id is None else check_run_id(run_id)
         payload = encode(
             stored_arguments(args),
             f"the arguments of workflow {workflow!r}",
@@ -326,6 +326,18 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
     async def list_workers(self) -> list[WorkerInfo]:
         """Worker processes registered on this database, with their last heartbeat."""
         return await (await self._open()).list_workers()
+
+    async def runs_owned(self, most: int = 100_000) -> tuple[Counter[str], bool]:
+        """How many unfinished runs each worker holds, and whether the counts are whole
+        (False when a status has ``most`` runs or more: the counts are floors)."""
+        store = await self._open()
+        counts: Counter[str] = Counter()
+        whole = True
+        for status in (s for s in RunStatus if not s.is_terminal):
+            runs = await store.list_runs(status=status.value, limit=most, payloads=False)
+            whole = whole and len(runs) < most
+            counts.update(run.owner for run in runs if run.owner is not None)
+        return counts, whole
 
     async def cancel(self, run_id: str) -> RunStatus:
         """Cancel a run: at once if no worker has taken it, else by its worker."""
@@ -548,6 +560,10 @@ class Client(BusClient, VisibilityClient, TokenClient, RunSearchClient):
     def list_workers(self) -> list[WorkerInfo]:
         """Worker processes registered on this database, with their last heartbeat."""
         return self._call(self._async.list_workers)
+
+    def runs_owned(self, most: int = 100_000) -> tuple[Counter[str], bool]:
+        """How many unfinished runs each worker holds (see ``AsyncClient.runs_owned``)."""
+        return self._call(self._async.runs_owned, most)
 
     def cancel(self, run_id: str) -> RunStatus:
         """Cancel a run."""

@@ -19,6 +19,7 @@ import orjson
 from legato.errors import DefinitionError
 from legato.model import RunStatus
 from legato.model.description import RunDescription, describe_run
+from legato.model.times import timestamp_of
 from legato.storage.base import RunSearch, Store
 
 T = TypeVar("T")
@@ -52,14 +53,6 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     raise DefinitionError(f"cursor {cursor!r} is not one a run listing returned")
 
 
-def _timestamp(when: datetime | None, what: str) -> float | None:
-    if when is None:
-        return None
-    if not isinstance(when, datetime) or when.tzinfo is None:
-        raise DefinitionError(f"{what} must be an aware datetime, got {when!r}")
-    return when.timestamp()
-
-
 class AsyncRunSearchClient:
     """The run search of ``AsyncClient``."""
 
@@ -87,8 +80,8 @@ class AsyncRunSearchClient:
         if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_PAGE:
             raise DefinitionError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
         search = RunSearch(
-            created_after=_timestamp(since, "since"),
-            created_before=_timestamp(until, "until"),
+            created_after=timestamp_of(since, "since"),
+            created_before=timestamp_of(until, "until"),
             correlation_id=correlation_id,
             run_id_prefix=run_id_prefix,
             before=None if cursor is None else decode_cursor(cursor),

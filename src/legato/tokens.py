@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from legato.errors import DefinitionError, TokenExists, TokenNotFound
@@ -76,11 +77,10 @@ class AsyncTokenClient:
         allowed = check_scope(scope)
         store = await self._open()
         secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-        if not await store.create_token(name, digest(secret), allowed.value, self._time()):
+        at = self._time()
+        if not await store.create_token(name, digest(secret), allowed.value, at):
             raise TokenExists(name)
-        token = await store.find_token(digest(secret))
-        assert token is not None
-        return NewToken(token, secret)
+        return NewToken(ApiToken(name, allowed, datetime.fromtimestamp(at, UTC)), secret)
 
     async def list_tokens(self) -> list[ApiToken]:
         """Every token, revoked ones too, by name (never their secrets)."""

@@ -20,6 +20,7 @@ from legato.errors import AmbiguousEvent, DefinitionError, EventNotFound, Unknow
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent, SubscriptionInfo
 from legato.model.events import Event
 from legato.model.patterns import compile_pattern
+from legato.model.times import timestamp_of
 from legato.storage.base import ReplayDelivery, Store, UpdateDelivery, Write
 
 T = TypeVar("T")
@@ -28,18 +29,6 @@ CLIENT_SOURCE = "/legato/client"
 """The ``source`` of events a client publishes unless told otherwise."""
 
 _PAGE = 1000
-
-
-def _timestamp(when: datetime | float | None, what: str) -> float | None:
-    if when is None:
-        return None
-    if isinstance(when, datetime):
-        if when.tzinfo is None:
-            raise DefinitionError(f"{what} must be an aware datetime, got {when!r}")
-        return when.timestamp()
-    if isinstance(when, int | float) and not isinstance(when, bool):
-        return float(when)
-    raise DefinitionError(f"{what} must be a datetime, got {when!r}")
 
 
 class AsyncBusClient:
@@ -205,8 +194,8 @@ class AsyncBusClient:
             type=type,
             correlation_id=correlation_id,
             run_id=run_id,
-            since=_timestamp(since, "since"),
-            until=_timestamp(until, "until"),
+            since=timestamp_of(since, "since"),
+            until=timestamp_of(until, "until"),
             unrouted=unrouted,
             after_seq=after_seq,
             limit=limit,
@@ -364,8 +353,8 @@ class AsyncBusClient:
         while True:
             page = await store.list_events(
                 type=type,
-                since=_timestamp(since, "since"),
-                until=_timestamp(until, "until"),
+                since=timestamp_of(since, "since"),
+                until=timestamp_of(until, "until"),
                 after_seq=after,
                 limit=_PAGE,
             )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import shlex
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -34,6 +34,7 @@ from legato.cli.render import (
 from legato.errors import RunFailed
 from legato.model import RunStatus
 from legato.model.description import RunDescription
+from legato.model.times import as_utc
 from legato.runsearch import MAX_PAGE
 from legato.views import history_json
 
@@ -81,8 +82,8 @@ def list_runs(
             page = client.search_runs(
                 status=None if status is None else status.value,
                 workflow=workflow,
-                since=_utc(since),
-                until=_utc(until),
+                since=as_utc(since),
+                until=as_utc(until),
                 correlation_id=correlation_id,
                 run_id_prefix=prefix,
                 limit=min(MAX_PAGE, limit - len(descriptions)),
@@ -106,10 +107,6 @@ def list_runs(
             style="dim",
             markup=False,
         )
-
-
-def _utc(when: datetime | None) -> datetime | None:
-    return when if when is None or when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 @runs_app.command("show")

@@ -7,7 +7,6 @@ is presumed dead, and the next worker to start takes its runs over.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime
 
 import typer
@@ -16,26 +15,9 @@ from rich.text import Text
 
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, print_table, when, whole_column
-from legato.client import Client
-from legato.model import RunStatus
 from legato.views import worker_json
 
 workers_app = typer.Typer(help="List the workers registered on a database.", no_args_is_help=True)
-
-_UNFINISHED = [s for s in RunStatus if not s.is_terminal]
-_COUNT_LIMIT = 100_000
-"""Runs read per status to count owners; a count that reaches it is shown as a floor."""
-
-
-def owned_runs(client: Client) -> tuple[Counter[str], bool]:
-    """How many unfinished runs each worker owns, and whether the counts are complete."""
-    counts: Counter[str] = Counter()
-    complete = True
-    for status in _UNFINISHED:
-        runs = client.list_runs(status=status.value, limit=_COUNT_LIMIT)
-        complete = complete and len(runs) < _COUNT_LIMIT
-        counts.update(run.owner for run in runs if run.owner is not None)
-    return counts, complete
 
 
 def _age(at: datetime, now: datetime) -> str:
@@ -53,7 +35,7 @@ def list_workers(database: DatabaseOption = None, as_json: JsonOption = False) -
     the workflows each serves)."""
     with connect(database) as client:
         workers = client.list_workers()
-        counts, complete = owned_runs(client)
+        counts, complete = client.runs_owned()
     now = datetime.now(UTC)
     if as_json:
         print_json([worker_json(w, counts[w.worker_id]) for w in workers])

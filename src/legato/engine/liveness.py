@@ -14,9 +14,13 @@ import socket
 import time
 import uuid
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from legato.model.workers import WorkerInfo
 from legato.storage.base import Store
+
+if TYPE_CHECKING:
+    from legato.engine.worker import Engine
 
 log = logging.getLogger("legato.engine.worker")  # its messages, as they always were
 
@@ -110,3 +114,45 @@ async def reap_dead_workers(store: Store, worker_id: str, lease_s: float) -> dic
             orphans,
         )
     return held
+
+
+async def register_again(engine: Engine) -> None:
+    """``engine``'s heartbeat found no row: another worker presumed this one dead.
+
+    That worker released every run this one owned, and may have claimed them. Stop
+    executing them here, writing nothing for them, and register under a new id: until
+    then the store refuses this worker claims, and a run that still names the old id
+    is an orphan that the next recovery pass releases.
+    """
+    lost = list(engine.live.values())
+    old_id, engine.worker_id = engine.worker_id, new_worker_id()
+    log.warning(
+        "worker %s was presumed dead by another worker (its heartbeat found no row); its "
+        "runs were taken over: stopping the %d run(s) it held, without writing for "
+        "them, and registering again as %s",
+        old_id,
+        len(lost),
+        engine.worker_id,
+    )
+    engine.live.clear()
+    for execution in lost:
+        engine._lost[execution.run_id] = execution
+        execution.abandon()
+    # Released already, by whoever removed our row. A release under the new id could
+    # let go of a run claimed again since, and executing here.
+    engine._to_release.clear()
+    now = time.time()
+    await register(engine, now)
+    engine._last_heartbeat = now
+
+
+async def register(engine: Engine, now: float) -> None:
+    """Register ``engine``'s worker (again): who it is, what it serves, its lease."""
+    await engine.store.register_worker(
+        engine.worker_id,
+        this_host(),
+        os.getpid(),
+        now,
+        list(engine.registry.workflows),
+        engine.lease_s,
+    )

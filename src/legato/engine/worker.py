@@ -21,10 +21,8 @@ import contextlib
 import contextvars
 import gc
 import logging
-import os
 import random
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -34,17 +32,19 @@ import orjson
 from legato.bus import alerts, expectations
 from legato.bus.consumer import Consumer
 from legato.bus.publishing import Router
+from legato.engine import liveness
 from legato.engine.clock import Clock, SystemClock
 from legato.engine.context import current_execution
 from legato.engine.execution import RunExecution
 from legato.engine.journal import Journal
-from legato.engine.liveness import new_worker_id, reap_dead_workers, this_host
+from legato.engine.liveness import new_worker_id, reap_dead_workers
 from legato.engine.registry import Registry, Workflow
 from legato.engine.steps import StepRunner
 from legato.errors import DatabaseMoved, RunAlreadyExists, StorageError, UnknownWorkflow
 from legato.lifecycle import request_cancel
 from legato.model import HistoryEvent, Run, RunStatus
 from legato.model.events import stored_arguments
+from legato.model.ids import new_run_id
 from legato.model.index import HistoryIndex
 from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, encode
 from legato.model.runs import Outcome
@@ -59,27 +59,15 @@ _DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
 _ENGINE_GC_THRESHOLD = (50_000, 20, 100)
 
 _MAX_UPKEEP_BACKOFF_S = 5.0
+"""The longest wait between upkeep passes while the database keeps failing."""
 _REAP_EVERY_S = 1.0
 """How often at most a worker looks for dead workers (a list of workers, one release)."""
-"""The longest wait between upkeep passes while the database keeps failing."""
 
 SETTLE_THREAD_GRACE_S = 1.0
 """How long (real seconds) ``FakeClock.settle`` waits for a def step or handler on a thread."""
 
 DEFAULT_MAX_HISTORY = 20_000
 """History records a run may hold before its next call raises ``HistoryTooLong``."""
-
-
-def new_run_id() -> str:
-    """A fresh run id: a UUID whose first 48 bits are the time in ms (like UUIDv7).
-
-    Ids made close in time sort close together, so new runs and their history land on a
-    few B-tree pages instead of dirtying pages all over the database at each commit.
-    """
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
 
 
 class Engine:
@@ -189,7 +177,7 @@ class Engine:
         self.steps = StepRunner(self.clock, self._step_threads)
         self.journal.start()
         now = time.time()
-        await self._register(now)
+        await liveness.register(self, now)
         await self.store.register_workflows(list(self.registry.workflows), now)
         subscriptions = [s.stored for s in self.registry.subscriptions.values()]
         if subscriptions:
@@ -550,7 +538,7 @@ class Engine:
                     if await self.store.heartbeat(self.worker_id, now):
                         self._last_heartbeat = now
                     else:
-                        await self._register_again()
+                        await liveness.register_again(self)
                     # Now and then, not every pass: a publish routed by an old registry is
                     # refused by its guard and routed again with the new one anyway.
                     await self.router.refresh(self.store)
@@ -650,46 +638,6 @@ class Engine:
             elif run.run_id not in self.live:
                 self._resume(run, histories[run.run_id])
         return len(runs) == limit
-
-    async def _register_again(self) -> None:
-        """The heartbeat found no row: another worker presumed this one dead.
-
-        That worker released every run this one owned, and may have claimed them. Stop
-        executing them here, writing nothing for them, and register under a new id: until
-        then the store refuses this worker claims, and a run that still names the old id
-        is an orphan that the next recovery pass releases.
-        """
-        lost = list(self.live.values())
-        old_id, self.worker_id = self.worker_id, new_worker_id()
-        log.warning(
-            "worker %s was presumed dead by another worker (its heartbeat found no row); its "
-            "runs were taken over: stopping the %d run(s) it held, without writing for "
-            "them, and registering again as %s",
-            old_id,
-            len(lost),
-            self.worker_id,
-        )
-        self.live.clear()
-        for execution in lost:
-            self._lost[execution.run_id] = execution
-            execution.abandon()
-        # Released already, by whoever removed our row. A release under the new id could
-        # let go of a run claimed again since, and executing here.
-        self._to_release.clear()
-        now = time.time()
-        await self._register(now)
-        self._last_heartbeat = now
-
-    async def _register(self, now: float) -> None:
-        """Register this worker (again): who it is, what it serves, its lease."""
-        await self.store.register_worker(
-            self.worker_id,
-            this_host(),
-            os.getpid(),
-            now,
-            list(self.registry.workflows),
-            self.lease_s,
-        )
 
 
 def _nothing() -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from legato.errors import InvalidEvent
 from legato.model.events import Event
-from legato.server.runs import _aware
+from legato.model.times import as_utc
 from legato.server.schemas import (
     PROBLEMS,
     DeadLetterOut,
@@ -104,8 +104,8 @@ async def list_events(
         type=type,
         correlation_id=correlation_id,
         run_id=run_id,
-        since=_aware(since),
-        until=_aware(until),
+        since=as_utc(since),
+        until=as_utc(until),
         unrouted=unrouted,
         after_seq=after_seq,
         limit=limit,

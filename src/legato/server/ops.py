@@ -3,12 +3,10 @@ an operator watches."""
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from legato.model import RunStatus
 from legato.model.alerts import Alert, AlertKind, AlertStatus
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.server.schemas import (
@@ -23,17 +21,11 @@ from legato.views import token_json, worker_json
 
 router = APIRouter(tags=["operations"], responses=PROBLEMS)
 
-_UNFINISHED = [s for s in RunStatus if not s.is_terminal]
-_OWNED_COUNTED = 100_000
-
 
 @router.get("/api/workers", response_model=list[WorkerOut], summary="Registered workers")
 async def workers(client: Client, caller: Reader) -> list[WorkerOut]:
     listed = await client.list_workers()
-    owned: Counter[str] = Counter()
-    for status in _UNFINISHED:
-        runs = await client.list_runs(status=status.value, limit=_OWNED_COUNTED, payloads=False)
-        owned.update(r.owner for r in runs if r.owner is not None)
+    owned, _ = await client.runs_owned()
     return [WorkerOut(**worker_json(w, owned[w.worker_id])) for w in listed]
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 
 from legato.model.description import RunDescription
 from legato.model.runs import RunStatus
+from legato.model.times import as_utc
 from legato.server.schemas import (
     PROBLEMS,
     HistoryRecord,
@@ -62,8 +63,8 @@ async def list_runs(
     page = await client.search_runs(
         status=None if status is None else status.value,
         workflow=workflow,
-        since=_aware(since),
-        until=_aware(until),
+        since=as_utc(since),
+        until=as_utc(until),
         correlation_id=correlation_id,
         run_id_prefix=run_id_prefix,
         limit=limit,
@@ -105,10 +106,3 @@ async def resume(run_id: str, client: Client, caller: Operator) -> RunStatusOut:
 )
 async def describe(run_id: str, client: Client, caller: Reader) -> RunDescription:
     return await client.describe(run_id)
-
-
-def _aware(when: datetime | None) -> datetime | None:
-    """A time without an offset is taken as UTC."""
-    if when is None or when.tzinfo is not None:
-        return when
-    return when.replace(tzinfo=UTC)
