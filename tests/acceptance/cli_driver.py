@@ -159,3 +159,26 @@ class Workers:
 def sqlite_url(path: Path) -> str:
     """``sqlite:////abs/path.db`` for an absolute path."""
     return f"sqlite:///{path}"
+
+
+@dataclass
+class ScriptDatabase:
+    """Where an example's ``main.py`` keeps its runs in this test, and the environment
+    that makes it so: its own SQLite file in its working directory (the script's default,
+    ``LEGATO_DATABASE_URL`` unset), or in the PostgreSQL pass a fresh schema it is given
+    through ``LEGATO_DATABASE_URL``."""
+
+    url: str
+    env: dict[str, str]
+
+
+def script_database(directory: Path, default_file: str) -> ScriptDatabase:
+    """The database of an example script run in ``directory`` (``default_file`` is the
+    file name the script uses when ``LEGATO_DATABASE_URL`` is unset)."""
+    from tests.fixtures.db import ON_POSTGRES, fresh_database
+
+    env = {k: v for k, v in os.environ.items() if k != "LEGATO_DATABASE_URL"}
+    if not ON_POSTGRES:
+        return ScriptDatabase(sqlite_url(directory / default_file), env)
+    url = fresh_database(directory)
+    return ScriptDatabase(url, {**env, "LEGATO_DATABASE_URL": url})

@@ -19,6 +19,7 @@ import legato
 from legato.cli.alerts import hint_lines
 from legato.cli.main import cli
 from legato.testing import FakeClock
+from tests.fixtures.db import fresh_database
 
 PAID = "paid-learner-is-enrolled"
 FIELDS = {
@@ -77,9 +78,8 @@ async def fill(url: str, start: datetime) -> None:
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a SQLite file holding the alerts ``fill`` makes (read-only here)."""
-    path: Path = tmp_path_factory.mktemp("alerts") / "legato.db"
-    url = f"sqlite:///{path}"
+    """The URL of a database holding the alerts ``fill`` makes (read-only here)."""
+    url = fresh_database(tmp_path_factory.mktemp("alerts"))
     asyncio.run(fill(url, datetime.now(UTC) - timedelta(minutes=15)))
     yield url
 
@@ -221,7 +221,7 @@ def test_a_filter_that_matches_nothing_says_so(database: str) -> None:
 
 
 def test_a_database_with_no_alerts_says_when_they_are_looked_for(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'legato.db'}"
+    url = fresh_database(tmp_path)
     with legato.Client(url) as client:  # a migrated database, with nothing in it
         assert client.list_alerts() == []
 
@@ -241,6 +241,7 @@ def test_bad_option_values_are_refused_by_the_parser(
     assert f"Invalid value for '{option}'" in result.output
 
 
+@pytest.mark.sqlite_only
 def test_a_database_that_does_not_exist_is_refused_and_not_created(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere.db"
     result = legato_cli(f"sqlite:///{missing}", "alerts", "list")

@@ -72,6 +72,7 @@ def test_bad_input_is_refused_and_writes_nothing(
     "url",
     ["mysql:///x.db", "sqlite://host/x.db", "sqlite:///", "postgresql://h/db?schema=X"],
 )
+@pytest.mark.sqlite_only  # a URL, refused before any database is opened
 def test_unusable_database_url_is_refused(cli: Cli, tmp_path: Path, url: str) -> None:
     for args in (["runs", "list"], ["start", "purchase_course", "--input", "{}"]):
         result = cli.run(*args, "--database", url)
@@ -79,12 +80,14 @@ def test_unusable_database_url_is_refused(cli: Cli, tmp_path: Path, url: str) ->
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.sqlite_only  # a URL, refused before any database is opened
 def test_database_url_from_the_environment_is_checked_too(tmp_path: Path) -> None:
     cli = Cli("nosuchscheme://x")
 
     assert_refused(cli.run("workflows", "list"), 2, "unknown scheme 'nosuchscheme'")
 
 
+@pytest.mark.sqlite_only
 def test_corrupt_database_file_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.db"
     garbage = b"this is not a database\n" * 100
@@ -103,6 +106,7 @@ def test_corrupt_database_file_is_refused_and_left_alone(tmp_path: Path) -> None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.db"]
 
 
+@pytest.mark.sqlite_only
 def test_foreign_sqlite_database_is_refused_and_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "shop.db"
     with sqlite3.connect(path) as conn:
@@ -125,6 +129,7 @@ def test_foreign_sqlite_database_is_refused_and_left_alone(tmp_path: Path) -> No
     assert tables == ["orders"]
 
 
+@pytest.mark.sqlite_only
 def test_missing_directory_is_reported(tmp_path: Path) -> None:
     cli = Cli(sqlite_url(tmp_path / "nowhere" / "legato.db"))
 
@@ -154,6 +159,7 @@ def test_run_id_of_another_workflow_is_refused(cli: Cli, workers: Workers) -> No
     assert [(r["run_id"], r["workflow"]) for r in runs] == [("shared-id", "purchase_course")]
 
 
+@pytest.mark.postgres_only
 def test_a_postgres_database_that_does_not_exist_is_named(cli: Cli) -> None:
     from tests.fixtures.db import POSTGRES_URL
 
@@ -162,6 +168,7 @@ def test_a_postgres_database_that_does_not_exist_is_named(cli: Cli) -> None:
     assert_refused(result, 1, 'database "no_such_legato_db" does not exist', "createdb")
 
 
+@pytest.mark.postgres_only
 def test_an_unreachable_postgres_server_is_named_with_host_and_port(cli: Cli) -> None:
     # Nothing listens on port 1 of this machine.
     result = cli.run("runs", "list", "--database", "postgresql://postgres@127.0.0.1:1/test")

@@ -21,6 +21,12 @@ import pytest
 from legato.storage import URL_FORMS
 from tests.acceptance.cli_driver import LEGATO, Cli, Workers, purchase, sqlite_url
 
+pytestmark = pytest.mark.sqlite_only
+"""A new user's first steps are on SQLite files in the working directory; what these
+commands print is the same on PostgreSQL (the CLI on PostgreSQL:
+tests/acceptance/test_postgres_examples.py and the PostgreSQL pass of the other
+acceptance tests)."""
+
 GATED_APP = "tests.acceptance.gated_app:app"
 WAITING_APP = "tests.acceptance.waiting_app:app"
 LONG_ID = "purchase-2026-12-01-learner-0123456789abcdef"

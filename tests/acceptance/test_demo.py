@@ -10,9 +10,14 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 import legato
 from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
+
+pytestmark = pytest.mark.sqlite_only
+"""The demo runs on a temporary SQLite file of its own, whatever database is configured
+(``--database`` on PostgreSQL: tests/acceptance/test_postgres_examples.py)."""
 
 
 def test_demo_shows_completed_and_compensated_runs(cli: Cli) -> None:

@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
+
+pytestmark = pytest.mark.sqlite_only
+"""About the script's own SQLite file in its working directory (the same script on
+PostgreSQL: tests/acceptance/test_postgres_examples.py)."""
 
 
 def run_example(cwd: Path) -> subprocess.CompletedProcess[str]:

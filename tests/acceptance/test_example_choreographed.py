@@ -24,6 +24,7 @@ import legato
 from legato.bus.expectations import RECOVERED, VIOLATED
 from legato.testing import FakeClock
 from tests.acceptance.cli_driver import REPO_ROOT, sqlite_url
+from tests.fixtures.db import fresh_database
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -45,8 +46,9 @@ def campus() -> Campus:
 
 @pytest.fixture
 async def courses(tmp_path: Path, clock: FakeClock, campus: Campus) -> AsyncIterator[legato.App]:
-    """The choreography on a SQLite file, its engine running in the test's loop."""
-    app = legato.App("courses", sqlite_url(tmp_path / "courses.db"), clock=clock)
+    """The choreography on a SQLite file (a PostgreSQL schema in the PostgreSQL pass), its
+    engine running in the test's loop."""
+    app = legato.App("courses", fresh_database(tmp_path), clock=clock)
     async with choreographed.define(app, campus) as app:
         yield app
 
@@ -170,6 +172,8 @@ async def test_enrollment_back_by_the_deadline_is_enrolled_late_and_not_refunded
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # the commands it prints name its SQLite file (on PostgreSQL:
+# tests/acceptance/test_postgres_examples.py)
 def test_demo_with_enrollment_down_prints_the_dead_letter_violation_and_refund(
     tmp_path: Path,
 ) -> None:

@@ -8,7 +8,6 @@ shipping timeout pass in milliseconds. The last tests run ``main.py`` and
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -32,7 +31,8 @@ from examples.order_shipping.stages import OrderStage, order_stages
 
 import legato
 from legato.testing import FakeClock
-from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
+from tests.acceptance.cli_driver import REPO_ROOT, Cli, script_database
+from tests.fixtures.db import fresh_database
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -49,9 +49,10 @@ def shop() -> Shop:
     return Shop()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return "memory://" if request.param == "memory" else sqlite_url(tmp_path / "shipping.db")
+    """In memory, or a SQLite file (a PostgreSQL schema in the PostgreSQL pass)."""
+    return "memory://" if request.param == "memory" else fresh_database(tmp_path)
 
 
 @pytest.fixture
@@ -226,7 +227,7 @@ async def test_reply_finds_the_order_after_both_sides_restart(
     tmp_path: Path, clock: FakeClock, shop: Shop
 ) -> None:
     # Given an order waiting for its sofa to be packed, then both processes stopping.
-    database = sqlite_url(tmp_path / "restart.db")
+    database = fresh_database(tmp_path)
 
     def build() -> legato.App:
         app = legato.App("order_shipping", database, clock=clock)
@@ -247,8 +248,7 @@ async def test_reply_finds_the_order_after_both_sides_restart(
     assert shop.effects_of("124").count("charged pay-0001 (2500 cents)") == 1
 
 
-def run_script(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "LEGATO_DATABASE_URL"}
+def run_script(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
@@ -271,7 +271,8 @@ def table(text: str) -> dict[str, list[str]]:
 def test_main_script_moves_four_orders_to_their_stages(tmp_path: Path) -> None:
     script = REPO_ROOT / "examples" / "order_shipping" / "main.py"
 
-    done = run_script(tmp_path, str(script))
+    database = script_database(tmp_path, "order_shipping.db")
+    done = run_script(tmp_path, database.env, str(script))
 
     assert done.returncode == 0, done.stderr
     moving = table(done.stdout.split("while the orders move:")[1])
@@ -290,12 +291,17 @@ def test_main_script_moves_four_orders_to_their_stages(tmp_path: Path) -> None:
     assert "126: created; charged pay-0003 (2500 cents); canceled; refunded pay-0003" in done.stdout
 
     # Another process sees the same stages, from the database alone.
-    stages = run_script(tmp_path, str(REPO_ROOT / "examples" / "order_shipping" / "stages.py"))
+    stages = run_script(
+        tmp_path,
+        database.env,
+        str(REPO_ROOT / "examples" / "order_shipping" / "stages.py"),
+        *("--database", database.url),
+    )
     assert stages.returncode == 0, stages.stderr
     assert table(stages.stdout) == end
 
     # And the CLI shows both sides' runs: four orders, four shipping runs started by events.
-    cli = Cli(sqlite_url(tmp_path / "order_shipping.db"))
+    cli = Cli(database.url)
     runs = cli.json("runs", "list")
     assert sorted((r["workflow"], r["status"]) for r in runs) == [
         *[("fulfil_order", "completed")] * 4,

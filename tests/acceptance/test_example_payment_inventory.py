@@ -30,7 +30,8 @@ import legato
 from legato.bus.alerts import DEFAULT_ALERT_INTERVAL
 from legato.bus.expectations import VIOLATED
 from legato.testing import FakeClock, received
-from tests.acceptance.cli_driver import REPO_ROOT, Cli, sqlite_url
+from tests.acceptance.cli_driver import REPO_ROOT, Cli, script_database
+from tests.fixtures.db import fresh_database
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -49,9 +50,10 @@ def shop() -> Shop:
     return Shop()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return "memory://" if request.param == "memory" else sqlite_url(tmp_path / "pin.db")
+    """In memory, or a SQLite file (a PostgreSQL schema in the PostgreSQL pass)."""
+    return "memory://" if request.param == "memory" else fresh_database(tmp_path)
 
 
 @pytest.fixture
@@ -362,11 +364,15 @@ async def test_out_of_stock_after_payment_ends_refunded_once_and_customer_told_o
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_main_script_runs_both_variants_and_the_cli_shows_their_events(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "LEGATO_DATABASE_URL"}
+    database = script_database(tmp_path, "payment_inventory_notification.db")
     script = REPO_ROOT / "examples" / "payment_inventory_notification" / "main.py"
 
     done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=database.env,
+        capture_output=True,
+        text=True,
     )
 
     assert done.returncode == 0, done.stderr
@@ -378,7 +384,7 @@ def test_main_script_runs_both_variants_and_the_cli_shows_their_events(tmp_path:
     assert f"expectation {EXPECTATION}: fulfilled (the item is reserved)" in out
     assert f"expectation {EXPECTATION}: cancelled (the payment was refunded)" in out
 
-    cli = Cli(sqlite_url(tmp_path / "payment_inventory_notification.db"))
+    cli = Cli(database.url)
     runs = cli.json("runs", "list")
     assert sorted((r["workflow"], r["status"]) for r in runs) == [
         ("place_order", "compensated"),
@@ -406,13 +412,13 @@ def test_main_script_runs_both_variants_and_the_cli_shows_their_events(tmp_path:
 @pytest.mark.slow
 @pytest.mark.timeout(90)
 def test_main_script_with_refunds_down_shows_the_violation_and_its_alert(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "LEGATO_DATABASE_URL"}
+    database = script_database(tmp_path, "payment_inventory_notification.db")
     script = REPO_ROOT / "examples" / "payment_inventory_notification" / "main.py"
 
     done = subprocess.run(
         [sys.executable, str(script), "--refunds-down"],
         cwd=tmp_path,
-        env=env,
+        env=database.env,
         capture_output=True,
         text=True,
     )
@@ -432,7 +438,7 @@ def test_main_script_with_refunds_down_shows_the_violation_and_its_alert(tmp_pat
     assert positions == sorted(positions), out
 
     # What an operator reads back: the violated instance, and its alert.
-    client = legato.Client(sqlite_url(tmp_path / "payment_inventory_notification.db"))
+    client = legato.Client(database.url)
     try:
         [instance] = client.list_expectations(name=EXPECTATION)
         assert instance.status is legato.ExpectationStatus.VIOLATED
@@ -444,6 +450,7 @@ def test_main_script_with_refunds_down_shows_the_violation_and_its_alert(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.sqlite_only  # the script draws on a SQLite file of its own, whatever the pass
 @pytest.mark.timeout(90)
 def test_readme_diagrams_are_what_the_code_draws_today() -> None:
     script = REPO_ROOT / "examples" / "payment_inventory_notification" / "diagrams.py"

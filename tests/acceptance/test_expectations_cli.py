@@ -18,6 +18,7 @@ from typer.testing import CliRunner, Result
 import legato
 from legato.cli.main import cli
 from legato.testing import FakeClock
+from tests.fixtures.db import fresh_database
 
 PAID = "paid-learner-is-enrolled"
 INVOICE = "invoice-is-paid"
@@ -79,13 +80,12 @@ async def fill(url: str, start: datetime) -> None:
 
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a SQLite file holding the instances ``fill`` makes (read-only here).
+    """The URL of a database holding the instances ``fill`` makes (read-only here).
 
     The clock starts 15 minutes ago, so it stops 4 minutes ago: order-3's purchase is
     due in about 6 minutes, its invoice overdue by about 2.
     """
-    path: Path = tmp_path_factory.mktemp("expectations") / "legato.db"
-    url = f"sqlite:///{path}"
+    url = fresh_database(tmp_path_factory.mktemp("expectations"))
     asyncio.run(fill(url, datetime.now(UTC) - timedelta(minutes=15)))
     yield url
 

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import legato
 from legato.cli.main import cli
 from legato.testing import FakeClock
+from tests.fixtures.db import fresh_database
 
 
 def build(database: str) -> None:
@@ -55,7 +56,7 @@ def show(database: str, *args: str) -> str:
 def test_a_violated_flow_shows_the_violation_the_run_it_started_and_the_instance(
     tmp_path: Path,
 ) -> None:
-    database = f"sqlite:///{tmp_path / 'school.db'}"
+    database = fresh_database(tmp_path)
     build(database)
 
     tree = show(database, "order-2")
@@ -86,7 +87,7 @@ def test_a_violated_flow_shows_the_violation_the_run_it_started_and_the_instance
 
 
 def test_fulfilled_and_open_flows_are_marked_too(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'school.db'}"
+    database = fresh_database(tmp_path)
     build(database)
     assert "fulfilled" in next(
         line for line in show(database, "order-1").splitlines() if "expect " in line
@@ -97,7 +98,7 @@ def test_fulfilled_and_open_flows_are_marked_too(tmp_path: Path) -> None:
 
 
 def test_runs_show_of_a_started_run_links_the_violation(tmp_path: Path) -> None:
-    database = f"sqlite:///{tmp_path / 'school.db'}"
+    database = fresh_database(tmp_path)
     build(database)
     with legato.Client(database) as client:
         [run] = client.list_runs(workflow="refund_or_enroll")

@@ -7,7 +7,6 @@ of review deadlines pass with ``await clock.advance(...)``; nothing sleeps for r
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -21,6 +20,8 @@ from examples.order_to_cash.services import Shop
 
 import legato
 from legato.testing import FakeClock
+from tests.acceptance.cli_driver import script_database
+from tests.fixtures.db import fresh_database
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -37,12 +38,12 @@ def shop() -> Shop:
     return Shop()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sql"])
 async def app(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock, shop: Shop
 ) -> AsyncIterator[legato.App]:
     """The order-to-cash app on the fake clock, its engine running in the test's loop."""
-    database = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'o2c.db'}"
+    database = "memory://" if request.param == "memory" else fresh_database(tmp_path)
     app = define(legato.App("order_to_cash", database, clock=clock), shop)
     async with app:
         yield app
@@ -282,7 +283,7 @@ async def test_settle_after_a_task_is_completed_lets_the_run_finish(
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_main_script_runs_four_orders_on_its_own_database(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "LEGATO_DATABASE_URL"}
+    env = script_database(tmp_path, "order_to_cash.db").env
     script = Path(__file__).resolve().parents[2] / "examples" / "order_to_cash" / "main.py"
 
     done = subprocess.run(

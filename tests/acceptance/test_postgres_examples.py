@@ -101,3 +101,11 @@ def test_a_worker_and_the_cli_on_postgres(pg_cli: Cli, tmp_path: Path) -> None:
             assert client.result("purchase-p-1", timeout=10) == {"payment_id": "pay-0001"}
     finally:
         workers.stop_all()
+
+
+def test_the_demo_keeps_its_runs_on_postgres_when_given_the_database(pg_cli: Cli) -> None:
+    out = pg_cli.ok("demo", "--database", pg_cli.database)
+
+    assert out.count("compensated") >= 1, out
+    runs = orjson.loads(pg_cli.ok("runs", "list", "--json"))
+    assert sorted(run["status"] for run in runs) == ["compensated", "completed"]

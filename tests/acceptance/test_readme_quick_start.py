@@ -13,6 +13,9 @@ import pytest
 
 from tests.acceptance.cli_driver import REPO_ROOT
 
+pytestmark = pytest.mark.sqlite_only
+"""The quick start is a reader's first minutes: the SQLite file its ``main.py`` names."""
+
 
 def saved_as(readme: str, filename: str) -> str:
     """The first Python block after "Save this as `filename`" in the README."""

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.acceptance.cli_driver import Cli, Workers, sqlite_url
+from tests.acceptance.cli_driver import Cli, Workers
+from tests.fixtures.db import fresh_database
 
 GATED_APP = "tests.acceptance.gated_app:app"
 
@@ -19,7 +20,7 @@ GATED_APP = "tests.acceptance.gated_app:app"
 def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     """A database served by one worker of the gated test app."""
     directory = tmp_path_factory.mktemp("gated")
-    cli = Cli(sqlite_url(directory / "legato.db"))
+    cli = Cli(fresh_database(directory))
     started = Workers(cli, directory)
     try:
         started.start(GATED_APP)

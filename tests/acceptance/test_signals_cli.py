@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,8 @@ import pytest
 
 from tests.acceptance.cli_driver import Cli, Workers, sqlite_url
 from tests.acceptance.test_bad_input import assert_refused
+from tests.fixtures.db import fresh_database
+from tests.integration.direct_db import DirectDb
 
 WAITING_APP = "tests.acceptance.waiting_app:app"
 
@@ -21,7 +22,7 @@ WAITING_APP = "tests.acceptance.waiting_app:app"
 def waiting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     """A database served by one worker of the waiting test app for the whole module."""
     directory = tmp_path_factory.mktemp("signals")
-    cli = Cli(sqlite_url(directory / "legato.db"))
+    cli = Cli(fresh_database(directory))
     started = Workers(cli, directory)
     try:
         started.start(WAITING_APP)
@@ -37,13 +38,9 @@ def start_waiting(cli: Cli, run_id: str, workflow: str = "await_approval") -> No
 
 
 def stored_signals(cli: Cli, run_id: str) -> int:
-    """How many signals the database holds for ``run_id`` (read straight from SQLite)."""
-    path = cli.database.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:
-        (count,) = conn.execute(
-            "SELECT count(*) FROM signals WHERE run_id = ?", (run_id,)
-        ).fetchone()
-    conn.close()
+    """How many signals the database holds for ``run_id`` (read straight from it)."""
+    with DirectDb(cli.database) as db:
+        [(count,)] = db.rows("SELECT count(*) FROM signals WHERE run_id = ?", (run_id,))
     assert isinstance(count, int)
     return count
 

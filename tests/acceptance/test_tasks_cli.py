@@ -16,6 +16,7 @@ import legato
 from tests.acceptance.cli_driver import LEGATO, Cli, Workers, sqlite_url
 from tests.acceptance.test_bad_input import assert_refused
 from tests.acceptance.waiting_app import REVIEW_FORM
+from tests.fixtures.db import fresh_database
 
 WAITING_APP = "tests.acceptance.waiting_app:app"
 
@@ -24,7 +25,7 @@ WAITING_APP = "tests.acceptance.waiting_app:app"
 def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     """A database served by one worker of the waiting test app for the whole module."""
     directory = tmp_path_factory.mktemp("tasks")
-    cli = Cli(sqlite_url(directory / "legato.db"))
+    cli = Cli(fresh_database(directory))
     started = Workers(cli, directory)
     try:
         started.start(WAITING_APP)

@@ -342,6 +342,7 @@ def _restart_postgres() -> None:
     )
 
 
+@pytest.mark.serial
 def test_postgres_restarted_under_working_and_recovering_workers(scale_env: ScaleEnv) -> None:
     env = scale_env
     orders = saga_orders(1500, "restart")
