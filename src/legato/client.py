@@ -178,6 +178,11 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
                     self._opened = True
         return self._store
 
+    async def check_database(self) -> None:
+        """Raise ``DatabaseMoved`` if the database file was deleted or replaced since this
+        client opened it (one ``stat()``; nothing to check on a server database)."""
+        await (await self._open()).check_location()
+
     async def close(self) -> None:
         """Close the database connection."""
         if self._opened:
@@ -216,25 +221,21 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
             self.max_payload_bytes,
         )
         store = await self._open()
-        at = self._time()
-        conflicts = await store.write(
-            [
-                NewRun(
-                    run_id,
-                    workflow,
-                    RunStatus.PENDING.value,
-                    payload,
-                    at,
-                    None,
-                    None,
-                    traceparent=_traceparent(workflow),
-                )
-            ]
+        run = NewRun(
+            run_id,
+            workflow,
+            RunStatus.PENDING.value,
+            payload,
+            self._time(),
+            None,
+            None,
+            traceparent=_traceparent(workflow),
         )
+        conflicts = await store.write([run])
         existing = conflicts.get(run_id)
         if existing is not None and existing != workflow:
             raise RunAlreadyExists(run_id, existing, workflow)
-        return run_id, None if existing is not None else at
+        return run_id, None if existing is not None else run.created_at
 
     def handle(self, run_id: str) -> RunHandle:
         """A handle on an existing run (not checked until used)."""

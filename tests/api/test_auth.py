@@ -240,11 +240,6 @@ def test_a_read_only_server_reads(read_only: Server, path: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: --read-only refuses GET /api/tokens, a read, as if it were a write (the "
-    "check refuses every scope above read, and listing tokens needs admin)",
-)
 def test_a_read_only_server_lists_tokens_to_admin(read_only: Server) -> None:
     answer = read_only.as_scope("admin").get("/api/tokens")
     assert answer.status_code == 200, answer.text

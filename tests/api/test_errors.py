@@ -173,21 +173,14 @@ def test_an_unknown_route_is_a_404_problem(reader: httpx.Client) -> None:
     assert problem["instance"] == "/api/nothing-here"
 
 
-ALLOW_NAMES_ONE_ROUTE = pytest.mark.xfail(
-    strict=True,
-    reason="bug: on a path two routes share (GET and POST /api/runs, /api/events, "
-    "/api/tokens) a 405's Allow names only the first route's method",
-)
-
-
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
         ("GET", "/api/deadletters/redrive", {"POST"}),
         ("PUT", "/api/runs/r-1", {"GET"}),
-        pytest.param("DELETE", "/api/runs", {"GET", "POST"}, marks=ALLOW_NAMES_ONE_ROUTE),
-        pytest.param("PUT", "/api/events", {"GET", "POST"}, marks=ALLOW_NAMES_ONE_ROUTE),
-        pytest.param("PATCH", "/api/tokens", {"GET", "POST"}, marks=ALLOW_NAMES_ONE_ROUTE),
+        ("DELETE", "/api/runs", {"GET", "POST"}),
+        ("PUT", "/api/events", {"GET", "POST"}),
+        ("PATCH", "/api/tokens", {"GET", "POST"}),
     ],
     ids=["redrive", "describe", "runs", "events", "tokens"],
 )

@@ -72,12 +72,6 @@ def test_readyz(server: Server) -> None:
 
 
 @pytest.mark.sqlite_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: legato server never checks that its SQLite file is still at its path (the "
-    "engine does, every poll: DatabaseMoved): with the file deleted /readyz says ok and a "
-    "start is answered 201, written to the deleted file",
-)
 def test_readyz_is_503_once_the_database_file_is_gone(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

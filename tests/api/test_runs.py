@@ -229,12 +229,6 @@ def test_search_by_creation_time(operator: httpx.Client, reader: httpx.Client, u
     assert_problem(reader.get("/api/runs", params={"since": "yesterday"}), 422)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: created_at is answered rounded to the microsecond while the search compares "
-    "the stored float seconds: since=<a run's own created_at> leaves that run out, and "
-    "until=<it> lets it in, about 4 times in 10",
-)
 def test_since_a_runs_own_created_at_finds_it_and_until_does_not(
     operator: httpx.Client, reader: httpx.Client, unique: str
 ) -> None:

@@ -41,8 +41,10 @@ def create_app(client: AsyncClient, settings: ServerSettings | None = None) -> F
     app.state.metrics = ServerMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     problems.install(app)
-    for module in (runs, tasks, events, ops, health):
-        app.include_router(module.router)
+    routers = [module.router for module in (runs, tasks, events, ops, health)]
+    for router in routers:
+        app.include_router(router)
+    app.state.allow = problems.allow_table(routers)
     return app
 
 

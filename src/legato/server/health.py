@@ -26,9 +26,10 @@ async def healthz() -> Health:
     summary="The database answers, at this version's schema",
 )
 async def readyz(request: Request) -> JSONResponse | Health:
-    store = await (await client_of(request))._open()
+    client = await client_of(request)
     try:
-        version = await store.schema_version()
+        await client.check_database()
+        version = await (await client._open()).schema_version()
     except Exception as exc:
         return _not_ready(f"the database does not answer: {exc}")
     if version != SCHEMA_VERSION:

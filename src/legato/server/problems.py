@@ -13,9 +13,10 @@ import logging
 import re
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
 from legato import errors
@@ -138,11 +139,35 @@ def install(app: FastAPI) -> None:
         title = {400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}.get(
             exc.status_code, "Error"
         )
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return problem(
             exc.status_code,
             title,
             str(exc.detail),
             request.url.path,
             title.lower().replace(" ", "-"),
-            headers=dict(exc.headers or {}),  # a 405's Allow
+            headers=headers,
         )
+
+
+AllowTable = list[tuple[re.Pattern[str], frozenset[str]]]
+
+
+def allow_table(routers: list[APIRouter]) -> AllowTable:
+    """Each API route's path pattern and methods, for ``allowed_methods``."""
+    return [
+        (route.path_regex, frozenset(route.methods or ()))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at the request's path: a 405's ``Allow``
+    (Starlette names the first route's only, where routes share a path)."""
+    table: AllowTable = request.app.state.allow
+    path = request.url.path
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})

@@ -62,6 +62,9 @@ async def caller_of(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     """The caller, from its bearer token; 401 without one the database knows as active."""
+    # A SQLite file deleted or replaced under the server: 503 (DatabaseMoved), rather
+    # than answers read from, and writes lost in, the file it still holds open.
+    await request.app.state.client.check_database()
     if not settings_of(request).auth:
         return ANONYMOUS
     if credentials is None or credentials.scheme.lower() != "bearer":
@@ -75,12 +78,17 @@ async def caller_of(
     return Caller(token.name, token.scope)
 
 
+READS = frozenset({"GET", "HEAD"})
+"""The methods that change nothing: all a read-only server answers."""
+
+
 def needs(scope: Scope) -> Callable[..., Awaitable[Caller]]:
-    """A dependency: the caller, if its token's scope allows ``scope``; a write (a scope
-    above ``read``) is refused on a read-only server."""
+    """A dependency: the caller, if its token's scope allows ``scope``; a write (any
+    method but GET and HEAD, whatever scope it needs: listing tokens is a read that needs
+    ``admin``) is refused on a read-only server."""
 
     async def check(request: Request, caller: Annotated[Caller, Depends(caller_of)]) -> Caller:
-        if scope is not Scope.READ and settings_of(request).read_only:
+        if request.method not in READS and settings_of(request).read_only:
             raise NotPermitted("this server is read-only (--read-only): it changes nothing")
         if not caller.scope.allows(scope):
             raise NotPermitted(

@@ -71,6 +71,11 @@ class NewRun:
     correlation_id: str | None = None  # None: the run's own id
     traceparent: str | None = None  # W3C trace context its spans continue, if traced
 
+    def __post_init__(self) -> None:
+        # Kept to the microsecond, as every answer shows it (a datetime): a search from a
+        # run's own answered created_at then finds it (since), and leaves it out (until).
+        self.created_at = round(self.created_at, 6)
+
 
 @dataclass(slots=True)
 class Append:
