@@ -179,8 +179,8 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
         return self._store
 
     async def check_database(self) -> None:
-        """Raise ``DatabaseMoved`` if the database file was deleted or replaced since this
-        client opened it (one ``stat()``; nothing to check on a server database)."""
+        """Open the database if not yet open; raise ``DatabaseMoved`` if its file was
+        deleted or replaced since (one ``stat()``; nothing to check on a server database)."""
         await (await self._open()).check_location()
 
     async def close(self) -> None:
@@ -485,6 +485,11 @@ class Client(BusClient, VisibilityClient, TokenClient, RunSearchClient):
 
     def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return self._runner.run(fn(*args, **kwargs))  # type: ignore[arg-type]  # an awaitable
+
+    def check_database(self) -> None:
+        """Open the database if not yet open; raise ``DatabaseMoved`` if its file was
+        deleted or replaced since."""
+        self._call(self._async.check_database)
 
     def close(self) -> None:
         """Close the database connection."""

@@ -5,6 +5,7 @@ id), and the OpenAPI document naming every route these tests cover."""
 from __future__ import annotations
 
 import socket
+import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -14,7 +15,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.api.conftest import API_APP, Server, assert_problem, eventually
+from tests.api.conftest import (
+    API_APP,
+    LEGATO,
+    REPO_ROOT,
+    Server,
+    assert_problem,
+    cli_env,
+    eventually,
+    free_port,
+)
 
 ROUTES = {
     ("POST", "/api/runs"),
@@ -90,6 +100,28 @@ def test_readyz_is_503_once_the_database_file_is_gone(
             assert_problem(operator.post("/api/runs", json={"workflow": "w"}), 503)
     finally:
         other.stop(server_errors_expected=True)
+
+
+@pytest.mark.sqlite_only
+def test_a_file_that_is_not_a_database_is_refused_in_one_line_before_serving(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("my notes, not a database\n")
+    refused = subprocess.run(
+        [str(LEGATO), "server", "--port", str(free_port()), "--database", f"sqlite:///{path}"],
+        cwd=REPO_ROOT,
+        env=cli_env(f"sqlite:///{path}"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert refused.returncode == 1, (refused.stdout, refused.stderr)
+    assert "is corrupt or not a SQLite database" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert "legato server on" not in refused.stderr  # never started serving
+    assert path.read_text() == "my notes, not a database\n"
 
 
 @pytest.fixture(scope="module")

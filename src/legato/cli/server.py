@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from legato.cli.errors import USAGE, fail
-from legato.cli.options import DatabaseOption, require_database, resolve_database
+from legato.cli.options import DatabaseOption, connect, require_database, resolve_database
 
 DEFAULT_PORT = 8642
 
@@ -70,6 +70,10 @@ def server(
             raise fail(f"{option} {path}: no such file", exit_code=USAGE)
     url = resolve_database(database)
     require_database(url, database)
+    with connect(database) as client:
+        # A file that is not a Legato database, a server that does not answer: said here,
+        # in one line, not in a traceback from each server process starting up.
+        client.check_database()
 
     import os
 
