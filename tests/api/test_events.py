@@ -123,7 +123,9 @@ def test_publish_a_structured_cloudevent(
     }
     assert datetime.fromisoformat(event["time"]) == datetime.fromisoformat("2026-01-02T03:04:05Z")
     assert event["tenant"] == "acme"  # an extension attribute is kept
-    assert "correlationid" not in event  # a ready-made event is published as it is
+    # Published as it is, but for the correlation id it lacked: it starts a flow of its own.
+    assert event["correlationid"] == event["id"]
+    assert reader.get(f"/api/flows/{event['id']}").json()["events"] == 1
     stored = reader.get(f"/api/events/{unique}-0")
     assert stored.status_code == 200, stored.text
     assert stored.json()["stored"]["event"] == event

@@ -8,6 +8,7 @@ names; the ``App`` offers the same calls, publishing through its engine when it 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time as _time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -82,9 +83,13 @@ class AsyncBusClient:
         return await self.publish_event(event)
 
     async def publish_event(self, event: Event) -> Event:
-        """Publish a ready-made ``legato.Event`` (from ``Event.from_json``, say) as it is."""
+        """Publish a ready-made ``legato.Event`` (from ``Event.from_json``, say) as it is,
+        except that one without ``correlationid`` starts a flow of its own, as ``publish``
+        makes it: its correlation id is its id."""
         if not isinstance(event, Event):
             raise DefinitionError(f"publish_event takes a legato.Event, got {event!r}")
+        if event.correlationid is None:
+            event = dataclasses.replace(event, correlationid=event.id)
         store = await self._open()
         return await publish(
             store,
@@ -433,7 +438,7 @@ class BusClient:
         )
 
     def publish_event(self, event: Event) -> Event:
-        """Publish a ready-made ``legato.Event`` as it is."""
+        """Publish a ready-made ``legato.Event`` as it is (see ``AsyncClient.publish_event``)."""
         return self._call(self._async.publish_event, event)
 
     def publish_in_transaction(
