@@ -253,3 +253,58 @@ async def test_a_multi_host_url_finds_the_server_that_answers() -> None:
         assert store.where == "127.0.0.1:1,127.0.0.1:5432/test"  # type: ignore[attr-defined]
     finally:
         await store.close()
+
+
+async def test_releasing_a_dead_workers_runs_ends_its_session_stuck_in_a_transaction() -> None:
+    # A worker stopped (SIGSTOP) in the middle of a transaction holds its rows locked, and
+    # no server timeout ends a transaction whose pipeline is still coming.
+    from legato.storage.postgres._connections import session_name
+
+    url = postgres_url()
+    migrate_database(url)
+    store = open_store(url)
+    await store.open()
+    dead = "stalled-host:4242:abcd1234"
+    schema = url.split("schema=")[1].split("&")[0]
+    stuck = psycopg.connect(
+        POSTGRES_URL, application_name=session_name("stalled-host:4242"), autocommit=True
+    )
+    try:
+        await store.register_worker(dead, "stalled-host", 4242, 0.0, ["wf"])
+        await store.write([new_run("r1", owner=dead)])
+        stuck.execute("SET idle_in_transaction_session_timeout = 0")  # only us to end it
+        stuck.execute("BEGIN")
+        stuck.execute(f"UPDATE {schema}.runs SET updated_at = 1 WHERE run_id = 'r1'")
+        await asyncio.sleep(2.5)  # its transaction is older than a live worker's ever is
+
+        assert await store.remove_workers([dead]) == 1  # not held up by its lock
+
+        run = await store.get_run("r1")
+        assert run is not None and run.owner is None
+        with pytest.raises(psycopg.OperationalError):
+            stuck.execute("SELECT 1")  # its session was ended: its transaction rolled back
+    finally:
+        stuck.close()
+        await store.close()
+
+
+async def test_a_live_workers_short_transactions_are_never_ended() -> None:
+    from legato.storage.postgres._connections import session_name
+
+    url = postgres_url()
+    migrate_database(url)
+    store = open_store(url)
+    await store.open()
+    other = psycopg.connect(
+        POSTGRES_URL, application_name=session_name("busy-host:77"), autocommit=True
+    )
+    try:
+        await store.register_worker("busy-host:77:old", "busy-host", 77, 0.0, ["wf"])
+        other.execute("BEGIN")  # a transaction just begun, as a live worker's are
+        other.execute("SELECT 1")
+        await store.remove_workers(["busy-host:77:old"])
+        other.execute("SELECT 1")  # still there
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        await store.close()

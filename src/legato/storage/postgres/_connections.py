@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from legato.errors import StorageError
@@ -44,6 +47,18 @@ transactions never wait on anything but the database; a worker stopped mid-trans
 its runs over would wait on them."""
 LOCK_TIMEOUT = "10s"
 """A statement waiting this long for a lock fails (and is retried) instead of hanging."""
+
+
+def session_name(process: str) -> str:
+    """The ``application_name`` of the sessions of the process ``process`` names
+    (``host:pid``, how a worker id begins), as the server keeps it (63 bytes at most)."""
+    return f"legato:{process}".encode()[:63].decode(errors="ignore")
+
+
+def this_session_name() -> str:
+    """This process's sessions' name: a worker that takes over a stalled worker's runs
+    ends that worker's sessions by it (``PostgresStore.remove_workers``)."""
+    return session_name(f"{socket.gethostname()}:{os.getpid()}")
 
 
 def _configure(conn: psycopg.Connection[Any]) -> None:
@@ -151,7 +166,7 @@ class PostgresConnections(GroupCommit):
             self.conninfo,
             min_size=size,
             max_size=size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **self._session_name()},
             open=False,
             timeout=self._connect_timeout,
             check=ConnectionPool.check_connection,
@@ -168,6 +183,13 @@ class PostgresConnections(GroupCommit):
                 f"{self._connect_timeout:g}s"
             ) from exc
         return pool
+
+    def _session_name(self) -> dict[str, str]:
+        """``application_name``, unless the URL chose one (then no session of this store
+        can be ended by name)."""
+        if "application_name" in conninfo_to_dict(self.conninfo):
+            return {}
+        return {"application_name": this_session_name()}
 
     def _reconnect_failed(self, pool: ConnectionPool[Any]) -> None:
         log.error("PostgreSQL at %s: the pool gave up reconnecting; trying again", self.where)

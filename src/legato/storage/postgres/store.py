@@ -9,6 +9,7 @@ what a status or a record means: that is the engine's, the same on every adapter
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -18,13 +19,24 @@ from legato.errors import ConfigurationError, MigrationRequired
 from legato.storage import hide_password
 from legato.storage.base import Write
 from legato.storage.postgres._bridge import AsyncConn
-from legato.storage.postgres._connections import Conn, PostgresConnections
+from legato.storage.postgres._connections import (
+    Conn,
+    PostgresConnections,
+    session_name,
+    this_session_name,
+)
 from legato.storage.postgres._errors import is_duplicate
 from legato.storage.postgres._migrate import schema_state
 from legato.storage.postgres._notify import Wakeups, makes_work_for_others
 from legato.storage.postgres.queries import PostgresQueries
 from legato.storage.sqlbase import SqlQueries, SqlStore
 from legato.storage.sqlbus import InTransaction
+
+log = logging.getLogger("legato.storage.postgres")
+
+STALLED_TRANSACTION_S = 2.0
+"""A dead worker's session inside a transaction open this long is ended when its runs are
+released (``PostgresStore._end_sessions``)."""
 
 
 class PostgresStore(PostgresConnections, SqlStore):
@@ -90,6 +102,7 @@ class PostgresStore(PostgresConnections, SqlStore):
         return released
 
     async def remove_workers(self, worker_ids: Sequence[str]) -> int:
+        await self._read(self._end_sessions, worker_ids)
         released = await super().remove_workers(worker_ids)
         if released:
             self._changed()
@@ -100,6 +113,41 @@ class PostgresStore(PostgresConnections, SqlStore):
         if released:
             self._changed()
         return released
+
+    def _end_sessions(self, worker_ids: Sequence[str]) -> None:
+        """End the database sessions of the processes of workers presumed dead.
+
+        A worker stopped (SIGSTOP, a frozen VM) in the middle of sending a transaction
+        holds its row locks with no timeout to end them: the server waits for the rest of
+        the pipeline, so ``idle_in_transaction_session_timeout`` never starts. Its runs
+        could not be released until it woke. Ending its sessions rolls that transaction
+        back; if it wakes, its pool reconnects and its writes to the runs it lost are
+        refused (fencing). Sessions are found by ``application_name`` (``legato:host:pid``,
+        how a worker id begins), and only those inside a transaction open for over
+        ``STALLED_TRANSACTION_S`` (a live worker's last milliseconds: a process that got a
+        dead worker's pid is left alone); this process's own are never ended. Without the
+        right to (another role, not a superuser or ``pg_signal_backend``), the release
+        waits for the locks as before.
+        """
+        mine = this_session_name()
+        names = sorted(
+            {session_name(w.rsplit(":", 1)[0]) for w in worker_ids if w.count(":") >= 2} - {mine}
+        )
+        if not names:
+            return
+        try:
+            ended = self._fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = ANY(%s) AND pid <> pg_backend_pid() "
+                "AND xact_start < now() - make_interval(secs => %s)",
+                (names, STALLED_TRANSACTION_S),
+            )
+        except psycopg.Error as exc:
+            log.warning("could not end the sessions of dead workers %s: %s", names, exc)
+            return
+        count = sum(1 for (done,) in ended if done)
+        if count:
+            log.warning("ended %d database session(s) of dead worker(s) %s", count, names)
 
     async def close(self) -> None:
         if self._wakeups is not None:
