@@ -438,21 +438,39 @@ class App(AppEvents):
             self._engine.signal_arrived(task.run_id)
         return task
 
-    async def cancel(self, run_id: str) -> RunStatus:
+    async def cancel(self, run_id: str, *, by: str | None = None) -> RunStatus:
         """Cancel a run: stop it at its next call and compensate its completed steps."""
         engine = self._engine
         # The durable flag first: whoever executes the run next (here or elsewhere, now or
         # after a crash) carries the cancellation out.
-        status = await self._client.cancel(run_id)
+        status = await self._client.cancel(run_id, by=by)
         if engine is not None and not engine.cancel_live(run_id):
             engine.poke()  # parked or blocked: made due, so claim it now
         return status
 
-    async def resume(self, run_id: str) -> RunStatus:
+    async def resume(self, run_id: str, *, by: str | None = None) -> RunStatus:
         """Resume a ``blocked`` run after deploying code that matches its history."""
-        status = await self._client.resume(run_id)
+        return self._poked(await self._client.resume(run_id, by=by))
+
+    async def retry(self, run_id: str, *, by: str | None = None) -> RunStatus:
+        """Retry a ``failed`` run from its failed step (see ``AsyncClient.retry``)."""
+        return self._poked(await self._client.retry(run_id, by=by))
+
+    async def resume_compensation(self, run_id: str, *, by: str | None = None) -> RunStatus:
+        """Compensate a run in ``compensation_failed`` again."""
+        return self._poked(await self._client.resume_compensation(run_id, by=by))
+
+    async def restart(
+        self, run_id: str, *, new_run_id: str | None = None, by: str | None = None
+    ) -> RunHandle:
+        """Start an ended run again as a new run (see ``AsyncClient.restart``)."""
+        fresh = await self._client.restart(run_id, new_run_id=new_run_id, by=by)
+        self._poked(None)
+        return RunHandle(self, fresh)
+
+    def _poked(self, status: R) -> R:
         if self._engine is not None:
-            self._engine.poke()
+            self._engine.poke()  # claim the run now, if it is ours to run
         return status
 
     async def describe(self, run_id: str) -> RunDescription:

@@ -37,6 +37,7 @@ from legato.model.payloads import DEFAULT_MAX_PAYLOAD_BYTES, check_payload_limit
 from legato.model.runs import Outcome, continued_as
 from legato.model.workers import WorkerInfo
 from legato.observability import tracing
+from legato.operations import AsyncOperationsClient, OperationsClient
 from legato.runsearch import AsyncRunSearchClient, RunSearchClient
 from legato.storage import database_url, open_store
 from legato.storage.base import NewRun, Store
@@ -135,7 +136,13 @@ async def poll_outcome(store: Store, run_id: str, timeout: float | None) -> Outc
         delay = min(delay * 2, 0.5)
 
 
-class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, AsyncRunSearchClient):
+class AsyncClient(
+    AsyncBusClient,
+    AsyncVisibilityClient,
+    AsyncTokenClient,
+    AsyncRunSearchClient,
+    AsyncOperationsClient,
+):
     """Start, cancel and inspect runs, and publish and inspect events, on a database, with
     no engine in this process.
 
@@ -340,20 +347,22 @@ class AsyncClient(AsyncBusClient, AsyncVisibilityClient, AsyncTokenClient, Async
             counts.update(run.owner for run in runs if run.owner is not None)
         return counts, whole
 
-    async def cancel(self, run_id: str) -> RunStatus:
-        """Cancel a run: at once if no worker has taken it, else by its worker."""
-        run = await lifecycle.request_cancel(await self._open(), run_id, self._time())
+    async def cancel(self, run_id: str, *, by: str | None = None) -> RunStatus:
+        """Cancel a run: at once if no worker has taken it, else by its worker. ``by``:
+        who asked, for its history."""
+        run = await lifecycle.request_cancel(await self._open(), run_id, self._time(), by)
         if run is None:
             raise RunNotFound(run_id)
         return run.status
 
-    async def resume(self, run_id: str) -> RunStatus:
+    async def resume(self, run_id: str, *, by: str | None = None) -> RunStatus:
         """Resume a ``blocked`` run after deploying code that matches its history.
 
-        A worker replays it again; if it still diverges, it is blocked again. Raises
-        ``RunNotFound``, or ``RunError`` if the run is not blocked.
+        A worker replays it again; if it still diverges, it is blocked again. ``by``: who
+        did it, for its history. Raises ``RunNotFound``, or ``RunError`` if the run is not
+        blocked.
         """
-        run = await lifecycle.resume_blocked(await self._open(), run_id, self._time())
+        run = await lifecycle.resume_blocked(await self._open(), run_id, self._time(), by)
         if run is None:
             raise RunNotFound(run_id)
         if run.status is not RunStatus.RUNNING:
@@ -467,7 +476,7 @@ class SyncRunHandle:
         return f"<SyncRunHandle {self.run_id!r}>"
 
 
-class Client(BusClient, VisibilityClient, TokenClient, RunSearchClient):
+class Client(BusClient, VisibilityClient, TokenClient, RunSearchClient, OperationsClient):
     """The blocking twin of ``AsyncClient``, for scripts and the CLI: same methods."""
 
     _async: AsyncClient
@@ -571,17 +580,17 @@ class Client(BusClient, VisibilityClient, TokenClient, RunSearchClient):
         """How many unfinished runs each worker holds (see ``AsyncClient.runs_owned``)."""
         return self._call(self._async.runs_owned, most)
 
-    def cancel(self, run_id: str) -> RunStatus:
-        """Cancel a run."""
-        return self._call(self._async.cancel, run_id)
+    def cancel(self, run_id: str, *, by: str | None = None) -> RunStatus:
+        """Cancel a run (``by``: who asked)."""
+        return self._call(self._async.cancel, run_id, by=by)
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         """Wait for the run's output; raises ``RunFailed`` if it did not complete."""
         return self._call(self._async.result, run_id, timeout)
 
-    def resume(self, run_id: str) -> RunStatus:
+    def resume(self, run_id: str, *, by: str | None = None) -> RunStatus:
         """Resume a blocked run (see ``AsyncClient.resume``)."""
-        return self._call(self._async.resume, run_id)
+        return self._call(self._async.resume, run_id, by=by)
 
     def signal(self, run_id: str, name: str, payload: Any = None) -> None:
         """Send a signal to a run."""

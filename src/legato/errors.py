@@ -33,6 +33,7 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     │   ├── SchemaTooNew                  the schema is newer than this code
     │   ├── DatabaseMoved                 the database file was deleted or replaced
     │   └── NotALegatoDatabase            the file is not a Legato database
+    ├── BulkChanged                       a bulk action's runs changed since its preview
     └── BusError                          about events and subscriptions
         ├── InvalidEvent (ValueError)     not a valid CloudEvents 1.0 event
         ├── InvalidPattern (ValueError)   a subscription pattern that does not parse
@@ -456,3 +457,16 @@ def _message_of(exc: BaseException, qualified: str) -> str:
         if type(message) is str:
             return message
     return f"<{qualified}: its message could not be read (str() and repr() raised)>"
+
+
+class BulkChanged(LegatoError):
+    """The runs a bulk action's filter selects changed since its preview: nothing was
+    done. ``preview`` is the new one (its count and its ``confirm`` token)."""
+
+    def __init__(self, action: str, preview: Any) -> None:
+        super().__init__(
+            f"the runs this bulk {action} selects changed since its preview: nothing was "
+            f"done. They are {preview.count} now; confirm again with {preview.confirm!r}"
+        )
+        self.action = action
+        self.preview = preview

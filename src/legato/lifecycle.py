@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from legato.errors import ConcurrencyConflict
-from legato.model import Run, RunStatus, Task, TaskStatus, records
+from legato.model import EventKind, HistoryEvent, Run, RunStatus, Task, TaskStatus, records
 from legato.model.waits import TASK_SIGNAL_PREFIX
 from legato.storage.base import (
     Append,
+    NewRun,
     NewSignal,
     Store,
     UpdateRun,
@@ -97,7 +98,7 @@ async def _retrying(attempt: Callable[[], Awaitable[T]]) -> T:
     return await attempt()
 
 
-async def request_cancel(store: Store, run_id: str, at: float) -> Run | None:
+async def request_cancel(store: Store, run_id: str, at: float, by: str | None = None) -> Run | None:
     """Ask for the run to be cancelled; returns the run as it is afterwards (None: unknown).
 
     A run still ``pending`` and unowned has done nothing, so it becomes ``cancelled`` at
@@ -106,6 +107,10 @@ async def request_cancel(store: Store, run_id: str, at: float) -> Run | None:
     waits is made due, so a worker picks it up and cancels it; so is a ``blocked`` run,
     which becomes ``running`` again (cancelling compensates it from its history, without
     replay). A run that ended is left as it is.
+
+    ``by`` (who asked) goes into the ``cancel_requested`` record, which is written here
+    for every run no worker holds (guarded by "unowned"); a run a worker holds gets the
+    flag, and its worker writes the record, without ``by``.
     """
 
     async def attempt() -> Run | None:
@@ -116,16 +121,19 @@ async def request_cancel(store: Store, run_id: str, at: float) -> Run | None:
         if status.is_terminal and status is not RunStatus.BLOCKED:
             return run
         ops: list[Write]
+        requested = records.CancelRequested(by=by).stored()
         if status is RunStatus.BLOCKED:
             ops = [
                 UpdateRun(
                     run_id,
                     if_status=(status.value,),
+                    if_unowned=True,
                     status=RunStatus.RUNNING.value,
                     cancel_requested=True,
                     wake_at=at,
                     updated_at=at,
-                )
+                ),
+                Append(run_id, await store.last_pos(run_id) + 1, *requested, at),
             ]
         elif run.owner is not None:
             ops = [
@@ -150,7 +158,7 @@ async def request_cancel(store: Store, run_id: str, at: float) -> Run | None:
                     wake_at=None,
                     updated_at=at,
                 ),
-                Append(run_id, pos + 1, *records.CancelRequested().stored(), at),
+                Append(run_id, pos + 1, *requested, at),
                 Append(run_id, pos + 2, *records.RunCancelled().stored(), at),
             ]
         else:  # parked: wake it, so that a worker claims it and cancels it
@@ -162,7 +170,8 @@ async def request_cancel(store: Store, run_id: str, at: float) -> Run | None:
                     cancel_requested=True,
                     wake_at=at,
                     updated_at=at,
-                )
+                ),
+                Append(run_id, await store.last_pos(run_id) + 1, *requested, at),
             ]
         await store.write(ops)
         return await store.get_run(run_id)
@@ -170,8 +179,9 @@ async def request_cancel(store: Store, run_id: str, at: float) -> Run | None:
     return await _retrying(attempt)
 
 
-async def resume_blocked(store: Store, run_id: str, at: float) -> Run | None:
-    """Make a ``blocked`` run due again, recording ``run_resumed``; None if unknown.
+async def resume_blocked(store: Store, run_id: str, at: float, by: str | None = None) -> Run | None:
+    """Make a ``blocked`` run due again, recording ``run_resumed`` (with ``by``, who did
+    it); None if unknown.
 
     Returns the run as it is afterwards; a run that was not blocked is left as it is.
     """
@@ -191,12 +201,125 @@ async def resume_blocked(store: Store, run_id: str, at: float) -> Run | None:
                     wake_at=at,
                     updated_at=at,
                 ),
-                Append(run_id, pos + 1, *records.RunResumed().stored(), at),
+                Append(run_id, pos + 1, *records.RunResumed(by=by).stored(), at),
             ]
         )
         return await store.get_run(run_id)
 
     return await _retrying(attempt)
+
+
+async def retry_failed(store: Store, run_id: str, at: float, by: str | None) -> Run | None:
+    """Make a ``failed`` run due again from its failed step, recording ``run_retried``
+    (with ``by``); None if unknown. Returns the run as it is afterwards: ``running`` once
+    retried, or as it was if it had not failed.
+
+    Its recorded steps are kept: replay returns their results. The failure that ended it
+    counts for nothing from here, nor do the failed attempts of the step that gave up (the
+    last final ``step_failed`` of the step ``run_failed`` names), which runs again from its
+    first attempt. A failure the workflow's own code raised is replayed up to, and runs
+    again from there: retry after deploying the fix.
+    """
+
+    async def attempt() -> Run | None:
+        run = await store.get_run(run_id)
+        if run is None or run.status is not RunStatus.FAILED:
+            return run
+        history = await store.history(run_id)
+        failure = next(
+            (e.record for e in reversed(history) if e.kind == EventKind.RUN_FAILED), None
+        )
+        step = failure.step if isinstance(failure, records.RunFailed) else None
+        key = next(
+            (
+                e.key
+                for e in reversed(history)
+                if e.kind == EventKind.STEP_FAILED and e.name == step and _final(e)
+            ),
+            None,
+        )
+        retried = records.RunRetried(key, run.error or {}, step if key else None, by)
+        await store.write(
+            [
+                UpdateRun(
+                    run_id,
+                    if_status=(RunStatus.FAILED.value,),
+                    if_unowned=True,
+                    status=RunStatus.RUNNING.value,
+                    clear_error=True,
+                    wake_at=at,
+                    updated_at=at,
+                ),
+                Append(run_id, _last(history) + 1, *retried.stored(), at),
+            ]
+        )
+        return await store.get_run(run_id)
+
+    return await _retrying(attempt)
+
+
+async def resume_compensation(store: Store, run_id: str, at: float, by: str | None) -> Run | None:
+    """Make a run in ``compensation_failed`` compensate again, recording
+    ``compensation_resumed`` (with ``by``); None if unknown. The compensations that gave up
+    start again from their first attempt, then the rest go on, newest first; the run ends
+    ``compensated`` (or ``cancelled``), or ``compensation_failed`` again. Returns the run
+    as it is afterwards: ``compensating``, or as it was if it was not
+    ``compensation_failed``."""
+
+    async def attempt() -> Run | None:
+        run = await store.get_run(run_id)
+        if run is None or run.status is not RunStatus.COMPENSATION_FAILED:
+            return run
+        pos = await store.last_pos(run_id)
+        resumed = records.CompensationResumed(run.error or {}, by)
+        await store.write(
+            [
+                UpdateRun(
+                    run_id,
+                    if_status=(RunStatus.COMPENSATION_FAILED.value,),
+                    if_unowned=True,
+                    status=RunStatus.COMPENSATING.value,
+                    clear_error=True,
+                    wake_at=at,
+                    updated_at=at,
+                ),
+                Append(run_id, pos + 1, *resumed.stored(), at),
+            ]
+        )
+        return await store.get_run(run_id)
+
+    return await _retrying(attempt)
+
+
+async def restart(store: Store, run: Run, new: NewRun, at: float, by: str | None) -> dict[str, str]:
+    """Create ``new`` (the same workflow and input as ``run``, which has ended) and record
+    ``run_restarted`` in ``run``'s history, in one batch guarded by ``run``'s status; the
+    store's conflicts (``new``'s id taken: ``{id: its workflow}``) are returned, and then
+    nothing is written."""
+
+    async def attempt() -> dict[str, str]:
+        taken = await store.get_run(new.run_id)
+        if taken is not None:
+            return {new.run_id: taken.workflow}
+        pos = await store.last_pos(run.run_id)
+        restarted = records.RunRestarted(new.run_id, by)
+        return await store.write(
+            [
+                UpdateRun(run.run_id, if_status=(run.status.value,), if_unowned=True),
+                new,
+                Append(run.run_id, pos + 1, *restarted.stored(), at),
+            ]
+        )
+
+    return await _retrying(attempt)
+
+
+def _final(event: HistoryEvent) -> bool:
+    return isinstance(event.data, dict) and bool(event.data.get("final"))
+
+
+def _last(history: list[HistoryEvent]) -> int:
+    return history[-1].pos if history else 0
 
 
 async def send_signal(

@@ -143,11 +143,17 @@ async def test_request_cancel_of_unowned_parked_run_flags_it_and_makes_it_due(
     store: Store, status: str, wake_at: float | None
 ) -> None:
     await parked(store, status, wake_at)
-    run = await lifecycle.request_cancel(store, "r1", T0 + 5)
+    run = await lifecycle.request_cancel(store, "r1", T0 + 5, "ann")
     assert run is not None
     assert (run.status.value, run.cancel_requested) == (status, True)
     assert (run.wake_at, run.updated_at, run.owner) == (at(T0 + 5), at(T0 + 5), None)
-    assert [e.pos for e in await store.history("r1")] == [1]  # the worker records it
+    # Recorded now, with who asked (no worker holds the run to append to its history).
+    [_, requested] = await store.history("r1")
+    assert (requested.pos, requested.kind, requested.data) == (
+        2,
+        EventKind.CANCEL_REQUESTED,
+        {"by": "ann"},
+    )
     await store.register_worker("w1", "h", 1, T0)
     [claimed] = await store.claim_runs("w1", T0 + 5, 10, ["wf"])
     assert claimed.run_id == "r1" and await store.cancel_requests("w1") == ["r1"]
@@ -160,7 +166,8 @@ async def test_request_cancel_of_blocked_run_makes_it_running_and_due(store: Sto
     assert run is not None
     assert (run.status, run.cancel_requested) == (RunStatus.RUNNING, True)
     assert (run.wake_at, run.updated_at) == (at(T0 + 5), at(T0 + 5))
-    assert [e.pos for e in await store.history("r1")] == [1]
+    [_, requested] = await store.history("r1")
+    assert (requested.kind, requested.data) == (EventKind.CANCEL_REQUESTED, None)  # by: unknown
     assert await store.next_due(["wf"]) == T0 + 5
 
 

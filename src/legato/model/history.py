@@ -30,6 +30,9 @@ class EventKind(enum.StrEnum):
     RUN_CANCELLED = "run_cancelled"
     RUN_BLOCKED = "run_blocked"
     RUN_RESUMED = "run_resumed"  # an operator resumed a blocked run
+    RUN_RETRIED = "run_retried"  # an operator retried a failed run from its failed step
+    COMPENSATION_RESUMED = "compensation_resumed"  # an operator retried the compensation
+    RUN_RESTARTED = "run_restarted"  # an operator started data.run_id with this run's input
     TIMER_STARTED = "timer_started"  # data.wake_at
     TIMER_FIRED = "timer_fired"
     WAIT_STARTED = "wait_started"  # name: the signal; data.timeout_at

@@ -18,9 +18,11 @@ from legato.model.records import (
     ChildStarted,
     CompensationCompleted,
     CompensationFailed,
+    CompensationResumed,
     CompensationStarted,
     EventPublished,
     RunFailed,
+    RunRetried,
     SignalReceived,
     StepCompleted,
     StepFailed,
@@ -201,6 +203,26 @@ class HistoryIndex:
             case RunFailed():
                 self.failure = record
                 self.failure_pos = pos
+            case RunRetried(key=key):
+                # The failure that ended the run, and the failed attempts of the step that
+                # gave up, count for nothing from here: replay runs that step again.
+                self.failure = self.failure_pos = self.last_error = None
+                retried = calls.get(key) if key is not None else None
+                if retried is not None and retried.kind == "step":
+                    retried.failed_attempts = 0
+                    retried.retry_at = None
+                    retried.final_error = None
+                    retried.error = None
+                    retried.state = "running"
+            case CompensationResumed():
+                # The compensations that gave up start again from their first attempt.
+                self.last_error = None
+                for comp in self.compensations.values():
+                    if comp.final_error is not None:
+                        comp.failed_attempts = 0
+                        comp.retry_at = None
+                        comp.final_error = None
+                        comp.state = "running"
 
     def _step(self, key: str, name: str) -> CallRecord:
         call = self.calls.get(key)

@@ -33,6 +33,7 @@ class Record:
     KIND_VALUE: ClassVar[str]  # KIND's string (an enum's .value is a property: hot path)
     DATA: ClassVar[tuple[str, ...]] = ()  # the data fields, in stored order
     OPTIONAL: ClassVar[frozenset[str]] = frozenset()  # left out of data when unset
+    NULL_WHEN_EMPTY: ClassVar[bool] = False  # data is null, not {}, with nothing set
     # Every field in order: (name, envelope?, required?, default when absent).
     FIELDS: ClassVar[tuple[tuple[str, bool, bool, Any], ...]] = ()
 
@@ -52,16 +53,20 @@ class Record:
             if field in optional and (value is None or value is False):
                 continue
             out[field] = value
+        if not out and self.NULL_WHEN_EMPTY:
+            return None
         return out
 
     def stored(self) -> tuple[str, str | None, str | None, int, bytes | None]:
         """The history columns after ``run_id`` and ``pos``: kind, key, name, attempt, data."""
+        data = self.data() if self.DATA else None
+        empty = not self.DATA or (self.NULL_WHEN_EMPTY and data is None)
         return (
             self.KIND_VALUE,
             self.key,
             self.name,
             self.attempt,
-            dumps(self.data()) if self.DATA else None,
+            None if empty else dumps(data),
         )
 
     @classmethod
@@ -90,7 +95,7 @@ RECORDS: dict[str, type[Record]] = {}
 
 
 @dataclass_transform(frozen_default=True)
-def _kind(kind: EventKind, *, optional: tuple[str, ...] = ()) -> Any:
+def _kind(kind: EventKind, *, optional: tuple[str, ...] = (), null_when_empty: bool = False) -> Any:
     def wrap(cls: type[Record]) -> type[Record]:
         cls = dataclass(frozen=True, slots=True)(cls)
         cls.KIND = kind
@@ -99,6 +104,7 @@ def _kind(kind: EventKind, *, optional: tuple[str, ...] = ()) -> Any:
         names = [f.name for f in every]
         cls.DATA = tuple(n for n in names if n not in _ENVELOPE)
         cls.OPTIONAL = frozenset(optional)
+        cls.NULL_WHEN_EMPTY = null_when_empty
         cls.FIELDS = tuple(
             (
                 f.name,
@@ -213,9 +219,12 @@ class RunFailed(Record):
     cancelled: bool = False
 
 
-@_kind(EventKind.CANCEL_REQUESTED)
+@_kind(EventKind.CANCEL_REQUESTED, optional=("by",), null_when_empty=True)
 class CancelRequested(Record):
-    """The run was cancelled; its failure (``run_failed``, cancelled) follows."""
+    """The run was cancelled; its failure (``run_failed``, cancelled) follows. ``by``:
+    who asked (an API token's name, the CLI's user), when known."""
+
+    by: str | None = None
 
 
 @_kind(EventKind.RUN_CANCELLED)
@@ -240,9 +249,43 @@ class RunBlocked(Record):
     requested: str
 
 
-@_kind(EventKind.RUN_RESUMED)
+@_kind(EventKind.RUN_RESUMED, optional=("by",), null_when_empty=True)
 class RunResumed(Record):
-    """An operator resumed a blocked run."""
+    """An operator resumed a blocked run (``by``: who, when known)."""
+
+    by: str | None = None
+
+
+@_kind(EventKind.RUN_RETRIED, optional=("step", "by"))
+class RunRetried(Record):
+    """An operator retried a ``failed`` run: the failure that ended it, and every failed
+    attempt of the step at ``key`` (the step that gave up, ``step`` its name; null when
+    the workflow's own code raised), count for nothing from here; replay runs that step
+    again from its first attempt. ``failure``: the error the run had ended with."""
+
+    key: str | None
+    failure: dict[str, Any]
+    step: str | None = None
+    by: str | None = None
+
+
+@_kind(EventKind.COMPENSATION_RESUMED, optional=("by",))
+class CompensationResumed(Record):
+    """An operator resumed the compensation of a run in ``compensation_failed``: the
+    compensations that had given up start again from their first attempt, then the rest
+    go on, newest first. ``failure``: the error the run had ended with."""
+
+    failure: dict[str, Any]
+    by: str | None = None
+
+
+@_kind(EventKind.RUN_RESTARTED, optional=("by",))
+class RunRestarted(Record):
+    """An operator started run ``run_id``, of the same workflow with the same input, as
+    a fresh run (nothing of this one is replayed there); this run is left as it was."""
+
+    run_id: str
+    by: str | None = None
 
 
 @_kind(EventKind.RUN_CONTINUED)

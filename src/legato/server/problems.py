@@ -40,6 +40,7 @@ _STATUSES: list[tuple[type[BaseException], int]] = [
     (errors.TaskClosed, 409),
     (errors.AmbiguousEvent, 409),
     (errors.ConcurrencyConflict, 409),
+    (errors.BulkChanged, 409),
     (errors.InvalidTaskResponse, 422),
     (errors.UnknownWorkflow, 422),
     (errors.DefinitionError, 422),
