@@ -2,7 +2,8 @@
 step until the test lets it through, a run that
 diverges on replay (``blocked``, for resume), a run started by an event (its correlation
 id is the event's), a subscriber that always fails (dead letters, and their alert), one
-that always succeeds, and an expectation (its instances).
+that always succeeds, an expectation (its instances), and runs that fail or fail to
+compensate until a file (the fix) exists, for the operator actions.
 
 Served by ``legato worker tests.api.api_app:app`` from the repository root.
 """
@@ -73,6 +74,49 @@ async def drifting(order: dict[str, Any]) -> str:
         await pack(order["id"])
     await legato.wait_for_signal("go")
     return "shipped"
+
+
+NO_RETRY = legato.Retry(max_attempts=1)
+
+
+class Broken(RuntimeError):
+    """What ``charge`` and ``release`` raise until their fix (a file) is deployed."""
+
+
+@app.step
+def reserve(order: dict[str, Any]) -> str:
+    return f"res-{order['id']}"
+
+
+@reserve.compensate(retry=NO_RETRY)
+def release(order: dict[str, Any], reservation: str) -> None:
+    if not Path(order["release_fixed"]).exists():
+        raise Broken(f"cannot release {reservation}")
+
+
+@app.step(retry=NO_RETRY)
+def charge(order: dict[str, Any]) -> str:
+    if not Path(order["fixed"]).exists():
+        raise Broken(f"cannot charge {order['id']}")
+    return f"ch-{order['id']}"
+
+
+@app.step
+def note(order: dict[str, Any]) -> str:
+    return f"noted {order['id']}"
+
+
+@app.workflow
+async def pay(order: dict[str, Any]) -> list[str]:
+    """Note (nothing to undo), then charge: fails until ``order["fixed"]`` exists."""
+    return [await note(order), await charge(order)]
+
+
+@app.workflow
+async def buy(order: dict[str, Any]) -> list[str]:
+    """Reserve (undone by release, which fails until ``order["release_fixed"]``
+    exists), then charge: without the charge's fix, ends ``compensation_failed``."""
+    return [await reserve(order), await charge(order)]
 
 
 @app.workflow(name="on_order", on="api.order.placed")

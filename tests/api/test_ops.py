@@ -50,6 +50,10 @@ ROUTES = {
     ("GET", "/api/tokens"),
     ("POST", "/api/tokens"),
     ("DELETE", "/api/tokens/{name}"),
+    ("POST", "/api/runs/{run_id}/retry"),
+    ("POST", "/api/runs/{run_id}/resume-compensation"),
+    ("POST", "/api/runs/{run_id}/restart"),
+    ("POST", "/api/bulk/{action}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -135,7 +139,7 @@ def test_workflows_lists_what_workers_registered(
 ) -> None:
     answer = reader.get("/api/workflows")
     assert answer.status_code == 200
-    assert answer.json() == ["await_signal", "drifting", "gated", "on_order"]
+    assert answer.json() == ["await_signal", "buy", "drifting", "gated", "on_order", "pay"]
 
 
 def test_workers_lists_each_worker_and_the_runs_it_holds(
@@ -152,7 +156,7 @@ def test_workers_lists_each_worker_and_the_runs_it_holds(
 
     listed = mine()
     assert listed["host"].startswith(socket.gethostname())
-    assert sorted(listed["workflows"]) == ["await_signal", "drifting", "gated", "on_order"]
+    assert sorted(listed["workflows"]) == ["await_signal", "buy", "drifting", "gated", "on_order", "pay"]
     assert listed["lease_s"] == 15.0
     assert datetime.fromisoformat(listed["heartbeat_at"]) >= datetime.fromisoformat(
         listed["started_at"]

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 import legato
 from legato.client import AsyncClient
-from legato.server import events, health, ops, problems, runs, tasks
+from legato.server import actions, events, health, ops, problems, runs, tasks
 from legato.server.metrics import MetricsMiddleware, ServerMetrics
 from legato.server.security import ServerSettings
 
@@ -41,7 +41,7 @@ def create_app(client: AsyncClient, settings: ServerSettings | None = None) -> F
     app.state.metrics = ServerMetrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     problems.install(app)
-    routers = [module.router for module in (runs, tasks, events, ops, health)]
+    routers = [module.router for module in (runs, actions, tasks, events, ops, health)]
     for router in routers:
         app.include_router(router)
     app.state.allow = problems.allow_table(routers)

@@ -9,6 +9,7 @@ members of their own, so a caller can act on them without parsing the message.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any
@@ -99,6 +100,8 @@ def install(app: FastAPI) -> None:
             return await server_error(request, exc)
         carried = {name: getattr(exc, name, None) for name in _CARRIED}
         carried = {k: v for k, v in carried.items() if isinstance(v, str)}
+        if isinstance(exc, errors.BulkChanged):  # the new preview, to confirm again
+            carried["preview"] = dataclasses.asdict(exc.preview)
         title = type(exc).__name__ if isinstance(exc, errors.LegatoError) else "Invalid value"
         return problem(status, title, str(exc), request.url.path, _kind(exc), **carried)
 

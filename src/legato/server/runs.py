@@ -91,12 +91,12 @@ async def signal(run_id: str, body: SendSignal, client: Client, caller: Operator
 
 @router.post("/{run_id:path}/cancel", response_model=RunStatusOut, summary="Cancel a run")
 async def cancel(run_id: str, client: Client, caller: Operator) -> RunStatusOut:
-    return RunStatusOut(run_id=run_id, status=(await client.cancel(run_id)).value)
+    return RunStatusOut(run_id=run_id, status=(await client.cancel(run_id, by=caller.name)).value)
 
 
 @router.post("/{run_id:path}/resume", response_model=RunStatusOut, summary="Resume a blocked run")
 async def resume(run_id: str, client: Client, caller: Operator) -> RunStatusOut:
-    return RunStatusOut(run_id=run_id, status=(await client.resume(run_id)).value)
+    return RunStatusOut(run_id=run_id, status=(await client.resume(run_id, by=caller.name)).value)
 
 
 @router.get(
