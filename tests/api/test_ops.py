@@ -128,6 +128,10 @@ def test_a_file_that_is_not_a_database_is_refused_in_one_line_before_serving(
     assert path.read_text() == "my notes, not a database\n"
 
 
+SERVED = ["await_signal", "buy", "drifting", "gated", "on_order", "pay"]
+"""The workflows a worker of the API test app registers, by name."""
+
+
 @pytest.fixture(scope="module")
 def worker(server: Server) -> Iterator[int]:
     process = server.start_worker(API_APP)
@@ -139,7 +143,7 @@ def test_workflows_lists_what_workers_registered(
 ) -> None:
     answer = reader.get("/api/workflows")
     assert answer.status_code == 200
-    assert answer.json() == ["await_signal", "buy", "drifting", "gated", "on_order", "pay"]
+    assert answer.json() == SERVED
 
 
 def test_workers_lists_each_worker_and_the_runs_it_holds(
@@ -156,7 +160,14 @@ def test_workers_lists_each_worker_and_the_runs_it_holds(
 
     listed = mine()
     assert listed["host"].startswith(socket.gethostname())
-    assert sorted(listed["workflows"]) == ["await_signal", "buy", "drifting", "gated", "on_order", "pay"]
+    assert sorted(listed["workflows"]) == [
+        "await_signal",
+        "buy",
+        "drifting",
+        "gated",
+        "on_order",
+        "pay",
+    ]
     assert listed["lease_s"] == 15.0
     assert datetime.fromisoformat(listed["heartbeat_at"]) >= datetime.fromisoformat(
         listed["started_at"]

@@ -14,6 +14,7 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import legato
 from legato.cli import (
+    actions,
     alerts,
     db,
     deadletters,
@@ -52,6 +53,13 @@ cli.add_typer(expectations.expectations_app, name="expectations")
 cli.add_typer(alerts.alerts_app, name="alerts")
 cli.add_typer(db.db_app, name="db")
 cli.add_typer(tokens.tokens_app, name="tokens")
+for name, command in (
+    ("retry", actions.retry),
+    ("resume-compensation", actions.resume_compensation),
+    ("restart", actions.restart),
+    ("bulk", actions.bulk),
+):
+    runs.runs_app.command(name)(command)
 cli.command("start")(runs.start)
 cli.command("cancel")(runs.cancel)
 cli.command("signal")(signals.signal)

@@ -30,6 +30,29 @@ DatabaseOption = Annotated[
     ),
 ]
 
+ByOption = Annotated[
+    str | None,
+    typer.Option(
+        "--by",
+        help="Who does this, for the run's history (default: cli:USER, your login name).",
+    ),
+]
+
+
+def who(by: str | None) -> str:
+    """``--by``, else ``cli:`` and the login name: who an action is recorded as done by."""
+    if by:
+        return by
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        import os
+
+        return f"cli:uid-{os.getuid()}"
+
+
 JsonOption = Annotated[
     bool,
     typer.Option("--json", help="Print machine-readable JSON instead of tables."),

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from legato.cli.errors import fail
-from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
+from legato.cli.options import ByOption, DatabaseOption, JsonOption, connect, parse_json, who
 from legato.cli.render import (
     console,
     description_view,
@@ -294,12 +294,13 @@ def start(
 @runs_app.command("resume")
 def resume(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
+    by: ByOption = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Resume a blocked run after deploying code that makes its recorded calls."""
     with connect(database) as client:
-        status = client.resume(run_id)
+        status = client.resume(run_id, by=who(by))
     if as_json:
         print_json({"run_id": run_id, "status": status.value})
     else:
@@ -311,6 +312,7 @@ def resume(
 
 def cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
+    by: ByOption = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -322,7 +324,7 @@ def cancel(
                 f"run {run_id!r} already ended {before.value}; there is nothing to cancel",
                 hint=f"see how it ended with `legato runs show {shlex.quote(run_id)}`",
             )
-        status = client.cancel(run_id)
+        status = client.cancel(run_id, by=who(by))
     if as_json:
         print_json({"run_id": run_id, "status": status.value})
     elif status is RunStatus.CANCELLED:
