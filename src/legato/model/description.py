@@ -276,7 +276,10 @@ def _next(
             )
         return "nothing: the run completed"
     if status is RunStatus.FAILED:
-        return f"nothing: the run failed ({cause}); no step needed compensating"
+        return (
+            f"nothing: the run failed ({cause}); no step needed compensating. Once fixed, "
+            f"retry it from its failed step (legato runs retry {run.run_id})"
+        )
     if status is RunStatus.COMPENSATED:
         return f"nothing: the run failed ({cause}) and every completed step was compensated"
     if status is RunStatus.CANCELLED:
@@ -300,7 +303,8 @@ def _next(
     if status is RunStatus.COMPENSATION_FAILED:
         return (
             f"operator action: compensating {error.get('step')!r} failed ({cause}); "
-            f"still to compensate: {', '.join(pending) or 'nothing'}"
+            f"still to compensate: {', '.join(pending) or 'nothing'}. Once fixed, "
+            f"compensate again (legato runs resume-compensation {run.run_id})"
         )
     if status is RunStatus.COMPENSATING:
         if current is not None and current.compensation == "retrying":
