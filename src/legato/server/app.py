@@ -12,6 +12,7 @@ import orjson
 from fastapi import FastAPI
 
 import legato
+from legato import console
 from legato.client import AsyncClient
 from legato.server import actions, events, health, ops, problems, runs, tasks
 from legato.server.metrics import MetricsMiddleware, ServerMetrics
@@ -45,6 +46,7 @@ def create_app(client: AsyncClient, settings: ServerSettings | None = None) -> F
     for router in routers:
         app.include_router(router)
     app.state.allow = problems.allow_table(routers)
+    console.install(app)
     return app
 
 

@@ -1,0 +1,382 @@
+"""The web console's pages, served by ``legato server`` under ``/console``: runs (with
+saved views, live status, the run page with its graph, timeline and actions), the human
+tasks inbox with each task's form, the event log and a correlation id's flow diagram,
+alerts, expectations and workers.
+
+Server-rendered (Jinja2, every value autoescaped), refreshed in place by htmx, diagrams by
+Mermaid: both are files of this package (``/console/static``), so the console needs no
+network. Pages read through the same ``AsyncClient`` as the API; actions go through the
+same methods, recorded as done by the signed-in token.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from legato.console import forms
+from legato.console.graphs import run_graph
+from legato.console.session import (
+    BadCsrf,
+    SignInNeeded,
+    caller,
+    csrf_of,
+    form_of,
+    may_operate,
+    remember,
+    sign_in,
+    sign_out,
+)
+from legato.errors import LegatoError
+from legato.model import RunStatus
+from legato.operations import BULK_ACTIONS
+from legato.server.security import Caller, client_of, settings_of
+from legato.views import history_json
+
+HERE = Path(__file__).parent
+STATIC = StaticFiles(directory=HERE / "static")
+templates = Environment(
+    loader=FileSystemLoader(HERE / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+)
+templates.filters["json"] = lambda value: orjson.dumps(
+    value, option=orjson.OPT_INDENT_2, default=str
+).decode()
+templates.filters["url"] = lambda value: quote(str(value), safe="")
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+SAVED_VIEWS = {
+    "failed in the last hour": {"status": "failed", "since": "-1h"},
+    "compensation failed": {"status": "compensation_failed"},
+    "blocked": {"status": "blocked"},
+    "waiting": {"status": "waiting"},
+    "running": {"status": "running"},
+}
+"""The run list's saved views: a name and its filter (``since`` relative to now)."""
+
+ACTIONS = {
+    "retry": "Retry from the failed step",
+    "resume_compensation": "Compensate again",
+    "resume": "Resume",
+    "cancel": "Cancel",
+    "restart": "Restart as a new run",
+}
+
+
+def page(request: Request, template: str, who: Caller | None, **values: Any) -> Response:
+    """Render ``template`` with what every page shows (who, the CSRF token)."""
+    html = templates.get_template(template).render(
+        request=request,
+        who=who,
+        csrf=csrf_of(request),
+        operate=who is not None and may_operate(request, who),
+        auth=settings_of(request).auth,
+        **values,
+    )
+    return remember(request, HTMLResponse(html))
+
+
+def to_console(path: str) -> RedirectResponse:
+    return RedirectResponse(f"/console{path}", status_code=303)
+
+
+# -- signing in ---------------------------------------------------------------------------
+
+
+@router.get("")
+async def home() -> RedirectResponse:
+    return to_console("/runs")
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    return page(request, "login.html", None, error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    try:
+        form = await form_of(request)
+    except BadCsrf:
+        return page(request, "login.html", None, error="the form expired: sign in again")
+    secret = form.get("token", "").strip()
+    token = await request.app.state.client.authenticate(secret)
+    if token is None:
+        return page(request, "login.html", None, error="not a token this server knows")
+    response = to_console("/runs")
+    sign_in(request, response, secret)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    try:
+        await form_of(request)
+    except BadCsrf:
+        return to_console("/runs")
+    response = to_console("/login")
+    sign_out(response)
+    return response
+
+
+# -- runs ---------------------------------------------------------------------------------
+
+
+def _filters(request: Request) -> dict[str, Any]:
+    query = request.query_params
+    since = query.get("since") or None
+    if since and since.startswith("-") and since.endswith("h") and since[1:-1].isdigit():
+        since = (datetime.now(UTC) - timedelta(hours=int(since[1:-1]))).isoformat()
+    return {
+        "status": query.get("status") or None,
+        "workflow": query.get("workflow") or None,
+        "since": since,
+        "correlation_id": query.get("correlation_id") or None,
+        "run_id_prefix": query.get("prefix") or None,
+    }
+
+
+async def _runs(request: Request) -> dict[str, Any]:
+    filters = _filters(request)
+    search = {
+        **filters,
+        "since": None if filters["since"] is None else datetime.fromisoformat(filters["since"]),
+    }
+    if search["status"] is not None:
+        RunStatus(search["status"])
+    page_ = await (await client_of(request)).search_runs(
+        **search, limit=50, cursor=request.query_params.get("cursor") or None
+    )
+    return {"runs": page_.runs, "next_cursor": page_.next_cursor, "filters": filters}
+
+
+@router.get("/runs")
+async def runs(request: Request) -> Response:
+    who = await caller(request)
+    listed = await _runs(request)
+    query = urlencode({k: v for k, v in request.query_params.items() if v})
+    statuses = [s.value for s in RunStatus]
+    views = {name: urlencode(view) for name, view in SAVED_VIEWS.items()}
+    return page(request, "runs.html", who, **listed, query=query, statuses=statuses, views=views)
+
+
+@router.get("/runs/table")
+async def runs_table(request: Request) -> Response:
+    """The run list's rows, for htmx to swap in every few seconds (live status)."""
+    who = await caller(request)
+    return page(request, "runs_table.html", who, **await _runs(request))
+
+
+@router.get("/runs/{run_id:path}")
+async def run(request: Request, run_id: str) -> Response:
+    who = await caller(request)
+    client = await client_of(request)
+    described = await client.describe(run_id)
+    history = history_json(await client.history(run_id))
+    actions = {
+        action: text
+        for action, text in ACTIONS.items()
+        if described.status in BULK_ACTIONS[action]
+        and not (action == "retry" and described.status is not RunStatus.FAILED)
+    }
+    return page(
+        request,
+        "run.html",
+        who,
+        run=described,
+        graph=run_graph(described),
+        history=history,
+        timeline=_timeline(history),
+        actions=actions,
+        message=request.query_params.get("done"),
+    )
+
+
+@router.post("/runs/{run_id:path}/act")
+async def act(request: Request, run_id: str) -> Response:
+    who = await caller(request)
+    form = await form_of(request)
+    if not may_operate(request, who):
+        return _refused(request, who, "your token may only read")
+    client = await client_of(request)
+    action = form.get("action", "")
+    try:
+        if action == "restart":
+            fresh = await client.restart(run_id, by=who.name)
+            return to_console(f"/runs/{quote(fresh, safe='')}?done=restarted+from+{run_id}")
+        acts = {
+            "retry": client.retry,
+            "resume_compensation": client.resume_compensation,
+            "resume": client.resume,
+            "cancel": client.cancel,
+        }
+        if action not in acts:
+            return _refused(request, who, f"unknown action {action!r}")
+        await acts[action](run_id, by=who.name)
+    except LegatoError as exc:
+        return _refused(request, who, str(exc))
+    return to_console(f"/runs/{quote(run_id, safe='')}?done={quote(action)}")
+
+
+def _timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each attempt of each step or compensation, with its duration and error."""
+    rows: list[dict[str, Any]] = []
+    started: dict[tuple[str | None, str, int], datetime] = {}
+    for record in history:
+        kind, data = record["kind"], record["data"] if isinstance(record["data"], dict) else {}
+        key = (
+            record["key"],
+            "undo" if kind.startswith("compensation") else "do",
+            record["attempt"],
+        )
+        if kind in ("step_started", "compensation_started"):
+            started[key] = record["at"]
+            continue
+        if kind in (
+            "step_completed",
+            "step_failed",
+            "compensation_completed",
+            "compensation_failed",
+        ):
+            began = started.get(key)
+            if began is None and isinstance(data.get("started_at"), float):
+                began = datetime.fromtimestamp(data["started_at"], UTC)
+            took = None if began is None else (record["at"] - began).total_seconds()
+            rows.append(
+                {
+                    "at": record["at"],
+                    "what": ("undo " if key[1] == "undo" else "") + str(record["name"]),
+                    "attempt": record["attempt"],
+                    "outcome": "completed" if kind.endswith("completed") else "failed",
+                    "took": took,
+                    "error": None if kind.endswith("completed") else data.get("message"),
+                }
+            )
+        elif kind in (
+            "run_retried",
+            "compensation_resumed",
+            "run_resumed",
+            "run_restarted",
+            "cancel_requested",
+        ):
+            rows.append(
+                {
+                    "at": record["at"],
+                    "what": kind.replace("_", " "),
+                    "attempt": None,
+                    "outcome": "operator",
+                    "took": None,
+                    "error": f"by {data['by']}" if data.get("by") else None,
+                }
+            )
+    return rows
+
+
+def _refused(request: Request, who: Caller, why: str) -> Response:
+    response = page(request, "refused.html", who, why=why)
+    response.status_code = 403 if "may only read" in why else 409
+    return response
+
+
+# -- tasks --------------------------------------------------------------------------------
+
+
+@router.get("/tasks")
+async def tasks(request: Request) -> Response:
+    who = await caller(request)
+    listed = await (await client_of(request)).list_tasks(status="open", limit=200)
+    return page(request, "tasks.html", who, tasks=listed)
+
+
+@router.get("/tasks/{task_id}")
+async def task(request: Request, task_id: str) -> Response:
+    who = await caller(request)
+    found = await (await client_of(request)).get_task(task_id)
+    return page(request, "task.html", who, task=found, fields=forms.fields(found.form), error=None)
+
+
+@router.post("/tasks/{task_id}")
+async def complete(request: Request, task_id: str) -> Response:
+    who = await caller(request)
+    form = await form_of(request)
+    client = await client_of(request)
+    found = await client.get_task(task_id)
+    if not may_operate(request, who):
+        return _refused(request, who, "your token may only read")
+    fields = forms.fields(found.form)
+    try:
+        answer = forms.response(fields, form)
+        await client.complete_task(task_id, answer)
+    except (LegatoError, ValueError) as exc:
+        response = page(request, "task.html", who, task=found, fields=fields, error=str(exc))
+        response.status_code = 422
+        return response
+    return to_console(f"/runs/{quote(found.run_id, safe='')}?done=task+completed")
+
+
+# -- events, flows and the rest -----------------------------------------------------------
+
+
+@router.get("/events")
+async def events(request: Request) -> Response:
+    who = await caller(request)
+    query = request.query_params
+    listed = await (await client_of(request)).list_events(
+        type=query.get("type") or None,
+        correlation_id=query.get("correlation_id") or None,
+        limit=200,
+    )
+    return page(request, "events.html", who, events=listed, filters=dict(query))
+
+
+@router.get("/flows/{correlation_id:path}")
+async def flow(request: Request, correlation_id: str) -> Response:
+    from legato.cli.flows import to_mermaid
+
+    who = await caller(request)
+    found = await (await client_of(request)).flow(correlation_id)
+    return page(request, "flow.html", who, flow=found, graph=to_mermaid(found))
+
+
+@router.get("/alerts")
+async def alerts(request: Request) -> Response:
+    who = await caller(request)
+    listed = await (await client_of(request)).list_alerts(limit=200)
+    return page(request, "alerts.html", who, alerts=listed)
+
+
+@router.get("/expectations")
+async def expectations(request: Request) -> Response:
+    who = await caller(request)
+    listed = await (await client_of(request)).list_expectations(limit=200)
+    return page(request, "expectations.html", who, instances=listed)
+
+
+@router.get("/workers")
+async def workers(request: Request) -> Response:
+    who = await caller(request)
+    listed = await (await client_of(request)).list_workers()
+    return page(request, "workers.html", who, workers=listed)
+
+
+def install(app: FastAPI) -> None:
+    """Serve the console on ``app``: its pages, its static files, sign-in redirects."""
+    app.include_router(router)
+    app.mount("/console/static", STATIC, name="console-static")
+
+    @app.exception_handler(SignInNeeded)
+    async def sign_in_needed(request: Request, exc: SignInNeeded) -> Response:
+        return to_console("/login")
+
+    @app.exception_handler(BadCsrf)
+    async def bad_csrf(request: Request, exc: BadCsrf) -> Response:
+        return HTMLResponse("the form expired or came from another site: reload the page", 403)
