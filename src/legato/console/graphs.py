@@ -48,8 +48,8 @@ def run_graph(run: RunDescription) -> str:
     end = _end(run)
     if end is not None:
         text, kind = end
-        lines.append(f"  end([{label(text)}]):::{kind}")
-        lines.append(f"  {previous} -.-> end")
+        lines.append(f"  outcome([{label(text)}]):::{kind}")  # "end" is a Mermaid keyword
+        lines.append(f"  {previous} -.-> outcome")
     lines += [f"  classDef {name} {style}" for name, style in CLASSES.items()]
     return "\n".join(lines) + "\n"
 

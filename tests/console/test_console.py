@@ -1,0 +1,230 @@
+"""The console as a person uses it, in headless Chromium: sign in; find a failed run,
+see its failed step and compensations, retry it and watch it complete; answer a human
+task through its form; open a flow whose expectation was violated; a reader sees no
+action buttons; markup in a run id is shown as text."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.acceptance.cli_driver import REPO_ROOT, purchase
+from tests.api.conftest import Server, eventually
+from tests.console.conftest import screenshot
+
+
+def sign_in(driver: WebDriver, site: Server, scope: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(f"{site.base_url}/console/login")
+    driver.find_element(By.ID, "token").send_keys(site.token(scope))
+    driver.find_element(By.ID, "sign-in").click()
+    until(driver, lambda: driver.current_url.endswith("/console/runs"), "the run list")
+
+
+def until(driver: WebDriver, ready: Callable[[], Any], what: str, limit: float = 20) -> Any:
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            found = ready()
+        except Exception:  # an element not there yet
+            found = None
+        if found:
+            return found
+        assert time.monotonic() < deadline, (
+            f"{what}: not there after {limit}s\n{driver.page_source[-3000:]}"
+        )
+        time.sleep(0.1)
+
+
+def text(driver: WebDriver, element_id: str) -> str:
+    return driver.find_element(By.ID, element_id).text
+
+
+def start(site: Server, workflow: str, run_id: str, body: Any) -> None:
+    answer = site.as_scope("operate").post(
+        "/api/runs", json={"workflow": workflow, "run_id": run_id, "input": body}
+    )
+    assert answer.status_code == 201, answer.text
+
+
+def open_run(driver: WebDriver, site: Server, run_id: str, status: str) -> None:
+    """Reload the run's page until it shows ``status``."""
+
+    def shown() -> bool:
+        driver.get(f"{site.base_url}/console/runs/{run_id}")
+        return text(driver, "status") == status
+
+    until(driver, shown, f"run {run_id} {status}")
+
+
+def test_sign_in_is_needed_and_a_bad_token_is_refused(browser: WebDriver, site: Server) -> None:
+    browser.delete_all_cookies()
+    browser.get(f"{site.base_url}/console/runs")
+    assert browser.current_url.endswith("/console/login")
+    screenshot(browser, "sign-in")
+    browser.find_element(By.ID, "token").send_keys("lgt_not-a-token")
+    browser.find_element(By.ID, "sign-in").click()
+    until(browser, lambda: "not a token this server knows" in text(browser, "error"), "refusal")
+    cookies = {c["name"]: c for c in browser.get_cookies()}
+    assert "legato_session" not in cookies
+
+
+def test_a_compensated_course_purchase_shows_its_failed_step_and_compensations(
+    browser: WebDriver, site: Server
+) -> None:
+    start(site, "purchase_course", "purchase-full", purchase(2, course="rust-301"))
+    sign_in(browser, site, "read")
+    session = {c["name"]: c for c in browser.get_cookies()}["legato_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+
+    open_run(browser, site, "purchase-full", "compensated")
+
+    assert "CourseFull" in text(browser, "last-error")
+    assert "create_enrollment" in text(browser, "last-error")
+    assert "authorize_payment" in text(browser, "compensated")
+    until(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#graph svg"), "the graph")
+    assert "authorize_payment" in text(browser, "graph")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")
+    assert any("undo authorize_payment" in r.text for r in rows), [r.text for r in rows]
+    screenshot(browser, "run-compensated")
+
+
+def test_retry_a_failed_run_and_watch_it_complete(
+    browser: WebDriver, site: Server, tmp_path: Path
+) -> None:
+    fixed = tmp_path / "charge-fixed"
+    order = {"id": "o-1", "fixed": str(fixed), "release_fixed": str(tmp_path / "r")}
+    start(site, "pay", "order-failed", order)
+    sign_in(browser, site, "operate")
+    browser.get(f"{site.base_url}/console/runs?status=failed")
+    until(browser, lambda: browser.find_element(By.LINK_TEXT, "order-failed"), "the failed run")
+    screenshot(browser, "runs")
+    browser.find_element(By.LINK_TEXT, "order-failed").click()
+    until(browser, lambda: text(browser, "status") == "failed", "the failed run's page")
+    assert "charge" in text(browser, "last-error")
+    screenshot(browser, "run-failed")
+
+    fixed.touch()  # the fix is deployed
+    browser.find_element(By.ID, "action-retry").click()
+
+    until(browser, lambda: text(browser, "notice") == "retry", "the run, retried")
+    open_run(browser, site, "order-failed", "completed")
+    assert "ch-o-1" in text(browser, "output")
+    timeline = text(browser, "timeline")
+    assert "run retried" in timeline and "by api-operate" in timeline
+
+
+def test_complete_a_human_task_through_its_form(browser: WebDriver, site: Server) -> None:
+    start(
+        site,
+        "fraud_review",
+        "review-1",
+        {"id": "review-1", "amount_cents": 12_500, "reviewer": "ada"},
+    )
+    reader = site.as_scope("read")
+    eventually(lambda: reader.get("/api/tasks", params={"run_id": "review-1"}).json(), "the task")
+    sign_in(browser, site, "operate")
+    browser.get(f"{site.base_url}/console/tasks")
+    until(browser, lambda: browser.find_element(By.PARTIAL_LINK_TEXT, "review-1"), "the task")
+    screenshot(browser, "tasks")
+    browser.find_elements(By.CSS_SELECTOR, "table a[href^='/console/tasks/']")[0].click()
+    until(browser, lambda: "12500" in text(browser, "task-data"), "the task's data")
+    form = browser.find_element(By.ID, "task-form")
+    form.find_element(By.NAME, "approved").click()
+    form.find_element(By.NAME, "note").send_keys("looks fine")
+    screenshot(browser, "task")
+    browser.find_element(By.ID, "submit").click()
+
+    until(browser, lambda: text(browser, "notice") == "task completed", "the run, answered")
+    open_run(browser, site, "review-1", "completed")
+    review = orjson.loads(text(browser, "output"))["review"]
+    assert review == {"approved": True, "note": "looks fine"}
+
+
+def test_a_flow_with_a_violated_expectation_is_drawn(browser: WebDriver, site: Server) -> None:
+    env = {**os.environ, "LEGATO_DATABASE_URL": site.database, "PYTHONPATH": str(REPO_ROOT)}
+    module = "examples.course_purchase.choreographed"
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--enrollment-down", "--deadline", "1.5"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    reader = site.as_scope("read")
+    [violated] = reader.get("/api/expectations", params={"status": "violated"}).json()
+    sign_in(browser, site, "read")
+    browser.get(f"{site.base_url}/console/expectations")
+    assert "violated" in browser.find_element(By.TAG_NAME, "table").text
+    browser.get(f"{site.base_url}/console/flows/{violated['correlation_id']}")
+
+    until(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#flow-graph svg"), "the flow")
+    assert "paid-learner-is-enrolled" in text(browser, "expectations")
+    assert "violated" in text(browser, "expectations")
+    assert "purchase.completed" in text(browser, "flow-graph")
+    screenshot(browser, "flow")
+
+
+def test_a_reader_sees_no_action_buttons(browser: WebDriver, site: Server, tmp_path: Path) -> None:
+    order = {"id": "o-2", "fixed": str(tmp_path / "never"), "release_fixed": str(tmp_path / "r")}
+    start(site, "pay", "order-read", order)
+    sign_in(browser, site, "read")
+    open_run(browser, site, "order-read", "failed")
+    assert browser.find_elements(By.ID, "actions") == []
+    assert browser.find_elements(By.CSS_SELECTOR, "button[id^='action-']") == []
+    # And the action itself is refused to a reader, form or no form.
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    refused = httpx.post(
+        f"{site.base_url}/console/runs/order-read/act",
+        data={"csrf": cookies["legato_csrf"], "action": "retry"},
+        cookies=cookies,
+    )
+    assert refused.status_code == 403
+    assert site.as_scope("read").get("/api/runs/order-read").json()["status"] == "failed"
+
+
+def test_a_form_posted_without_the_browsers_csrf_token_is_refused(
+    browser: WebDriver, site: Server, tmp_path: Path
+) -> None:
+    order = {"id": "o-3", "fixed": str(tmp_path / "fix"), "release_fixed": str(tmp_path / "r")}
+    start(site, "pay", "order-csrf", order)
+    sign_in(browser, site, "operate")
+    open_run(browser, site, "order-csrf", "failed")
+    (tmp_path / "fix").touch()
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    forged = httpx.post(
+        f"{site.base_url}/console/runs/order-csrf/act",
+        data={"csrf": "guessed", "action": "retry"},
+        cookies=cookies,
+    )
+    assert forged.status_code == 403
+    assert site.as_scope("read").get("/api/runs/order-csrf").json()["status"] == "failed"
+
+
+@pytest.mark.parametrize("run_id", ["<script>alert(1)</script>", '<img src=x onerror="alert(2)">'])
+def test_markup_in_a_run_id_is_shown_as_text(browser: WebDriver, site: Server, run_id: str) -> None:
+    start(site, "unserved_console", run_id, {"note": run_id})
+    sign_in(browser, site, "read")
+    browser.get(f"{site.base_url}/console/runs?workflow=unserved_console")
+    until(browser, lambda: run_id in browser.find_element(By.ID, "runs").text, "the run")
+    assert browser.find_elements(By.CSS_SELECTOR, "#runs img, #runs script") == []
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text  # noqa: B018  # no script ran
+    browser.find_element(By.PARTIAL_LINK_TEXT, run_id[:6]).click()
+    until(browser, lambda: text(browser, "run-id") == run_id, "the run's page")
+    assert orjson.loads(text(browser, "input")) == [{"note": run_id}]
+    assert browser.find_elements(By.CSS_SELECTOR, "main img, main script") == []
