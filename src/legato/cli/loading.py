@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -170,3 +172,20 @@ def load_app(target: str, usage: str = WORKER_USAGE) -> App:
             exit_code=USAGE,
         )
     return app
+
+
+@contextmanager
+def environment(name: str, value: str | None) -> Iterator[None]:
+    """Set ``$name`` to ``value`` (when given) for the duration, then restore it."""
+    if value is None:
+        yield
+        return
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved

@@ -10,8 +10,6 @@ import asyncio
 import enum
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +17,7 @@ import typer
 
 from legato.app import App
 from legato.cli.errors import USAGE, fail
+from legato.cli.loading import environment
 from legato.cli.loading import load_app as load_app  # legato.cli.main re-exports it from here
 from legato.cli.options import DatabaseOption, resolve_database
 from legato.observability.logs import ContextFilter, JsonFormatter
@@ -40,23 +39,6 @@ if TYPE_CHECKING:
     from legato.observability.http import ObservabilityServer
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _environment(name: str, value: str | None) -> Iterator[None]:
-    """Set ``$name`` to ``value`` (when given) for the duration, then restore it."""
-    if value is None:
-        yield
-        return
-    saved = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
 
 
 def _log_level(level: str | None) -> str:
@@ -163,7 +145,7 @@ def worker(
     logging.basicConfig(level=level, handlers=[handler])
     # An App() that names no database reads LEGATO_DATABASE_URL when the module is
     # imported: with --database, it must read that instead of whatever the shell has.
-    with _environment(DATABASE_ENV, url if database else None):
+    with environment(DATABASE_ENV, url if database else None):
         app = load_app(target)
     if database is not None:
         app.use_database(url)
