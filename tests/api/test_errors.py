@@ -6,6 +6,7 @@ routes (404) and methods (405)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -198,3 +199,27 @@ def test_no_error_was_a_server_error(server: Server, reader: httpx.Client) -> No
     counted = [line for line in metrics.splitlines() if line.startswith("legato_http_requests")]
     assert counted
     assert not [line for line in counted if 'status="5' in line], counted
+
+
+@pytest.mark.parametrize("sent", ["declared", "streamed"])
+def test_a_body_over_the_cap_is_a_413_and_writes_nothing(
+    server: Server, operator: httpx.Client, sent: str
+) -> None:
+    from legato.server.limits import MAX_BODY_BYTES
+
+    before = operator.get("/api/events", params={"limit": 1000}).json()
+    event = b'{"type": "api.huge", "data": "' + b"x" * (MAX_BODY_BYTES + 1) + b'"}'
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(event), 1 << 20):
+            yield event[start : start + (1 << 20)]
+
+    answer = operator.post(
+        "/api/events",
+        content=event if sent == "declared" else chunks(),
+        headers={"content-type": "application/json"},
+    )
+
+    problem = assert_problem(answer, 413, "payload-too-large")
+    assert f"{MAX_BODY_BYTES:,} bytes" in problem["detail"]
+    assert operator.get("/api/events", params={"limit": 1000}).json() == before

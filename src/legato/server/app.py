@@ -15,6 +15,7 @@ import legato
 from legato import console
 from legato.client import AsyncClient
 from legato.server import actions, events, health, ops, problems, runs, tasks
+from legato.server.limits import BodyLimitMiddleware
 from legato.server.metrics import MetricsMiddleware, ServerMetrics
 from legato.server.security import ServerSettings
 
@@ -40,6 +41,7 @@ def create_app(client: AsyncClient, settings: ServerSettings | None = None) -> F
     app.state.client = client
     app.state.settings = settings or ServerSettings()
     app.state.metrics = ServerMetrics()
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     problems.install(app)
     routers = [module.router for module in (runs, actions, tasks, events, ops, health)]
