@@ -544,13 +544,17 @@ class _Builder:
             self.frame = outer
 
     def matters(self, body: Iterable[ast.stmt]) -> bool:
-        """Whether drawing ``body`` would draw anything: a resolved call, a return, a raise."""
-        stack: list[ast.AST] = list(body)
+        """Whether drawing ``body`` would draw anything: a resolved call, a return, a
+        raise, or a ``break``/``continue`` of the loop being drawn."""
+        # (node, whether it sits in a loop of its own inside body: its break is that loop's)
+        stack: list[tuple[ast.AST, bool]] = [(statement, False) for statement in body]
         while stack:
-            node = stack.pop()
+            node, inner = stack.pop()
             if isinstance(node, _NESTED):
                 continue
             if isinstance(node, ast.Return | ast.Raise):
+                return True
+            if isinstance(node, ast.Break | ast.Continue) and not inner and self.frame.loops:
                 return True
             if isinstance(node, ast.Await) and isinstance(node.value, ast.Call):
                 if self.is_drawn(node.value):
@@ -560,7 +564,8 @@ class _Builder:
                 and self.frame.scope.resolve(node.func) is context.continue_as_new
             ):
                 return True
-            stack.extend(ast.iter_child_nodes(node))
+            inner = inner or isinstance(node, ast.For | ast.AsyncFor | ast.While)
+            stack.extend((child, inner) for child in ast.iter_child_nodes(node))
         return False
 
     def is_drawn(self, call: ast.Call) -> bool:
