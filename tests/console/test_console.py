@@ -136,6 +136,8 @@ def test_complete_a_human_task_through_its_form(browser: WebDriver, site: Server
     reader = site.as_scope("read")
     eventually(lambda: reader.get("/api/tasks", params={"run_id": "review-1"}).json(), "the task")
     sign_in(browser, site, "operate")
+    browser.find_element(By.LINK_TEXT, "waiting on a person").click()  # a saved view
+    until(browser, lambda: "review-1" in text(browser, "runs"), "the run waiting on ada")
     browser.get(f"{site.base_url}/console/tasks")
     until(browser, lambda: browser.find_element(By.PARTIAL_LINK_TEXT, "review-1"), "the task")
     screenshot(browser, "tasks")

@@ -56,12 +56,17 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 SAVED_VIEWS = {
     "failed in the last hour": {"status": "failed", "since": "-1h"},
+    "stuck": {"view": "stuck"},
+    "waiting on a person": {"view": "person"},
     "compensation failed": {"status": "compensation_failed"},
     "blocked": {"status": "blocked"},
-    "waiting": {"status": "waiting"},
     "running": {"status": "running"},
 }
-"""The run list's saved views: a name and its filter (``since`` relative to now)."""
+"""The run list's saved views: a name and its filter (``since`` relative to now); two are
+not filters of the run table: ``stuck`` (the runs a ``stuck_run`` alert is raised for)
+and ``person`` (the runs with an open human task)."""
+
+VIEW_LIMIT = 50
 
 ACTIONS = {
     "retry": "Retry from the failed step",
@@ -146,6 +151,9 @@ def _filters(request: Request) -> dict[str, Any]:
 
 
 async def _runs(request: Request) -> dict[str, Any]:
+    view = request.query_params.get("view")
+    if view in ("stuck", "person"):
+        return await _view(request, view)
     filters = _filters(request)
     search = {
         **filters,
@@ -157,6 +165,23 @@ async def _runs(request: Request) -> dict[str, Any]:
         **search, limit=50, cursor=request.query_params.get("cursor") or None
     )
     return {"runs": page_.runs, "next_cursor": page_.next_cursor, "filters": filters}
+
+
+async def _view(request: Request, view: str) -> dict[str, Any]:
+    client = await client_of(request)
+    if view == "stuck":
+        alerts = await client.list_alerts(kind="stuck_run", status="raised", limit=VIEW_LIMIT)
+        ids = [a.subject for a in alerts]
+    else:
+        tasks = await client.list_tasks(status="open", limit=200)
+        ids = list(dict.fromkeys(t.run_id for t in tasks))[:VIEW_LIMIT]
+    described = []
+    for run_id in ids:
+        try:
+            described.append(await client.describe(run_id))
+        except LegatoError:
+            continue  # pruned since
+    return {"runs": described, "next_cursor": None, "filters": _filters(request)}
 
 
 @router.get("/runs")
