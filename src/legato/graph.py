@@ -80,18 +80,9 @@ class EdgeKind(enum.StrEnum):
     """From a step to its undo, which runs if the workflow fails after the step."""
 
 
+_WAITS = frozenset({NodeKind.SLEEP, NodeKind.SIGNAL, NodeKind.HUMAN_TASK, NodeKind.REQUEST})
 # The calls that can fail and so lead to an ``except`` around them.
-_CALLS = frozenset(
-    {
-        NodeKind.STEP,
-        NodeKind.SLEEP,
-        NodeKind.SIGNAL,
-        NodeKind.HUMAN_TASK,
-        NodeKind.REQUEST,
-        NodeKind.CHILD,
-        NodeKind.PUBLISH,
-    }
-)
+_CALLS = _WAITS | {NodeKind.STEP, NodeKind.CHILD, NodeKind.PUBLISH}
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,7 +574,6 @@ class _Builder:
 
 # -- Rendering -----------------------------------------------------------------------------
 
-_WAITS = frozenset({NodeKind.SLEEP, NodeKind.SIGNAL, NodeKind.HUMAN_TASK, NodeKind.REQUEST})
 _SHAPES: dict[NodeKind, tuple[str, str]] = {
     **dict.fromkeys(
         (NodeKind.START, NodeKind.END, NodeKind.CONTINUE_AS_NEW, NodeKind.RAISE), ("([", "])")
@@ -613,15 +603,7 @@ _ARROWS = {
 }
 # Mermaid reads these in a quoted label as markup; its entity codes show them as they are.
 _ESCAPES = str.maketrans(
-    {
-        "#": "#35;",
-        '"': "#quot;",
-        "<": "#lt;",
-        ">": "#gt;",
-        "&": "#amp;",
-        "`": "#96;",
-        "|": "#124;",
-    }
+    {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;", "|": "#124;"}
 )
 
 
