@@ -10,22 +10,14 @@ import pytest
 
 import legato
 from legato.server import create_app
+from tests.fixtures.docblocks import fenced
 
 DOC = Path(__file__).parents[2] / "docs" / "http.md"
 TEXT = DOC.read_text(encoding="utf-8")
 
 
 def python_blocks() -> list[tuple[int, str]]:
-    found, lines, i = [], TEXT.splitlines(), 0
-    while i < len(lines):
-        if lines[i].strip() == "```python":
-            end = i + 1
-            while not lines[end].startswith("```"):
-                end += 1
-            found.append((i + 2, "\n".join(lines[i + 1 : end]) + "\n"))
-            i = end
-        i += 1
-    return found
+    return fenced(TEXT, "python")
 
 
 @pytest.mark.parametrize(("line", "code"), python_blocks(), ids=lambda v: str(v)[:12])

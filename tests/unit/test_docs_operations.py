@@ -10,22 +10,14 @@ import pytest
 from typer.testing import CliRunner
 
 from legato.cli.main import cli
+from tests.fixtures.docblocks import fenced
 
 DOC = Path(__file__).parents[2] / "docs" / "operations.md"
 TEXT = DOC.read_text(encoding="utf-8")
 
 
 def blocks(kind: str) -> list[tuple[int, str]]:
-    found, lines, i = [], TEXT.splitlines(), 0
-    while i < len(lines):
-        if lines[i].strip() == f"```{kind}":
-            end = i + 1
-            while not lines[end].startswith("```"):
-                end += 1
-            found.append((i + 2, "\n".join(lines[i + 1 : end]) + "\n"))
-            i = end
-        i += 1
-    return found
+    return fenced(TEXT, kind)
 
 
 @pytest.mark.parametrize(("line", "code"), blocks("python"), ids=lambda v: str(v)[:12])

@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import shlex
 import sys
-from datetime import datetime
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
 
 from legato.cli.errors import USAGE, fail
-from legato.cli.options import ByOption, DatabaseOption, JsonOption, connect, who
+from legato.cli.options import (
+    ByOption,
+    CorrelationOption,
+    DatabaseOption,
+    JsonOption,
+    PrefixOption,
+    SinceOption,
+    UntilOption,
+    WorkflowOption,
+    connect,
+    who,
+)
 from legato.cli.render import console, print_json
 from legato.model.times import as_utc
 from legato.operations import BULK_ACTIONS, BulkPreview
@@ -81,21 +92,11 @@ def bulk(
     status: Annotated[
         str | None, typer.Option("--status", "-s", help="Only runs in this status.")
     ] = None,
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")
-    ] = None,
-    since: Annotated[
-        datetime | None, typer.Option(help="Only runs created at or after this time (ISO 8601).")
-    ] = None,
-    until: Annotated[
-        datetime | None, typer.Option(help="Only runs created before this time (ISO 8601).")
-    ] = None,
-    correlation_id: Annotated[
-        str | None, typer.Option("--correlation-id", help="Only runs of this business flow.")
-    ] = None,
-    prefix: Annotated[
-        str | None, typer.Option("--prefix", help="Only runs whose id starts with this.")
-    ] = None,
+    workflow: WorkflowOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    correlation_id: CorrelationOption = None,
+    prefix: PrefixOption = None,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Act without asking (after the preview).")
     ] = False,
@@ -126,12 +127,12 @@ def bulk(
             _show(preview)
         if preview.count == 0:
             if as_json:
-                print_json({"preview": _preview_json(preview), "done": None})
+                print_json({"preview": asdict(preview), "done": None})
             return
         if not yes:
             if as_json or not sys.stdin.isatty():
                 if as_json:
-                    print_json({"preview": _preview_json(preview), "done": None})
+                    print_json({"preview": asdict(preview), "done": None})
                 raise fail(
                     f"nothing done: {preview.count} run(s) would be affected",
                     hint="run it again with --yes to go ahead",
@@ -139,17 +140,7 @@ def bulk(
             typer.confirm(f"{action} these {preview.count} run(s)?", abort=True)
         done = client.apply_bulk(name, preview.confirm, **filters, by=who(by))
     if as_json:
-        print_json(
-            {
-                "preview": _preview_json(preview),
-                "done": {
-                    "action": done.action,
-                    "done": done.done,
-                    "skipped": done.skipped,
-                    "restarted": done.restarted,
-                },
-            }
-        )
+        print_json({"preview": asdict(preview), "done": asdict(done)})
         return
     out = console()
     out.print(f"{len(done.done)} run(s): {action} done")
@@ -157,15 +148,6 @@ def bulk(
         out.print(f"  skipped {run_id}: {why}")
     for old, new in done.restarted.items():
         out.print(f"  {old} -> {new}")
-
-
-def _preview_json(preview: BulkPreview) -> dict[str, Any]:
-    return {
-        "action": preview.action,
-        "count": preview.count,
-        "run_ids": preview.run_ids,
-        "confirm": preview.confirm,
-    }
 
 
 def _show(preview: BulkPreview) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,6 +30,24 @@ DatabaseOption = Annotated[
         f"{DEFAULT_DATABASE_URL}.",
     ),
 ]
+
+WorkflowOption = Annotated[
+    str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")
+]
+SinceOption = Annotated[
+    datetime | None,
+    typer.Option(help="Only runs created at or after this time (ISO 8601; UTC if no offset)."),
+]
+UntilOption = Annotated[
+    datetime | None, typer.Option(help="Only runs created before this time (ISO 8601).")
+]
+CorrelationOption = Annotated[
+    str | None, typer.Option("--correlation-id", help="Only runs of this business flow.")
+]
+PrefixOption = Annotated[
+    str | None, typer.Option("--prefix", help="Only runs whose id starts with this.")
+]
+"""The run filters ``legato runs list`` and ``legato runs bulk`` share."""
 
 ByOption = Annotated[
     str | None,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import shlex
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -17,7 +16,19 @@ from rich.console import Console
 from rich.text import Text
 
 from legato.cli.errors import fail
-from legato.cli.options import ByOption, DatabaseOption, JsonOption, connect, parse_json, who
+from legato.cli.options import (
+    ByOption,
+    CorrelationOption,
+    DatabaseOption,
+    JsonOption,
+    PrefixOption,
+    SinceOption,
+    UntilOption,
+    WorkflowOption,
+    connect,
+    parse_json,
+    who,
+)
 from legato.cli.render import (
     console,
     description_view,
@@ -46,22 +57,11 @@ def list_runs(
     status: Annotated[
         RunStatus | None, typer.Option("--status", "-s", help="Only runs in this status.")
     ] = None,
-    workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")
-    ] = None,
-    since: Annotated[
-        datetime | None,
-        typer.Option(help="Only runs created at or after this time (ISO 8601; UTC if no offset)."),
-    ] = None,
-    until: Annotated[
-        datetime | None, typer.Option(help="Only runs created before this time (ISO 8601).")
-    ] = None,
-    correlation_id: Annotated[
-        str | None, typer.Option("--correlation-id", help="Only runs of this business flow.")
-    ] = None,
-    prefix: Annotated[
-        str | None, typer.Option("--prefix", help="Only runs whose id starts with this.")
-    ] = None,
+    workflow: WorkflowOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    correlation_id: CorrelationOption = None,
+    prefix: PrefixOption = None,
     limit: Annotated[
         int,
         typer.Option(
