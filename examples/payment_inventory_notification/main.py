@@ -70,7 +70,10 @@ async def wait_until_quiet(app: legato.App, correlation_id: str, timeout: float 
             for stored in events
             for delivery in await app.deliveries(stored.event.id, stored.event.source)
         ]
-        if events and all(s != "pending" for s in statuses):
+        # Quiet only if no event came meanwhile: a delivery that ended while we read the
+        # others may have published the next one.
+        again = await app.list_events(correlation_id=correlation_id)
+        if events and all(s != "pending" for s in statuses) and len(again) == len(events):
             return
         await asyncio.sleep(0.05)
     raise TimeoutError(f"flow {correlation_id} still busy after {timeout}s")
