@@ -431,6 +431,10 @@ class App(AppEvents):
         """One human task; raises ``TaskNotFound``."""
         return await self._client.get_task(task_id)
 
+    async def claim_task(self, task_id: str, assignee: str) -> Task:
+        """Take an open human task (see ``AsyncClient.claim_task``)."""
+        return await self._client.claim_task(task_id, assignee)
+
     async def complete_task(self, task_id: str, response: Any) -> Task:
         """Answer a human task (validated against its form); its run continues."""
         task = await self._client.complete_task(task_id, response)

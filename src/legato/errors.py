@@ -26,6 +26,7 @@ Every error Legato raises on purpose derives from :class:`LegatoError`::
     ├── TaskError                         about one human task
     │   ├── TaskNotFound (LookupError)
     │   ├── TaskClosed                    completed twice, or after it expired
+    │   ├── TaskClaimed                   claimed by someone else already
     │   └── InvalidTaskResponse (ValueError)  the response does not match the task's form
     ├── StorageError                      the database failed or is not usable
     │   ├── ConcurrencyConflict           another writer changed the row first
@@ -297,6 +298,15 @@ class TaskClosed(TaskError):
     def __init__(self, task_id: str, status: str) -> None:
         super().__init__(f"task {task_id!r} is {status}; it takes no response", task_id=task_id)
         self.status = status
+
+
+class TaskClaimed(TaskError):
+    """The task is assigned to someone else: ``claim_task`` takes only an unassigned
+    task (or one assigned to the claimer already)."""
+
+    def __init__(self, task_id: str, assignee: str) -> None:
+        super().__init__(f"task {task_id!r} is assigned to {assignee!r} already", task_id=task_id)
+        self.assignee = assignee
 
 
 class InvalidTaskResponse(TaskError, ValueError):

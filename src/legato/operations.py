@@ -1,6 +1,7 @@
 """Operator actions on the clients: retry a failed run from its failed step, resume the
 compensation of a run in ``compensation_failed``, restart a run as a new one, and the
-bulk form of every action (cancel and resume too) over a filter, with a preview first.
+bulk form of every action (cancel and resume too) over a filter, with a preview first;
+and claiming a human task.
 
 Each action is written to the run's history with who did it (``by``: an API token's name,
 the CLI's user) and when: ``run_retried``, ``compensation_resumed``, ``run_restarted``,
@@ -22,8 +23,16 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from legato import lifecycle
-from legato.errors import BulkChanged, DefinitionError, RunError, RunNotFound
-from legato.model import Run, RunStatus
+from legato.errors import (
+    BulkChanged,
+    DefinitionError,
+    RunError,
+    RunNotFound,
+    TaskClaimed,
+    TaskClosed,
+    TaskNotFound,
+)
+from legato.model import Run, RunStatus, Task, TaskStatus
 from legato.model.ids import check_run_id
 from legato.model.ids import new_run_id as fresh_run_id
 from legato.model.payloads import encode
@@ -153,6 +162,23 @@ class AsyncOperationsClient:
         if fresh in conflicts:
             raise RunError(f"run id {fresh!r} is taken: choose another", run_id=fresh)
         return fresh
+
+    async def claim_task(self, task_id: str, assignee: str) -> Task:
+        """Take an open human task: ``assignee`` (who claims it) becomes its assignee.
+        Claiming one's own task again changes nothing. Raises ``TaskNotFound``,
+        ``TaskClosed`` if it is not open, ``TaskClaimed`` if someone else has it."""
+        if not isinstance(assignee, str) or not assignee.strip():
+            raise DefinitionError(f"assignee must be a non-empty name, got {assignee!r}")
+        store = await self._open()
+        claimed = await store.claim_task(task_id, assignee)
+        task = await store.get_task(task_id)
+        if task is None:
+            raise TaskNotFound(task_id)
+        if not claimed:
+            if task.status is not TaskStatus.OPEN:
+                raise TaskClosed(task_id, task.status.value)
+            raise TaskClaimed(task_id, task.assignee or "")
+        return task
 
     # -- bulk ------------------------------------------------------------------------------
 
@@ -301,6 +327,10 @@ class OperationsClient:
     def restart(self, run_id: str, *, new_run_id: str | None = None, by: str | None = None) -> str:
         """Start an ended run again as a new run; returns its id."""
         return self._call(self._async.restart, run_id, new_run_id=new_run_id, by=by)
+
+    def claim_task(self, task_id: str, assignee: str) -> Task:
+        """Take an open human task (see ``AsyncClient.claim_task``)."""
+        return self._call(self._async.claim_task, task_id, assignee)
 
     def preview_bulk(self, action: str, **filters: Any) -> BulkPreview:
         """How many runs a bulk action would take (see ``AsyncClient.preview_bulk``)."""

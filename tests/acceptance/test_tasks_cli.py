@@ -311,3 +311,20 @@ def test_an_answer_given_while_no_worker_runs_is_delivered_later(
     run = cli.wait_for_status("review-offline")
     assert run["status"] == "completed", run
     assert run["output"]["review"] == {"approved": True, "note": "late"}
+
+
+def test_claim_takes_an_unassigned_task_and_refuses_someone_elses(inbox: Cli) -> None:
+    task = open_review(inbox, "review-claim", reviewer=None)
+    assert task["assignee"] is None
+
+    claimed = inbox.json("tasks", "claim", task["task_id"], "--by", "ann")
+
+    assert claimed["assignee"] == "ann"
+    assert [t["task_id"] for t in inbox.json("tasks", "list", "--assignee", "ann")] == [
+        task["task_id"]
+    ]
+    refused = inbox.run("tasks", "claim", task["task_id"], "--by", "bob")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert f"task '{task['task_id']}' is assigned to 'ann' already" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert inbox.json("tasks", "show", task["task_id"])["assignee"] == "ann"

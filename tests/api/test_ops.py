@@ -50,6 +50,7 @@ ROUTES = {
     ("GET", "/api/tokens"),
     ("POST", "/api/tokens"),
     ("DELETE", "/api/tokens/{name}"),
+    ("POST", "/api/tasks/{task_id}/claim"),
     ("POST", "/api/runs/{run_id}/retry"),
     ("POST", "/api/runs/{run_id}/resume-compensation"),
     ("POST", "/api/runs/{run_id}/restart"),

@@ -162,3 +162,33 @@ def test_unknown_tasks_are_404(operator: httpx.Client, reader: httpx.Client) -> 
 )
 def test_a_bad_task_listing_is_a_422(reader: httpx.Client, params: dict[str, Any]) -> None:
     assert_problem(reader.get("/api/tasks", params=params), 422, "invalid-request")
+
+
+def test_claim_an_unassigned_task_then_someone_elses_is_a_409(
+    server: Server, operator: httpx.Client, reader: httpx.Client, unique: str
+) -> None:
+    started = operator.post(
+        "/api/runs",
+        json={
+            "workflow": "fraud_review",
+            "input": {"id": unique, "amount_cents": 100, "reviewer": None},
+            "run_id": unique,
+        },
+    )
+    assert started.status_code == 201, started.text
+    [task] = eventually(
+        lambda: reader.get("/api/tasks", params={"run_id": unique}).json(), "the task"
+    )
+    assert task["assignee"] is None
+
+    claimed = operator.post(f"/api/tasks/{task['task_id']}/claim")
+
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["assignee"] == "api-operate"
+    assert operator.post(f"/api/tasks/{task['task_id']}/claim").status_code == 200  # mine
+    assert_problem(reader.post(f"/api/tasks/{task['task_id']}/claim"), 403, "not-permitted")
+    theirs = open_review(server, operator, f"{unique}-b")  # assigned to someone else
+    problem = assert_problem(operator.post(f"/api/tasks/{theirs['task_id']}/claim"), 409)
+    assert problem["type"] == "urn:legato:problem:task-claimed"
+    assert f"assigned to '{unique}-b'" in problem["detail"]
+    assert_problem(operator.post("/api/tasks/no-such-task/claim"), 404, "task-not-found")

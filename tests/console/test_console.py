@@ -131,18 +131,22 @@ def test_complete_a_human_task_through_its_form(browser: WebDriver, site: Server
         site,
         "fraud_review",
         "review-1",
-        {"id": "review-1", "amount_cents": 12_500, "reviewer": "ada"},
+        {"id": "review-1", "amount_cents": 12_500, "reviewer": None},
     )
     reader = site.as_scope("read")
     eventually(lambda: reader.get("/api/tasks", params={"run_id": "review-1"}).json(), "the task")
     sign_in(browser, site, "operate")
     browser.find_element(By.LINK_TEXT, "waiting on a person").click()  # a saved view
-    until(browser, lambda: "review-1" in text(browser, "runs"), "the run waiting on ada")
+    until(browser, lambda: "review-1" in text(browser, "runs"), "the run waiting on a person")
     browser.get(f"{site.base_url}/console/tasks")
     until(browser, lambda: browser.find_element(By.PARTIAL_LINK_TEXT, "review-1"), "the task")
     screenshot(browser, "tasks")
     browser.find_elements(By.CSS_SELECTOR, "table a[href^='/console/tasks/']")[0].click()
     until(browser, lambda: "12500" in text(browser, "task-data"), "the task's data")
+    assert text(browser, "assignee") == "not assigned"
+    browser.find_element(By.ID, "claim").click()
+    until(browser, lambda: text(browser, "assignee") == "assigned to api-operate", "the claim")
+    assert browser.find_elements(By.ID, "claim") == []  # it is mine now
     form = browser.find_element(By.ID, "task-form")
     form.find_element(By.NAME, "approved").click()
     form.find_element(By.NAME, "note").send_keys("looks fine")

@@ -303,3 +303,37 @@ async def test_update_task_that_does_not_match_conflicts_and_writes_nothing(
             ]
         )
     assert await snapshot(store, ["r1", "r2", "r3"]) == before
+
+
+# -- claim_task ---------------------------------------------------------------------------
+
+
+async def test_claim_task_assigns_an_unassigned_open_task_and_again_to_the_same(
+    store: Store,
+) -> None:
+    await store.write([new_run("r1"), new_task("r1", "t1")])
+    assert await store.claim_task("t1", "ann") is True
+    task = await store.get_task("t1")
+    assert task is not None and task.assignee == "ann" and task.status is TaskStatus.OPEN
+    assert await store.claim_task("t1", "ann") is True  # one's own task, again
+    assert [t.task_id for t in await store.list_tasks(assignee="ann")] == ["t1"]
+
+
+async def test_claim_task_of_someone_elses_or_a_closed_or_unknown_task_writes_nothing(
+    store: Store,
+) -> None:
+    await store.write(
+        [
+            new_run("r1"),
+            new_task("r1", "bobs", assignee="bob"),
+            new_task("r1", "done"),
+        ]
+    )
+    await store.write([update_task("r1", "done", response=True)])
+    before = {t.task_id: t for t in await store.list_tasks(status=None)}
+
+    assert await store.claim_task("bobs", "ann") is False
+    assert await store.claim_task("done", "ann") is False
+    assert await store.claim_task("ghost", "ann") is False
+
+    assert {t.task_id: t for t in await store.list_tasks(status=None)} == before

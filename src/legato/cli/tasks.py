@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
+from legato.cli.options import ByOption, DatabaseOption, JsonOption, connect, parse_json, who
 from legato.cli.render import console, print_json, print_table, task_view, tasks_table
 from legato.model import TaskStatus
 from legato.views import task_json
@@ -95,3 +95,19 @@ def complete(
             f"Follow it with `legato runs show {task.run_id}`.",
             markup=False,
         )
+
+
+@tasks_app.command("claim")
+def claim(
+    task_id: TaskIdArgument,
+    by: ByOption = None,
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Take an open task: you (--by, default cli:USER) become its assignee."""
+    with connect(database) as client:
+        task = client.claim_task(task_id, who(by))
+    if as_json:
+        print_json(task_json(task))
+    else:
+        console().print(f"task {task.task_id} is yours, {task.assignee}", markup=False)

@@ -329,6 +329,19 @@ async def task(request: Request, task_id: str) -> Response:
     return page(request, "task.html", who, task=found, fields=forms.fields(found.form), error=None)
 
 
+@router.post("/tasks/{task_id}/claim")
+async def claim(request: Request, task_id: str) -> Response:
+    who = await caller(request)
+    await form_of(request)
+    if not may_operate(request, who):
+        return _refused(request, who, "your token may only read")
+    try:
+        await (await client_of(request)).claim_task(task_id, who.name)
+    except LegatoError as exc:
+        return _refused(request, who, str(exc))
+    return to_console(f"/tasks/{quote(task_id, safe='')}")
+
+
 @router.post("/tasks/{task_id}")
 async def complete(request: Request, task_id: str) -> Response:
     who = await caller(request)

@@ -39,6 +39,7 @@ _STATUSES: list[tuple[type[BaseException], int]] = [
     (errors.TokenExists, 409),
     (errors.RunFinished, 409),
     (errors.TaskClosed, 409),
+    (errors.TaskClaimed, 409),
     (errors.AmbiguousEvent, 409),
     (errors.ConcurrencyConflict, 409),
     (errors.BulkChanged, 409),

@@ -1,4 +1,4 @@
-"""``/api/tasks``: the human-task inbox: list, show, complete."""
+"""``/api/tasks``: the human-task inbox: list, show, claim, complete."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ async def list_tasks(
 @router.get("/{task_id}", response_model=Task, summary="Show a task and its form")
 async def get_task(task_id: str, client: Client, caller: Reader) -> Task:
     return await client.get_task(task_id)
+
+
+@router.post("/{task_id}/claim", response_model=Task, summary="Take an open task")
+async def claim_task(task_id: str, client: Client, caller: Operator) -> Task:
+    return await client.claim_task(task_id, caller.name)
 
 
 @router.post(

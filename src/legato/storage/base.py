@@ -378,6 +378,11 @@ class Store(Protocol):
     async def get_task(self, task_id: str) -> Task | None:
         """The task with this id, or None."""
 
+    async def claim_task(self, task_id: str, assignee: str) -> bool:
+        """Make ``assignee`` the open task's assignee if it has none or already has that
+        one; False, writing nothing, for a task that is unknown, not open, or someone
+        else's."""
+
     async def list_tasks(
         self,
         *,

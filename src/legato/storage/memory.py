@@ -471,6 +471,14 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
         row = self._tasks.get(task_id)
         return None if row is None else _task(row)
 
+    async def claim_task(self, task_id: str, assignee: str) -> bool:
+        """Assign an open task that has no assignee, or has this one (see ``Store``)."""
+        row = self._tasks.get(task_id)
+        if row is None or row.status != "open" or row.assignee not in (None, assignee):
+            return False
+        row.assignee = assignee
+        return True
+
     async def list_tasks(
         self,
         *,

@@ -96,6 +96,7 @@ class SqlQueries(Protocol):
     insert_signal: str
     insert_task: str
     update_task: str
+    claim_task: str
     close_tasks: str
     close_task: str
     release_all: str
@@ -534,6 +535,14 @@ class SqlStore(SqlWorkers, SqlBus, SqlExpectations, SqlAlerts, SqlTokens):
         """The task with this id, or None."""
         rows = await self._select(self.queries.get_task, (task_id,))
         return task_from_row(rows[0]) if rows else None
+
+    async def claim_task(self, task_id: str, assignee: str) -> bool:
+        """Assign an open task that has no assignee, or has this one (see ``Store``)."""
+        params = (assignee, task_id, assignee)
+        changed: int = await self._transact(
+            lambda c: c.execute(self.queries.claim_task, params).rowcount
+        )
+        return changed == 1
 
     async def list_tasks(
         self,

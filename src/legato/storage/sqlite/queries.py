@@ -106,6 +106,10 @@ class SqliteQueries:
         "UPDATE tasks SET status = ?, response = ?, completed_at = ? "
         "WHERE task_id = ? AND run_id = ? AND status = ?"
     )
+    claim_task = (
+        "UPDATE tasks SET assignee = ? "
+        "WHERE task_id = ? AND status = 'open' AND (assignee IS NULL OR assignee = ?)"
+    )
     close_tasks = (
         "UPDATE tasks SET status = ?, completed_at = ? WHERE run_id = ? AND status = 'open'"
     )
