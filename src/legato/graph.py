@@ -22,7 +22,7 @@ variable, a method of some object): the graph shows what the code says, not ever
 path Python could take.
 
 >>> graph = workflow_graph(app, "purchase_course")  # doctest: +SKIP
->>> print(to_mermaid(graph))  # doctest: +SKIP
+>>> print(legato.graphchart.to_mermaid(graph))  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ import ast
 import asyncio
 import enum
 import inspect
-import json
 import textwrap
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -80,9 +79,9 @@ class EdgeKind(enum.StrEnum):
     """From a step to its undo, which runs if the workflow fails after the step."""
 
 
-_WAITS = frozenset({NodeKind.SLEEP, NodeKind.SIGNAL, NodeKind.HUMAN_TASK, NodeKind.REQUEST})
+WAITS = frozenset({NodeKind.SLEEP, NodeKind.SIGNAL, NodeKind.HUMAN_TASK, NodeKind.REQUEST})
 # The calls that can fail and so lead to an ``except`` around them.
-_CALLS = _WAITS | {NodeKind.STEP, NodeKind.CHILD, NodeKind.PUBLISH}
+_CALLS = WAITS | {NodeKind.STEP, NodeKind.CHILD, NodeKind.PUBLISH}
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,84 +569,3 @@ class _Builder:
         if target is asyncio.gather:
             return any(self.is_drawn(branch) for _, branch in _branches(call))
         return self.helper(target) is not None
-
-
-# -- Rendering -----------------------------------------------------------------------------
-
-_SHAPES: dict[NodeKind, tuple[str, str]] = {
-    **dict.fromkeys(
-        (NodeKind.START, NodeKind.END, NodeKind.CONTINUE_AS_NEW, NodeKind.RAISE), ("([", "])")
-    ),
-    **dict.fromkeys(_WAITS, ("[/", "/]")),
-    **dict.fromkeys((NodeKind.FORK, NodeKind.JOIN), ("((", "))")),
-    NodeKind.STEP: ("[", "]"),
-    NodeKind.COMPENSATION: ("[", "]"),
-    NodeKind.CHILD: ("[[", "]]"),
-    NodeKind.PUBLISH: (">", "]"),
-    NodeKind.DECISION: ("{", "}"),
-    NodeKind.LOOP: ("{{", "}}"),
-}
-_CLASSES: dict[str, tuple[str, frozenset[NodeKind]]] = {
-    "wait": ("fill:#fff6d6,stroke:#c79100", _WAITS),
-    "undo": (
-        "fill:#ffffff,stroke:#999999,stroke-dasharray:4 3",
-        frozenset({NodeKind.COMPENSATION}),
-    ),
-    "fail": ("fill:#ffe0e0,stroke:#cc0000", frozenset({NodeKind.RAISE})),
-}
-_ARROWS = {
-    EdgeKind.FLOW: "-->",
-    EdgeKind.LOOP: "-->",
-    EdgeKind.ERROR: "-->",
-    EdgeKind.COMPENSATION: "-.->",
-}
-# Mermaid reads these in a quoted label as markup; its entity codes show them as they are.
-_ESCAPES = str.maketrans(
-    {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;", "|": "#124;"}
-)
-
-
-def quoted(text: str) -> str:
-    """``text`` as a quoted Mermaid label on one line, markup characters as entity codes."""
-    return '"' + " ".join(text.split()).translate(_ESCAPES) + '"'
-
-
-def to_mermaid(graph: WorkflowGraph) -> str:
-    """The graph as a Mermaid ``flowchart TD``; helpers are subgraphs.
-
-    Ids are the graph's own (``n1``, ``g1``), never a name from the code, and every label
-    is quoted and escaped, so no step name can break the chart or add markup to it.
-    """
-    lines = ["flowchart TD"]
-    members: dict[str | None, list[Node]] = {}
-    for node in graph.nodes:
-        members.setdefault(node.group, []).append(node)
-    children: dict[str | None, list[Group]] = {}
-    for group in graph.groups:
-        children.setdefault(group.parent, []).append(group)
-
-    def draw(group: str | None, indent: str) -> None:
-        for node in members.get(group, []):
-            opening, closing = _SHAPES[node.kind]
-            lines.append(f"{indent}{node.id}{opening}{quoted(node.label)}{closing}")
-        for inner in children.get(group, []):
-            lines.append(f"{indent}subgraph {inner.id}[{quoted(inner.label)}]")
-            draw(inner.id, indent + "    ")
-            lines.append(f"{indent}end")
-
-    draw(None, "    ")
-    for edge in graph.edges:
-        label = f"|{quoted(edge.label)}|" if edge.label else ""
-        lines.append(f"    {edge.source} {_ARROWS[edge.kind]}{label} {edge.target}")
-    for name, (style, kinds) in _CLASSES.items():
-        ids = [node.id for node in graph.nodes if node.kind in kinds]
-        if ids:
-            lines += [f"    classDef {name} {style}", f"    class {','.join(ids)} {name}"]
-    return "\n".join(lines) + "\n"
-
-
-def to_json(graph: WorkflowGraph) -> str:
-    """The graph as indented JSON text (``legato workflows graph --json``): ``workflow``,
-    then ``nodes`` (``id``, ``kind``, ``label``, ``group``), ``edges`` (``source``,
-    ``target``, ``kind``, ``label``) and ``groups`` (``id``, ``label``, ``parent``)."""
-    return json.dumps(asdict(graph), indent=2) + "\n"

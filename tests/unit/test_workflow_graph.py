@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import legato
-from legato import graph
+from legato import graph, graphchart
 from legato.engine.registry import Step
 from legato.graph import EdgeKind, NodeKind, WorkflowGraph
 
@@ -290,7 +290,7 @@ def test_step_with_a_compensation_points_to_its_undo_off_the_main_flow() -> None
         "charge -> ship",
         "ship -> end",
     ]
-    assert "-.-> n3" in graph.to_mermaid(drawn)
+    assert "-.-> n3" in graphchart.to_mermaid(drawn)
 
 
 async def _ask_twice(question: str) -> Any:
@@ -330,7 +330,7 @@ def test_helper_of_the_same_module_is_drawn_as_a_subgraph_and_unknown_calls_are_
         "wait for signal question -> ship",
         "ship -> end",
     ]
-    mermaid = graph.to_mermaid(drawn)
+    mermaid = graphchart.to_mermaid(drawn)
     assert f'subgraph {group.id}["_ask_twice"]' in mermaid
 
 
@@ -361,7 +361,7 @@ def test_labels_are_escaped_so_a_step_name_cannot_break_the_chart_or_add_markup(
         await pay(o)
 
     drawn = graph.workflow_graph(app, "<script>")
-    mermaid = graph.to_mermaid(drawn)
+    mermaid = graphchart.to_mermaid(drawn)
 
     assert '    n2["pay#quot;#lt;b#gt;#amp;x#124;y#35;1#96;"]' in mermaid.splitlines()
     assert '    n1(["#lt;script#gt;"])' in mermaid.splitlines()
@@ -369,7 +369,7 @@ def test_labels_are_escaped_so_a_step_name_cannot_break_the_chart_or_add_markup(
     # Every node line is an id, a shape and one quoted label: nothing leaks out of it.
     for line in mermaid.splitlines()[1:3]:
         assert re.fullmatch(r'    n\d+\W{1,2}"[^"]*"\W{1,2}', line), line
-    assert json.loads(graph.to_json(drawn))["nodes"][1]["label"] == 'pay"<b>&x|y#1`'
+    assert json.loads(graphchart.to_json(drawn))["nodes"][1]["label"] == 'pay"<b>&x|y#1`'
 
 
 def test_mermaid_is_a_flowchart_of_the_graphs_ids_and_its_edges() -> None:
@@ -382,7 +382,7 @@ def test_mermaid_is_a_flowchart_of_the_graphs_ids_and_its_edges() -> None:
             await charge(o)
         await ship(o)
 
-    mermaid = graph.to_mermaid(graph.workflow_graph(app, "order"))
+    mermaid = graphchart.to_mermaid(graph.workflow_graph(app, "order"))
 
     assert mermaid.splitlines() == [
         "flowchart TD",
@@ -407,7 +407,7 @@ def test_json_lists_nodes_edges_and_groups() -> None:
     async def order(o: dict[str, Any]) -> None:
         await charge(o)
 
-    data = json.loads(graph.to_json(graph.workflow_graph(app, "order")))
+    data = json.loads(graphchart.to_json(graph.workflow_graph(app, "order")))
 
     assert data["workflow"] == "order"
     assert [(n["id"], n["kind"], n["label"]) for n in data["nodes"]] == [

@@ -30,6 +30,7 @@ from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, status_text, when
 from legato.cli.render_bus import error_line, outcome, published_by
 from legato.cli.render_bus import status_text as delivery_status_text
+from legato.mermaid import escape
 from legato.model.deliveries import DeliveryStatus
 from legato.model.events import format_time
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
@@ -224,20 +225,12 @@ _CLASSES = {
     "failed": "fill:#ffe0e0,stroke:#cc0000",
 }
 _FAILED = frozenset({RunStatus.FAILED, RunStatus.COMPENSATION_FAILED, RunStatus.BLOCKED})
-# Mermaid reads these in a quoted label as markup; its entity codes show them as they are.
-_ESCAPES = str.maketrans(
-    {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "`": "#96;"}
-)
 _LINE = 80
 
 
 def escape_label(text: str) -> str:
-    """``text`` as one line of a quoted Mermaid label: entity codes for the characters
-    Mermaid would read as markup, whitespace runs as one space, cut at 80 characters."""
-    line = " ".join(text.split())
-    if len(line) > _LINE:
-        line = line[: _LINE - 1] + "…"
-    return line.translate(_ESCAPES)
+    """``text`` as one line of a quoted Mermaid label, cut at 80 characters."""
+    return escape(text, _LINE)
 
 
 def _label(*lines: str) -> str:

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from legato import graph
+from legato import graph, graphchart
 from legato.cli.errors import USAGE, fail
 from legato.cli.loading import environment, load_app
 from legato.cli.options import DatabaseOption, JsonOption, connect
@@ -70,4 +70,4 @@ def graph_workflow(
             f"app {app.name!r} has no workflow {name!r}; its workflows: {known}", exit_code=USAGE
         )
     drawn = graph.workflow_graph(app, name)
-    typer.echo(graph.to_json(drawn) if as_json else graph.to_mermaid(drawn), nl=False)
+    typer.echo(graphchart.to_json(drawn) if as_json else graphchart.to_mermaid(drawn), nl=False)

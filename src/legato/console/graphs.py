@@ -5,6 +5,7 @@ whole text again for HTML): a step or run id holding markup is shown as text."""
 
 from __future__ import annotations
 
+from legato.mermaid import quoted as label
 from legato.model import RunStatus
 from legato.model.description import RunDescription
 
@@ -17,13 +18,6 @@ CLASSES = {
     "waiting": "fill:#fff8c4,stroke:#9e9d24",
     "ended": "fill:#eeeeee,stroke:#616161",
 }
-
-
-def label(text: str) -> str:
-    """``text`` as a quoted Mermaid label: its quotes and markup as entity codes."""
-    for raw, code in (("&", "#amp;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
-        text = text.replace(raw, code)
-    return f'"{text}"'
 
 
 def run_graph(run: RunDescription) -> str:
