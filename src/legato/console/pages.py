@@ -36,6 +36,7 @@ from legato.console.session import (
     sign_out,
 )
 from legato.errors import LegatoError
+from legato.flowchart import to_mermaid
 from legato.model import RunStatus
 from legato.operations import BULK_ACTIONS
 from legato.server.security import Caller, client_of, settings_of
@@ -378,8 +379,6 @@ async def events(request: Request) -> Response:
 
 @router.get("/flows/{correlation_id:path}")
 async def flow(request: Request, correlation_id: str) -> Response:
-    from legato.cli.flows import to_mermaid
-
     who = await caller(request)
     found = await (await client_of(request)).flow(correlation_id)
     return page(request, "flow.html", who, flow=found, graph=to_mermaid(found))
