@@ -435,9 +435,10 @@ class App(AppEvents):
         """Take an open human task (see ``AsyncClient.claim_task``)."""
         return await self._client.claim_task(task_id, assignee)
 
-    async def complete_task(self, task_id: str, response: Any) -> Task:
-        """Answer a human task (validated against its form); its run continues."""
-        task = await self._client.complete_task(task_id, response)
+    async def complete_task(self, task_id: str, response: Any, *, by: str | None = None) -> Task:
+        """Answer a human task (validated against its form); its run continues. ``by``:
+        who answered."""
+        task = await self._client.complete_task(task_id, response, by=by)
         if self._engine is not None:
             self._engine.signal_arrived(task.run_id)
         return task
@@ -448,7 +449,7 @@ class App(AppEvents):
         # The durable flag first: whoever executes the run next (here or elsewhere, now or
         # after a crash) carries the cancellation out.
         status = await self._client.cancel(run_id, by=by)
-        if engine is not None and not engine.cancel_live(run_id):
+        if engine is not None and not engine.cancel_live(run_id, by):
             engine.poke()  # parked or blocked: made due, so claim it now
         return status
 

@@ -207,10 +207,11 @@ class AppEvents:
         subscription: str | None = None,
         source: str | None = None,
         rate: float | None = None,
+        by: str | None = None,
     ) -> int:
-        """Deliver dead letters again (see ``AsyncClient.redrive``)."""
+        """Deliver dead letters again (see ``AsyncClient.redrive``); ``by``: who did it."""
         count = await self._client.redrive(
-            event_id, subscription=subscription, source=source, rate=rate
+            event_id, subscription=subscription, source=source, rate=rate, by=by
         )
         if self._engine is not None:
             self._engine.poke()

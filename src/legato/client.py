@@ -414,8 +414,9 @@ class AsyncClient(
             raise TaskNotFound(task_id)
         return task
 
-    async def complete_task(self, task_id: str, response: Any) -> Task:
-        """Answer a human task; its run continues with ``response``.
+    async def complete_task(self, task_id: str, response: Any, *, by: str | None = None) -> Task:
+        """Answer a human task; its run continues with ``response``. ``by``: who answered
+        (the task's ``completed_by``).
 
         The response must match the task's form (``InvalidTaskResponse`` otherwise, and
         the task stays open); a task is completed once (``TaskClosed`` the second time).
@@ -435,7 +436,7 @@ class AsyncClient(
                     task_id, f"{error.message}" + (f" (at {where})" if where else "")
                 )
         data = encode(response, f"the response to task {task_id!r}", self.max_payload_bytes)
-        done, changed = await lifecycle.complete_task(self._store, task_id, data, self._time())
+        done, changed = await lifecycle.complete_task(self._store, task_id, data, self._time(), by)
         if done is None:
             raise TaskNotFound(task_id)
         if not changed:
@@ -613,9 +614,9 @@ class Client(BusClient, VisibilityClient, TokenClient, RunSearchClient, Operatio
         """One human task."""
         return self._call(self._async.get_task, task_id)
 
-    def complete_task(self, task_id: str, response: Any) -> Task:
-        """Answer a human task."""
-        return self._call(self._async.complete_task, task_id, response)
+    def complete_task(self, task_id: str, response: Any, *, by: str | None = None) -> Task:
+        """Answer a human task (``by``: who answered)."""
+        return self._call(self._async.complete_task, task_id, response, by=by)
 
 
 def _traceparent(workflow: str) -> str | None:

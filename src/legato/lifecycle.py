@@ -110,7 +110,7 @@ async def request_cancel(store: Store, run_id: str, at: float, by: str | None = 
 
     ``by`` (who asked) goes into the ``cancel_requested`` record, which is written here
     for every run no worker holds (guarded by "unowned"); a run a worker holds gets the
-    flag, and its worker writes the record, without ``by``.
+    flag and ``cancel_by``, and its worker writes the record with that.
     """
 
     async def attempt() -> Run | None:
@@ -130,6 +130,7 @@ async def request_cancel(store: Store, run_id: str, at: float, by: str | None = 
                     if_unowned=True,
                     status=RunStatus.RUNNING.value,
                     cancel_requested=True,
+                    cancel_by=by,
                     wake_at=at,
                     updated_at=at,
                 ),
@@ -142,6 +143,7 @@ async def request_cancel(store: Store, run_id: str, at: float, by: str | None = 
                     if_status=UNFINISHED,
                     if_owner=run.owner,
                     cancel_requested=True,
+                    cancel_by=by,
                     updated_at=at,
                 )
             ]
@@ -155,6 +157,7 @@ async def request_cancel(store: Store, run_id: str, at: float, by: str | None = 
                     if_unowned=True,
                     status=RunStatus.CANCELLED.value,
                     cancel_requested=True,
+                    cancel_by=by,
                     wake_at=None,
                     updated_at=at,
                 ),
@@ -168,6 +171,7 @@ async def request_cancel(store: Store, run_id: str, at: float, by: str | None = 
                     if_status=(status.value,),
                     if_unowned=True,
                     cancel_requested=True,
+                    cancel_by=by,
                     wake_at=at,
                     updated_at=at,
                 ),
@@ -352,9 +356,10 @@ def task_signal(task_id: str) -> str:
 
 
 async def complete_task(
-    store: Store, task_id: str, response: bytes, at: float
+    store: Store, task_id: str, response: bytes, at: float, by: str | None = None
 ) -> tuple[Task | None, bool]:
-    """Complete an open task: store the response and signal its run, atomically.
+    """Complete an open task: store the response (and ``by``, who answered) and signal
+    its run, atomically.
 
     Returns the task as it is afterwards and whether this call completed it (False if it
     was not open, so a task is completed at most once).
@@ -373,6 +378,7 @@ async def complete_task(
                     TaskStatus.COMPLETED.value,
                     response,
                     at,
+                    by,
                 ),
                 *signal_ops(task.run_id, task_signal(task_id), response, at),
             ]

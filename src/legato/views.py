@@ -75,6 +75,8 @@ def delivery_json(delivery: Delivery, stored: StoredEvent | None = None) -> dict
         "ordering_key": d.ordering_key,
         "owner": d.owner,
         "run_id": run_id,
+        "redriven_at": d.redriven_at,
+        "redriven_by": d.redriven_by,
     }
 
 

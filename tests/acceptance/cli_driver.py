@@ -13,9 +13,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -27,6 +28,8 @@ SERVED_WORKFLOWS = {
     "tests.acceptance.gated_app:app": "gated_order",
 }
 """A workflow each test app registers: the worker is ready once it is listed."""
+T = TypeVar("T")
+
 TERMINAL = {
     "completed",
     "failed",
@@ -99,6 +102,14 @@ class Cli:
                 return shown
             assert time.monotonic() < deadline, f"run {run_id} still {shown['status']}"
             time.sleep(0.1)
+
+    def wait_for(self, found: Callable[[], T], what: str, timeout: float = 30) -> T:
+        """Call ``found`` (it runs commands) until it returns something true; return that."""
+        deadline = time.monotonic() + timeout
+        while not (value := found()):
+            assert time.monotonic() < deadline, f"still waiting for {what}"
+            time.sleep(0.1)
+        return value
 
 
 @dataclass

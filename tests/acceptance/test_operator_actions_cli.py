@@ -113,3 +113,40 @@ def test_cancel_by_is_in_the_history(cli: Cli) -> None:
     cli.ok("cancel", "c-1", "--by", "ann")
     [requested] = records(cli, "c-1", "cancel_requested")
     assert requested["data"] == {"by": "ann"}
+
+
+def test_cancel_of_a_run_in_a_step_is_recorded_by_its_worker_with_who_asked(
+    shop: Cli, tmp_path: Path
+) -> None:
+    gate = str(tmp_path / "never-opened")
+    body = orjson.dumps({"id": "g-1", "gate": gate}).decode()
+    shop.ok("start", "gated", "--input", body, "--run-id", "g-1")
+    shop.wait_for(lambda: shop.json("runs", "show", "g-1")["current_step"] == "hold", "the hold")
+
+    shop.ok("cancel", "g-1", "--by", "bob")  # the worker holds it: it carries the cancel out
+
+    assert shop.wait_for_status("g-1", {"compensated", "cancelled"})["status"] in (
+        "compensated",
+        "cancelled",
+    )
+    [requested] = records(shop, "g-1", "cancel_requested")
+    assert requested["data"] == {"by": "bob"}
+
+
+def test_a_redrive_records_who(shop: Cli) -> None:
+    shop.ok("events", "publish", "api.doomed", "--data", "{}", "--id", "d-1", "--subject", "d-1")
+    shop.wait_for(
+        lambda: any(d["event_id"] == "d-1" for d in shop.json("deadletters", "list")),
+        "the dead letter",
+    )
+
+    shop.ok("deadletters", "redrive", "d-1", "--by", "carol")
+
+    def redriven() -> dict[str, Any] | None:
+        mine = [d for d in shop.json("deadletters", "list") if d["event_id"] == "d-1"]
+        return mine[0] if mine and mine[0]["redriven_by"] else None
+
+    letter = shop.wait_for(redriven, "the redriven letter to die again")
+    assert letter["redriven_by"] == "carol"
+    shown = shop.ok("deadletters", "list")
+    assert "dead again after a redrive by carol" in shown

@@ -416,6 +416,11 @@ def test_dead_letters_their_alert_and_redrive(
     again = eventually(died_again, "the redriven delivery to die again")
     assert again["attempts"] == 1
     assert again["replay"] is False
+    assert again["redriven_by"] == "api-operate"  # the token that redrove it
+    assert datetime.fromisoformat(again["redriven_at"]) > datetime.fromisoformat(
+        letter["updated_at"]
+    )
+    assert letter["redriven_by"] is None and letter["redriven_at"] is None
     by_subscription = operator.post(
         "/api/deadletters/redrive", json={"subscription": "doomed", "rate": 100}
     )

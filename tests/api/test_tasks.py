@@ -79,6 +79,8 @@ def test_complete_a_task_and_the_run_goes_on(
     assert done["task_id"] == task["task_id"]
     assert done["status"] == "completed"
     assert done["response"] == response
+    assert done["completed_by"] == "api-operate"  # the token that answered
+    assert task["completed_by"] is None
     assert datetime.fromisoformat(done["completed_at"]) >= datetime.fromisoformat(
         task["created_at"]
     )

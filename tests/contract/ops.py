@@ -127,8 +127,9 @@ def update_task(
     status: str = "completed",
     response: object = None,
     ts: float = T0 + 1,
+    by: str | None = None,
 ) -> UpdateTask:
-    return UpdateTask(run_id, task_id, if_status, status, _json(response), ts)
+    return UpdateTask(run_id, task_id, if_status, status, _json(response), ts, by)
 
 
 @dataclass(frozen=True)

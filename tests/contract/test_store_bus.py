@@ -66,6 +66,7 @@ def settle(
     error: object = None,
     required: bool = True,
     if_status: str | None = None,
+    redriven_by: str | bool | None = False,
 ) -> UpdateDelivery:
     return UpdateDelivery(
         "",
@@ -79,6 +80,8 @@ def settle(
         if_owner=owner,
         if_status=if_status,
         required=required,
+        redrive=redriven_by is not False,
+        redriven_by=None if redriven_by is False else redriven_by,  # type: ignore[arg-type]
     )
 
 
@@ -442,6 +445,28 @@ async def test_redrive_of_a_dead_letter_makes_it_pending_from_the_first_attempt(
     [d] = await store.deliveries(seq)
     assert (d.status, d.attempts, d.due_at) == (DeliveryStatus.PENDING, 0, at(T0 + 9))
     assert d.error == {"type": "E"}  # the last failure stays visible
+    assert (d.redriven_at, d.redriven_by) == (None, None)  # not marked as a redrive
+
+
+async def test_a_redrive_records_when_and_who_and_a_settle_keeps_it(
+    store: Store, worker: str
+) -> None:
+    seqs = await publish(store, new_event("e1", to=("a",)), new_event("e2", to=("a",)))
+    await store.claim_deliveries(worker, T0, 2, ["a"])
+    await store.write([settle("a", s, "dead", attempts=3) for s in seqs])
+    await store.write(
+        [
+            settle("a", seqs[0], "pending", owner=None, attempts=0, due=T0, redriven_by="alice"),
+            settle("a", seqs[1], "pending", owner=None, attempts=0, due=T0, redriven_by=None),
+        ]
+    )
+    first, second = [(await store.deliveries(s))[0] for s in seqs]
+    assert (first.redriven_at, first.redriven_by) == (at(T0 + 5), "alice")
+    assert (second.redriven_at, second.redriven_by) == (at(T0 + 5), None)
+    await store.claim_deliveries(worker, T0 + 6, 1, ["a"])
+    await store.write([settle("a", seqs[0], "dead", attempts=1)])  # it died again
+    [again] = await store.deliveries(seqs[0])
+    assert (again.status, again.redriven_by) == (DeliveryStatus.DEAD, "alice")
 
 
 async def test_a_delivery_that_succeeds_after_a_failure_keeps_the_failure(

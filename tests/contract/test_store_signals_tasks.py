@@ -267,6 +267,14 @@ async def test_update_task_sets_status_response_and_completion(store: Store) -> 
     assert other is not None and other.status is TaskStatus.OPEN
 
 
+async def test_update_task_records_who_completed_it(store: Store) -> None:
+    await _open_tasks(store)
+    await store.write([update_task("r1", "t1", response=1, by="token:alice")])
+    done, other = await store.get_task("t1"), await store.get_task("t2")
+    assert done is not None and done.completed_by == "token:alice"
+    assert other is not None and other.completed_by is None
+
+
 async def test_update_task_guards_on_the_status_it_is_given(store: Store) -> None:
     await _open_tasks(store)
     await store.write(

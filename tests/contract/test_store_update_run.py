@@ -200,6 +200,11 @@ CHANGES = [
     ({"wake_at": None}, {"wake_at": None}, "wake-at-cleared"),
     ({"wake_at": KEEP}, {}, "wake-at-kept"),
     ({"cancel_requested": True}, {"cancel_requested": True}, "flag-set"),
+    (
+        {"cancel_requested": True, "cancel_by": "token:ops"},
+        {"cancel_requested": True, "cancel_by": "token:ops"},
+        "flag-set-with-who",
+    ),
     ({"cancel_requested": False}, {}, "flag-unset-stays-unset"),
     ({"clear_error": True}, {"error": None}, "error-cleared"),
     ({"clear_error": False}, {}, "error-kept"),
@@ -243,6 +248,17 @@ async def test_update_clears_a_cancellation_flag(store: Store) -> None:
     await store.write([UpdateRun("r1", cancel_requested=False)])
     run = await store.get_run("r1")
     assert run is not None and run.cancel_requested is False
+
+
+async def test_clearing_the_flag_forgets_who_asked(store: Store) -> None:
+    await make_run(store)
+    await store.write([UpdateRun("r1", cancel_requested=True, cancel_by="alice")])
+    await store.write([UpdateRun("r1", status="waiting")])
+    run = await store.get_run("r1")
+    assert run is not None and run.cancel_by == "alice"  # kept while the flag is
+    await store.write([UpdateRun("r1", cancel_requested=False)])
+    run = await store.get_run("r1")
+    assert run is not None and (run.cancel_requested, run.cancel_by) == (False, None)
 
 
 async def test_update_without_cancel_change_keeps_the_flag(store: Store) -> None:

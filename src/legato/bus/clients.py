@@ -289,9 +289,11 @@ class AsyncBusClient:
         subscription: str | None = None,
         source: str | None = None,
         rate: float | None = None,
+        by: str | None = None,
     ) -> int:
         """Deliver dead letters again, from the first attempt: one event's (``event_id``),
         or a subscription's (every dead letter of it), at most ``rate`` per second.
+        Each delivery records when and ``by`` whom (``redriven_at``, ``redriven_by``).
         Returns how many were made pending again."""
         if event_id is None and subscription is None:
             raise DefinitionError("redrive needs an event id or a subscription")
@@ -329,6 +331,8 @@ class AsyncBusClient:
                     at,
                     if_status=DeliveryStatus.DEAD.value,
                     required=False,
+                    redrive=True,
+                    redriven_by=by,
                 )
                 for d in dead[start : start + batch]
             ]
@@ -533,10 +537,16 @@ class BusClient:
         subscription: str | None = None,
         source: str | None = None,
         rate: float | None = None,
+        by: str | None = None,
     ) -> int:
         """Deliver dead letters again (see ``AsyncClient.redrive``)."""
         return self._call(
-            self._async.redrive, event_id, subscription=subscription, source=source, rate=rate
+            self._async.redrive,
+            event_id,
+            subscription=subscription,
+            source=source,
+            rate=rate,
+            by=by,
         )
 
     def replay(

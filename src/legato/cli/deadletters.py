@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from legato.cli.events import one_source
-from legato.cli.options import DatabaseOption, JsonOption, connect
+from legato.cli.options import ByOption, DatabaseOption, JsonOption, connect, who
 from legato.cli.render import console, print_json, print_table, when, whole_column
 from legato.cli.render_bus import error_text
 from legato.model.deliveries import Delivery, StoredEvent
@@ -60,9 +60,17 @@ def dead_letters_table(dead: list[Delivery], events: dict[int, StoredEvent]) -> 
             Text("?" if stored is None else stored.event.type),
             str(d.attempts),
             when(d.updated_at, short=True),
-            error_text(d.error),
+            _redriven(d, error_text(d.error)),
         )
     return table
+
+
+def _redriven(d: Delivery, error: Text) -> Text:
+    """The last error, and who last redrove the dead letter (it died again since)."""
+    if d.redriven_at is None:
+        return error
+    who_ = "" if d.redriven_by is None else f" by {d.redriven_by}"
+    return Text.assemble(error, f"\n(dead again after a redrive{who_} {when(d.redriven_at)})")
 
 
 @deadletters_app.command("list")
@@ -126,10 +134,12 @@ def redrive(
             "--rate", metavar="N/s", help="At most N dead letters a second (10, 10/s, 30/m)."
         ),
     ] = None,
+    by: ByOption = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Make dead letters pending again: a worker delivers them from the first attempt."""
+    """Make dead letters pending again: a worker delivers them from the first attempt
+    (each recorded as redriven --by, default cli:USER)."""
     if event_id is None and subscription is None:
         raise typer.BadParameter(
             "say which dead letters: an EVENT_ID, or --subscription NAME for all of its",
@@ -137,7 +147,9 @@ def redrive(
         )
     per_second = None if rate is None else parse_rate(rate)
     with connect(database) as client, one_source():
-        count = client.redrive(event_id, subscription=subscription, source=source, rate=per_second)
+        count = client.redrive(
+            event_id, subscription=subscription, source=source, rate=per_second, by=who(by)
+        )
     if as_json:
         print_json({"event_id": event_id, "subscription": subscription, "redriven": count})
         return

@@ -53,7 +53,7 @@ ByOption = Annotated[
     str | None,
     typer.Option(
         "--by",
-        help="Who does this, for the run's history (default: cli:USER, your login name).",
+        help="Who does this, recorded with it (default: cli:USER, your login name).",
     ),
 ]
 

@@ -453,7 +453,8 @@ def task_view(task: Task) -> RenderableType:
     facts.add_row("created", _when(t.created_at))
     facts.add_row("due", _due(t, short=False))
     if t.completed_at is not None:
-        facts.add_row("completed", _when(t.completed_at))
+        by = Text("") if t.completed_by is None else Text(f" by {t.completed_by}")
+        facts.add_row("completed", Text.assemble(_when(t.completed_at), by))
     facts.add_row("data", JSON.from_data(t.data, default=str))
     facts.add_row("form", _NONE if t.form is None else JSON.from_data(t.form, default=str))
     if t.status is TaskStatus.COMPLETED:

@@ -80,13 +80,15 @@ def complete(
         str,
         typer.Option("--data", help="The response, as JSON; it must match the task's form."),
     ],
+    by: ByOption = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Answer an open task; its run continues with the response."""
+    """Answer an open task; its run continues with the response (recorded as answered
+    --by, default cli:USER)."""
     response = parse_json(data_json, "--data")
     with connect(database) as client:
-        task = client.complete_task(task_id, response)
+        task = client.complete_task(task_id, response, by=who(by))
     if as_json:
         print_json(task_json(task))
     else:

@@ -391,15 +391,16 @@ class RunExecution:
 
     # -- cancelling ----------------------------------------------------------------------------
 
-    def cancel(self) -> None:
-        """Cancel the run: interrupt it (a step in flight too), then compensate."""
+    def cancel(self, by: str | None = None) -> None:
+        """Cancel the run: interrupt it (a step in flight too), then compensate. ``by``:
+        who asked, for the ``cancel_requested`` record."""
         if self.compensating or self.cancel_reason is not None or self.abandoned:
             return
         self.cancel_reason = RunCancelled(self.run_id)
         self.suspending = False
         if not self.index.cancel_requested:  # once: a recovered run may hold it already
             self.index.cancel_requested = True
-            self.engine.journal.submit_nowait(self.record(records.CancelRequested()))
+            self.engine.journal.submit_nowait(self.record(records.CancelRequested(by=by)))
         # A step in flight is interrupted too (CancelledError at its await; a sync step's
         # thread is abandoned): it never completed, so it is not compensated. Before the
         # driver starts, cancelling its task would kill it before its first line; drive()

@@ -356,7 +356,7 @@ class Engine:
             run.traceparent,
         )
         if run.cancel_requested or index.cancel_requested:
-            execution.cancel()
+            execution.cancel(run.cancel_by)
 
     def _before_commit(self, writes: list[Write]) -> None:
         for hook in self.hooks:
@@ -453,13 +453,21 @@ class Engine:
                 await request_cancel(self.store, child_id, now)
         self.poke()
 
-    def cancel_live(self, run_id: str) -> bool:
-        """Cancel a run executing here; False if it is not live here."""
+    def cancel_live(self, run_id: str, by: str | None = None) -> bool:
+        """Cancel a run executing here (``by``: who asked); False if it is not live here."""
         execution = self.live.get(run_id)
         if execution is None:
             return False
-        execution.cancel()
+        execution.cancel(by)
         return True
+
+    async def _cancel_requested(self, run_id: str) -> bool:
+        """Carry out a cancel asked of a run executing here (False if it is not live here),
+        recorded as asked by whoever the run's ``cancel_by`` names."""
+        if run_id not in self.live:
+            return False
+        run = await self.store.get_run(run_id)
+        return self.cancel_live(run_id, None if run is None else run.cancel_by)
 
     def workflow(self, name: str) -> Workflow[..., Any]:
         """The registered workflow of that name."""
@@ -562,7 +570,7 @@ class Engine:
                     self.poke()  # more may be due: the next pass at once
                 await self._check_alerts()
                 for run_id in await self.store.cancel_requests(self.worker_id):
-                    if not self.cancel_live(run_id) and run_id not in self._to_release:
+                    if not await self._cancel_requested(run_id) and run_id not in self._to_release:
                         self._to_release.append(run_id)  # ours but idle: let it be claimed
                         self.poke()
                 await self._check_signals()

@@ -60,7 +60,8 @@ class Delivery:
     count); ``due_at`` is when a pending delivery is (next) due; ``error`` is the last
     failure ``{type, message, traceback, attempt}``, kept when a later attempt succeeds
     (None: it never failed); ``replay`` marks an archived event delivered
-    again by ``legato events replay``.
+    again by ``legato events replay``; ``redriven_at`` and ``redriven_by`` say when a dead
+    letter was last redriven, and by whom.
     """
 
     subscription: str
@@ -73,6 +74,8 @@ class Delivery:
     owner: str | None = None
     ordering_key: str | None = None
     replay: bool = False
+    redriven_at: datetime | None = None  # the last redrive, if it was redriven
+    redriven_by: str | None = None  # who redrove it then, when known
 
 
 @dataclass(frozen=True, slots=True)

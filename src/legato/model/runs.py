@@ -72,6 +72,7 @@ class Run:
     parent_run_id: str | None = None
     correlation_id: str | None = None  # stored; see ``correlation``
     traceparent: str | None = None  # the trace context its spans continue (W3C)
+    cancel_by: str | None = None  # who asked for the cancel (with ``cancel_requested``)
 
     @property
     def correlation(self) -> str:

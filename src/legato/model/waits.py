@@ -43,6 +43,7 @@ class Task:
     created_at: datetime
     due_at: datetime | None
     completed_at: datetime | None
+    completed_by: str | None = None  # who answered it, when known
 
 
 TASK_SIGNAL_PREFIX = "__task__:"

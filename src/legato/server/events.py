@@ -155,6 +155,10 @@ async def dead_letters(
 )
 async def redrive(body: Redrive, client: Client, caller: Operator) -> Redriven:
     count = await client.redrive(
-        body.event_id, subscription=body.subscription, source=body.source, rate=body.rate
+        body.event_id,
+        subscription=body.subscription,
+        source=body.source,
+        rate=body.rate,
+        by=caller.name,
     )
     return Redriven(redriven=count)

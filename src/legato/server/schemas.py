@@ -154,6 +154,8 @@ class DeliveryOut(BaseModel):
     ordering_key: str | None
     owner: str | None
     run_id: str | None
+    redriven_at: datetime | None = None
+    redriven_by: str | None = None
 
 
 class EventDetail(BaseModel):

@@ -43,4 +43,4 @@ async def claim_task(task_id: str, client: Client, caller: Operator) -> Task:
     "/{task_id}/complete", response_model=Task, summary="Answer a task (checked by its form)"
 )
 async def complete_task(task_id: str, body: CompleteTask, client: Client, caller: Operator) -> Task:
-    return await client.complete_task(task_id, body.response)
+    return await client.complete_task(task_id, body.response, by=caller.name)

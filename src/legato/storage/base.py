@@ -49,7 +49,7 @@ from legato.storage.busops import ResolveAlert as ResolveAlert
 from legato.storage.busops import UpdateDelivery as UpdateDelivery
 from legato.storage.busops import UpdateExpectation as UpdateExpectation
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 """The schema version this code writes; stores refuse databases newer than this."""
 
 
@@ -146,8 +146,8 @@ class UpdateRun:
     ``if_wake_after``.
 
     Changes (each left at its default changes nothing): ``status``, ``wake_at`` (None
-    clears it), ``cancel_requested``, ``clear_error`` (sets ``error`` to NULL) and
-    ``updated_at``. With no change at all the op is a pure guard.
+    clears it), ``cancel_requested`` (and with it ``cancel_by``), ``clear_error`` (sets
+    ``error`` to NULL) and ``updated_at``. With no change at all the op is a pure guard.
 
     ``required``: a run that does not match (or does not exist) makes the batch raise
     ``ConcurrencyConflict`` and write nothing. With ``required=False`` the op then simply
@@ -164,6 +164,7 @@ class UpdateRun:
     status: str | None = None
     wake_at: float | Keep | None = KEEP
     cancel_requested: bool | None = None
+    cancel_by: str | None = None  # with cancel_requested: who asked (NULL: unknown)
     clear_error: bool = False
     updated_at: float | None = None
     required: bool = True
@@ -205,7 +206,8 @@ class CloseTasks:
 
 @dataclass(slots=True)
 class UpdateTask:
-    """Set a task's status, response and completion time while its status is ``if_status``.
+    """Set a task's status, response, completion time and who completed it while its
+    status is ``if_status``.
 
     A task in another status, unknown, or not of run ``run_id``, makes the batch raise
     ``ConcurrencyConflict`` and write nothing.
@@ -217,6 +219,7 @@ class UpdateTask:
     status: str
     response: bytes | None
     completed_at: float
+    completed_by: str | None = None  # who answered it, when known
 
 
 Write = (

@@ -65,7 +65,8 @@ class UpdateDelivery:
     Conditions: its owner is ``if_owner`` (a worker settles only what it still holds); its
     status is ``if_status``. Changes: ``status``, ``attempts``, ``due_at``, ``error``
     (None keeps the one recorded: the last failure stays visible after a retry succeeds,
-    or a redrive), and the owner is let go. ``run_id`` is the batch key.
+    or a redrive), and the owner is let go. A ``redrive`` also records when, and who
+    (``redriven_by``, None: unknown). ``run_id`` is the batch key.
 
     ``required``: a delivery that does not match (or does not exist) makes the batch raise
     ``ConcurrencyConflict`` and write nothing; with ``required=False`` the op then changes
@@ -83,6 +84,8 @@ class UpdateDelivery:
     if_owner: str | None = None
     if_status: str | None = None
     required: bool = True
+    redrive: bool = False
+    redriven_by: str | None = None
 
 
 @dataclass(slots=True)

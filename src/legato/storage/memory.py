@@ -62,6 +62,7 @@ class _Row:
     error_pos: int | None = None
     correlation_id: str | None = None
     traceparent: str | None = None
+    cancel_by: str | None = None
 
 
 @dataclass(slots=True)
@@ -77,6 +78,7 @@ class _TaskRow:
     created_at: float
     due_at: float | None
     completed_at: float | None = None
+    completed_by: str | None = None
 
 
 def _task(row: _TaskRow) -> Task:
@@ -92,6 +94,7 @@ def _task(row: _TaskRow) -> Task:
         created_at=to_datetime(row.created_at),  # type: ignore[arg-type]  # never None
         due_at=to_datetime(row.due_at),
         completed_at=to_datetime(row.completed_at),
+        completed_by=row.completed_by,
     )
 
 
@@ -124,6 +127,7 @@ def _run(row: _Row, history: list[Append] | None = None) -> Run:
         parent_run_id=row.parent_run_id,
         correlation_id=row.correlation_id,
         traceparent=row.traceparent,
+        cancel_by=row.cancel_by,
     )
 
 
@@ -255,6 +259,7 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
                     row.wake_at = op.wake_at
                 if op.cancel_requested is not None:
                     row.cancel_requested = op.cancel_requested
+                    row.cancel_by = op.cancel_by
                 if op.clear_error:
                     row.error = row.error_pos = None
                 if op.updated_at is not None:
@@ -313,10 +318,11 @@ class MemoryStore(MemoryBus, MemoryExpectations, MemoryAlerts):
                         f"{'unknown' if task is None else task.status}, not {op.if_status}"
                     )
                 undo.append(partial(self._restore_task, dataclasses.replace(task)))
-                task.status, task.response, task.completed_at = (
+                task.status, task.response, task.completed_at, task.completed_by = (
                     op.status,
                     op.response,
                     op.completed_at,
+                    op.completed_by,
                 )
             elif type(op) is CloseTasks:
                 for task in self._tasks.values():

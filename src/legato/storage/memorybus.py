@@ -54,6 +54,8 @@ class _DeliveryRow:
     error: bytes | None
     replay: bool
     updated_at: float
+    redriven_at: float | None = None
+    redriven_by: str | None = None
 
 
 def _stored(row: _EventRow) -> StoredEvent:
@@ -86,6 +88,8 @@ def _delivery(row: _DeliveryRow) -> Delivery:
         row.owner,
         row.ordering_key,
         row.replay,
+        to_datetime(row.redriven_at),
+        row.redriven_by,
     )
 
 
@@ -155,6 +159,8 @@ class MemoryBus:
             row.updated_at, row.owner = op.at, None
             if op.error is not None:
                 row.error = op.error
+            if op.redrive:
+                row.redriven_at, row.redriven_by = op.at, op.redriven_by
         elif type(op) is ReplayDelivery:
             key2 = (op.subscription, op.seq)
             row = self._deliveries.get(key2)

@@ -158,7 +158,7 @@ class SqlQueries(Protocol):
     count_deliveries: str
     count_raised_alerts: str
 
-    def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str: ...
+    def update_delivery_sql(self, if_owner: bool, if_status: bool, redrive: bool) -> str: ...
     def update_run_sql(self, shape: tuple[Any, ...]) -> str: ...
     def due_expectations_sql(self, n: int) -> str: ...
     def claim_due_expectations_sql(self, n: int) -> str: ...
@@ -222,7 +222,12 @@ def _wave_order(op: Write) -> tuple[int, Any]:
     if kind == _SET_RUN:
         return kind, op.owner is not None  # type: ignore[union-attr]
     if kind == _UPDATE_DELIVERY:
-        return kind, (op.if_owner is not None, op.if_status is not None, op.required)  # type: ignore[union-attr]
+        return kind, (
+            op.if_owner is not None,  # type: ignore[union-attr]
+            op.if_status is not None,  # type: ignore[union-attr]
+            op.required,  # type: ignore[union-attr]
+            op.redrive,  # type: ignore[union-attr]
+        )
     return kind, None
 
 
@@ -467,7 +472,15 @@ class SqlStore(SqlWorkers, SqlBus, SqlExpectations, SqlAlerts, SqlTokens):
             )
 
     def _update_task(self, conn: Connection, op: UpdateTask) -> None:
-        params = (op.status, op.response, op.completed_at, op.task_id, op.run_id, op.if_status)
+        params = (
+            op.status,
+            op.response,
+            op.completed_at,
+            op.completed_by,
+            op.task_id,
+            op.run_id,
+            op.if_status,
+        )
         if conn.execute(self.queries.update_task, params).rowcount == 0:
             raise ConcurrencyConflict(f"task {op.task_id!r} is unknown or not {op.if_status}")
 

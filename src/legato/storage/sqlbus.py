@@ -88,18 +88,15 @@ def apply_new_events(conn: Any, queries: Any, ops: Sequence[NewEvent]) -> None:
 def apply_delivery_updates(conn: Any, queries: Any, ops: Sequence[UpdateDelivery]) -> None:
     """Apply ``UpdateDelivery`` ops of one shape (conditions and ``required``)."""
     first = ops[0]
-    sql = queries.update_delivery_sql(first.if_owner is not None, first.if_status is not None)
+    sql = queries.update_delivery_sql(
+        first.if_owner is not None, first.if_status is not None, first.redrive
+    )
     rows = []
     for op in ops:
-        row: tuple[Any, ...] = (
-            op.status,
-            op.attempts,
-            op.due_at,
-            op.error,
-            op.at,
-            op.subscription,
-            op.seq,
-        )
+        row: tuple[Any, ...] = (op.status, op.attempts, op.due_at, op.error, op.at)
+        if op.redrive:
+            row += (op.at, op.redriven_by)
+        row += (op.subscription, op.seq)
         if op.if_owner is not None:
             row += (op.if_owner,)
         if op.if_status is not None:

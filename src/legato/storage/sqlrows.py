@@ -27,18 +27,19 @@ RUN_COLUMNS = (
     "COALESCE(error, (SELECT h.data FROM history h WHERE h.run_id = runs.run_id "
     "AND h.pos = runs.error_pos)), "
     "created_at, updated_at, deadline_at, wake_at, owner, cancel_requested, parent_run_id, "
-    "correlation_id, traceparent"
+    "correlation_id, traceparent, cancel_by"
 )
 RUN_COLUMNS_NO_PAYLOADS = RUN_COLUMNS.replace("input, output,", "NULL, NULL,", 1)
 """The same columns, with NULL for the two that may be large."""
 TASK_COLUMNS = (
     "task_id, run_id, name, data, assignee, form, status, response, created_at, due_at, "
-    "completed_at"
+    "completed_at, completed_by"
 )
 HISTORY_COLUMNS = "run_id, pos, kind, key, name, attempt, data, at"
 EVENT_COLUMNS = "seq, event, recorded_at, routed, run_id, call_key, reply_types"
 DELIVERY_COLUMNS = (
-    "subscription, seq, status, attempts, due_at, updated_at, error, owner, ordering_key, replay"
+    "subscription, seq, status, attempts, due_at, updated_at, error, owner, ordering_key, replay, "
+    "redriven_at, redriven_by"
 )
 
 EXPECTATION_COLUMNS = (
@@ -74,6 +75,7 @@ def run_from_row(row: Sequence[Any]) -> Run:
         parent_run_id=row[12],
         correlation_id=row[13],
         traceparent=row[14],
+        cancel_by=row[15],
     )
 
 
@@ -91,6 +93,7 @@ def task_from_row(row: Sequence[Any]) -> Task:
         created_at=to_datetime(row[8]),  # type: ignore[arg-type]  # NOT NULL column
         due_at=to_datetime(row[9]),
         completed_at=to_datetime(row[10]),
+        completed_by=row[11],
     )
 
 
@@ -155,6 +158,8 @@ def delivery_from_row(row: Sequence[Any]) -> Delivery:
         owner=row[7],
         ordering_key=row[8],
         replay=bool(row[9]),
+        redriven_at=to_datetime(row[10]),
+        redriven_by=row[11],
     )
 
 

@@ -42,6 +42,7 @@ def update_run_sql(shape: tuple[Any, ...], p: str) -> str:
             ("status", status),
             ("wake_at", wake),
             ("cancel_requested", cancel),
+            ("cancel_by", cancel),
             ("updated_at", updated),
         )
         if present
@@ -79,6 +80,7 @@ def update_run_params(op: UpdateRun) -> list[Any]:
         params.append(op.wake_at)
     if op.cancel_requested is not None:
         params.append(int(op.cancel_requested))
+        params.append(op.cancel_by)
     if op.updated_at is not None:
         params.append(op.updated_at)
     params.append(op.run_id)

@@ -29,7 +29,8 @@ CREATE TABLE runs (
     parent_run_id    TEXT,                      -- the run that started this one as a child
     error_pos        INTEGER,                   -- history record whose data is the error
     correlation_id   TEXT,                      -- the business transaction; NULL: run_id
-    traceparent      TEXT                       -- W3C trace context its spans continue
+    traceparent      TEXT,                      -- W3C trace context its spans continue
+    cancel_by        TEXT                       -- who asked for the cancel a worker carries out
 );
 
 CREATE INDEX runs_by_created ON runs (created_at);
@@ -94,7 +95,8 @@ CREATE TABLE tasks (
     response     BYTEA,
     created_at   DOUBLE PRECISION NOT NULL,
     due_at       DOUBLE PRECISION,
-    completed_at DOUBLE PRECISION
+    completed_at DOUBLE PRECISION,
+    completed_by TEXT                           -- who answered it, when known
 );
 
 CREATE INDEX tasks_by_status ON tasks (status, assignee, created_at);
@@ -156,6 +158,8 @@ CREATE TABLE deliveries (
     error        BYTEA,                       -- JSON: the last failure
     replay       INTEGER NOT NULL DEFAULT 0,  -- delivered again by events replay
     updated_at   DOUBLE PRECISION NOT NULL,
+    redriven_at  DOUBLE PRECISION,            -- the last redrive of a dead letter
+    redriven_by  TEXT,                        -- who redrove it, when known
     PRIMARY KEY (seq, subscription)
 );
 

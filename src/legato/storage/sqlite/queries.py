@@ -103,7 +103,7 @@ class SqliteQueries:
         "due_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?) ON CONFLICT (task_id) DO NOTHING"
     )
     update_task = (
-        "UPDATE tasks SET status = ?, response = ?, completed_at = ? "
+        "UPDATE tasks SET status = ?, response = ?, completed_at = ?, completed_by = ? "
         "WHERE task_id = ? AND run_id = ? AND status = ?"
     )
     claim_task = (
@@ -328,11 +328,12 @@ class SqliteQueries:
     def update_run_sql(self, shape: tuple[Any, ...]) -> str:
         return update_run_sql(shape, "?")
 
-    def update_delivery_sql(self, if_owner: bool, if_status: bool) -> str:
+    def update_delivery_sql(self, if_owner: bool, if_status: bool, redrive: bool) -> str:
         sql = (
             "UPDATE deliveries SET status = ?, attempts = ?, due_at = ?, "
-            "error = coalesce(?, error), updated_at = ?, owner = NULL "
-            "WHERE subscription = ? AND seq = ?"
+            "error = coalesce(?, error), updated_at = ?, owner = NULL"
+            + (", redriven_at = ?, redriven_by = ? " if redrive else " ")
+            + "WHERE subscription = ? AND seq = ?"
         )
         if if_owner:
             sql += " AND owner = ?"
