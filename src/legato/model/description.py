@@ -80,6 +80,7 @@ class RunDescription:
     output: Any = None
     input: Any = None
     published: list[PublishedEvent] = field(default_factory=list)
+    correlation_id: str | None = None  # the business transaction (flow) it belongs to
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (datetimes as ISO strings)."""
@@ -242,6 +243,7 @@ def describe_run(
         output=run.output,
         input=run.input,
         published=published,
+        correlation_id=run.correlation,
     )
 
 
