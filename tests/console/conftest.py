@@ -20,9 +20,15 @@ from tests.api.conftest import API_APP, Server, new_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-APPS = (API_APP, "examples.course_purchase.app:app", "tests.acceptance.waiting_app:app")
-"""What the site's workers serve: runs that fail until fixed, the course purchase, and
-a fraud review by a person (a human task with a form)."""
+APPS = (
+    API_APP,
+    "examples.course_purchase.app:app",
+    "tests.acceptance.waiting_app:app",
+    "tests.console.console_app:app",
+)
+"""What the site's workers serve: runs that fail until fixed, the course purchase, a
+fraud review by a person (a human task with a form), and a subscriber that fails until
+fixed (dead letters to redrive)."""
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """The console as a person uses it, in headless Chromium: sign in; find a failed run,
 see its failed step and compensations, retry it and watch it complete; answer a human
 task through its form; open a flow whose expectation was violated; a reader sees no
-action buttons; markup in a run id is shown as text."""
+action buttons; markup in a run id is shown as text; retry a workflow's failed runs in
+bulk after a preview; redrive dead letters once their handler is fixed, one and all."""
 
 from __future__ import annotations
 
@@ -234,3 +235,140 @@ def test_markup_in_a_run_id_is_shown_as_text(browser: WebDriver, site: Server, r
     until(browser, lambda: text(browser, "run-id") == run_id, "the run's page")
     assert orjson.loads(text(browser, "input")) == [{"note": run_id}]
     assert browser.find_elements(By.CSS_SELECTOR, "main img, main script") == []
+
+
+def posted(driver: WebDriver, site: Server, path: str, form: dict[str, str]) -> httpx.Response:
+    """``form`` posted to ``path`` with this browser's session and CSRF token, but no page:
+    what a crafted request gets."""
+    cookies = {c["name"]: c["value"] for c in driver.get_cookies()}
+    return httpx.post(
+        f"{site.base_url}{path}", data={"csrf": cookies["legato_csrf"], **form}, cookies=cookies
+    )
+
+
+def test_bulk_retry_of_a_workflows_failed_runs_previews_then_acts(
+    browser: WebDriver, site: Server, tmp_path: Path
+) -> None:
+    # Given three failed runs of pay, fixed after the preview.
+    fixed = tmp_path / "fixed"
+    ids = [f"bulk-{n}" for n in range(1, 4)]
+    for run_id in ids:
+        start(site, "pay", run_id, {"id": run_id, "fixed": str(fixed), "release_fixed": "-"})
+    reader = site.as_scope("read")
+    eventually(
+        lambda: all(reader.get(f"/api/runs/{r}").json()["status"] == "failed" for r in ids),
+        "the runs to fail",
+    )
+    sign_in(browser, site, "operate")
+    browser.get(f"{site.base_url}/console/runs?status=failed&workflow=pay&prefix=bulk-")
+    until(browser, lambda: all(r in text(browser, "runs") for r in ids), "the failed runs")
+    assert browser.find_element(By.ID, "bulk-action").get_attribute("value") == "retry"
+
+    # When the operator previews a bulk retry, deploys the fix and confirms it.
+    browser.find_element(By.ID, "bulk-preview").click()
+    until(browser, lambda: text(browser, "bulk-count") == "3", "the preview's count")
+    assert sorted(text(browser, "bulk-sample").split()) == ids
+    screenshot(browser, "bulk-preview")
+    confirm = browser.find_element(By.NAME, "confirm").get_attribute("value")
+    fixed.touch()
+    browser.find_element(By.ID, "bulk-confirm").click()
+
+    # Then the three are retried, by the operator, and leave failed.
+    until(browser, lambda: text(browser, "bulk-done") == "Acted on 3 runs.", "the result")
+    assert sorted(text(browser, "bulk-acted").split()) == ids
+    screenshot(browser, "bulk-result")
+    for run_id in ids:
+        done = eventually(
+            lambda r=run_id: reader.get(f"/api/runs/{r}").json()["status"] == "completed",
+            f"{run_id} to complete",
+        )
+        assert done
+    # Confirming the same preview again does nothing: its runs are no longer failed.
+    form = {"action": "retry", "confirm": confirm, "status": "failed", "prefix": "bulk-"}
+    again = posted(browser, site, "/console/bulk/apply", {**form, "workflow": "pay"})
+    assert again.status_code == 200
+    assert 'id="changed"' in again.text and '<span id="bulk-count">0</span>' in again.text
+
+
+def test_a_reader_gets_no_bulk_form_and_no_redrive_and_is_refused_both(
+    browser: WebDriver, site: Server, tmp_path: Path
+) -> None:
+    order = {"id": "o-4", "fixed": str(tmp_path / "never"), "release_fixed": "-"}
+    start(site, "pay", "bulk-read", order)
+    event = site.as_scope("operate").post(
+        "/api/events", json={"type": "api.doomed", "id": "doomed-read", "subject": "read"}
+    )
+    assert event.status_code == 201, event.text
+    sign_in(browser, site, "read")
+    browser.get(f"{site.base_url}/console/runs?status=failed&prefix=bulk-read")
+    until(browser, lambda: "bulk-read" in text(browser, "runs"), "the failed run")
+    assert browser.find_elements(By.ID, "bulk-form") == []
+
+    def listed() -> bool:
+        browser.get(f"{site.base_url}/console/dead-letters?subscription=doomed")
+        return "doomed-read" in text(browser, "dead-letters")
+
+    until(browser, listed, "the dead letter")
+    assert browser.find_elements(By.CSS_SELECTOR, "button.redrive, #redrive-all") == []
+
+    filters = {"status": "failed", "prefix": "bulk-read", "action": "retry"}
+    assert posted(browser, site, "/console/bulk", filters).status_code == 403
+    applied = posted(browser, site, "/console/bulk/apply", {**filters, "confirm": "x"})
+    assert applied.status_code == 403
+    one = {"subscription": "doomed", "event_id": "doomed-read"}
+    assert posted(browser, site, "/console/dead-letters/redrive", one).status_code == 403
+    every = {"subscription": "doomed", "confirmed": "yes"}
+    assert posted(browser, site, "/console/dead-letters/redrive", every).status_code == 403
+    reader = site.as_scope("read")
+    assert reader.get("/api/runs/bulk-read").json()["status"] == "failed"
+    [delivery] = reader.get("/api/events/doomed-read").json()["deliveries"]
+    assert delivery["status"] == "dead"
+
+
+def test_dead_letters_are_redriven_one_and_all_once_fixed(
+    browser: WebDriver, site: Server, tmp_path: Path
+) -> None:
+    # Given two dead letters of a subscriber that fails until fixed.
+    fixed = tmp_path / "handler-fixed"
+    operator, reader = site.as_scope("operate"), site.as_scope("read")
+    for event_id in ("fragile-1", "fragile-2"):
+        body = {"type": "console.fragile", "id": event_id, "data": {"fixed": str(fixed)}}
+        answer = operator.post("/api/events", json={**body, "subject": event_id})
+        assert answer.status_code == 201, answer.text
+    sign_in(browser, site, "operate")
+
+    def listed() -> bool:
+        browser.get(f"{site.base_url}/console/dead-letters?subscription=console-fragile")
+        shown = text(browser, "dead-letters")
+        return "fragile-1" in shown and "fragile-2" in shown
+
+    until(browser, listed, "the dead letters")
+    table = text(browser, "dead-letters")
+    assert "Unfixed: no fix deployed for fragile-1" in table
+    assert "Traceback" not in browser.page_source  # it names the server's files
+    assert browser.find_elements(By.CSS_SELECTOR, "a[href='/console/flows/fragile-1']")
+    screenshot(browser, "dead-letters")
+
+    # When the fix is deployed, one is redriven from its row and then all the rest.
+    fixed.touch()
+    row = browser.find_element(By.XPATH, "//tr[td[normalize-space()='fragile-1']]")
+    row.find_element(By.CSS_SELECTOR, "button.redrive").click()
+    notice = "redriven: 1 dead letter pending again"
+    until(browser, lambda: text(browser, "notice") == notice, "the redrive")
+    browser.find_element(By.ID, "redrive-all").click()
+    until(browser, lambda: "1 dead letter will" in text(browser, "redrive-count"), "the count")
+    browser.find_element(By.ID, "redrive-confirm").click()
+    until(browser, lambda: text(browser, "notice") == notice, "the redrive of all")
+
+    # Then both are delivered, and the subscription has no dead letters left.
+    for event_id in ("fragile-1", "fragile-2"):
+
+        def delivered(e: str = event_id) -> bool:
+            [delivery] = reader.get(f"/api/events/{e}").json()["deliveries"]
+            assert delivery["status"] in ("pending", "done"), delivery
+            assert delivery["redriven_by"] == "api-operate"
+            return delivery["status"] == "done"
+
+        eventually(delivered, f"{event_id} delivered")
+    browser.get(f"{site.base_url}/console/dead-letters?subscription=console-fragile")
+    assert "no dead letters for this subscription" in text(browser, "dead-letters")

@@ -1,7 +1,8 @@
 """The web console's pages, served by ``legato server`` under ``/console``: runs (with
 saved views, live status, the run page with its graph, timeline and actions), the human
 tasks inbox with each task's form, the event log and a correlation id's flow diagram,
-alerts, expectations and workers.
+alerts, expectations and workers. The bulk actions over the run list's filter are in
+``console.bulk``, the dead letters page in ``console.deadletters``.
 
 Server-rendered (Jinja2, every value autoescaped), refreshed in place by htmx, diagrams by
 Mermaid: both are files of this package (``/console/static``), so the console needs no
@@ -11,27 +12,24 @@ same methods, recorded as done by the signed-in token.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import orjson
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from legato.console import forms
+from legato.console import bulk, deadletters, forms
 from legato.console.graphs import run_graph
+from legato.console.render import ACTIONS, READ_ONLY, page, refused, to_console
 from legato.console.session import (
     BadCsrf,
     SignInNeeded,
     caller,
-    csrf_of,
     form_of,
     may_operate,
-    remember,
     sign_in,
     sign_out,
 )
@@ -39,19 +37,10 @@ from legato.errors import LegatoError
 from legato.flowchart import to_mermaid
 from legato.model import RunStatus
 from legato.operations import BULK_ACTIONS
-from legato.server.security import Caller, client_of, settings_of
+from legato.server.security import client_of
 from legato.views import history_json
 
-HERE = Path(__file__).parent
-STATIC = StaticFiles(directory=HERE / "static")
-templates = Environment(
-    loader=FileSystemLoader(HERE / "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-)
-templates.filters["json"] = lambda value: orjson.dumps(
-    value, option=orjson.OPT_INDENT_2, default=str
-).decode()
-templates.filters["url"] = lambda value: quote(str(value), safe="")
+STATIC = StaticFiles(directory=Path(__file__).parent / "static")
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -68,32 +57,6 @@ not filters of the run table: ``stuck`` (the runs a ``stuck_run`` alert is raise
 and ``person`` (the runs with an open human task)."""
 
 VIEW_LIMIT = 50
-
-ACTIONS = {
-    "retry": "Retry from the failed step",
-    "resume_compensation": "Compensate again",
-    "resume": "Resume",
-    "cancel": "Cancel",
-    "restart": "Restart as a new run",
-}
-
-
-def page(request: Request, template: str, who: Caller | None, **values: Any) -> Response:
-    """Render ``template`` with what every page shows (who, the CSRF token)."""
-    html = templates.get_template(template).render(
-        request=request,
-        who=who,
-        csrf=csrf_of(request),
-        operate=who is not None and may_operate(request, who),
-        auth=settings_of(request).auth,
-        **values,
-    )
-    return remember(request, HTMLResponse(html))
-
-
-def to_console(path: str) -> RedirectResponse:
-    return RedirectResponse(f"/console{path}", status_code=303)
-
 
 # -- signing in ---------------------------------------------------------------------------
 
@@ -137,18 +100,9 @@ async def logout(request: Request) -> Response:
 # -- runs ---------------------------------------------------------------------------------
 
 
-def _filters(request: Request) -> dict[str, Any]:
-    query = request.query_params
-    since = query.get("since") or None
-    if since and since.startswith("-") and since.endswith("h") and since[1:-1].isdigit():
-        since = (datetime.now(UTC) - timedelta(hours=int(since[1:-1]))).isoformat()
-    return {
-        "status": query.get("status") or None,
-        "workflow": query.get("workflow") or None,
-        "since": since,
-        "correlation_id": query.get("correlation_id") or None,
-        "run_id_prefix": query.get("prefix") or None,
-    }
+def _filters(request: Request) -> dict[str, str]:
+    """The run list's filters as given (``since`` may be relative: ``-1h``)."""
+    return {name: request.query_params.get(name, "") for name in bulk.FILTERS}
 
 
 async def _runs(request: Request) -> dict[str, Any]:
@@ -156,12 +110,10 @@ async def _runs(request: Request) -> dict[str, Any]:
     if view in ("stuck", "person"):
         return await _view(request, view)
     filters = _filters(request)
-    search = {
-        **filters,
-        "since": None if filters["since"] is None else datetime.fromisoformat(filters["since"]),
-    }
-    if search["status"] is not None:
-        RunStatus(search["status"])
+    try:
+        search = bulk.search_of(filters)
+    except ValueError as exc:
+        return {"runs": [], "next_cursor": None, "filters": filters, "error": str(exc)}
     page_ = await (await client_of(request)).search_runs(
         **search, limit=50, cursor=request.query_params.get("cursor") or None
     )
@@ -192,7 +144,23 @@ async def runs(request: Request) -> Response:
     query = urlencode({k: v for k, v in request.query_params.items() if v})
     statuses = [s.value for s in RunStatus]
     views = {name: urlencode(view) for name, view in SAVED_VIEWS.items()}
-    return page(request, "runs.html", who, **listed, query=query, statuses=statuses, views=views)
+    status = listed["filters"]["status"]
+    # A bulk action takes the list's filters; the two views that are not filters have none.
+    in_bulk = (
+        {}
+        if request.query_params.get("view") or status not in ("", *statuses)
+        else bulk.actions_for(status or None)
+    )
+    return page(
+        request,
+        "runs.html",
+        who,
+        **listed,
+        query=query,
+        statuses=statuses,
+        views=views,
+        bulk_actions=in_bulk,
+    )
 
 
 @router.get("/runs/table")
@@ -232,7 +200,7 @@ async def act(request: Request, run_id: str) -> Response:
     who = await caller(request)
     form = await form_of(request)
     if not may_operate(request, who):
-        return _refused(request, who, "your token may only read")
+        return refused(request, who, READ_ONLY)
     client = await client_of(request)
     action = form.get("action", "")
     try:
@@ -246,10 +214,10 @@ async def act(request: Request, run_id: str) -> Response:
             "cancel": client.cancel,
         }
         if action not in acts:
-            return _refused(request, who, f"unknown action {action!r}")
+            return refused(request, who, f"unknown action {action!r}")
         await acts[action](run_id, by=who.name)
     except LegatoError as exc:
-        return _refused(request, who, str(exc))
+        return refused(request, who, str(exc))
     return to_console(f"/runs/{quote(run_id, safe='')}?done={quote(action)}")
 
 
@@ -307,12 +275,6 @@ def _timeline(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _refused(request: Request, who: Caller, why: str) -> Response:
-    response = page(request, "refused.html", who, why=why)
-    response.status_code = 403 if "may only read" in why else 409
-    return response
-
-
 # -- tasks --------------------------------------------------------------------------------
 
 
@@ -335,11 +297,11 @@ async def claim(request: Request, task_id: str) -> Response:
     who = await caller(request)
     await form_of(request)
     if not may_operate(request, who):
-        return _refused(request, who, "your token may only read")
+        return refused(request, who, READ_ONLY)
     try:
         await (await client_of(request)).claim_task(task_id, who.name)
     except LegatoError as exc:
-        return _refused(request, who, str(exc))
+        return refused(request, who, str(exc))
     return to_console(f"/tasks/{quote(task_id, safe='')}")
 
 
@@ -350,7 +312,7 @@ async def complete(request: Request, task_id: str) -> Response:
     client = await client_of(request)
     found = await client.get_task(task_id)
     if not may_operate(request, who):
-        return _refused(request, who, "your token may only read")
+        return refused(request, who, READ_ONLY)
     fields = forms.fields(found.form)
     try:
         answer = forms.response(fields, form)
@@ -407,7 +369,8 @@ async def workers(request: Request) -> Response:
 
 def install(app: FastAPI) -> None:
     """Serve the console on ``app``: its pages, its static files, sign-in redirects."""
-    app.include_router(router)
+    for pages in (router, bulk.router, deadletters.router):
+        app.include_router(pages)
     app.mount("/console/static", STATIC, name="console-static")
 
     @app.exception_handler(SignInNeeded)
