@@ -15,7 +15,7 @@ from legato.bus.publishing import build_event
 from legato.engine import publishing
 from legato.errors import DefinitionError
 from legato.model.alerts import Alert, AlertKind, AlertStatus
-from legato.model.deliveries import Delivery, StoredEvent, SubscriptionInfo
+from legato.model.deliveries import Delivery, RedrivePreview, StoredEvent, SubscriptionInfo
 from legato.model.events import Event
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
 
@@ -208,14 +208,20 @@ class AppEvents:
         source: str | None = None,
         rate: float | None = None,
         by: str | None = None,
+        confirm: str | None = None,
     ) -> int:
         """Deliver dead letters again (see ``AsyncClient.redrive``); ``by``: who did it."""
         count = await self._client.redrive(
-            event_id, subscription=subscription, source=source, rate=rate, by=by
+            event_id, subscription=subscription, source=source, rate=rate, by=by, confirm=confirm
         )
         if self._engine is not None:
             self._engine.poke()
         return count
+
+    async def preview_redrive(self, subscription: str) -> RedrivePreview:
+        """How many dead letters of ``subscription`` a redrive would take, with its
+        ``confirm`` token (see ``AsyncClient.preview_redrive``)."""
+        return await self._client.preview_redrive(subscription)
 
     async def replay(
         self,

@@ -474,8 +474,9 @@ class BulkChanged(LegatoError):
     done. ``preview`` is the new one (its count and its ``confirm`` token)."""
 
     def __init__(self, action: str, preview: Any) -> None:
+        what = "dead letters" if action == "redrive" else "runs"
         super().__init__(
-            f"the runs this bulk {action} selects changed since its preview: nothing was "
+            f"the {what} this bulk {action} selects changed since its preview: nothing was "
             f"done. They are {preview.count} now; confirm again with {preview.confirm!r}"
         )
         self.action = action

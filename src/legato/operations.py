@@ -79,7 +79,9 @@ class BulkResult:
     restarted: dict[str, str] = field(default_factory=dict)  # old run id -> new run id
 
 
-def _token(action: str, run_ids: list[str]) -> str:
+def confirm_token(action: str, run_ids: list[str]) -> str:
+    """The ``confirm`` token of a bulk preview: a digest of the action and of the ids it
+    takes, in any order."""
     digest = hashlib.sha256(action.encode())
     for run_id in sorted(run_ids):
         digest.update(b"\0" + run_id.encode())
@@ -201,7 +203,7 @@ class AsyncOperationsClient:
             action, status, workflow, since, until, correlation_id, run_id_prefix
         )
         ids: list[str] = [r.run_id for r in runs]
-        return BulkPreview(action, len(ids), ids[:SAMPLE], _token(action, ids))
+        return BulkPreview(action, len(ids), ids[:SAMPLE], confirm_token(action, ids))
 
     async def apply_bulk(
         self,
@@ -224,8 +226,8 @@ class AsyncOperationsClient:
             action, status, workflow, since, until, correlation_id, run_id_prefix
         )
         ids: list[str] = [r.run_id for r in runs]
-        if _token(action, ids) != confirm:
-            now = BulkPreview(action, len(ids), ids[:SAMPLE], _token(action, ids))
+        if confirm_token(action, ids) != confirm:
+            now = BulkPreview(action, len(ids), ids[:SAMPLE], confirm_token(action, ids))
             raise BulkChanged(action, now)
         result = BulkResult(action, [])
         for run_id in ids:

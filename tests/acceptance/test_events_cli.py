@@ -227,10 +227,19 @@ def test_redrive_by_subscription_at_a_rate_redrives_all_of_its_dead_letters(shop
     deliver(shop.database)
     assert len(shop.json("deadletters", "list", "--subscription", "billing")) == 3
 
-    redriven = shop.json("deadletters", "redrive", "--subscription", "billing", "--rate", "100/s")
+    asked = shop.run("deadletters", "redrive", "--subscription", "billing")  # no terminal
+    assert asked.returncode == 1
+    assert "3 dead letter(s) of billing would be delivered again" in asked.stdout
+    assert "nothing done: 3 dead letter(s) would be redriven" in asked.stderr
+    assert len(shop.json("deadletters", "list", "--subscription", "billing")) == 3
+
+    redriven = shop.json(
+        "deadletters", "redrive", "--subscription", "billing", "--rate", "100/s", "--yes"
+    )
     again = shop.ok("deadletters", "redrive", "--subscription", "billing", "--rate", "100")
 
-    assert redriven["redriven"] == 3
+    assert redriven["redriven"] == 3 and redriven["preview"]["count"] == 3
+    assert sorted(redriven["preview"]["event_ids"]) == ["o-1", "o-2", "o-3"]
     assert "no dead letters for subscription billing; nothing to redrive" in again
     for n in (1, 2, 3):
         assert deliveries(shop, f"o-{n}")["billing"]["status"] == "pending"

@@ -402,7 +402,7 @@ def test_dead_letters_their_alert_and_redrive(
 
     redriven = operator.post("/api/deadletters/redrive", json={"event_id": unique})
     assert redriven.status_code == 200, redriven.text
-    assert redriven.json() == {"redriven": 1}
+    assert redriven.json() == {"redriven": 1, "preview": None}
 
     # It is delivered again from its first attempt: it fails again, and is dead again.
     def died_again() -> dict[str, Any] | None:
@@ -421,11 +421,38 @@ def test_dead_letters_their_alert_and_redrive(
         letter["updated_at"]
     )
     assert letter["redriven_by"] is None and letter["redriven_at"] is None
-    by_subscription = operator.post(
-        "/api/deadletters/redrive", json={"subscription": "doomed", "rate": 100}
-    )
-    assert by_subscription.status_code == 200, by_subscription.text
-    assert by_subscription.json()["redriven"] >= 1
+
+
+def test_a_subscriptions_redrive_is_previewed_then_confirmed(
+    server: Server, operator: httpx.Client, reader: httpx.Client, unique: str
+) -> None:
+    def dead_letter_of(event_id: str) -> dict[str, Any] | None:
+        mine = [d for d in dead_letters(reader, subscription="doomed") if d["event_id"] == event_id]
+        return mine[0] if mine else None
+
+    publish_json(operator, type="api.doomed", id=unique, subject=unique)
+    eventually(lambda: dead_letter_of(unique), "the dead letter")
+    url, body = "/api/deadletters/redrive", {"subscription": "doomed", "rate": 100}
+
+    answer = operator.post(url, json=body)  # no confirm: the preview, nothing done
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()["preview"]
+    assert answer.json()["redriven"] is None
+    assert preview["subscription"] == "doomed"
+    assert preview["count"] == len(dead_letters(reader, subscription="doomed")) >= 1
+    assert dead_letter_of(unique) is not None  # still dead: nothing was done
+
+    # Another letter dies meanwhile: the preview's token no longer names the set.
+    publish_json(operator, type="api.doomed", id=f"{unique}-2", subject=unique)
+    eventually(lambda: dead_letter_of(f"{unique}-2"), "the second dead letter")
+    stale = operator.post(url, json=body | {"confirm": preview["confirm"]})
+    changed = assert_problem(stale, 409, "bulk-changed")
+    assert changed["preview"]["count"] == preview["count"] + 1
+
+    done = operator.post(url, json=body | {"confirm": changed["preview"]["confirm"]})
+    assert done.status_code == 200, done.text
+    assert done.json() == {"redriven": preview["count"] + 1, "preview": None}
+    assert reader.post(url, json=body).status_code == 403  # a reader may not even preview
 
 
 def test_redriving_what_is_not_dead_redrives_nothing(
@@ -441,7 +468,7 @@ def test_redriving_what_is_not_dead_redrives_nothing(
     )
     answer = operator.post("/api/deadletters/redrive", json={"event_id": unique})
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"redriven": 0}
+    assert answer.json() == {"redriven": 0, "preview": None}
     [delivery] = reader.get(f"/api/events/{unique}").json()["deliveries"]
     assert delivery["status"] == "done"
     assert delivery["replay"] is False

@@ -17,11 +17,24 @@ from typing import Any, TypeVar
 from legato.bus.outbox import publish_in_async_transaction, publish_in_transaction
 from legato.bus.publishing import Router, build_event, publish
 from legato.bus.subscriptions import ordering_key
-from legato.errors import AmbiguousEvent, DefinitionError, EventNotFound, UnknownSubscription
-from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent, SubscriptionInfo
+from legato.errors import (
+    AmbiguousEvent,
+    BulkChanged,
+    DefinitionError,
+    EventNotFound,
+    UnknownSubscription,
+)
+from legato.model.deliveries import (
+    Delivery,
+    DeliveryStatus,
+    RedrivePreview,
+    StoredEvent,
+    SubscriptionInfo,
+)
 from legato.model.events import Event
 from legato.model.patterns import compile_pattern
 from legato.model.times import timestamp_of
+from legato.operations import SAMPLE, confirm_token
 from legato.storage.base import ReplayDelivery, Store, UpdateDelivery, Write
 
 T = TypeVar("T")
@@ -282,6 +295,29 @@ class AsyncBusClient:
             status=DeliveryStatus.DEAD.value, subscription=subscription, limit=limit
         )
 
+    async def preview_redrive(self, subscription: str) -> RedrivePreview:
+        """What redriving every dead letter of ``subscription`` would take: how many, the
+        first event ids, and the ``confirm`` token with which ``redrive(subscription=...,
+        confirm=...)`` redrives exactly those (the bulk form the API, the CLI and the
+        console use: a preview, then a confirmation)."""
+        await self._subscription(subscription)
+        return await self._redrive_preview(subscription, await self._dead_of(subscription))
+
+    async def _dead_of(self, subscription: str) -> list[Delivery]:
+        store = await self._open()
+        return await store.list_deliveries(
+            status=DeliveryStatus.DEAD.value, subscription=subscription, limit=1_000_000
+        )
+
+    async def _redrive_preview(self, subscription: str, dead: list[Delivery]) -> RedrivePreview:
+        first = await self.events_at(d.seq for d in dead[:SAMPLE])
+        return RedrivePreview(
+            subscription,
+            len(dead),
+            [first[d.seq].event.id if d.seq in first else str(d.seq) for d in dead[:SAMPLE]],
+            confirm_token(f"redrive {subscription}", [str(d.seq) for d in dead]),
+        )
+
     async def redrive(
         self,
         event_id: str | None = None,
@@ -290,13 +326,18 @@ class AsyncBusClient:
         source: str | None = None,
         rate: float | None = None,
         by: str | None = None,
+        confirm: str | None = None,
     ) -> int:
         """Deliver dead letters again, from the first attempt: one event's (``event_id``),
         or a subscription's (every dead letter of it), at most ``rate`` per second.
         Each delivery records when and ``by`` whom (``redriven_at``, ``redriven_by``).
-        Returns how many were made pending again."""
+        With ``confirm`` (a ``preview_redrive`` token) a subscription's are redriven only
+        if they are still the ones previewed, else ``BulkChanged`` (nothing done) carries
+        the new preview. Returns how many were made pending again."""
         if event_id is None and subscription is None:
             raise DefinitionError("redrive needs an event id or a subscription")
+        if confirm is not None and (event_id is not None or subscription is None):
+            raise DefinitionError("confirm goes with a whole subscription's redrive (no event id)")
         if subscription is not None:
             await self._subscription(subscription)
         if rate is not None and (not isinstance(rate, int | float) or rate <= 0):
@@ -311,9 +352,12 @@ class AsyncBusClient:
                 and (subscription is None or d.subscription == subscription)
             ]
         else:
-            dead = await store.list_deliveries(
-                status=DeliveryStatus.DEAD.value, subscription=subscription, limit=1_000_000
-            )
+            assert subscription is not None
+            dead = await self._dead_of(subscription)
+            if confirm is not None:
+                now = await self._redrive_preview(subscription, dead)
+                if now.confirm != confirm:
+                    raise BulkChanged("redrive", now)
         redriven = 0
         batch = 100 if rate is None else max(1, min(100, int(rate)))
         for start in range(0, len(dead), batch):
@@ -538,6 +582,7 @@ class BusClient:
         source: str | None = None,
         rate: float | None = None,
         by: str | None = None,
+        confirm: str | None = None,
     ) -> int:
         """Deliver dead letters again (see ``AsyncClient.redrive``)."""
         return self._call(
@@ -547,7 +592,13 @@ class BusClient:
             source=source,
             rate=rate,
             by=by,
+            confirm=confirm,
         )
+
+    def preview_redrive(self, subscription: str) -> RedrivePreview:
+        """How many dead letters of ``subscription`` a redrive would take, with its
+        ``confirm`` token (see ``AsyncClient.preview_redrive``)."""
+        return self._call(self._async.preview_redrive, subscription)
 
     def replay(
         self,

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from legato.cli.errors import fail
 from legato.cli.events import one_source
 from legato.cli.options import ByOption, DatabaseOption, JsonOption, connect, who
 from legato.cli.render import console, print_json, print_table, when, whole_column
 from legato.cli.render_bus import error_text
-from legato.model.deliveries import Delivery, StoredEvent
+from legato.model.deliveries import Delivery, RedrivePreview, StoredEvent
 from legato.views import dead_letter_json
 
 deadletters_app = typer.Typer(help="List and redrive dead letters.", no_args_is_help=True)
@@ -63,6 +66,33 @@ def dead_letters_table(dead: list[Delivery], events: dict[int, StoredEvent]) -> 
             _redriven(d, error_text(d.error)),
         )
     return table
+
+
+def _confirmed(preview: RedrivePreview, yes: bool, as_json: bool) -> None:
+    """Show what a subscription's redrive takes; return once the user said go (or there
+    is nothing to redrive), else exit 1 with nothing done."""
+    if preview.count == 0:
+        return
+    if not as_json:
+        out = console()
+        out.print(
+            f"{preview.count} dead letter(s) of {preview.subscription} would be delivered again:",
+            markup=False,
+        )
+        more = preview.count - len(preview.event_ids)
+        out.print("  " + ", ".join(preview.event_ids) + (f" … and {more} more" if more else ""))
+    if yes:
+        return
+    if as_json or not sys.stdin.isatty():
+        if as_json:
+            print_json(
+                {"subscription": preview.subscription, "redriven": None, "preview": asdict(preview)}
+            )
+        raise fail(
+            f"nothing done: {preview.count} dead letter(s) would be redriven",
+            hint="run it again with --yes to go ahead",
+        )
+    typer.confirm(f"redrive these {preview.count} dead letter(s)?", abort=True)
 
 
 def _redriven(d: Delivery, error: Text) -> Text:
@@ -134,24 +164,44 @@ def redrive(
             "--rate", metavar="N/s", help="At most N dead letters a second (10, 10/s, 30/m)."
         ),
     ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="A subscription's: redrive without asking (after the preview)."
+        ),
+    ] = False,
     by: ByOption = None,
     database: DatabaseOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Make dead letters pending again: a worker delivers them from the first attempt
-    (each recorded as redriven --by, default cli:USER)."""
+    (each recorded as redriven --by, default cli:USER). A whole subscription's are a bulk
+    action: how many is shown first, then it asks, unless --yes."""
     if event_id is None and subscription is None:
         raise typer.BadParameter(
             "say which dead letters: an EVENT_ID, or --subscription NAME for all of its",
             param_hint="EVENT_ID / --subscription",
         )
     per_second = None if rate is None else parse_rate(rate)
+    preview = None
     with connect(database) as client, one_source():
+        if event_id is None:
+            assert subscription is not None
+            preview = client.preview_redrive(subscription)
+            _confirmed(preview, yes, as_json)
         count = client.redrive(
-            event_id, subscription=subscription, source=source, rate=per_second, by=who(by)
+            event_id,
+            subscription=subscription,
+            source=source,
+            rate=per_second,
+            by=who(by),
+            confirm=None if preview is None else preview.confirm,
         )
     if as_json:
-        print_json({"event_id": event_id, "subscription": subscription, "redriven": count})
+        print_json(
+            {"event_id": event_id, "subscription": subscription, "redriven": count}
+            | ({} if preview is None else {"preview": asdict(preview)})
+        )
         return
     what = " and ".join(
         part

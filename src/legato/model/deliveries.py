@@ -79,6 +79,17 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class RedrivePreview:
+    """What redriving a subscription's dead letters would take: ``count`` of them (the
+    first event ids in ``event_ids``); ``confirm`` redrives exactly those."""
+
+    subscription: str
+    count: int
+    event_ids: list[str]
+    confirm: str
+
+
+@dataclass(frozen=True, slots=True)
 class SubscriptionInfo:
     """A subscription as registered on the database (by any app that serves it)."""
 

@@ -4,6 +4,7 @@ dead letters and their redrive."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from legato.server.schemas import (
     PublishEvent,
     Redrive,
     Redriven,
+    RedrivePreviewOut,
     StoredEventOut,
 )
 from legato.server.security import Client, Operator, Reader
@@ -154,11 +156,16 @@ async def dead_letters(
     "/api/deadletters/redrive", response_model=Redriven, summary="Deliver dead letters again"
 )
 async def redrive(body: Redrive, client: Client, caller: Operator) -> Redriven:
+    if body.event_id is None and body.confirm is None:  # a subscription's: preview first
+        assert body.subscription is not None
+        preview = await client.preview_redrive(body.subscription)
+        return Redriven(redriven=None, preview=RedrivePreviewOut(**asdict(preview)))
     count = await client.redrive(
         body.event_id,
         subscription=body.subscription,
         source=body.source,
         rate=body.rate,
         by=caller.name,
+        confirm=body.confirm,
     )
     return Redriven(redriven=count)

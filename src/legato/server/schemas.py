@@ -175,12 +175,15 @@ class DeadLetterOut(DeliveryOut):
 
 class Redrive(Body):
     """Deliver dead letters again, from the first attempt: one event's (``event_id``,
-    with ``source`` when ids repeat across sources) or a whole subscription's."""
+    with ``source`` when ids repeat across sources), or a whole subscription's, in bulk:
+    without ``confirm`` the answer is the preview (nothing done), with its ``confirm``
+    those dead letters are redriven."""
 
     event_id: str | None = None
     subscription: str | None = None
     source: str | None = None
     rate: float | None = Field(default=None, gt=0)
+    confirm: str | None = None
 
     @model_validator(mode="after")
     def _something(self) -> Redrive:
@@ -189,8 +192,22 @@ class Redrive(Body):
         return self
 
 
+class RedrivePreviewOut(BaseModel):
+    """How many dead letters a subscription's redrive takes (the first event ids), and
+    the ``confirm`` token that redrives exactly those."""
+
+    subscription: str
+    count: int
+    event_ids: list[str]
+    confirm: str
+
+
 class Redriven(BaseModel):
-    redriven: int
+    """How many dead letters were made pending again, or (``redriven`` null, nothing
+    done) the preview of a subscription's redrive."""
+
+    redriven: int | None
+    preview: RedrivePreviewOut | None = None
 
 
 class FlowOut(BaseModel):
