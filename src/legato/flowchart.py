@@ -48,8 +48,7 @@ def expectation_words(inst: ExpectationInstance, stamp: Callable[[datetime], str
     return f"at {stamp(inst.closed_at)}" if inst.closed_at is not None else ""
 
 
-# The three below say in words what legato.cli.render_bus says too (its tables and tree
-# use them): they are kept here as well so that this module needs nothing of the CLI.
+# In words, for the chart and for the CLI's tables and tree (legato.cli.render_bus).
 
 
 def error_line(error: Mapping[str, Any] | None) -> str:

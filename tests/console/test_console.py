@@ -158,6 +158,8 @@ def test_complete_a_human_task_through_its_form(browser: WebDriver, site: Server
     open_run(browser, site, "review-1", "completed")
     review = orjson.loads(text(browser, "output"))["review"]
     assert review == {"approved": True, "note": "looks fine"}
+    [done] = reader.get("/api/tasks", params={"run_id": "review-1", "status": "completed"}).json()
+    assert done["completed_by"] == "api-operate"  # the signed-in token answered it
 
 
 def test_a_flow_with_a_violated_expectation_is_drawn(browser: WebDriver, site: Server) -> None:
@@ -317,7 +319,9 @@ def test_a_reader_gets_no_bulk_form_and_no_redrive_and_is_refused_both(
     assert applied.status_code == 403
     one = {"subscription": "doomed", "event_id": "doomed-read"}
     assert posted(browser, site, "/console/dead-letters/redrive", one).status_code == 403
-    every = {"subscription": "doomed", "confirmed": "yes"}
+    every = {"subscription": "doomed"}  # a reader may not even preview it
+    assert posted(browser, site, "/console/dead-letters/redrive", every).status_code == 403
+    every["confirm"] = "x"
     assert posted(browser, site, "/console/dead-letters/redrive", every).status_code == 403
     reader = site.as_scope("read")
     assert reader.get("/api/runs/bulk-read").json()["status"] == "failed"
@@ -357,6 +361,7 @@ def test_dead_letters_are_redriven_one_and_all_once_fixed(
     until(browser, lambda: text(browser, "notice") == notice, "the redrive")
     browser.find_element(By.ID, "redrive-all").click()
     until(browser, lambda: "1 dead letter will" in text(browser, "redrive-count"), "the count")
+    assert text(browser, "redrive-sample") == "fragile-2"
     browser.find_element(By.ID, "redrive-confirm").click()
     until(browser, lambda: text(browser, "notice") == notice, "the redrive of all")
 
@@ -372,3 +377,7 @@ def test_dead_letters_are_redriven_one_and_all_once_fixed(
         eventually(delivered, f"{event_id} delivered")
     browser.get(f"{site.base_url}/console/dead-letters?subscription=console-fragile")
     assert "no dead letters for this subscription" in text(browser, "dead-letters")
+    stale = {"subscription": "console-fragile", "confirm": "an-old-preview"}
+    again = posted(browser, site, "/console/dead-letters/redrive", stale)
+    assert again.status_code == 200 and "nothing was done" in again.text  # asked anew
+    assert "0 dead letters will be delivered again" in again.text

@@ -32,8 +32,8 @@ import legato
 from legato.cli.errors import fail
 from legato.cli.options import JsonOption, resolve_database
 from legato.cli.render import console, print_json, print_table, status_text, step_line, whole_column
-from legato.cli.render_bus import outcome
 from legato.cli.render_bus import status_text as delivery_status_text
+from legato.flowchart import outcome
 from legato.model import RunStatus
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
 from legato.model.description import RunDescription

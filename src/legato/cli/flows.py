@@ -25,10 +25,9 @@ from legato.bus.flows import (
 from legato.cli.errors import fail
 from legato.cli.options import DatabaseOption, JsonOption, connect
 from legato.cli.render import console, print_json, status_text, when
-from legato.cli.render_bus import error_line, outcome, published_by
 from legato.cli.render_bus import status_text as delivery_status_text
+from legato.flowchart import error_line, expectation_words, outcome, published_by, shown, to_mermaid
 from legato.flowchart import escape_label as escape_label  # its old home: still importable
-from legato.flowchart import expectation_words, shown, to_mermaid
 from legato.model.deliveries import DeliveryStatus
 from legato.model.expectations import ExpectationInstance, ExpectationStatus
 from legato.views import flow_json

@@ -16,6 +16,7 @@ from rich.text import Text
 from legato.bus.flows import trigger_workflow
 from legato.bus.subscriptions import triggered_run_id
 from legato.cli.render import when, whole_column
+from legato.flowchart import error_line, published_by
 from legato.model.deliveries import Delivery, DeliveryStatus, StoredEvent
 
 _NONE = "—"
@@ -31,37 +32,9 @@ def status_text(status: DeliveryStatus) -> Text:
     return Text(status.value, style=_DELIVERY_STYLES.get(status, ""))
 
 
-def error_line(error: Mapping[str, Any] | None) -> str:
-    """A delivery's last error in one line, ``Type: message (attempt n)``; empty if none."""
-    if not error:
-        return ""
-    kind = str(error.get("type") or "error").rpartition(".")[2]
-    attempt = f" (attempt {error['attempt']})" if error.get("attempt") else ""
-    return f"{kind}: {error.get('message', '')}{attempt}"
-
-
 def error_text(error: Mapping[str, Any] | None) -> Text:
     """``error_line`` in red, or a dash."""
     return Text(error_line(error), style="red") if error else Text(_NONE)
-
-
-def outcome(delivery: Delivery) -> str:
-    """A delivery's outcome in a few words: ``done after 1 attempt``, ``dead after 3
-    attempts``, ``pending, 2 attempts failed``; ``(replay)`` for a replayed one."""
-    d = delivery
-    plural = "" if d.attempts == 1 else "s"
-    replay = " (replay)" if d.replay else ""
-    if d.status is DeliveryStatus.PENDING:
-        tried = f", {d.attempts} attempt{plural} failed" if d.attempts else ""
-        return f"pending{tried}{replay}"
-    return f"{d.status.value} after {d.attempts} attempt{plural}{replay}"
-
-
-def published_by(stored: StoredEvent) -> str:
-    """``run R #K`` for an event a run published, else its source."""
-    if stored.run_id is None:
-        return stored.event.source
-    return f"run {stored.run_id}" + ("" if stored.call_key is None else f" #{stored.call_key}")
 
 
 def events_table(events: list[StoredEvent]) -> Table:

@@ -5,8 +5,9 @@ A dead letter's row shows the last error's type and message, never its traceback
 names the server's files and lines, which a reader of the console need not see (``legato
 events show`` and the API have it). Redriving one event, or every dead letter of a
 subscription, makes them pending again from the first attempt (``AsyncClient.redrive``),
-recorded as done by the signed-in token. Redriving a whole subscription asks first, with
-how many dead letters it has.
+recorded as done by the signed-in token. Redriving a whole subscription is a bulk action:
+it shows how many first (``preview_redrive``) and redrives exactly those once confirmed,
+or shows the new count if letters died or were redriven meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from fastapi import APIRouter, Request, Response
 
 from legato.console.render import READ_ONLY, page, refused, to_console
 from legato.console.session import caller, form_of, may_operate
-from legato.errors import LegatoError
+from legato.errors import BulkChanged, LegatoError
 from legato.model.deliveries import Delivery, StoredEvent
 from legato.server.security import client_of
 
@@ -26,9 +27,6 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 LIMIT = 200
 """How many dead letters the page lists, oldest event first."""
-
-COUNTED = 10_000
-"""Past this many, asking to redrive a whole subscription says "over 10,000"."""
 
 
 def row(dead: Delivery, stored: StoredEvent | None) -> dict[str, Any]:
@@ -91,23 +89,20 @@ async def redrive(request: Request) -> Response:
     event_id = form.get("event_id") or None
     if subscription is None:
         return refused(request, who, "say which subscription's dead letters to redrive")
+    confirm = form.get("confirm") or None
     try:
-        if event_id is None and form.get("confirmed") != "yes":
-            dead = await client.list_dead_letters(subscription=subscription, limit=COUNTED + 1)
-            return page(
-                request,
-                "redrive_all.html",
-                who,
-                subscription=subscription,
-                count=len(dead),
-                counted=COUNTED,
-            )
+        if event_id is None and confirm is None:
+            preview = await client.preview_redrive(subscription)
+            return page(request, "redrive_all.html", who, preview=preview, changed=False)
         count = await client.redrive(
             event_id,
             subscription=subscription,
             source=form.get("source") or None,
             by=who.name,
+            confirm=confirm if event_id is None else None,
         )
+    except BulkChanged as exc:
+        return page(request, "redrive_all.html", who, preview=exc.preview, changed=True)
     except LegatoError as exc:
         return refused(request, who, str(exc))
     back = {"subscription": form.get("back", subscription), "done": _redriven(count)}

@@ -316,7 +316,7 @@ async def complete(request: Request, task_id: str) -> Response:
     fields = forms.fields(found.form)
     try:
         answer = forms.response(fields, form)
-        await client.complete_task(task_id, answer)
+        await client.complete_task(task_id, answer, by=who.name)
     except (LegatoError, ValueError) as exc:
         response = page(request, "task.html", who, task=found, fields=fields, error=str(exc))
         response.status_code = 422
