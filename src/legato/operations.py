@@ -235,21 +235,28 @@ class AsyncOperationsClient:
                 if action == "restart":
                     result.restarted[run_id] = await self.restart(run_id, by=by)
                 else:
-                    await self._act(action)(run_id, by=by)
+                    await self.act(action, run_id, by=by)
             except RunError as exc:
                 result.skipped[run_id] = str(exc)
             else:
                 result.done.append(run_id)
         return result
 
-    def _act(self, action: str) -> Callable[..., Awaitable[RunStatus]]:
+    async def act(self, action: str, run_id: str, *, by: str | None = None) -> RunStatus:
+        """One operator action on one run, by name: ``cancel``, ``resume``, ``retry`` or
+        ``resume_compensation`` (``restart`` makes a new run: call ``restart``). Returns
+        the run's status afterwards; ``DefinitionError`` for another name."""
         acts: dict[str, Callable[..., Awaitable[RunStatus]]] = {
             "cancel": self.cancel,
             "resume": self.resume,
             "retry": self.retry,
             "resume_compensation": self.resume_compensation,
         }
-        return acts[action]
+        if action not in acts:
+            raise DefinitionError(
+                f"unknown action {action!r}: one of {', '.join(acts)} (or call restart)"
+            )
+        return await acts[action](run_id, by=by)
 
     async def _selected(
         self,
@@ -329,6 +336,10 @@ class OperationsClient:
     def restart(self, run_id: str, *, new_run_id: str | None = None, by: str | None = None) -> str:
         """Start an ended run again as a new run; returns its id."""
         return self._call(self._async.restart, run_id, new_run_id=new_run_id, by=by)
+
+    def act(self, action: str, run_id: str, *, by: str | None = None) -> RunStatus:
+        """One operator action on one run, by name (see ``AsyncClient.act``)."""
+        return self._call(self._async.act, action, run_id, by=by)
 
     def claim_task(self, task_id: str, assignee: str) -> Task:
         """Take an open human task (see ``AsyncClient.claim_task``)."""

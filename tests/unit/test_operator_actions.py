@@ -265,6 +265,18 @@ async def test_cancel_of_a_run_no_worker_took_records_who_asked(harness: Harness
     assert requested.data == {"by": "ann"}
 
 
+async def test_act_names_an_action_and_refuses_a_name_it_does_not_know(harness: Harness) -> None:
+    await harness.start(shop({}))
+    client = client_of(harness)
+    await client.create_run("unserved", run_id="p-4")
+    assert await client.act("cancel", "p-4", by="bo") is RunStatus.CANCELLED
+    [requested] = of_kind(await client.history("p-4"), EventKind.CANCEL_REQUESTED)
+    assert requested.data == {"by": "bo"}
+    for wrong in ("restart", "explode"):
+        with pytest.raises(DefinitionError, match=f"unknown action '{wrong}'"):
+            await client.act(wrong, "p-4")
+
+
 # -- bulk ---------------------------------------------------------------------------------
 
 

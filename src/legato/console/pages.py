@@ -207,15 +207,7 @@ async def act(request: Request, run_id: str) -> Response:
         if action == "restart":
             fresh = await client.restart(run_id, by=who.name)
             return to_console(f"/runs/{quote(fresh, safe='')}?done=restarted+from+{run_id}")
-        acts = {
-            "retry": client.retry,
-            "resume_compensation": client.resume_compensation,
-            "resume": client.resume,
-            "cancel": client.cancel,
-        }
-        if action not in acts:
-            return refused(request, who, f"unknown action {action!r}")
-        await acts[action](run_id, by=who.name)
+        await client.act(action, run_id, by=who.name)
     except LegatoError as exc:
         return refused(request, who, str(exc))
     return to_console(f"/runs/{quote(run_id, safe='')}?done={quote(action)}")
