@@ -308,3 +308,33 @@ async def test_a_live_workers_short_transactions_are_never_ended() -> None:
     finally:
         other.close()
         await store.close()
+
+
+async def test_reads_go_on_after_the_server_drops_every_session_of_the_store() -> None:
+    # As after a server restart: every pooled reader is broken, and the pool does not try
+    # them before handing them out (a round trip saved per read); each read finds one
+    # broken, and reads again on another session.
+    from legato.storage.postgres._connections import this_session_name
+
+    url = postgres_url()
+    migrate_database(url)
+    store = open_store(url)
+    await store.open()
+    try:
+        await store.write([new_run("r1")])
+        for _ in range(3):  # every reader session has been used
+            assert await store.get_run("r1") is not None
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM "
+                "pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()) t",
+                (this_session_name(),),
+            ).fetchone()
+        assert ended is not None and ended[0] >= 2  # the readers and the writer
+        for _ in range(5):
+            run = await store.get_run("r1")
+            assert run is not None and run.run_id == "r1"
+        await store.write([new_run("r2")])  # the writer's session is tried, then replaced
+        assert await store.get_run("r2") is not None
+    finally:
+        await store.close()

@@ -4,6 +4,7 @@ sees the ones before it, and a conflict anywhere writes nothing of the batch."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from legato.errors import ConcurrencyConflict
 from legato.model import RunStatus, TaskStatus
 from legato.storage.base import Store, UpdateRun, Write
+from legato.storage.memory import MemoryStore
 from tests.contract.ops import (
     T0,
     append,
@@ -344,3 +346,35 @@ async def test_concurrent_batches_are_each_atomic(store: Store) -> None:
     assert await store.get_run("lost") is None and await store.get_run("kept") is not None
     assert [s.name for s in await store.signals("r1")] == ["old", "kept"]
     assert [e.pos for e in await store.history("r1")] == [1, 2]
+
+
+async def test_concurrent_starts_are_each_told_their_own_conflicts(store: Store) -> None:
+    # Starts queued together are written as one insert (the group commit joins them):
+    # each must still hear only about its own run ids, and two starts of one run id are
+    # still one run, the second told of the first.
+    await store.write([new_run("taken", workflow="billing")])
+    starts = [[new_run(f"s-{n}", args=[n])] for n in range(30)]
+    starts += [[new_run("taken")], [new_run("s-7", workflow="other")], [new_run("s-8")]]
+    starts += [[new_run("pair-a"), new_run("pair-b", workflow="other")]]
+    results = await asyncio.gather(*(store.write(ops) for ops in starts))
+    assert results[:30] == [{}] * 30
+    assert results[30:] == [{"taken": "billing"}, {"s-7": "wf"}, {"s-8": "wf"}, {}]
+    for n in range(30):
+        run = await store.get_run(f"s-{n}")
+        assert run is not None and run.input == [n] and run.workflow == "wf"
+    pair_b = await store.get_run("pair-b")
+    assert pair_b is not None and pair_b.workflow == "other"
+
+
+async def test_a_start_that_fails_fails_alone_when_joined_with_others(store: Store) -> None:
+    if isinstance(store, MemoryStore):
+        pytest.skip("the memory store has no group commit: nothing is joined")
+    bad = [dataclasses.replace(new_run("bad"), status=None)]  # NOT NULL: the database refuses
+    good = [[new_run(f"ok-{n}")] for n in range(5)]
+    results = await asyncio.gather(
+        *(store.write(ops) for ops in [*good[:2], bad, *good[2:]]), return_exceptions=True
+    )
+    assert [r for r in results if isinstance(r, BaseException)] == [results[2]]
+    for n in range(5):
+        assert await store.get_run(f"ok-{n}") is not None
+    assert await store.get_run("bad") is None

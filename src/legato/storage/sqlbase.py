@@ -40,6 +40,7 @@ from legato.storage.base import (
     Write,
 )
 from legato.storage.fencing import fence_conflict, fenced_appends
+from legato.storage.groupcommit import Joinable
 from legato.storage.sqlalerts import SqlAlerts, apply_raise_alerts, apply_resolve_alerts
 from legato.storage.sqlbus import (
     SqlBus,
@@ -245,6 +246,29 @@ def _order_key(op: Write) -> Any:
     return op.run_id
 
 
+class _NewRuns(Joinable):
+    """A write of new runs only (what a start writes): the group commit joins the ones
+    queued together into one insert (``Joinable``); each gets back the conflicts of its
+    own run ids."""
+
+    __slots__ = ("keys", "ops", "store")
+
+    def __init__(self, store: SqlStore, ops: Sequence[Write]) -> None:
+        self.store, self.ops = store, ops
+        self.keys = frozenset(op.run_id for op in ops)
+
+    def __call__(self, conn: Connection) -> dict[str, str]:
+        return self.store._apply(conn, self.ops)
+
+    @classmethod
+    def joined(cls, bodies: list[Any]) -> Callable[[Any], list[Any]]:
+        def run(conn: Connection) -> list[dict[str, str]]:
+            conflicts = bodies[0].store._apply(conn, [op for b in bodies for op in b.ops])
+            return [{k: v for k, v in conflicts.items() if k in b.keys} for b in bodies]
+
+        return run
+
+
 class SqlStore(SqlWorkers, SqlBus, SqlExpectations, SqlAlerts, SqlTokens):
     """The ``Store`` methods of every SQL adapter, over ``_transact`` and ``_select``."""
 
@@ -279,6 +303,8 @@ class SqlStore(SqlWorkers, SqlBus, SqlExpectations, SqlAlerts, SqlTokens):
         one kind (and, for ``UpdateRun``, one shape) go to the database as one
         ``executemany``: a thousand runs parking in one batch cost a handful of statements.
         """
+        if ops and all(type(op) is NewRun for op in ops):  # a start: joined with others
+            return await self._transact(_NewRuns(self, ops))
         return await self._transact(lambda conn: self._apply(conn, ops))
 
     def _apply(self, conn: Connection, ops: Sequence[Write]) -> dict[str, str]:

@@ -140,8 +140,8 @@ class PostgresConnections(GroupCommit):
         self._read_threads = ThreadPoolExecutor(self._readers, thread_name_prefix="legato-pg-read")
         try:
             await self._on(self._write_thread, self._check_schema)
-            self._write_pool = await self._on(self._write_thread, self._pool, 1)
-            self._read_pool = await self._on(self._read_threads, self._pool, self._readers)
+            self._write_pool = await self._on(self._write_thread, self._pool, 1, True)
+            self._read_pool = await self._on(self._read_threads, self._pool, self._readers, False)
         except BaseException:
             await self.close()
             raise
@@ -161,7 +161,11 @@ class PostgresConnections(GroupCommit):
         except psycopg.Error as exc:
             raise postgres_error(exc, self.where, "connecting") from exc
 
-    def _pool(self, size: int) -> ConnectionPool[Any]:
+    def _pool(self, size: int, checked: bool) -> ConnectionPool[Any]:
+        """A pool of ``size`` sessions. A ``checked`` pool tries each session before
+        handing it out (a round trip: the writer's, once per batch, so a transaction never
+        starts on a session the server dropped); readers instead read again on another
+        session when one is found broken (``_fetch``), saving that round trip per read."""
         pool: ConnectionPool[Any] = ConnectionPool(
             self.conninfo,
             min_size=size,
@@ -169,7 +173,7 @@ class PostgresConnections(GroupCommit):
             kwargs={"autocommit": True, **self._session_name()},
             open=False,
             timeout=self._connect_timeout,
-            check=ConnectionPool.check_connection,
+            check=ConnectionPool.check_connection if checked else None,
             configure=_configure,
             reconnect_failed=self._reconnect_failed,
             name=f"legato-{self.schema}",
@@ -242,9 +246,18 @@ class PostgresConnections(GroupCommit):
         pool = self._read_pool
         if pool is None:
             raise self._not_open()
-        with pool.connection() as conn:
-            rows: list[tuple[Any, ...]] = conn.execute(sql, params).fetchall()
-            return rows
+        # After a server restart every pooled session is broken: each is found so (and
+        # discarded by the pool) once, then a new one answers.
+        for tries_left in range(self._readers, -1, -1):
+            with pool.connection() as conn:
+                try:
+                    rows: list[tuple[Any, ...]] = conn.execute(sql, params).fetchall()
+                except psycopg.OperationalError:
+                    if not conn.broken or tries_left == 0:
+                        raise
+                    continue
+                return rows
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- group commit's hooks (storage/groupcommit.py) ------------------------------------
 
