@@ -5,6 +5,7 @@ through the real CLI on a real SQLite file, delivered by ``tests.acceptance.even
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -179,6 +180,38 @@ def test_publish_of_bad_input_is_refused_and_writes_nothing(
     result = shop.run("events", "publish", *args)
 
     assert_refused(result, 2, expected)
+    assert shop.json("events", "list") == []
+
+
+def test_cloudevents_from_a_file_are_published_as_they_are(shop: Cli, tmp_path: Path) -> None:
+    batch = [
+        {"specversion": "1.0", "type": "order.packed", "source": "/wms", "id": "w-1"},
+        {
+            "specversion": "1.0",
+            "type": "order.paid",
+            "source": "/pay",
+            "id": "p-9",
+            "correlationid": "order-9",
+            "data": {"amount": 5},
+        },
+    ]
+    (tmp_path / "batch.json").write_bytes(orjson.dumps(batch))
+
+    published = shop.json("events", "publish-cloudevents", str(tmp_path / "batch.json"))
+
+    assert [(e["id"], e["source"]) for e in published] == [("w-1", "/wms"), ("p-9", "/pay")]
+    assert published[0]["correlationid"] == "w-1"  # no correlation id: a flow of its own
+    stored = shop.json("events", "show", "p-9")["event"]
+    assert (stored["correlationid"], stored["data"]) == ("order-9", {"amount": 5})
+
+
+def test_a_cloudevents_batch_with_one_bad_event_publishes_none(shop: Cli, tmp_path: Path) -> None:
+    good = {"specversion": "1.0", "type": "order.packed", "source": "/wms", "id": "w-2"}
+    (tmp_path / "bad.json").write_bytes(orjson.dumps([good, {"type": "order.paid"}]))
+
+    result = shop.run("events", "publish-cloudevents", str(tmp_path / "bad.json"))
+
+    assert_refused(result, 2, "event 1 of the batch", "nothing was published")
     assert shop.json("events", "list") == []
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +25,7 @@ from legato.cli.options import DatabaseOption, JsonOption, connect, parse_json
 from legato.cli.render import console, print_json, print_table
 from legato.cli.render_bus import event_view, events_table
 from legato.errors import AmbiguousEvent, EventNotFound
+from legato.model.events import Event
 from legato.views import delivery_json, stored_event_json
 
 events_app = typer.Typer(help="List, show, publish, replay and prune events.", no_args_is_help=True)
@@ -263,6 +266,49 @@ def publish(
             "it is kept in the log"
         )
     console().print(f"{message}. See it with `legato events show {ref}`.", markup=False)
+
+
+@events_app.command("publish-cloudevents")
+def publish_cloudevents(
+    path: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="A structured CloudEvent (a JSON object) or a batch of them (a JSON array); "
+            "- reads standard input.",
+        ),
+    ],
+    database: DatabaseOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Publish CloudEvents as they are, one or a batch (what POST /api/events takes as
+    application/cloudevents+json or application/cloudevents-batch+json). Every event is
+    checked before any is published."""
+    text = _read(path)
+    if text.lstrip().startswith("["):
+        events = Event.from_json_batch(text)
+        if not events:
+            raise fail(f"{path}: the batch holds no event", exit_code=USAGE)
+    else:
+        events = [Event.from_json(text)]
+    with connect(database) as client:
+        published = [client.publish_event(e) for e in events]
+    if as_json:
+        print_json([e.to_dict() for e in published])
+        return
+    out = console()
+    for e in published:
+        out.print(f"published event {e.id} ({e.type}) from {e.source}", markup=False)
+    out.print("see one with `legato events show EVENT_ID`", style="dim")
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="FILE") from exc
 
 
 @events_app.command("replay")
