@@ -1,13 +1,17 @@
 """A run drawn as a Mermaid flowchart: its steps in the order it reached them, each node
 coloured by where it stands (completed, running, retrying, failed, compensated), then
 what it waits for or does next. Labels are escaped for Mermaid (the page escapes the
-whole text again for HTML): a step or run id holding markup is shown as text."""
+whole text again for HTML): a step or run id holding markup is shown as text.
+
+A long run is drawn by its first ``HEAD`` and last ``TAIL`` steps, with one node for the
+ones between (the timeline lists them all): a thousand nodes would be unreadable, slow
+to lay out, and past Mermaid's limit on a diagram's text."""
 
 from __future__ import annotations
 
 from legato.mermaid import quoted as label
 from legato.model import RunStatus
-from legato.model.description import RunDescription
+from legato.model.description import RunDescription, StepSummary
 
 CLASSES = {
     "completed": "fill:#d8f5d0,stroke:#2e7d32",
@@ -20,11 +24,24 @@ CLASSES = {
 }
 
 
+HEAD = 10
+TAIL = 20
+
+
 def run_graph(run: RunDescription) -> str:
     """The Mermaid ``flowchart LR`` of ``run``."""
     lines = ["flowchart LR", f"  start([{label(run.workflow)}])"]
     previous = "start"
-    for n, step in enumerate(run.steps, 1):
+    steps: list[tuple[int, StepSummary | None]] = list(enumerate(run.steps, 1))
+    left_out = len(steps) - HEAD - TAIL
+    if left_out > 1:
+        steps = [*steps[:HEAD], (0, None), *steps[-TAIL:]]
+    for n, step in steps:
+        if step is None:  # the steps between the first and the last ones drawn
+            lines.append(f"  more[{label(f'… {left_out} more steps (see the timeline)')}]:::ended")
+            lines.append(f"  {previous} --> more")
+            previous = "more"
+            continue
         node = f"s{n}"
         status = step.status
         if step.compensation == "completed":
