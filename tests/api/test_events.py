@@ -383,6 +383,15 @@ def test_dead_letters_their_alert_and_redrive(
     assert letter["type"] == "api.doomed"
     assert letter["source"] == event["source"]
     assert letter["error"]["message"] == f"nobody answers for {unique}"
+    # The traceback names the server's files: for those who may act on it, not readers.
+    assert "traceback" not in letter["error"]
+    [mine] = [d for d in dead_letters(operator, subscription="doomed") if d["event_id"] == unique]
+    assert "Unreachable" in mine["error"]["traceback"]
+    [delivery] = reader.get(f"/api/events/{unique}").json()["deliveries"]
+    assert "traceback" not in delivery["error"]
+    flow = reader.get(f"/api/flows/{event['correlationid']}").json()
+    assert "nobody answers" in orjson.dumps(flow).decode()  # the error, without:
+    assert "traceback" not in orjson.dumps(flow).decode()
     assert all(d["subscription"] == "doomed" for d in dead_letters(reader))
     assert dead_letters(reader, subscription="audit") == []
 

@@ -27,7 +27,8 @@ from legato.server.schemas import (
     RedrivePreviewOut,
     StoredEventOut,
 )
-from legato.server.security import Client, Operator, Reader
+from legato.model.tokens import Scope
+from legato.server.security import Caller, Client, Operator, Reader
 from legato.views import dead_letter_json, delivery_json, flow_json, stored_event_json
 
 router = APIRouter(tags=["events"], responses=PROBLEMS)
@@ -55,6 +56,23 @@ _PUBLISH_BODY = {
         },
     }
 }
+
+
+def shown(caller: Caller, value: Any) -> Any:
+    """``value`` as ``caller`` may see it: a ``read`` token gets a failed delivery's error
+    without its traceback, which names the server's files and code (a dashboard needs the
+    type and message; whoever may redrive it sees the rest)."""
+    if caller.scope is not Scope.READ:
+        return value
+    if isinstance(value, list):
+        return [shown(caller, v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: shown(caller, v) for k, v in value.items()}
+    error = out.get("error")
+    if isinstance(error, dict) and "traceback" in error:
+        out["error"] = {k: v for k, v in error.items() if k != "traceback"}
+    return out
 
 
 @router.post(
@@ -127,7 +145,7 @@ async def get_event(
     deliveries = await client.deliveries(event_id, stored.event.source)
     return EventDetail(
         stored=StoredEventOut(**stored_event_json(stored)),
-        deliveries=[DeliveryOut(**delivery_json(d, stored)) for d in deliveries],
+        deliveries=[DeliveryOut(**shown(caller, delivery_json(d, stored))) for d in deliveries],
     )
 
 
@@ -137,7 +155,7 @@ async def get_event(
     summary="What happened for a correlation id",
 )
 async def flow(correlation_id: str, client: Client, caller: Reader) -> FlowOut:
-    return FlowOut(**flow_json(await client.flow(correlation_id)))
+    return FlowOut(**shown(caller, flow_json(await client.flow(correlation_id))))
 
 
 @router.get("/api/deadletters", response_model=list[DeadLetterOut], summary="Dead letters")
@@ -149,7 +167,7 @@ async def dead_letters(
 ) -> list[DeadLetterOut]:
     dead = await client.list_dead_letters(subscription=subscription, limit=limit)
     events = await client.events_at(d.seq for d in dead)
-    return [DeadLetterOut(**dead_letter_json(d, events.get(d.seq))) for d in dead]
+    return [DeadLetterOut(**shown(caller, dead_letter_json(d, events.get(d.seq)))) for d in dead]
 
 
 @router.post(
