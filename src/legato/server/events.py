@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from legato.errors import InvalidEvent
 from legato.model.events import Event
 from legato.model.times import as_utc
+from legato.model.tokens import Scope
 from legato.server.schemas import (
     PROBLEMS,
     DeadLetterOut,
@@ -27,7 +28,6 @@ from legato.server.schemas import (
     RedrivePreviewOut,
     StoredEventOut,
 )
-from legato.model.tokens import Scope
 from legato.server.security import Caller, Client, Operator, Reader
 from legato.views import dead_letter_json, delivery_json, flow_json, stored_event_json
 
