@@ -121,7 +121,11 @@ def test_retry_a_failed_run_and_watch_it_complete(
     browser.find_element(By.ID, "action-retry").click()
 
     until(browser, lambda: text(browser, "notice") == "retry", "the run, retried")
-    open_run(browser, site, "order-failed", "completed")
+    # Watched, not reloaded: the page refreshes itself until the run ends.
+    until(browser, lambda: text(browser, "status") == "completed", "the run, live, completed")
+    assert "nothing" in text(browser, "last-error")
+    assert browser.find_elements(By.ID, "action-retry") == []
+    until(browser, lambda: "completed" in text(browser, "graph"), "the graph drawn anew")
     assert "ch-o-1" in text(browser, "output")
     timeline = text(browser, "timeline")
     assert "run retried" in timeline and "by api-operate" in timeline

@@ -192,6 +192,7 @@ async def run(request: Request, run_id: str) -> Response:
         timeline=_timeline(history),
         actions=actions,
         message=request.query_params.get("done"),
+        live=not described.status.is_terminal,  # refreshed in place until it ends
     )
 
 
