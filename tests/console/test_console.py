@@ -385,3 +385,35 @@ def test_dead_letters_are_redriven_one_and_all_once_fixed(
     again = posted(browser, site, "/console/dead-letters/redrive", stale)
     assert again.status_code == 200 and "nothing was done" in again.text  # asked anew
     assert "0 dead letters will be delivered again" in again.text
+
+
+def test_the_event_log_filters_and_pages(browser: WebDriver, site: Server) -> None:
+    # Given 201 events of a type one subscriber takes, in one CloudEvents batch, and one
+    # nobody listens to.
+    batch = [
+        {"specversion": "1.0", "type": "api.audited", "source": "/t", "id": f"many-{n:03d}"}
+        for n in range(201)
+    ]
+    operator = site.as_scope("operate")
+    headers = {"Content-Type": "application/cloudevents-batch+json"}
+    answer = operator.post("/api/events", content=orjson.dumps(batch), headers=headers)
+    assert answer.status_code == 201, answer.text
+    lonely = {"type": "console.nobody-listens", "id": "lonely-1", "data": {}}
+    assert operator.post("/api/events", json=lonely).status_code == 201
+    sign_in(browser, site, "read")
+
+    # The first page holds 200, in log order; the next one the last.
+    browser.get(f"{site.base_url}/console/events?type=api.audited")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#events tbody tr")
+    assert len(rows) == 200 and "many-000" in rows[0].text and "many-199" in rows[-1].text
+    browser.find_element(By.ID, "more").click()
+    rows = browser.find_elements(By.CSS_SELECTOR, "#events tbody tr")
+    assert [r.text.split()[3] for r in rows] == ["many-200"]
+    assert browser.find_elements(By.ID, "more") == []
+
+    # Unrouted only, and a since that is not a time.
+    browser.get(f"{site.base_url}/console/events?unrouted=1&since=-1h")
+    shown = text(browser, "events")
+    assert "lonely-1" in shown and "unrouted" in shown and "many-" not in shown
+    browser.get(f"{site.base_url}/console/events?since=yesterday")
+    assert "not a time: 'yesterday'" in text(browser, "error")

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from legato.console import bulk, deadletters, forms
+from legato.console.bulk import since_of
 from legato.console.graphs import run_graph
 from legato.console.render import ACTIONS, READ_ONLY, page, refused, to_console
 from legato.console.session import (
@@ -322,14 +323,31 @@ async def complete(request: Request, task_id: str) -> Response:
 
 @router.get("/events")
 async def events(request: Request) -> Response:
+    """The event log in log order, filtered (type, correlation id, since, unrouted), a
+    page of ``EVENTS_PAGE`` at a time: the next page goes on after the last one shown."""
     who = await caller(request)
     query = request.query_params
+    filters = {k: query.get(k, "") for k in ("type", "correlation_id", "since", "unrouted")}
+    try:
+        since = since_of(filters["since"])
+        after = int(query.get("after") or 0)
+    except ValueError as exc:
+        return page(request, "events.html", who, events=[], filters=filters, error=str(exc))
     listed = await (await client_of(request)).list_events(
-        type=query.get("type") or None,
-        correlation_id=query.get("correlation_id") or None,
-        limit=200,
+        type=filters["type"] or None,
+        correlation_id=filters["correlation_id"] or None,
+        since=since,
+        unrouted=bool(filters["unrouted"]),
+        after_seq=max(0, after),
+        limit=EVENTS_PAGE,
     )
-    return page(request, "events.html", who, events=listed, filters=dict(query))
+    more = None
+    if len(listed) == EVENTS_PAGE:
+        more = urlencode({**{k: v for k, v in filters.items() if v}, "after": listed[-1].seq})
+    return page(request, "events.html", who, events=listed, filters=filters, more=more, error=None)
+
+
+EVENTS_PAGE = 200
 
 
 @router.get("/flows/{correlation_id:path}")
