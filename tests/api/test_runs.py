@@ -418,6 +418,25 @@ def test_a_run_id_with_slashes_works_on_every_route(
     assert_problem(operator.post(f"/api/runs/{run_id}/resume"), 409)
 
 
+def test_a_run_id_ending_like_a_route_is_reached_with_its_slashes_encoded(
+    server: Server, operator: httpx.Client, reader: httpx.Client, unique: str
+) -> None:
+    # Run ids "U" and "U/history": raw, /api/runs/U/history is U's history; encoded, the
+    # other run itself.
+    for run_id in (unique, f"{unique}/history"):
+        made = operator.post("/api/runs", json={"workflow": "nobody-serves", "run_id": run_id})
+        assert made.status_code == 201, made.text
+    encoded = f"/api/runs/{unique}%2Fhistory"
+    shown = reader.get(encoded)
+    assert shown.status_code == 200, shown.text
+    assert shown.json()["run_id"] == f"{unique}/history"
+    assert reader.get(f"/api/runs/{unique}/history").json() == []  # U's (empty) history
+    assert reader.get(f"{encoded}/history").json() == []
+    cancelled = operator.post(f"{encoded}/cancel")
+    assert cancelled.json() == {"run_id": f"{unique}/history", "status": "cancelled"}
+    assert reader.get(f"/api/runs/{unique}").json()["status"] == "pending"  # untouched
+
+
 def test_history_of_a_completed_run(
     server: Server, operator: httpx.Client, reader: httpx.Client, unique: str
 ) -> None:

@@ -171,7 +171,7 @@ async def runs_table(request: Request) -> Response:
     return page(request, "runs_table.html", who, **await _runs(request))
 
 
-@router.get("/runs/{run_id:path}")
+@router.get("/runs/{run_id:run}")
 async def run(request: Request, run_id: str) -> Response:
     who = await caller(request)
     client = await client_of(request)
@@ -197,7 +197,7 @@ async def run(request: Request, run_id: str) -> Response:
     )
 
 
-@router.post("/runs/{run_id:path}/act")
+@router.post("/runs/{run_id:run}/act")
 async def act(request: Request, run_id: str) -> Response:
     who = await caller(request)
     form = await form_of(request)
@@ -279,14 +279,14 @@ async def tasks(request: Request) -> Response:
     return page(request, "tasks.html", who, tasks=listed)
 
 
-@router.get("/tasks/{task_id}")
+@router.get("/tasks/{task_id:id}")
 async def task(request: Request, task_id: str) -> Response:
     who = await caller(request)
     found = await (await client_of(request)).get_task(task_id)
     return page(request, "task.html", who, task=found, fields=forms.fields(found.form), error=None)
 
 
-@router.post("/tasks/{task_id}/claim")
+@router.post("/tasks/{task_id:id}/claim")
 async def claim(request: Request, task_id: str) -> Response:
     who = await caller(request)
     await form_of(request)
@@ -299,7 +299,7 @@ async def claim(request: Request, task_id: str) -> Response:
     return to_console(f"/tasks/{quote(task_id, safe='')}")
 
 
-@router.post("/tasks/{task_id}")
+@router.post("/tasks/{task_id:id}")
 async def complete(request: Request, task_id: str) -> Response:
     who = await caller(request)
     form = await form_of(request)
@@ -350,7 +350,7 @@ async def events(request: Request) -> Response:
 EVENTS_PAGE = 200
 
 
-@router.get("/flows/{correlation_id:path}")
+@router.get("/flows/{correlation_id:run}")
 async def flow(request: Request, correlation_id: str) -> Response:
     who = await caller(request)
     found = await (await client_of(request)).flow(correlation_id)

@@ -21,7 +21,7 @@ router = APIRouter(tags=["operator actions"], responses=PROBLEMS)
 
 
 @router.post(
-    "/api/runs/{run_id:path}/retry",
+    "/api/runs/{run_id:run}/retry",
     response_model=RunStatusOut,
     summary="Retry a failed run from its failed step",
 )
@@ -30,7 +30,7 @@ async def retry(run_id: str, client: Client, caller: Operator) -> RunStatusOut:
 
 
 @router.post(
-    "/api/runs/{run_id:path}/resume-compensation",
+    "/api/runs/{run_id:run}/resume-compensation",
     response_model=RunStatusOut,
     summary="Compensate a run in compensation_failed again",
 )
@@ -53,7 +53,7 @@ class Restarted(Body):
 
 
 @router.post(
-    "/api/runs/{run_id:path}/restart",
+    "/api/runs/{run_id:run}/restart",
     status_code=201,
     response_model=Restarted,
     summary="Start an ended run again as a new run, same input, same flow",

@@ -19,6 +19,7 @@ from legato.engine.worker import BUSY_GC_THRESHOLD, DEFAULT_GC_THRESHOLDS
 from legato.server import actions, events, health, ops, problems, runs, tasks
 from legato.server.limits import BodyLimitMiddleware
 from legato.server.metrics import MetricsMiddleware, ServerMetrics
+from legato.server.paths import EncodedSlashes
 from legato.server.security import ServerSettings
 
 
@@ -44,6 +45,7 @@ def create_app(client: AsyncClient, settings: ServerSettings | None = None) -> F
     app.state.settings = settings or ServerSettings()
     app.state.metrics = ServerMetrics()
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(EncodedSlashes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     problems.install(app)
     routers = [module.router for module in (runs, actions, tasks, events, ops, health)]

@@ -134,7 +134,7 @@ async def list_events(
 
 
 @router.get(
-    "/api/events/{event_id}",
+    "/api/events/{event_id:id}",
     response_model=EventDetail,
     summary="An event and every subscription's delivery of it",
 )
@@ -150,7 +150,7 @@ async def get_event(
 
 
 @router.get(
-    "/api/flows/{correlation_id}",
+    "/api/flows/{correlation_id:run}",
     response_model=FlowOut,
     summary="What happened for a correlation id",
 )

@@ -63,5 +63,7 @@ class MetricsMiddleware:
 
 
 def _route_of(scope: Scope) -> str:
-    """The route's template (``/api/runs/{run_id:path}``), not the path: ids are not labels."""
-    return str(getattr(scope.get("route"), "path", "unmatched"))
+    """The route's template (``/api/runs/{run_id}``, as the OpenAPI document names it), not
+    the path: ids are not labels."""
+    route = scope.get("route")
+    return str(getattr(route, "path_format", None) or getattr(route, "path", "unmatched"))

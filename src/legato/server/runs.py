@@ -73,13 +73,13 @@ async def list_runs(
     return RunPage(runs=page.runs, next_cursor=page.next_cursor)
 
 
-@router.get("/{run_id:path}/history", response_model=list[HistoryRecord], summary="A run's history")
+@router.get("/{run_id:run}/history", response_model=list[HistoryRecord], summary="A run's history")
 async def history(run_id: str, client: Client, caller: Reader) -> list[HistoryRecord]:
     return [HistoryRecord(**r) for r in history_json(await client.history(run_id))]
 
 
 @router.post(
-    "/{run_id:path}/signals",
+    "/{run_id:run}/signals",
     status_code=202,
     response_model=RunStatusOut,
     summary="Send a signal to a run",
@@ -89,18 +89,18 @@ async def signal(run_id: str, body: SendSignal, client: Client, caller: Operator
     return RunStatusOut(run_id=run_id, status=(await client.get_run(run_id)).status.value)
 
 
-@router.post("/{run_id:path}/cancel", response_model=RunStatusOut, summary="Cancel a run")
+@router.post("/{run_id:run}/cancel", response_model=RunStatusOut, summary="Cancel a run")
 async def cancel(run_id: str, client: Client, caller: Operator) -> RunStatusOut:
     return RunStatusOut(run_id=run_id, status=(await client.cancel(run_id, by=caller.name)).value)
 
 
-@router.post("/{run_id:path}/resume", response_model=RunStatusOut, summary="Resume a blocked run")
+@router.post("/{run_id:run}/resume", response_model=RunStatusOut, summary="Resume a blocked run")
 async def resume(run_id: str, client: Client, caller: Operator) -> RunStatusOut:
     return RunStatusOut(run_id=run_id, status=(await client.resume(run_id, by=caller.name)).value)
 
 
 @router.get(
-    "/{run_id:path}",
+    "/{run_id:run}",
     response_model=RunDescription,
     summary="Describe a run: what step, what failed, what happens next",
 )

@@ -29,18 +29,18 @@ async def list_tasks(
     return tasks
 
 
-@router.get("/{task_id}", response_model=Task, summary="Show a task and its form")
+@router.get("/{task_id:id}", response_model=Task, summary="Show a task and its form")
 async def get_task(task_id: str, client: Client, caller: Reader) -> Task:
     return await client.get_task(task_id)
 
 
-@router.post("/{task_id}/claim", response_model=Task, summary="Take an open task")
+@router.post("/{task_id:id}/claim", response_model=Task, summary="Take an open task")
 async def claim_task(task_id: str, client: Client, caller: Operator) -> Task:
     return await client.claim_task(task_id, caller.name)
 
 
 @router.post(
-    "/{task_id}/complete", response_model=Task, summary="Answer a task (checked by its form)"
+    "/{task_id:id}/complete", response_model=Task, summary="Answer a task (checked by its form)"
 )
 async def complete_task(task_id: str, body: CompleteTask, client: Client, caller: Operator) -> Task:
     return await client.complete_task(task_id, body.response, by=caller.name)
