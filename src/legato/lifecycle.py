@@ -195,20 +195,8 @@ async def resume_blocked(store: Store, run_id: str, at: float, by: str | None = 
         if run is None or run.status is not RunStatus.BLOCKED:
             return run
         pos = await store.last_pos(run_id)
-        await store.write(
-            [
-                UpdateRun(
-                    run_id,
-                    if_status=(RunStatus.BLOCKED.value,),
-                    status=RunStatus.RUNNING.value,
-                    clear_error=True,
-                    wake_at=at,
-                    updated_at=at,
-                ),
-                Append(run_id, pos + 1, *records.RunResumed(by=by).stored(), at),
-            ]
-        )
-        return await store.get_run(run_id)
+        resumed = records.RunResumed(by=by)
+        return await _reopen(store, run, RunStatus.RUNNING, resumed, pos, at, unowned=False)
 
     return await _retrying(attempt)
 
@@ -243,21 +231,7 @@ async def retry_failed(store: Store, run_id: str, at: float, by: str | None) -> 
             None,
         )
         retried = records.RunRetried(key, run.error or {}, step if key else None, by)
-        await store.write(
-            [
-                UpdateRun(
-                    run_id,
-                    if_status=(RunStatus.FAILED.value,),
-                    if_unowned=True,
-                    status=RunStatus.RUNNING.value,
-                    clear_error=True,
-                    wake_at=at,
-                    updated_at=at,
-                ),
-                Append(run_id, _last(history) + 1, *retried.stored(), at),
-            ]
-        )
-        return await store.get_run(run_id)
+        return await _reopen(store, run, RunStatus.RUNNING, retried, _last(history), at)
 
     return await _retrying(attempt)
 
@@ -276,23 +250,39 @@ async def resume_compensation(store: Store, run_id: str, at: float, by: str | No
             return run
         pos = await store.last_pos(run_id)
         resumed = records.CompensationResumed(run.error or {}, by)
-        await store.write(
-            [
-                UpdateRun(
-                    run_id,
-                    if_status=(RunStatus.COMPENSATION_FAILED.value,),
-                    if_unowned=True,
-                    status=RunStatus.COMPENSATING.value,
-                    clear_error=True,
-                    wake_at=at,
-                    updated_at=at,
-                ),
-                Append(run_id, pos + 1, *resumed.stored(), at),
-            ]
-        )
-        return await store.get_run(run_id)
+        return await _reopen(store, run, RunStatus.COMPENSATING, resumed, pos, at)
 
     return await _retrying(attempt)
+
+
+async def _reopen(
+    store: Store,
+    run: Run,
+    to: RunStatus,
+    record: records.Record,
+    pos: int,
+    at: float,
+    *,
+    unowned: bool = True,
+) -> Run | None:
+    """Make ``run`` (as read: its status guards the write, and, ``unowned``, no worker may
+    hold it) ``to`` and due at once, its error cleared, with ``record`` after ``pos``; the
+    run as it is afterwards. What resume, retry and resume compensation write."""
+    await store.write(
+        [
+            UpdateRun(
+                run.run_id,
+                if_status=(run.status.value,),
+                if_unowned=unowned,
+                status=to.value,
+                clear_error=True,
+                wake_at=at,
+                updated_at=at,
+            ),
+            Append(run.run_id, pos + 1, *record.stored(), at),
+        ]
+    )
+    return await store.get_run(run.run_id)
 
 
 async def restart(store: Store, run: Run, new: NewRun, at: float, by: str | None) -> dict[str, str]:

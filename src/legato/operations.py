@@ -88,6 +88,10 @@ def confirm_token(action: str, run_ids: list[str]) -> str:
     return digest.hexdigest()[:20]
 
 
+def _preview(action: str, ids: list[str]) -> BulkPreview:
+    return BulkPreview(action, len(ids), ids[:SAMPLE], confirm_token(action, ids))
+
+
 class AsyncOperationsClient:
     """The operator actions of ``AsyncClient``."""
 
@@ -202,8 +206,7 @@ class AsyncOperationsClient:
         runs = await self._selected(
             action, status, workflow, since, until, correlation_id, run_id_prefix
         )
-        ids: list[str] = [r.run_id for r in runs]
-        return BulkPreview(action, len(ids), ids[:SAMPLE], confirm_token(action, ids))
+        return _preview(action, [r.run_id for r in runs])
 
     async def apply_bulk(
         self,
@@ -226,8 +229,8 @@ class AsyncOperationsClient:
             action, status, workflow, since, until, correlation_id, run_id_prefix
         )
         ids: list[str] = [r.run_id for r in runs]
-        if confirm_token(action, ids) != confirm:
-            now = BulkPreview(action, len(ids), ids[:SAMPLE], confirm_token(action, ids))
+        now = _preview(action, ids)
+        if now.confirm != confirm:
             raise BulkChanged(action, now)
         result = BulkResult(action, [])
         for run_id in ids:

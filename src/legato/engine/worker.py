@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import gc
 import logging
 import random
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from legato import collector
 from legato.bus import alerts, expectations
 from legato.bus.consumer import Consumer
 from legato.bus.publishing import Router
@@ -54,12 +54,6 @@ from legato.storage.base import NewRun, SetRun, Store, Write
 
 log = logging.getLogger(__name__)
 
-
-DEFAULT_GC_THRESHOLDS = {(700, 10, 10), (2000, 10, 10), (2000, 10, 0)}
-"""The collector's thresholds when nobody tuned them (by Python version)."""
-BUSY_GC_THRESHOLD = (50_000, 20, 100)
-"""The thresholds of a process that allocates many short-lived objects (a worker's runs,
-a server's requests): the youngest generation is collected ~70 times less often."""
 
 _MAX_UPKEEP_BACKOFF_S = 5.0
 """The longest wait between upkeep passes while the database keeps failing."""
@@ -156,11 +150,8 @@ class Engine:
 
     async def start(self) -> None:
         """Open the store, register, recover unfinished runs, and start serving."""
-        if self.tune_gc and gc.get_threshold() in DEFAULT_GC_THRESHOLDS:
-            # Thousands of live runs allocate many short-lived objects; at the default
-            # threshold the collector rescans them so often it takes half the CPU.
-            self._saved_gc = gc.get_threshold()
-            gc.set_threshold(*BUSY_GC_THRESHOLD)
+        if self.tune_gc:
+            self._saved_gc = collector.busy()
         self.registry.check_expectations()
         logs.install()  # log records say which run, step and event they are about
         # Traced with the provider given, or the global one if the application set it
@@ -227,8 +218,7 @@ class Engine:
             await self.store.remove_workers([self.worker_id])
         finally:
             await self.store.close()
-            if self._saved_gc is not None and gc.get_threshold() == BUSY_GC_THRESHOLD:
-                gc.set_threshold(*self._saved_gc)
+            collector.restore(self._saved_gc)
             self._saved_gc = None
 
     # -- starting and launching runs ---------------------------------------------------------------
