@@ -66,15 +66,21 @@ def remember(request: Request, response: Response) -> Response:
     """Set the CSRF cookie on ``response`` if this request made a new one."""
     made = getattr(request.state, "csrf", None)
     if made is not None:
-        response.set_cookie(
-            CSRF_COOKIE,
-            made,
-            path=PATH,
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-        )
+        _set_cookie(request, response, CSRF_COOKIE, made)
     return response
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    """Every console cookie: only for /console, never read by scripts, never sent by
+    another site, and only over https when the console is served so."""
+    response.set_cookie(
+        name,
+        value,
+        path=PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
 
 
 async def form_of(request: Request) -> dict[str, str]:
@@ -89,14 +95,7 @@ async def form_of(request: Request) -> dict[str, str]:
 
 
 def sign_in(request: Request, response: Response, secret: str) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        secret,
-        path=PATH,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    _set_cookie(request, response, SESSION_COOKIE, secret)
 
 
 def sign_out(response: Response) -> None:
