@@ -361,6 +361,10 @@ async def complete_task(
             return task, False
         await store.write(
             [
+                # Wait for a worker parking the run at this moment (a lock on its row, as
+                # send_signal's guard takes): else neither would see the other's change,
+                # and the run would wait forever for the answer given.
+                UpdateRun(task.run_id, if_status=UNFINISHED, required=False),
                 UpdateTask(
                     task.run_id,
                     task_id,

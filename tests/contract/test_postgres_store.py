@@ -24,7 +24,7 @@ from legato.storage.admin import database_status, migrate_database
 from legato.storage.base import SCHEMA_VERSION
 from legato.storage.postgres import PostgresStore
 from legato.storage.postgres._migrate import migrations as postgres_migrations
-from tests.contract.ops import append, new_run, set_run
+from tests.contract.ops import T0, append, new_run, new_task, set_run
 from tests.fixtures.db import POSTGRES_URL, new_schema, postgres_url
 
 pytestmark = pytest.mark.postgres_only
@@ -337,4 +337,37 @@ async def test_reads_go_on_after_the_server_drops_every_session_of_the_store() -
         await store.write([new_run("r2")])  # the writer's session is tried, then replaced
         assert await store.get_run("r2") is not None
     finally:
+        await store.close()
+
+
+async def test_a_task_answered_while_its_worker_parks_the_run_still_wakes_it() -> None:
+    # The worker's park (the run becomes waiting, unowned; it wakes itself only for a
+    # signal it can see) and the answer (a signal; it wakes the run only if it is waiting
+    # and unowned) commit at the same moment, neither seeing the other's change: without
+    # a lock between them the run would wait forever for an answer already given.
+    from legato.lifecycle import complete_task
+
+    url = postgres_url()
+    migrate_database(url)
+    store = open_store(url)
+    await store.open()
+    schema = url.split("schema=")[1].split("&")[0]
+    parking = psycopg.connect(POSTGRES_URL, autocommit=True)
+    try:
+        await store.write([new_run("r1", owner="w1"), new_task("r1", "r1:2")])
+        parking.execute("BEGIN")
+        parking.execute(  # the park, its signal check done, not committed yet
+            f"UPDATE {schema}.runs SET status = 'waiting', owner = NULL, wake_at = NULL "
+            "WHERE run_id = 'r1'"
+        )
+        answering = asyncio.ensure_future(complete_task(store, "r1:2", b'"yes"', T0 + 5))
+        await asyncio.sleep(0.3)
+        parking.execute("COMMIT")
+        done, changed = await asyncio.wait_for(answering, 10)
+        assert changed and done is not None
+        run = await store.get_run("r1")
+        assert run is not None and run.status.value == "waiting"
+        assert run.wake_at is not None  # due: a worker claims it and reads the answer
+    finally:
+        parking.close()
         await store.close()
